@@ -1,0 +1,3 @@
+from devicefit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""Load a LiteRT interpreter: ai-edge-litert, else tflite-runtime, else TensorFlow's copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def interpreter_class() -> tuple[type, str]:
+    """The interpreter class and a label naming the runtime and its version."""
+    try:
+        from ai_edge_litert import interpreter as litert
+
+        return litert.Interpreter, f"ai-edge-litert {_version('ai-edge-litert')}"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, f"tflite-runtime {_version('tflite-runtime')}"
+    except ImportError:
+        pass
+    import tensorflow as tf
+
+    return tf.lite.Interpreter, f"tensorflow {tf.__version__}"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def make_interpreter(model_content: bytes, num_threads: int) -> Any:
+    """An interpreter for ``model_content``; ``num_threads`` is always explicit."""
+    cls, _ = interpreter_class()
+    return cls(model_content=model_content, num_threads=int(num_threads))

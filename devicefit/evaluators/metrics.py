@@ -1,0 +1,79 @@
+"""Task metrics, computed on the outputs of the TFLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from devicefit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    kind: Literal["classification", "regression"]
+    unit: str
+    default_max_drop: float  # in the metric's own unit
+    fn: Callable[[np.ndarray, np.ndarray], float]
+
+    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(self.fn(np.asarray(y_true), np.asarray(y_pred)))
+
+    def drop(self, reference: float, value: float) -> float:
+        """How much worse ``value`` is than ``reference`` (positive = worse), in the metric's unit."""
+        return reference - value if self.higher_is_better else value - reference
+
+
+def _labels(y_true: np.ndarray) -> np.ndarray:
+    y = np.asarray(y_true)
+    if y.ndim > 1 and y.shape[-1] > 1:  # one-hot
+        return y.argmax(-1)
+    return y.reshape(-1).astype(np.int64)
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return 100.0 * float(np.mean(y_pred.reshape(len(y_pred), -1).argmax(-1) == _labels(y_true)))
+
+
+def top5(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    scores = y_pred.reshape(len(y_pred), -1)
+    k = min(5, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return 100.0 * float(np.mean((top == _labels(y_true)[:, None]).any(axis=1)))
+
+
+def psnr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean per-sample PSNR in dB; data in [0, 1] (or [0, 255] when the targets exceed 1)."""
+    peak = 255.0 if float(np.max(y_true)) > 1.5 else 1.0
+    pred = np.clip(y_pred.astype(np.float64), 0.0, peak)
+    err = ((pred - y_true.astype(np.float64)) ** 2).reshape(len(y_true), -1).mean(axis=1)
+    err = np.maximum(err, 1e-12)
+    return float(np.mean(10.0 * np.log10(peak**2 / err)))
+
+
+def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean((y_pred.astype(np.float64) - y_true.astype(np.float64)) ** 2))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("accuracy", True, "classification", "%", 1.0, accuracy),
+    "top5": Metric("top5", True, "classification", "%", 1.0, top5),
+    # fidelity: top-1 agreement with the original model; the task loader turns the
+    # original model's predictions into labels, so it is computed like accuracy.
+    "fidelity": Metric("fidelity", True, "classification", "%", 1.0, accuracy),
+    "psnr": Metric("psnr", True, "regression", "dB", 0.3, psnr),
+    "mse": Metric("mse", False, "regression", "", 0.0, mse),
+}
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise UsageError(
+            f"--metric: unknown metric {name!r}; choose one of {', '.join(METRICS)}"
+        ) from None

@@ -1,0 +1,65 @@
+"""Keras model -> TFLite flatbuffer, at the input shape the model ships with."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from devicefit.errors import TrialFailed
+from devicefit.quiet import silence_tensorflow
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+Configure = Callable[[Any], None]
+
+
+def to_tflite(
+    model: keras.Model, input_shape: tuple[int, ...], configure: Configure | None = None
+) -> bytes:
+    """Convert ``model`` for a fixed ``input_shape`` (batch 1 included).
+
+    ``configure`` sets quantization options on the converter. Models whose
+    inputs have unknown spatial sizes are traced at ``input_shape`` so the file
+    has static shapes, as a device runtime wants. If the Keras path fails on a
+    graph, the SavedModel path is tried, as the TensorFlow docs advise.
+    """
+    errors: list[str] = []
+    static = tuple(model.inputs[0].shape[1:]) == tuple(input_shape[1:]) if model.inputs else False
+    builds = (_from_keras_model, _from_saved_model) if static else (_from_saved_model,)
+    for build in builds:
+        with tempfile.TemporaryDirectory(prefix="devicefit-export-") as folder:
+            try:
+                converter = build(model, input_shape, folder)
+                if configure is not None:
+                    configure(converter)
+                return bytes(converter.convert())
+            except Exception as exc:  # noqa: BLE001 - conversion errors come in many types
+                errors.append(f"{build.__name__}: {type(exc).__name__}: {str(exc)[:300]}")
+    raise TrialFailed("TFLite conversion failed: " + " | ".join(errors))
+
+
+def _signature(model: keras.Model, input_shape: tuple[int, ...]) -> tf.TensorSpec:
+    # Batch left open (-1 in the file's shape signature) so hosts can evaluate in
+    # batches; the file's default shape is still batch 1, as benchmarks run it.
+    dtype = model.inputs[0].dtype if model.inputs else "float32"
+    return tf.TensorSpec(shape=(None, *input_shape[1:]), dtype=dtype, name="input")
+
+
+def _from_keras_model(model: keras.Model, input_shape: tuple[int, ...], folder: str) -> Any:
+    # Concrete functions traced from a Keras 3 model convert with unfrozen (NaN)
+    # weights in TF 2.21, so only the Keras and SavedModel paths are used.
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _from_saved_model(model: keras.Model, input_shape: tuple[int, ...], folder: str) -> Any:
+    export = keras.export.ExportArchive()
+    export.track(model)
+    export.add_endpoint(
+        "serve", lambda x: model(x, training=False), input_signature=[_signature(model, input_shape)]
+    )
+    export.write_out(folder, verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(folder)

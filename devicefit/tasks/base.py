@@ -1,0 +1,62 @@
+"""A Task: the trained model to compress, its data splits, its metric and shipped input shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from devicefit.evaluators.metrics import Metric
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass
+class Task:
+    """Everything a trial needs to know about the model being compressed.
+
+    ``input_shape`` is the shape the shipped TFLite file takes, batch 1 included
+    (fully convolutional models are trained on patches but ship at a fixed size).
+    ``info`` carries task facts worth reporting (e.g. the bicubic PSNR of ``sr``).
+    """
+
+    name: str
+    model: keras.Model
+    data: Splits
+    metric: Metric
+    input_shape: tuple[int, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def calibration(self) -> np.ndarray:
+        """Training inputs for full-integer calibration (never the test split)."""
+        return self.data.x_train[:128].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to load a task in any process: a built-in name, or a user model + data file."""
+
+    builtin: str | None = None
+    model_path: str | None = None
+    data_path: str | None = None
+    metric: str | None = None  # None: the built-in task's own metric
+
+    def label(self) -> str:
+        if self.builtin:
+            return self.builtin
+        from pathlib import Path
+
+        return Path(self.model_path or "model").stem
