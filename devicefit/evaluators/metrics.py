@@ -24,7 +24,7 @@ class Metric:
         return float(self.fn(np.asarray(y_true), np.asarray(y_pred)))
 
     def drop(self, reference: float, value: float) -> float:
-        """How much worse ``value`` is than ``reference`` (positive = worse), in the metric's unit."""
+        """How much worse ``value`` is than ``reference`` (positive = worse), in metric units."""
         return reference - value if self.higher_is_better else value - reference
 
 

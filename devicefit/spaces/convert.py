@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -33,10 +35,13 @@ def to_tflite(
     for build in builds:
         with tempfile.TemporaryDirectory(prefix="devicefit-export-") as folder:
             try:
-                converter = build(model, input_shape, folder)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    converter = build(model, input_shape, folder)
                 if configure is not None:
                     configure(converter)
-                return bytes(converter.convert())
+                # Keras' exporter prints its signature to stdout on every call.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    return bytes(converter.convert())
             except Exception as exc:  # noqa: BLE001 - conversion errors come in many types
                 errors.append(f"{build.__name__}: {type(exc).__name__}: {str(exc)[:300]}")
     raise TrialFailed("TFLite conversion failed: " + " | ".join(errors))
@@ -59,7 +64,9 @@ def _from_saved_model(model: keras.Model, input_shape: tuple[int, ...], folder: 
     export = keras.export.ExportArchive()
     export.track(model)
     export.add_endpoint(
-        "serve", lambda x: model(x, training=False), input_signature=[_signature(model, input_shape)]
+        "serve",
+        lambda x: model(x, training=False),
+        input_signature=[_signature(model, input_shape)],
     )
     export.write_out(folder, verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(folder)

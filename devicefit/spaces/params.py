@@ -63,9 +63,8 @@ class Choice:
         allowed = set(self.options)
         unknown = [v for v in value if v not in allowed]
         if unknown:
-            raise UsageError(
-                f"{where}: unknown choice(s) {unknown}; allowed: {', '.join(map(str, self.options))}"
-            )
+            allowed_text = ", ".join(map(str, self.options))
+            raise UsageError(f"{where}: unknown choice(s) {unknown}; allowed: {allowed_text}")
         return Choice(tuple(value))
 
     def validate(self, where: str) -> None:

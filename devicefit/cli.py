@@ -1,0 +1,205 @@
+"""Command line: one verb per subcommand; parses, then calls the package.
+
+Exit codes: 0 ok, 1 the run failed, 2 bad usage or input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from devicefit.errors import UsageError
+
+EXAMPLES = {
+    "search": "devicefit search --task digits --trials 30 --seed 0\n"
+    "  devicefit search --model net.keras --data data.npz --metric accuracy --trials 100\n"
+    "  devicefit search --config study.toml --workers 2",
+    "resume": "devicefit resume results/digits-20261125-120000 --trials 50",
+    "report": "devicefit report results/digits-20261125-120000",
+    "export": "devicefit export results/digits-20261125-120000 --trial 17 --out shipped/",
+    "benchmark": "devicefit benchmark model.tflite --threads 1 --min-seconds 2",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep one line
+        raise UsageError(message)
+
+
+def _sub(subs: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    return subs.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog="example:\n  " + EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="devicefit", description="Compress Keras models for real devices.")
+    subs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    s = _sub(subs, "search", "Start a multi-objective compression search.")
+    s.add_argument("--config", help="TOML study file; flags override its values")
+    s.add_argument("--task", help="built-in task: digits or sr")
+    s.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
+    s.add_argument("--data", help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test]")
+    s.add_argument("--metric", help="accuracy, top5, psnr, mse or fidelity")
+    s.add_argument("--trials", type=int, help="complete trials wanted (default 30)")
+    s.add_argument("--seed", type=int, help="sampler and training seed (default 0)")
+    s.add_argument("--sampler", help="tpe (default), nsga2 or random")
+    s.add_argument("--workers", type=int, help="trials run in this many processes (default 1)")
+    s.add_argument("--study", help="study name (default: task and time)")
+    s.add_argument("--storage", help="Optuna storage URL (default: results/<study>/study.db)")
+    s.add_argument("--results", help="folder for study folders (default: results)")
+    s.add_argument(
+        "--max-metric-drop",
+        type=float,
+        dest="max_metric_drop",
+        help="constraint: largest metric loss vs float32 (default 1 point, 0.3 dB)",
+    )
+    s.add_argument("--device", help="where latency is measured (default: local)")
+    s.add_argument("--threads", type=int, help="interpreter threads when measuring (default 1)")
+    s.add_argument("--techniques", help="comma-separated technique names (default: all)")
+
+    r = _sub(subs, "resume", "Continue a study until it has the requested complete trials.")
+    r.add_argument("folder", help="the study's results folder")
+    r.add_argument("--trials", type=int, help="new target of complete trials")
+    r.add_argument("--workers", type=int)
+    r.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
+
+    p = _sub(subs, "report", "Print the Pareto front; write report.html, pareto.json, trials.csv.")
+    p.add_argument("folder")
+    p.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
+
+    e = _sub(subs, "export", "Copy one trial's TFLite file out with a model card.")
+    e.add_argument("folder")
+    e.add_argument("--trial", type=int, required=True)
+    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
+
+    b = _sub(subs, "benchmark", "Measure one TFLite file the way a search does.")
+    b.add_argument("file")
+    b.add_argument("--device", default="local")
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--min-runs", type=int, default=50, dest="min_runs")
+    b.add_argument("--min-seconds", type=float, default=1.0, dest="min_seconds")
+    b.add_argument("--json", action="store_true", help="print the measurement as JSON")
+    return parser
+
+
+def _search(args: argparse.Namespace, console: Console) -> int:
+    from devicefit.config import build_config
+    from devicefit.search.run import start_search
+
+    flags = {
+        key: getattr(args, key)
+        for key in (
+            "task",
+            "model",
+            "data",
+            "metric",
+            "trials",
+            "seed",
+            "sampler",
+            "workers",
+            "study",
+            "storage",
+            "results",
+            "max_metric_drop",
+            "device",
+            "threads",
+        )
+    }
+    if args.techniques:
+        flags["techniques"] = [t.strip() for t in args.techniques.split(",") if t.strip()]
+    return start_search(build_config(args.config, flags), console)
+
+
+def _resume(args: argparse.Namespace, console: Console) -> int:
+    from devicefit.search.run import resume_search
+
+    return resume_search(Path(args.folder), console, args.storage, args.trials, args.workers)
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from devicefit.results.records import load_study_record
+    from devicefit.results.report import print_report, write_report
+
+    record = load_study_record(Path(args.folder), args.storage)
+    print_report(record, console)
+    for path in write_report(record, Path(args.folder)):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def _export(args: argparse.Namespace, console: Console) -> int:
+    from devicefit.results.export import export_trial
+    from devicefit.results.records import load_study_record
+
+    record = load_study_record(Path(args.folder), args.storage)
+    for path in export_trial(record, args.trial, Path(args.out)):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from devicefit.errors import TrialFailed
+    from devicefit.evaluators.base import BenchmarkSpec
+    from devicefit.evaluators.local import get_evaluator
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"FILE: not found: {path}")
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise UsageError(f"FILE: {path} is not a TFLite flatbuffer")
+    if args.threads < 1 or args.min_runs < 1 or args.min_seconds < 0:
+        raise UsageError("--threads and --min-runs must be >= 1, --min-seconds >= 0")
+    evaluator = get_evaluator(args.device)
+    spec = BenchmarkSpec(args.threads, 5, args.min_runs, args.min_seconds)
+    try:
+        m = evaluator.measure(data, spec)
+    except TrialFailed as exc:
+        console.print(f"[red]benchmark failed:[/] {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(m.to_dict()))
+    else:
+        console.print(
+            f"{path.name} on {args.device}: median {m.median_ms:.3f} ms, p90 {m.p90_ms:.3f} ms, "
+            f"min {m.min_ms:.3f} ms, std {m.std_ms:.3f} ms over {m.count} runs, "
+            f"{m.threads} thread(s), peak memory {m.peak_memory_mb:.1f} MB ({m.runtime})"
+        )
+    return 0
+
+
+VERBS = {
+    "search": _search,
+    "resume": _resume,
+    "report": _report,
+    "export": _export,
+    "benchmark": _benchmark,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        args = build_parser().parse_args(argv)
+        return VERBS[args.verb](args, console)
+    except UsageError as exc:
+        err.print(f"devicefit: error: {exc}", markup=False, highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

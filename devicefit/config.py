@@ -1,0 +1,135 @@
+"""The study configuration: a TOML study file, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from devicefit.errors import UsageError
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study needs; each field is also a study-file key and a flag."""
+
+    task: str | None = None
+    model: str | None = None
+    data: str | None = None
+    metric: str | None = None
+    trials: int = 30
+    seed: int = 0
+    sampler: str = "tpe"
+    workers: int = 1
+    study: str | None = None
+    storage: str | None = None
+    results: str = "results"
+    max_metric_drop: float | None = None
+    device: str = "local"
+    threads: int = 1
+    min_runs: int = 50
+    min_seconds: float = 1.0
+    techniques: tuple[str, ...] | None = None  # None: all
+    ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["techniques"] = list(self.techniques) if self.techniques is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "study file") -> StudyConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values = dict(data)
+        if values.get("techniques") is not None:
+            values["techniques"] = tuple(values["techniques"])
+        config = cls(**values)
+        config.validate(where)
+        return config
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        data = {**asdict(self), **{k: v for k, v in changes.items() if v is not None}}
+        if data.get("techniques") is not None:
+            data["techniques"] = tuple(data["techniques"])
+        return StudyConfig(**data)
+
+    def validate(self, where: str = "config") -> None:
+        _check_types(self, where)
+        if self.task and self.model:
+            raise UsageError(f"{where}: give either --task or --model, not both")
+        if not self.task and not self.model:
+            raise UsageError(f"{where}: nothing to compress: give --task NAME or --model FILE")
+        if self.model and not self.data:
+            raise UsageError(f"{where}: --model needs --data FILE.npz")
+        if self.trials < 1:
+            raise UsageError(f"--trials: must be at least 1, got {self.trials}")
+        if self.workers < 1:
+            raise UsageError(f"--workers: must be at least 1, got {self.workers}")
+        if self.threads < 1:
+            raise UsageError(f"--threads: must be at least 1, got {self.threads}")
+        if self.sampler not in SAMPLERS:
+            raise UsageError(
+                f"--sampler: unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+            )
+        if self.max_metric_drop is not None and self.max_metric_drop < 0:
+            raise UsageError(f"--max-metric-drop: must be >= 0, got {self.max_metric_drop}")
+        if self.min_runs < 1 or self.min_seconds < 0:
+            raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
+
+
+def _check_types(config: StudyConfig, where: str) -> None:
+    expected = {
+        "trials": int,
+        "seed": int,
+        "workers": int,
+        "threads": int,
+        "min_runs": int,
+        "min_seconds": (int, float),
+        "max_metric_drop": (int, float, type(None)),
+        "ranges": dict,
+    }
+    for name, types in expected.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise UsageError(f"{where}: {name} has the wrong type ({value!r})")
+    for name in ("task", "model", "data", "metric", "study", "storage", "sampler", "device"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{where}: {name} must be a string, got {value!r}")
+
+
+def load_study_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML study file into a flat dict of StudyConfig keys."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--config: file not found: {file}")
+    try:
+        data = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config: {file} is not valid TOML: {exc}") from None
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def build_config(file: str | Path | None, flags: dict[str, Any]) -> StudyConfig:
+    """Study file values, then the flags that were given (flags win)."""
+    data = load_study_file(file) if file else {}
+    where = f"--config {file}" if file else "flags"
+    base = StudyConfig.from_dict(data, where) if data else None
+    given = {k: v for k, v in flags.items() if v is not None}
+    if base is None:
+        return StudyConfig.from_dict(given, "flags")
+    merged = {**base.to_dict(), **given}
+    if merged.get("task") and "model" in given:
+        merged["task"] = None  # a --model flag replaces the file's task
+    if merged.get("model") and "task" in given:
+        merged["model"] = merged["data"] = None if "data" not in given else merged["data"]
+        merged["model"] = None
+    return StudyConfig.from_dict(merged, where)

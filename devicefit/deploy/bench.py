@@ -1,0 +1,90 @@
+"""The measuring loop, run in a fresh process on the device.
+
+Usage: python -m devicefit.deploy.bench MODEL.tflite '{"threads": 1, ...}'
+prints one JSON object. Only the stdlib, numpy and a LiteRT runtime are used,
+so the same loop runs on a Raspberry Pi agent and in the host's child process.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from devicefit.deploy.runtime import interpreter_class
+
+DEFAULT_SPEC: dict[str, Any] = {"threads": 1, "warmup": 5, "min_runs": 50, "min_seconds": 1.0}
+
+
+def _rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux: the peak resident set of this process so far.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _random_inputs(interp: Any, rng: np.random.Generator) -> None:
+    for detail in interp.get_input_details():
+        shape, dtype = detail["shape"], detail["dtype"]
+        if np.issubdtype(dtype, np.floating):
+            value = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            value = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+        interp.set_tensor(detail["index"], value)
+
+
+def benchmark(model_content: bytes, spec: dict[str, Any]) -> dict[str, Any]:
+    """Warm up, then invoke until both ``min_runs`` and ``min_seconds`` are reached."""
+    spec = {**DEFAULT_SPEC, **spec}
+    cls, runtime = interpreter_class()
+    rss_before = _rss_mb()
+    start = time.perf_counter()
+    interp = cls(model_content=model_content, num_threads=int(spec["threads"]))
+    interp.allocate_tensors()
+    init_ms = (time.perf_counter() - start) * 1000.0
+    _random_inputs(interp, np.random.default_rng(0))
+    start = time.perf_counter()
+    interp.invoke()
+    first_ms = (time.perf_counter() - start) * 1000.0
+    for _ in range(int(spec["warmup"])):
+        interp.invoke()
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < int(spec["min_runs"]) or time.perf_counter() - began < spec["min_seconds"]:
+        t0 = time.perf_counter()
+        interp.invoke()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    arr = np.asarray(times)
+    peak = _rss_mb()
+    return {
+        "median_ms": float(np.median(arr)),
+        "p90_ms": float(np.percentile(arr, 90)),
+        "min_ms": float(arr.min()),
+        "mean_ms": float(arr.mean()),
+        "std_ms": float(arr.std()),
+        "count": int(arr.size),
+        "threads": int(spec["threads"]),
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "peak_memory_mb": peak,
+        "model_memory_mb": max(0.0, peak - rss_before),
+        "runtime": runtime,
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with open(argv[0], "rb") as handle:
+        content = handle.read()
+    result = benchmark(content, json.loads(argv[1]))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

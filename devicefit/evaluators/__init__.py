@@ -1,0 +1,1 @@
+"""Host side: task metric on the TFLite file, file statistics, device evaluators."""

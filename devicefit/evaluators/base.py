@@ -1,0 +1,66 @@
+"""The DeviceEvaluator plugin point: measure a TFLite file on one device."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    threads: int = 1
+    warmup: int = 5
+    min_runs: int = 50
+    min_seconds: float = 1.0
+    timeout_s: float = 300.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Measurement:
+    """One device's numbers for one file. A number the device cannot give is None,
+    with the reason in ``unavailable`` — never 0 and never invented."""
+
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    std_ms: float
+    count: int
+    threads: int
+    mean_ms: float | None = None
+    init_ms: float | None = None
+    first_inference_ms: float | None = None
+    peak_memory_mb: float | None = None
+    model_memory_mb: float | None = None
+    runtime: str | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class DeviceEvaluator(ABC):
+    """Measures latency (and what else the device exposes) of a TFLite file.
+
+    Contract (tests/evaluators/test_conformance.py): warm-up, then repeats until
+    both ``spec.min_runs`` and ``spec.min_seconds`` are reached; reports median,
+    p90, min, std and count; a failure to run the file raises TrialFailed with
+    the reason; metrics it cannot read are None with a reason.
+    """
+
+    name: str
+
+    @abstractmethod
+    def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+        """Measure ``tflite`` once per ``spec``."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}

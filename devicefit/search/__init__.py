@@ -1,0 +1,1 @@
+"""Study lifecycle, the trial pipeline, executors and fine-tuning."""

@@ -1,0 +1,38 @@
+"""What a devicefit study stores in Optuna, so reports can be built from any storage.
+
+Study user attributes:
+  "devicefit": {"task": label, "metric": {"name", "higher_is_better", "unit"},
+                "objectives": [{"name", "direction", "unit", "device"?}, ...],
+                "max_metric_drop": float, "reference_metric": float | None,
+                "devices": {"local": {...}}, "version": str}
+  ``objectives`` is in the order of the trial values; the first is the task metric,
+  then one latency objective (ms) per device, named "latency_<device>".
+
+Trial user attributes:
+  "plan": Plan.to_dict(); "plan_short": Plan.short()
+  "baseline": "float32" | "float16" | "int8"   (only on the enqueued reference trials)
+  "metrics": {"metric": float, "metric_drop": float, "size_bytes": int, "macs": int,
+              "params": int, "latency": {device: measurement dict (median_ms, p90_ms,
+              min_ms, std_ms, count, threads, peak_memory_mb, ...)},
+              "notes": [str], "timings_s": {stage: seconds}}
+  "fail_reason": str                            (failed trials)
+  "retry_of": int                               (a re-run of a trial a dead driver left)
+The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)``
+(feasible when <= 0). Artifacts live in ``<results folder>/trials/<number>/``:
+``model.tflite``, ``plan.json``, ``metrics.json``.
+
+Results folder file ``study.json``: {"study_name", "storage" (null = the folder's
+study.db), "config": StudyConfig as a dict, "created": ISO time}.
+"""
+
+STUDY_KEY = "devicefit"
+PLAN = "plan"
+PLAN_SHORT = "plan_short"
+BASELINE = "baseline"
+METRICS = "metrics"
+FAIL_REASON = "fail_reason"
+RETRY_OF = "retry_of"
+CONSTRAINT = "metric_drop"
+STUDY_FILE = "study.json"
+DB_FILE = "study.db"
+TRIALS_DIR = "trials"

@@ -1,0 +1,134 @@
+"""The Executor plugin point: where trials run. Same results whichever runs them."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import signal
+from abc import ABC, abstractmethod
+
+from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
+
+
+class Executor(ABC):
+    """Runs trial requests and hands back futures of TrialOutput.
+
+    Contract (tests/search/test_executors.py): ``submit`` never raises for a bad
+    candidate (the output carries the error); ``pause``/``resume`` stop and
+    restart all trial work so a latency measurement has the CPU to itself;
+    ``shutdown`` releases the workers.
+    """
+
+    workers: int = 1
+
+    @abstractmethod
+    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]: ...
+
+    def pause(self) -> None:  # noqa: B027 - optional hook
+        """Stop all trial work (no-op where nothing runs beside the driver)."""
+
+    def resume(self) -> None:  # noqa: B027 - optional hook
+        """Let trial work continue."""
+
+    @abstractmethod
+    def shutdown(self, cancel: bool = False) -> None: ...
+
+
+class InProcessExecutor(Executor):
+    """Runs each trial at submit time in the calling process (debugging, tests)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.workers = 1
+        _configure_threads(threads)
+
+    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
+        future: cf.Future[TrialOutput] = cf.Future()
+        future.set_result(run_trial(request))
+        return future
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass
+
+
+class ProcessPoolExecutor(Executor):
+    """N spawned worker processes, each recycled after ``recycle_after`` trials because
+    the TFLite converter leaks memory on every call."""
+
+    def __init__(
+        self, workers: int, threads: int, log_path: str | None = None, recycle_after: int = 20
+    ) -> None:
+        self.workers = workers
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            max_tasks_per_child=recycle_after,
+            initializer=_init_worker,
+            initargs=(threads, log_path),
+        )
+        self._paused: list[int] = []
+
+    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
+        return self._pool.submit(run_trial, request)
+
+    def _pids(self) -> list[int]:
+        # The pool keeps its live worker processes here; there is no public accessor.
+        processes = getattr(self._pool, "_processes", None) or {}
+        return list(processes)
+
+    def pause(self) -> None:
+        self._paused = []
+        for pid in self._pids():
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                self._paused.append(pid)
+            except ProcessLookupError:
+                pass
+
+    def resume(self) -> None:
+        for pid in self._paused:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self._paused = []
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self.resume()
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        if cancel:
+            for pid in self._pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def _configure_threads(threads: int) -> None:
+    from devicefit.quiet import silence_tensorflow
+
+    silence_tensorflow()
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialized in this process
+        pass
+
+
+def _init_worker(threads: int, log_path: str | None) -> None:
+    # Workers ignore Ctrl-C: the driver decides what happens to running trials.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log_path:
+        # TensorFlow's C++ code writes straight to fds 1 and 2; keep it off the terminal.
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    _configure_threads(threads)
+
+
+def make_executor(workers: int, log_path: str | None = None) -> Executor:
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    return ProcessPoolExecutor(workers, threads, log_path)

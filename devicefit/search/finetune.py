@@ -1,0 +1,139 @@
+"""Fine-tuning with knowledge distillation from the original model, keeping the best epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from devicefit.quiet import silence_tensorflow
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+
+from devicefit.tasks.base import Task  # noqa: E402
+
+TEMPERATURE = 4.0
+ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the teacher
+LEARNING_RATE = 5e-4
+_TEACHER_CACHE: dict[int, np.ndarray] = {}
+
+
+def outputs_are_probabilities(model: keras.Model) -> bool:
+    """Whether the model ends in a softmax (so distillation must work on log-probs)."""
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", "") == "softmax" or last.__class__.__name__ == "Softmax"
+
+
+def teacher_outputs(task: Task) -> np.ndarray:
+    """The original model's outputs on the training inputs, computed once per process."""
+    key = id(task)
+    if key not in _TEACHER_CACHE:
+        _TEACHER_CACHE[key] = task.model.predict(task.data.x_train, verbose=0, batch_size=64)
+    return _TEACHER_CACHE[key]
+
+
+def _classification_loss(classes: int, probabilities: bool) -> Any:
+    from keras import ops
+
+    def loss(y: Any, pred: Any) -> Any:
+        truth, teacher = y[:, :classes], y[:, classes:]
+        if probabilities:
+            pred = ops.log(ops.clip(pred, 1e-7, 1.0))
+            teacher = ops.log(ops.clip(teacher, 1e-7, 1.0))
+        hard = keras.losses.categorical_crossentropy(truth, pred, from_logits=True)
+        soft_t = ops.softmax(teacher / TEMPERATURE)
+        log_s = ops.log_softmax(pred / TEMPERATURE)
+        soft = -ops.sum(soft_t * log_s, axis=-1) * TEMPERATURE**2
+        return ALPHA * hard + (1 - ALPHA) * soft
+
+    return loss
+
+
+def _regression_loss(channels: int) -> Any:
+    from keras import ops
+
+    def loss(y: Any, pred: Any) -> Any:
+        truth, teacher = y[..., :channels], y[..., channels:]
+        hard = ops.mean(ops.square(truth - pred))
+        soft = ops.mean(ops.square(teacher - pred))
+        return ALPHA * hard + (1 - ALPHA) * soft
+
+    return loss
+
+
+class _KeepBest(keras.callbacks.Callback):
+    """Scores the task metric on the validation split after each epoch (and before the
+    first) and restores the best weights at the end."""
+
+    def __init__(self, task: Task, enabled: bool) -> None:
+        super().__init__()
+        self.task, self.enabled = task, enabled
+        self.best: tuple[float, list[np.ndarray]] | None = None
+        self.scores: list[float] = []
+
+    def _score(self) -> float:
+        pred = self.model.predict(self.task.data.x_val, verbose=0, batch_size=64)
+        value = self.task.metric(self.task.data.y_val, pred)
+        self.scores.append(value)
+        return value if self.task.metric.higher_is_better else -value
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        if self.enabled:
+            self.best = (self._score(), self.model.get_weights())
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if not self.enabled:
+            return
+        score = self._score()
+        if self.best is None or score > self.best[0]:
+            self.best = (score, self.model.get_weights())
+
+    def on_train_end(self, logs: Any = None) -> None:
+        if self.enabled and self.best is not None:
+            self.model.set_weights(self.best[1])
+
+
+def finetune(
+    model: keras.Model,
+    task: Task,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+    keep_best: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` in place for ``epochs`` on the training split against labels and
+    the original model's outputs. ``keep_best`` restores the best validation epoch
+    (callers turn it off when a technique's schedule must finish, e.g. sparsity)."""
+    data = task.data
+    teacher = teacher_outputs(task)
+    if task.metric.kind == "classification":
+        classes = teacher.shape[-1]
+        labels = keras.utils.to_categorical(data.y_train.reshape(-1), classes)
+        target = np.concatenate([labels, teacher.reshape(len(teacher), -1)], axis=-1)
+        loss = _classification_loss(classes, outputs_are_probabilities(task.model))
+        batch = 64
+    else:
+        target = np.concatenate([data.y_train, teacher], axis=-1)
+        loss = _regression_loss(data.y_train.shape[-1])
+        batch = 16
+    steps = epochs * int(np.ceil(len(data.x_train) / batch))
+    schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, max(1, steps))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+    keeper = _KeepBest(task, keep_best)
+    model.fit(
+        data.x_train,
+        target,
+        batch_size=batch,
+        epochs=epochs,
+        callbacks=[*callbacks, keeper],
+        verbose=0,
+        shuffle=True,
+    )
+    return {"val_scores": keeper.scores}
+
+
+def steps_per_epoch(task: Task) -> int:
+    batch = 64 if task.metric.kind == "classification" else 16
+    return int(np.ceil(len(task.data.x_train) / batch))

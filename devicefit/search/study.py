@@ -1,0 +1,160 @@
+"""Creating, opening and repairing devicefit studies in any Optuna storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from devicefit import __version__
+from devicefit.config import StudyConfig
+from devicefit.errors import UsageError
+from devicefit.evaluators.metrics import Metric
+from devicefit.search import attrs
+from devicefit.search.artifacts import write_json_atomic
+
+
+def storage_url(folder: Path, storage: str | None) -> str:
+    return storage or f"sqlite:///{(folder / attrs.DB_FILE).resolve()}"
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # group=True because technique parameters exist only when the technique is on.
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UsageError(f"--sampler: unknown sampler {name!r}; choose one of tpe, nsga2, random")
+
+
+def objectives(metric: Metric, device: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": metric.name,
+            "direction": "maximize" if metric.higher_is_better else "minimize",
+            "unit": metric.unit,
+        },
+        {"name": f"latency_{device}", "direction": "minimize", "unit": "ms", "device": device},
+    ]
+
+
+def create_study(
+    config: StudyConfig, folder: Path, metric: Metric, max_drop: float, label: str
+) -> optuna.Study:
+    """Create the results folder and the study; on any failure leave nothing behind."""
+    if (folder / attrs.STUDY_FILE).exists():
+        raise UsageError(
+            f"--study: {folder} already holds a study; continue it with: devicefit resume {folder}"
+        )
+    created_folder = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        objs = objectives(metric, config.device)
+        study = optuna.create_study(
+            study_name=folder.name,
+            storage=storage_url(folder, config.storage),
+            directions=[o["direction"] for o in objs],
+            sampler=make_sampler(config.sampler, config.seed),
+        )
+        study.set_user_attr(
+            attrs.STUDY_KEY,
+            {
+                "task": label,
+                "metric": {
+                    "name": metric.name,
+                    "higher_is_better": metric.higher_is_better,
+                    "unit": metric.unit,
+                },
+                "objectives": objs,
+                "max_metric_drop": max_drop,
+                "reference_metric": None,
+                "version": __version__,
+            },
+        )
+        for mode in ("float32", "float16", "int8"):
+            study.enqueue_trial({}, user_attrs={attrs.BASELINE: mode})
+        write_json_atomic(
+            folder / attrs.STUDY_FILE,
+            {
+                "study_name": folder.name,
+                "storage": config.storage,
+                "config": config.to_dict(),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        _cleanup(folder, created_folder)
+        raise UsageError(
+            f"--study: a study named {folder.name!r} already exists in {config.storage}"
+        ) from None
+    except BaseException:
+        _cleanup(folder, created_folder)
+        raise
+    return study
+
+
+def _cleanup(folder: Path, created: bool) -> None:
+    if created:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_study_file(folder: Path) -> dict[str, Any]:
+    path = folder / attrs.STUDY_FILE
+    if not path.is_file():
+        raise UsageError(f"{folder}: not a devicefit results folder (no {attrs.STUDY_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: corrupt study file: {exc}") from None
+
+
+def open_study(folder: Path, storage: str | None, config: StudyConfig) -> optuna.Study:
+    url = storage_url(folder, storage or os.environ.get("DEVICEFIT_STORAGE") or config.storage)
+    try:
+        return optuna.load_study(
+            study_name=read_study_file(folder)["study_name"],
+            storage=url,
+            sampler=make_sampler(config.sampler, config.seed),
+        )
+    except KeyError as exc:
+        raise UsageError(f"{folder}: study not found in storage {url}: {exc}") from None
+
+
+def recover_interrupted(study: optuna.Study, reason: str) -> list[int]:
+    """Fail trials a dead driver left RUNNING and enqueue each one's re-run with the
+    same plan. Idempotent: a trial already re-enqueued is not enqueued twice, so a
+    driver killed during recovery itself cannot duplicate plans."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(attrs.RETRY_OF) for t in trials}
+    storage = study._storage  # noqa: SLF001 - the storage API is public, the attribute is not
+    recovered = []
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        if trial.number not in retried:
+            user_attrs = {attrs.RETRY_OF: trial.number}
+            if attrs.BASELINE in trial.user_attrs:
+                user_attrs[attrs.BASELINE] = trial.user_attrs[attrs.BASELINE]
+            study.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
+        storage.set_trial_user_attr(trial._trial_id, attrs.FAIL_REASON, reason)  # noqa: SLF001
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
+        recovered.append(trial.number)
+    return recovered
+
+
+def study_info(study: optuna.Study) -> dict[str, Any]:
+    return dict(study.user_attrs[attrs.STUDY_KEY])
+
+
+def set_study_info(study: optuna.Study, **changes: Any) -> None:
+    study.set_user_attr(attrs.STUDY_KEY, {**study_info(study), **changes})

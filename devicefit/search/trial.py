@@ -1,0 +1,119 @@
+"""One trial: build the candidate from its plan, fine-tune, convert, score on the test split.
+
+Runs inside an executor worker. Latency is measured afterwards by the driver, so
+that no measurement ever shares the CPU with another trial's work.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from devicefit.quiet import silence_tensorflow
+
+silence_tensorflow()
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    number: int
+    plan: dict[str, Any]
+    task: Any  # TaskSpec
+    seed: int
+    threads: int = 1
+
+
+@dataclass
+class TrialOutput:
+    number: int
+    tflite: bytes = b""
+    metric: float = float("nan")
+    size_bytes: int = 0
+    macs: int = 0
+    params: int = 0
+    ops: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # set when the candidate failed; the trial fails with it
+
+
+def run_trial(request: TrialRequest) -> TrialOutput:
+    """Never raises for a bad candidate: the failure is returned so the search goes on."""
+    out = TrialOutput(request.number)
+    try:
+        _run(request, out)
+    except Exception as exc:  # noqa: BLE001 - any candidate failure fails only this trial
+        last = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+        out.error = f"{type(exc).__name__}: {exc}{where}"[:2000]
+    return out
+
+
+def _run(request: TrialRequest, out: TrialOutput) -> None:
+    import keras
+
+    from devicefit.evaluators.tflite_predict import predict
+    from devicefit.evaluators.tflite_stats import tflite_stats
+    from devicefit.search.finetune import finetune, steps_per_epoch
+    from devicefit.spaces import get_technique
+    from devicefit.spaces.base import ConvertContext, Plan
+    from devicefit.tasks import load_task
+
+    clock = time.perf_counter()
+    plan = Plan.from_dict(request.plan)
+    task = load_task(request.task)
+    keras.utils.set_random_seed(request.seed)
+    steps = [(get_technique(s.technique), s.params) for s in plan.steps]
+
+    model = _copy(task.model)
+    for tech, params in steps:
+        if tech.stage == "graph":
+            applied = tech.rewrite(model, params)
+            model = applied.model
+            out.notes += [f"{tech.name}: {note}" for note in applied.notes]
+    out.timings_s["build"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    weights = [(t, p) for t, p in steps if t.stage == "weights"]
+    changed = any(t.stage in ("graph", "weights") for t, _ in steps)
+    if plan.finetune_epochs > 0 and changed:
+        total = plan.finetune_epochs * steps_per_epoch(task)
+        callbacks = [cb for t, p in weights for cb in t.training_callbacks(model, p, total)]
+        finetune(model, task, plan.finetune_epochs, callbacks, keep_best=not weights)
+    for tech, params in weights:
+        applied = tech.finalize(model, params)
+        model = applied.model
+        out.notes += [f"{tech.name}: {note}" for note in applied.notes]
+    out.timings_s["finetune"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    converters = [(t, p) for t, p in steps if t.stage == "convert"] or [
+        (get_technique("quantization"), {"mode": "float32"})
+    ]
+    tech, params = converters[-1]
+    ctx = ConvertContext(task.input_shape, task.calibration)
+    out.tflite = tech.convert(model, params, ctx)
+    out.timings_s["convert"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    pred = predict(out.tflite, task.data.x_test, num_threads=request.threads)
+    out.metric = task.metric(task.data.y_test, pred)
+    stats = tflite_stats(out.tflite)
+    out.size_bytes, out.macs, out.params, out.ops = (
+        stats.size_bytes,
+        stats.macs,
+        stats.params,
+        stats.ops,
+    )
+    out.timings_s["evaluate"] = time.perf_counter() - clock
+
+
+def _copy(model: Any) -> Any:
+    """A deep copy, so techniques and training never touch the task's original model."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -1,0 +1,76 @@
+"""SearchSpace: which techniques a study searches and within which ranges; samples Plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from devicefit.errors import UsageError
+from devicefit.spaces.base import STAGE_ORDER, Plan, Step, Technique
+from devicefit.spaces.params import IntRange, ParamSpec, apply_overrides
+
+FINETUNE = "finetune"
+DEFAULT_EPOCHS = IntRange(0, 3)
+
+
+class SearchSpace:
+    """Every trial draws an on/off switch per technique, then that technique's parameters.
+
+    Quantization is always part of the plan (it decides how the file is written);
+    fine-tuning epochs are drawn only when some technique changed the model.
+    """
+
+    def __init__(
+        self, techniques: list[Technique], overrides: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        overrides = dict(overrides or {})
+        names = {t.name for t in techniques}
+        self.epochs = DEFAULT_EPOCHS
+        if FINETUNE in overrides:
+            spec = apply_overrides({"epochs": DEFAULT_EPOCHS}, overrides.pop(FINETUNE), FINETUNE)
+            self.epochs = spec["epochs"]  # type: ignore[assignment]
+            if self.epochs.low < 0:
+                raise UsageError(f"ranges.finetune.epochs: must be >= 0, got {self.epochs.low}")
+        stray = sorted(set(overrides) - names)
+        if stray:
+            raise UsageError(
+                f"ranges: no enabled technique named {', '.join(stray)}; "
+                f"enabled: {', '.join(sorted(names))}"
+            )
+        self.techniques = sorted(techniques, key=lambda t: STAGE_ORDER[t.stage])
+        self.ranges: dict[str, dict[str, ParamSpec]] = {
+            t.name: apply_overrides(t.default_ranges, overrides.get(t.name, {}), f"ranges.{t.name}")
+            for t in self.techniques
+        }
+        if not any(t.stage == "convert" for t in self.techniques):
+            from devicefit.spaces import get_technique
+
+            quant = get_technique("quantization")
+            self.techniques.append(quant)
+            self.ranges[quant.name] = {
+                "mode": quant.default_ranges["mode"].override(
+                    ["float32"], "ranges.quantization.mode"
+                )
+            }
+
+    def sample(self, trial: optuna.Trial) -> Plan:
+        steps: list[Step] = []
+        for tech in self.techniques:
+            if tech.stage != "convert":
+                if not trial.suggest_categorical(f"{tech.name}.on", [False, True]):
+                    continue
+            steps.append(Step(tech.name, tech.sample(trial, self.ranges[tech.name])))
+        changed = any(s.technique != "quantization" for s in steps)
+        epochs = self.epochs.suggest(trial, f"{FINETUNE}.epochs") if changed else 0
+        return Plan(tuple(steps), int(epochs))
+
+    def baseline_modes(self) -> list[str]:
+        """The reference points every front gets: the original model as float32, float16, int8."""
+        return ["float32", "float16", "int8"]
+
+
+def baseline_plan(mode: str) -> Plan:
+    """The original model, converted at ``mode``; built directly, not sampled, so the
+    references exist even when the study file narrows the quantization choices."""
+    return Plan((Step("quantization", {"mode": mode}),), 0)
