@@ -127,13 +127,19 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     return resume_search(Path(args.folder), console, args.storage, args.trials, args.workers)
 
 
+def _storage(flag: str | None) -> str | None:
+    import os
+
+    return flag or os.environ.get("DEVICEFIT_STORAGE") or None
+
+
 def _report(args: argparse.Namespace, console: Console) -> int:
     from devicefit.results.records import load_study_record
     from devicefit.results.report import print_report, write_report
 
-    record = load_study_record(Path(args.folder), args.storage)
+    record = load_study_record(Path(args.folder), _storage(args.storage))
     print_report(record, console)
-    for path in write_report(record, Path(args.folder)):
+    for path in write_report(record, Path(args.folder)).values():
         console.print(f"wrote {path}")
     return 0
 
@@ -142,7 +148,7 @@ def _export(args: argparse.Namespace, console: Console) -> int:
     from devicefit.results.export import export_trial
     from devicefit.results.records import load_study_record
 
-    record = load_study_record(Path(args.folder), args.storage)
+    record = load_study_record(Path(args.folder), _storage(args.storage))
     for path in export_trial(record, args.trial, Path(args.out)):
         console.print(f"wrote {path}")
     return 0

@@ -59,6 +59,7 @@ class Driver:
         target = self.config.trials
         failures, max_failures = 0, max(5, target)
         with SearchProgress(self.console, target, self.complete(), info) as progress:
+            progress.reference_latency = self._reference_latency()
             try:
                 while self.complete() < target:
                     self._fill(target, reference_known=info.get("reference_metric") is not None)
@@ -80,6 +81,12 @@ class Driver:
             finally:
                 self.executor.shutdown(cancel=bool(self.in_flight))
         return 0
+
+    def _reference_latency(self) -> float | None:
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if trial.user_attrs.get(attrs.BASELINE) == "float32":
+                return float(trial.values[1])
+        return None
 
     def _fill(self, target: int, reference_known: bool) -> None:
         # Until the float32 reference is measured, it runs alone: every other trial's

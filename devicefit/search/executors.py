@@ -6,6 +6,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import sys
 from abc import ABC, abstractmethod
 
 from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
@@ -120,6 +121,7 @@ def _configure_threads(threads: int) -> None:
 def _init_worker(threads: int, log_path: str | None) -> None:
     # Workers ignore Ctrl-C: the driver decides what happens to running trials.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     if log_path:
         # TensorFlow's C++ code writes straight to fds 1 and 2; keep it off the terminal.
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -127,6 +129,19 @@ def _init_worker(threads: int, log_path: str | None) -> None:
         os.dup2(fd, 2)
         os.close(fd)
     _configure_threads(threads)
+
+
+def _die_with_parent() -> None:
+    """A worker whose driver was killed (kill -9) must not go on using the CPU."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def make_executor(workers: int, log_path: str | None = None) -> Executor:

@@ -18,7 +18,7 @@ from devicefit.search.study import (
     open_study,
     read_study_file,
     recover_interrupted,
-    study_info,
+    set_study_info,
 )
 from devicefit.spaces import all_techniques, get_technique
 from devicefit.spaces.space import SearchSpace
@@ -60,6 +60,11 @@ def start_search(config: StudyConfig, console: Console) -> int:
         config.max_metric_drop if config.max_metric_drop is not None else metric.default_max_drop
     )
     study = create_study(config, folder, metric, max_drop, spec.label())
+    set_study_info(
+        study,
+        devices={config.device: evaluator.describe()},  # type: ignore[attr-defined]
+        task_info=dict(task.info),  # type: ignore[attr-defined]
+    )
     console.print(f"study [bold]{name}[/] in {folder}  (resume: devicefit resume {folder})")
     return _drive(study, config, folder, space, metric, spec, evaluator, console)
 
@@ -88,6 +93,11 @@ def _drive(study, config, folder, space, metric, spec, evaluator, console) -> in
     driver = Driver(study, config, folder, space, metric, spec, executor, evaluator, console)
     code = driver.run()
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    console.print(f"{complete} complete trials; report: devicefit report {folder}")
-    _ = study_info(study)
+    if complete:
+        from devicefit.results import load_study_record, print_report, write_report
+
+        record = load_study_record(folder, config.storage)
+        print_report(record, console)
+        paths = write_report(record, folder)
+        console.print(f"{complete} complete trials; report: {paths['html']}")
     return code

@@ -1,0 +1,188 @@
+"""Take one trial's model out of a study, with a model card saying what it is and how it ran."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from devicefit import __version__
+from devicefit.errors import UsageError
+from devicefit.results._io import copy_atomic, write_atomic
+from devicefit.results.pareto import compare, pareto_front
+from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.table import fmt_num, fmt_signed, fmt_speedup
+from devicefit.search import attrs
+
+MODEL_FILE = "model.tflite"
+CARD_MD = "MODEL_CARD.md"
+CARD_JSON = "model_card.json"
+
+
+def export_trial(record: StudyRecord, trial_number: int, out_dir: Path) -> list[Path]:
+    """Copy the trial's TFLite file into ``out_dir`` and write its card; returns the 3 paths."""
+    trial = _exportable(record, trial_number)
+    src = Path(record.folder) / attrs.TRIALS_DIR / str(trial.number) / MODEL_FILE
+    if not src.is_file():
+        raise UsageError(f"{src}: artifact missing for trial #{trial.number}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a folder")
+    card = model_card(record, trial, src)
+    # The model first: a card must never describe a file that is not there.
+    return [
+        copy_atomic(src, out_dir / MODEL_FILE),
+        write_atomic(out_dir / CARD_MD, card_markdown(card)),
+        write_atomic(out_dir / CARD_JSON, json.dumps(card, indent=2, default=str) + "\n"),
+    ]
+
+
+def _exportable(record: StudyRecord, number: int) -> TrialRecord:
+    trial = record.trial(number)
+    if trial is None:
+        known = f"0..{max(t.number for t in record.trials)}" if record.trials else "none"
+        raise UsageError(
+            f"{record.folder}: no trial #{number} in study {record.name!r} (trials: {known})"
+        )
+    if not trial.complete:
+        why = f": {trial.fail_reason}" if trial.fail_reason else ""
+        raise UsageError(
+            f"{record.folder}: trial #{number} is {trial.state}{why}; "
+            "only COMPLETE trials can be exported"
+        )
+    return trial
+
+
+def model_card(record: StudyRecord, trial: TrialRecord, model_path: Path) -> dict[str, Any]:
+    cmp = compare(record, trial)
+    m = trial.metrics
+    plan = trial.plan or {"steps": [], "finetune_epochs": 0}
+    latency = {}
+    for obj in record.latency_objectives:
+        device = obj.device or obj.name
+        latency[device] = {**trial.latency(device), "speedup_vs_float32": cmp.speedup.get(device)}
+    data = model_path.read_bytes()
+    return {
+        "devicefit_version": __version__,
+        # The storage URL is left out on purpose: it may carry database credentials.
+        "study": {"name": record.name, "task": record.task, "created_with": record.version},
+        "trial": {
+            "number": trial.number,
+            "baseline": trial.baseline,
+            "on_pareto_front": trial.number in {t.number for t in pareto_front(record)},
+            "feasible": trial.feasible,
+            "started": _iso(trial.datetime_start),
+            "completed": _iso(trial.datetime_complete),
+        },
+        "exported": datetime.now().isoformat(timespec="seconds"),
+        "plan": {**plan, "short": trial.plan_short},
+        "metric": {
+            "name": record.metric.name,
+            "unit": record.metric.unit,
+            "higher_is_better": record.metric.higher_is_better,
+            "value": trial.metric(record.objectives),
+            "change_vs_float32": cmp.metric_change,
+            "reference": cmp.reference,
+            "metric_drop": m.get("metric_drop"),
+            "max_metric_drop": record.max_metric_drop,
+        },
+        "latency": latency,
+        "size_bytes": m.get("size_bytes"),
+        "macs": m.get("macs"),
+        "params": m.get("params"),
+        "size_ratio_vs_float32": cmp.size_ratio,
+        "macs_ratio_vs_float32": cmp.macs_ratio,
+        "devices": {dev: record.devices.get(dev) for dev in latency},
+        "notes": list(m.get("notes") or []),
+        "model": {
+            "file": MODEL_FILE,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    t, met, plan = card["trial"], card["metric"], card["plan"]
+    unit = f" {met['unit']}" if met["unit"] else ""
+    lines = [
+        f"# {card['study']['name']}: trial #{t['number']}",
+        "",
+        f"- Plan: `{plan.get('short') or 'original model'}`",
+        f"- Study: {card['study']['name']} (task {card['study']['task'] or 'n/a'})",
+        f"- Trial completed: {t['completed'] or 'n/a'}; exported: {card['exported']}",
+        f"- devicefit {card['devicefit_version']}"
+        f" (study created with {card['study']['created_with'] or 'n/a'})",
+        f"- File: `{card['model']['file']}`, {card['model']['bytes']} bytes, "
+        f"sha256 `{card['model']['sha256']}`",
+        f"- Baseline: {t['baseline'] or 'no'}; feasible: {t['feasible']}; "
+        f"on the Pareto front: {t['on_pareto_front']}",
+        "",
+        "## Plan, step by step",
+        "",
+    ]
+    for i, step in enumerate(plan.get("steps") or [], start=1):
+        params = ", ".join(f"{k}={v}" for k, v in sorted(step.get("params", {}).items()))
+        lines.append(f"{i}. `{step['technique']}`" + (f": {params}" if params else ""))
+    if not plan.get("steps"):
+        lines.append("(no compression steps)")
+    lines.append(f"\nFine-tuning epochs: {plan.get('finetune_epochs', 0)}")
+    lines += [
+        "",
+        "## Quality",
+        "",
+        f"- {met['name']}: {_num(met['value'])}{unit}",
+        f"- change vs {met['reference'] or 'float32'}: {_num(met['change_vs_float32'], '+')}{unit}",
+        f"- metric drop: {_num(met['metric_drop'])} (allowed: {_num(met['max_metric_drop'])})",
+        "",
+        "## Latency (ms)",
+        "",
+        "| device | median | p90 | min | std | runs | threads | speedup vs float32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dev, lat in card["latency"].items():
+        cells = [lat.get(k) for k in ("median_ms", "p90_ms", "min_ms", "std_ms", "count")]
+        lines.append(
+            f"| {dev} | "
+            + " | ".join(_num(c) for c in cells)
+            + f" | {lat.get('threads', 'n/a')} | {fmt_speedup(lat.get('speedup_vs_float32'))} |"
+        )
+    for dev, lat in card["latency"].items():
+        extra = {k: lat.get(k) for k in ("runtime", "peak_memory_mb", "init_ms")}
+        extra = {k: v for k, v in extra.items() if v is not None}
+        if extra or lat.get("unavailable"):
+            parts = [f"{k} {_num(v)}" for k, v in extra.items()]
+            parts += [
+                f"{k} unavailable ({why})" for k, why in (lat.get("unavailable") or {}).items()
+            ]
+            lines.append(f"\n{dev}: " + "; ".join(parts))
+    lines += ["", "## Size and compute", ""]
+    lines.append(
+        f"- size: {_num(card['size_bytes'])} bytes ({_num(card['size_ratio_vs_float32'])}× float32)"
+    )
+    lines.append(f"- MACs: {_num(card['macs'])} ({_num(card['macs_ratio_vs_float32'])}× float32)")
+    lines.append(f"- parameters: {_num(card['params'])}")
+    lines += ["", "## Devices", ""]
+    for dev, info in card["devices"].items():
+        lines.append(f"- {dev}: {json.dumps(info, sort_keys=True, default=str)}")
+    if card["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in card["notes"]]
+    lines += ["", "Re-measure with `devicefit benchmark model.tflite --device <device>`.", ""]
+    return "\n".join(lines)
+
+
+def _num(value: Any, sign: str = "") -> str:
+    # Same rounding as the report tables, so the card and report.html agree digit for digit.
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return fmt_signed(value) if sign else fmt_num(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")

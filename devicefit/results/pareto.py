@@ -1,0 +1,133 @@
+"""The Pareto front of a study and how each candidate compares with the float32 model.
+
+The front is computed here rather than taken from ``study.best_trials`` so that reports need
+only the plain records (any storage, any Optuna version) and the rule is explicit:
+COMPLETE trials that satisfy the metric-drop constraint and that no other such trial dominates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from devicefit.results.records import StudyRecord, TrialRecord
+
+FLOAT32 = "float32"
+
+
+def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
+    """Whether ``a`` is at least as good as ``b`` on every objective and better on one."""
+    better = False
+    for x, y, up in zip(a, b, maximize, strict=True):
+        if up:
+            x, y = -x, -y  # compare everything as minimisation
+        if x > y:
+            return False
+        if x < y:
+            better = True
+    return better
+
+
+def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """Indices of the points no other point dominates (equal points all stay), in input order.
+
+    Quadratic, which is fine for studies of hundreds or a few thousand trials.
+    """
+    return [
+        i
+        for i, p in enumerate(points)
+        if not any(dominates(q, p, maximize) for j, q in enumerate(points) if j != i)
+    ]
+
+
+def eligible(record: StudyRecord, trial: TrialRecord) -> bool:
+    """A trial that may be on the front: completed, feasible, with every objective value."""
+    return (
+        trial.complete and trial.feasible and all(o.name in trial.values for o in record.objectives)
+    )
+
+
+def pareto_front(record: StudyRecord) -> list[TrialRecord]:
+    """Front members in trial-number order."""
+    candidates = [t for t in record.trials if eligible(record, t)]
+    points = [[t.values[o.name] for o in record.objectives] for t in candidates]
+    maximize = [o.maximize for o in record.objectives]
+    return [candidates[i] for i in non_dominated(points, maximize)]
+
+
+def status(record: StudyRecord, trial: TrialRecord, front_numbers: set[int]) -> str:
+    """One word for plots and tables: front, dominated, infeasible, or the trial state."""
+    if not trial.complete:
+        return trial.state.lower()
+    if not trial.feasible:
+        return "infeasible"
+    return "front" if trial.number in front_numbers else "dominated"
+
+
+def float32_baseline(record: StudyRecord) -> TrialRecord | None:
+    """The completed float32 reference trial (the first one, if a retry completed twice)."""
+    return next((t for t in record.trials if t.baseline == FLOAT32 and t.complete), None)
+
+
+@dataclass
+class Comparison:
+    """A trial against the float32 baseline; None where a number is not available."""
+
+    speedup: dict[str, float | None] = field(default_factory=dict)  # device -> × faster
+    metric_change: float | None = None  # trial metric - reference, in the metric's unit
+    reference: str = ""  # what the metric change is measured against
+    size_ratio: float | None = None  # trial size / float32 size
+    macs_ratio: float | None = None
+
+
+def compare(record: StudyRecord, trial: TrialRecord) -> Comparison:
+    base = float32_baseline(record)
+    out = Comparison()
+    metric = trial.metric(record.objectives)
+    if base is not None:
+        ref = base.metric(record.objectives)
+        out.reference = f"float32 trial #{base.number}"
+    else:
+        # No float32 trial completed: fall back to the metric measured before the search.
+        ref = record.reference_metric
+        out.reference = "reference metric" if ref is not None else ""
+    if metric is not None and ref is not None:
+        out.metric_change = metric - ref
+    for obj in record.latency_objectives:
+        mine = trial.latency_median(obj)
+        theirs = base.latency_median(obj) if base is not None else None
+        ok = mine is not None and theirs is not None and mine > 0
+        out.speedup[obj.device or obj.name] = theirs / mine if ok else None
+    if base is not None:
+        out.size_ratio = _ratio(trial.metrics.get("size_bytes"), base.metrics.get("size_bytes"))
+        out.macs_ratio = _ratio(trial.metrics.get("macs"), base.metrics.get("macs"))
+    return out
+
+
+def by_latency(record: StudyRecord, trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """Fastest first on the first device; trials without a latency go last."""
+    objs = record.latency_objectives
+    if not objs:
+        return list(trials)
+
+    def key(t: TrialRecord) -> tuple[bool, float, int]:
+        median = t.latency_median(objs[0])
+        return (median is None, median or 0.0, t.number)
+
+    return sorted(trials, key=key)
+
+
+def best_candidate(record: StudyRecord, front: Sequence[TrialRecord]) -> TrialRecord | None:
+    """The headline pick: the fastest feasible trial that is not the float32 model itself.
+
+    Every front member already meets the metric-drop budget, so speed decides.
+    """
+    picks = [t for t in front if t.baseline != FLOAT32]
+    ordered = by_latency(record, picks)
+    return ordered[0] if ordered else None
+
+
+def _ratio(num: object, den: object) -> float | None:
+    if not isinstance(num, int | float) or not isinstance(den, int | float) or den == 0:
+        return None
+    return float(num) / float(den)

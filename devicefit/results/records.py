@@ -1,0 +1,221 @@
+"""A study as reports see it: plain records read once from study.json and the Optuna storage.
+
+Reports never touch Optuna objects directly, so every report (terminal, HTML, JSON, CSV,
+model card) is built from the same numbers, whichever storage the study lives in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from devicefit.errors import UsageError
+from devicefit.search import attrs
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    direction: str  # "maximize" | "minimize"
+    unit: str = ""
+    device: str | None = None  # set on latency objectives
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool
+    unit: str = ""
+
+    def label(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    state: str  # optuna TrialState name: COMPLETE, FAIL, PRUNED, RUNNING, WAITING
+    values: dict[str, float]  # objective name -> value; empty unless the trial completed
+    plan: dict[str, Any] | None
+    plan_short: str
+    metrics: dict[str, Any]
+    baseline: str | None
+    fail_reason: str | None
+    feasible: bool
+    constraints: dict[str, float] = field(default_factory=dict)
+    retry_of: int | None = None
+    datetime_start: datetime | None = None
+    datetime_complete: datetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "COMPLETE"
+
+    def metric(self, objectives: list[Objective]) -> float | None:
+        """The task metric; the stored metrics win, the first objective value is the fallback."""
+        value = self.metrics.get("metric")
+        if value is None and objectives:
+            value = self.values.get(objectives[0].name)
+        return None if value is None else float(value)
+
+    def latency(self, device: str) -> dict[str, Any]:
+        """The device's measurement dict (median_ms, p90_ms, ...), {} if not measured."""
+        return dict((self.metrics.get("latency") or {}).get(device) or {})
+
+    def latency_median(self, objective: Objective) -> float | None:
+        """Median ms on the objective's device; the objective value if the dict lacks it."""
+        median = self.latency(objective.device or "").get("median_ms")
+        if median is None:
+            median = self.values.get(objective.name)
+        return None if median is None else float(median)
+
+
+@dataclass
+class StudyRecord:
+    name: str
+    folder: Path
+    storage: str
+    objectives: list[Objective]
+    metric: MetricInfo
+    reference_metric: float | None
+    max_metric_drop: float | None
+    trials: list[TrialRecord]
+    task: str = ""
+    devices: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    created: str | None = None
+
+    @property
+    def latency_objectives(self) -> list[Objective]:
+        return [o for o in self.objectives if o.device is not None]
+
+    def trial(self, number: int) -> TrialRecord | None:
+        return next((t for t in self.trials if t.number == number), None)
+
+
+def load_study_record(folder: Path, storage: str | None = None) -> StudyRecord:
+    """Read ``folder/study.json`` and the Optuna study it names; ``storage`` overrides its URL."""
+    folder = Path(folder)
+    info = _read_study_json(folder)
+    name = info.get("study_name")
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{folder / attrs.STUDY_FILE}: no study_name")
+    url = storage or info.get("storage") or _default_storage(folder)
+    study = _load_optuna_study(folder, name, url)
+
+    meta = study.user_attrs.get(attrs.STUDY_KEY)
+    if not isinstance(meta, dict):
+        raise UsageError(f"{folder}: study {name!r} has no devicefit attributes")
+    objectives = _objectives(meta, [d.name.lower() for d in study.directions])
+    metric_meta = meta.get("metric") or {}
+    metric = MetricInfo(
+        name=str(metric_meta.get("name", objectives[0].name)),
+        higher_is_better=bool(metric_meta.get("higher_is_better", objectives[0].maximize)),
+        unit=str(metric_meta.get("unit", objectives[0].unit)),
+    )
+    return StudyRecord(
+        name=name,
+        folder=folder,
+        storage=url,
+        objectives=objectives,
+        metric=metric,
+        reference_metric=_float_or_none(meta.get("reference_metric")),
+        max_metric_drop=_float_or_none(meta.get("max_metric_drop")),
+        trials=[_trial_record(t, objectives) for t in study.get_trials(deepcopy=False)],
+        task=str(meta.get("task", "")),
+        devices=dict(meta.get("devices") or {}),
+        version=str(meta.get("version", "")),
+        config=dict(info.get("config") or {}),
+        created=info.get("created"),
+    )
+
+
+def _read_study_json(folder: Path) -> dict[str, Any]:
+    path = folder / attrs.STUDY_FILE
+    if not path.is_file():
+        raise UsageError(f"{folder}: not a devicefit results folder (no {attrs.STUDY_FILE})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object")
+    return data
+
+
+def _default_storage(folder: Path) -> str:
+    db = folder.resolve() / attrs.DB_FILE
+    # SQLite would silently create an empty database and report "no such study"; say what's wrong.
+    if not db.is_file():
+        raise UsageError(f"{folder}: study.json names no storage and {attrs.DB_FILE} is missing")
+    return f"sqlite:///{db}"
+
+
+def _load_optuna_study(folder: Path, name: str, url: str) -> Any:
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        raise UsageError(f"{folder}: study {name!r} not found in storage {url}") from None
+    except Exception as exc:  # storage backends raise their own types (sqlalchemy, grpc, ...)
+        raise UsageError(f"{folder}: cannot open storage {url} ({exc})") from None
+
+
+def _objectives(meta: dict[str, Any], directions: list[str]) -> list[Objective]:
+    raw = meta.get("objectives") or []
+    if len(raw) != len(directions):
+        raise UsageError(
+            f"study attributes list {len(raw)} objectives but the study has {len(directions)}"
+        )
+    out = []
+    for i, (item, direction) in enumerate(zip(raw, directions, strict=True)):
+        name = str(item.get("name") or f"objective_{i}")
+        device = item.get("device")
+        if device is None and name.startswith("latency_"):
+            device = name[len("latency_") :]
+        # Optuna's own directions are what it optimised; the attrs only name and label them.
+        out.append(Objective(name, direction, str(item.get("unit", "")), device))
+    return out
+
+
+def _trial_record(trial: Any, objectives: list[Objective]) -> TrialRecord:
+    user = trial.user_attrs
+    values: dict[str, float] = {}
+    if trial.values is not None:
+        values = {o.name: float(v) for o, v in zip(objectives, trial.values, strict=False)}
+    # Optuna 5 keeps constraints as system attrs "constraints:<key>" (older: a list under
+    # "constraints"); FrozenTrial.constraints merges both. Feasible = every value <= 0, as Optuna.
+    constraints = {k: float(v) for k, v in trial.constraints.items()}
+    retry = user.get(attrs.RETRY_OF)
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        values=values,
+        plan=user.get(attrs.PLAN),
+        plan_short=str(user.get(attrs.PLAN_SHORT, "")),
+        metrics=dict(user.get(attrs.METRICS) or {}),
+        baseline=user.get(attrs.BASELINE),
+        fail_reason=user.get(attrs.FAIL_REASON),
+        feasible=all(v <= 0.0 for v in constraints.values()),
+        constraints=constraints,
+        retry_of=None if retry is None else int(retry),
+        datetime_start=trial.datetime_start,
+        datetime_complete=trial.datetime_complete,
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value

@@ -1,0 +1,132 @@
+"""The front as rows of text, shared by the terminal table and the HTML report.
+
+One row builder keeps the two views showing the same numbers with the same rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from devicefit.results.pareto import best_candidate, by_latency, compare
+from devicefit.results.records import Objective, StudyRecord, TrialRecord
+
+NA = "—"
+
+
+@dataclass
+class Rows:
+    headers: list[str]
+    rows: list[list[str]]
+    baseline: list[str | None]  # the baseline kind of each row, for highlighting
+    numbers: list[int]
+
+
+def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
+    """Front members sorted by latency on the first device, one list of cells each."""
+    devices = [o.device or o.name for o in record.latency_objectives]
+    multi = len(devices) > 1
+    unit = f" ({record.metric.unit})" if record.metric.unit else ""
+    headers = ["#", f"{record.metric.name}{unit}", "Δ vs float32"]
+    for dev in devices:
+        prefix = f"{dev} " if multi else ""
+        headers += [f"{prefix}latency ms (p90)", f"{prefix}speedup"]
+    headers += ["size KB", "MACs (M)", "params", "plan"]
+
+    out = Rows(headers, [], [], [])
+    for trial in by_latency(record, front):
+        cmp = compare(record, trial)
+        label = str(trial.number) + (f" ({trial.baseline})" if trial.baseline else "")
+        cells = [label, fmt_num(trial.metric(record.objectives)), fmt_signed(cmp.metric_change)]
+        for obj, dev in zip(record.latency_objectives, devices, strict=True):
+            cells += [fmt_latency(trial, obj), fmt_speedup(cmp.speedup.get(dev))]
+        m = trial.metrics
+        cells += [
+            fmt_scaled(m.get("size_bytes"), 1024.0, "{:.1f}"),
+            fmt_scaled(m.get("macs"), 1e6, "{:.2f}"),
+            fmt_scaled(m.get("params"), 1.0, "{:,.0f}"),
+            trial.plan_short or "(original)",
+        ]
+        out.rows.append(cells)
+        out.baseline.append(trial.baseline)
+        out.numbers.append(trial.number)
+    return out
+
+
+def front_table(record: StudyRecord, front: Sequence[TrialRecord]) -> Table:
+    rows = front_rows(record, front)
+    completed = sum(t.complete for t in record.trials)
+    table = Table(
+        title=f"Pareto front of {record.name}: {len(front)} of {completed} completed trials",
+        title_justify="left",
+    )
+    for i, header in enumerate(rows.headers):
+        last = i == len(rows.headers) - 1
+        table.add_column(header, justify="left" if last else "right", overflow="fold")
+    for cells, baseline in zip(rows.rows, rows.baseline, strict=True):
+        table.add_row(*cells, style="cyan" if baseline else None)
+    return table
+
+
+def fmt_num(value: float | None) -> str:
+    # Two decimals read well for %, dB and ms; tiny values (MSE) keep significant digits.
+    if value is None:
+        return NA
+    return f"{value:.2f}" if value == 0 or 0.01 <= abs(value) < 1e5 else f"{value:.3g}"
+
+
+def fmt_signed(value: float | None) -> str:
+    if value is None:
+        return NA
+    return f"{value:+.2f}" if value == 0 or 0.01 <= abs(value) < 1e5 else f"{value:+.3g}"
+
+
+def fmt_speedup(value: float | None) -> str:
+    return NA if value is None else f"{value:.2f}×"
+
+
+def fmt_latency(trial: TrialRecord, objective: Objective) -> str:
+    median = trial.latency_median(objective)
+    p90 = trial.latency(objective.device or "").get("p90_ms")
+    if median is None:
+        return NA
+    return fmt_num(median) + (f" ({fmt_num(p90)})" if p90 is not None else "")
+
+
+def fmt_scaled(value: object, scale: float, pattern: str) -> str:
+    if not isinstance(value, int | float):
+        return NA
+    return pattern.format(value / scale)
+
+
+def headline(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
+    """One sentence: the best feasible candidate against the float32 model."""
+    completed = [t for t in record.trials if t.complete]
+    if not completed:
+        return f"{record.name}: no completed trials yet."
+    if not front:
+        drop = record.max_metric_drop
+        budget = f"{drop:g} {record.metric.unit}".strip() if drop is not None else "the budget"
+        return (
+            f"{record.name}: no feasible candidate; every completed trial lost more than "
+            f"{budget} of {record.metric.name}."
+        )
+    best = best_candidate(record, front)
+    if best is None:
+        return f"{record.name}: only the float32 model is on the front; nothing beat it."
+    cmp = compare(record, best)
+    speeds = [
+        f"{fmt_speedup(s)} on {dev}" if s is not None else f"speedup n/a on {dev}"
+        for dev, s in cmp.speedup.items()
+    ]
+    unit = f" {record.metric.unit}" if record.metric.unit else ""
+    if cmp.metric_change is None:
+        change = f"{record.metric.name} change n/a (no float32 trial or reference metric)"
+    else:
+        change = f"{record.metric.name} {fmt_signed(cmp.metric_change)}{unit} vs {cmp.reference}"
+    return (
+        f"Best feasible candidate: trial #{best.number} ({best.plan_short or 'original'}): "
+        f"{', '.join(speeds) or 'no latency'}; {change}."
+    )

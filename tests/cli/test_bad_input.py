@@ -1,0 +1,108 @@
+"""Every bad input: one clear line naming it, exit code 2, and no study folder left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from devicefit.cli import main
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("user")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.save(folder / "net.keras")
+    rng = np.random.default_rng(0)
+
+    def split(n: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        return rng.random((n, *shape), dtype=np.float32), rng.integers(0, 3, n)
+
+    good = {}
+    for name, n in (("train", 30), ("val", 10)):
+        good[f"x_{name}"], good[f"y_{name}"] = split(n, (8, 8, 1))
+    np.savez(folder / "good.npz", **good)
+    bad = dict(good)
+    bad["x_train"] = rng.random((30, 9, 9, 1), dtype=np.float32)
+    np.savez(folder / "wrong_shape.npz", **bad)
+    (folder / "corrupt.keras").write_bytes(b"this is not a zip archive")
+    (folder / "bad_range.toml").write_text(
+        'task = "digits"\n[ranges.lowrank]\nrank_ratio = [0.9, 0.1]\n'
+    )
+    return {
+        "model": folder / "net.keras",
+        "good": folder / "good.npz",
+        "wrong_shape": folder / "wrong_shape.npz",
+        "corrupt": folder / "corrupt.keras",
+        "bad_range": folder / "bad_range.toml",
+    }
+
+
+CASES = {
+    "missing model": (["--model", "{folder}/nope.keras", "--data", "{good}"], "--model"),
+    "corrupt model": (["--model", "{corrupt}", "--data", "{good}"], "--model"),
+    "wrong data shape": (["--model", "{model}", "--data", "{wrong_shape}"], "(9, 9, 1)"),
+    "unknown technique": (["--task", "digits", "--techniques", "lowrank,magic"], "magic"),
+    "unknown metric": (["--model", "{model}", "--data", "{good}", "--metric", "f1"], "--metric"),
+    "unknown sampler": (["--task", "digits", "--sampler", "cmaes"], "--sampler"),
+    "invalid range": (["--config", "{bad_range}"], "ranges.lowrank.rank_ratio"),
+    "unknown task": (["--task", "imagenet"], "--task"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_exits_2_and_writes_nothing(
+    case: str, user_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args, needle = CASES[case]
+    fmt = {k: str(v) for k, v in user_files.items()} | {"folder": str(tmp_path)}
+    argv = ["search", *(a.format(**fmt) for a in args), "--results", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("devicefit: error:") and needle in err
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_real_process_exit_code(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devicefit",
+            "search",
+            "--task",
+            "digits",
+            "--sampler",
+            "x",
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "--sampler: unknown sampler 'x'" in done.stderr
+
+
+def test_benchmark_rejects_non_tflite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer at all")
+    assert main(["benchmark", str(tmp_path / "x.tflite")]) == 2
+    assert "not a TFLite flatbuffer" in capsys.readouterr().err
+
+
+def test_resume_of_a_non_study_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not a devicefit results folder" in capsys.readouterr().err

@@ -1,0 +1,43 @@
+"""Shared fixtures. Built-in tasks are trained once per test session into one cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from devicefit.quiet import silence_tensorflow
+
+silence_tensorflow()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # CI sets DEVICEFIT_CACHE to a fresh folder; a developer's run keeps its own cache.
+    if "DEVICEFIT_CACHE" not in os.environ:
+        os.environ["DEVICEFIT_CACHE"] = str(tmp_path_factory.mktemp("devicefit-cache"))
+
+
+@pytest.fixture()
+def tiny_tflite() -> bytes:
+    """A real, small float32 TFLite file."""
+    import keras
+
+    from devicefit.spaces.convert import to_tflite
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    return to_tflite(model, (1, 16, 16, 3))
+
+
+@pytest.fixture()
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]

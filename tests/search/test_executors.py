@@ -1,0 +1,82 @@
+"""Conformance suite for every Executor: same results whichever runs the trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devicefit.search.executors import Executor, InProcessExecutor, ProcessPoolExecutor
+from devicefit.search.trial import TrialOutput, TrialRequest
+from devicefit.spaces.base import Plan, Step
+from devicefit.tasks.base import TaskSpec
+
+DIGITS = TaskSpec("digits")
+PRUNED = Plan(
+    (Step("channel_pruning", {"ratio": 0.5}), Step("quantization", {"mode": "float32"})), 1
+)
+BROKEN = Plan((Step("no_such_technique", {}),), 0)
+
+
+def _executor(kind: str) -> Executor:
+    if kind == "in-process":
+        return InProcessExecutor(threads=1)
+    return ProcessPoolExecutor(workers=1, threads=1)
+
+
+KINDS = ["in-process", "process-pool"]
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, dict[str, TrialOutput]]:
+    """Each executor runs the same two requests: a real candidate and a broken one."""
+    results = {}
+    for kind in KINDS:
+        executor = _executor(kind)
+        try:
+            futures = {
+                "pruned": executor.submit(TrialRequest(1, PRUNED.to_dict(), DIGITS, seed=0)),
+                "broken": executor.submit(TrialRequest(2, BROKEN.to_dict(), DIGITS, seed=0)),
+            }
+            results[kind] = {name: f.result(timeout=600) for name, f in futures.items()}
+        finally:
+            executor.shutdown()
+    return results
+
+
+@pytest.mark.parametrize("kind", KINDS)
+class TestExecutorConformance:
+    def test_candidate_is_built_converted_and_scored(self, outputs: dict, kind: str) -> None:
+        out = outputs[kind]["pruned"]
+        assert out.error is None
+        assert out.tflite[4:8] == b"TFL3"
+        assert out.metric > 80 and out.macs > 0 and out.params > 0
+        assert {"build", "finetune", "convert", "evaluate"} <= set(out.timings_s)
+
+    def test_bad_candidate_fails_without_raising(self, outputs: dict, kind: str) -> None:
+        error = outputs[kind]["broken"].error
+        assert error and "no_such_technique" in error
+
+    def test_same_results_as_in_process(self, outputs: dict, kind: str) -> None:
+        out, ref = outputs[kind]["pruned"], outputs["in-process"]["pruned"]
+        assert out.macs == ref.macs and out.params == ref.params
+        assert out.metric == pytest.approx(ref.metric, abs=1.0)
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+
+
+def test_pause_stops_pool_workers_and_resume_restarts_them() -> None:
+    executor = ProcessPoolExecutor(workers=2, threads=1)
+    try:
+        future = executor.submit(TrialRequest(0, PRUNED.to_dict(), DIGITS, seed=0))
+        pids = executor._pids()
+        assert pids
+        executor.pause()
+        assert all(_state(pid) == "T" for pid in pids)
+        executor.resume()
+        assert all(_state(pid) != "T" for pid in pids)
+        assert future.result(timeout=600).error is None
+    finally:
+        executor.shutdown()

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from devicefit.config import build_config
+from devicefit.errors import UsageError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_flags_override_the_study_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'task = "digits"\ntrials = 12\nseed = 3\nsampler = "random"\n')
+    config = build_config(path, {"trials": 40, "seed": None})
+    assert (config.task, config.trials, config.seed, config.sampler) == ("digits", 40, 3, "random")
+
+
+def test_study_file_holds_ranges_and_techniques(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        'task = "sr"\ntechniques = ["lowrank", "quantization"]\n'
+        "[ranges.lowrank]\nrank_ratio = [0.2, 0.6]\n[ranges.finetune]\nepochs = [1, 2]\n",
+    )
+    config = build_config(path, {})
+    assert config.techniques == ("lowrank", "quantization")
+    assert config.ranges["lowrank"]["rank_ratio"] == [0.2, 0.6]
+
+
+def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'task = "digits"\n')
+    config = build_config(path, {"model": "m.keras", "data": "d.npz"})
+    assert config.task is None and config.model == "m.keras"
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "message"),
+    [
+        ('task = "digits"\ncolour = 3\n', {}, "unknown key(s) colour"),
+        ('task = "digits"\ntrials = "many"\n', {}, "trials has the wrong type"),
+        ("task = [", {}, "is not valid TOML"),
+        ('task = "digits"\n', {"sampler": "cmaes"}, "--sampler: unknown sampler 'cmaes'"),
+        ('task = "digits"\n', {"trials": 0}, "--trials: must be at least 1"),
+        ('task = "digits"\n', {"max_metric_drop": -1.0}, "--max-metric-drop: must be >= 0"),
+        ('model = "m.keras"\n', {}, "--model needs --data"),
+        ("seed = 1\n", {}, "nothing to compress"),
+    ],
+)
+def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_config(_write(tmp_path, text), flags)
+
+
+def test_missing_study_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--config: file not found"):
+        build_config(tmp_path / "nope.toml", {})

@@ -1,0 +1,190 @@
+"""Real searches through the real CLI: digits task, SQLite study, local device.
+
+Slow (minutes): run with ``pytest -m slow``; CI runs them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from devicefit.search import attrs
+
+pytestmark = pytest.mark.slow
+
+FAST_STUDY = """
+task = "digits"
+seed = 0
+min_runs = 20
+min_seconds = 0.3
+[ranges.finetune]
+epochs = [0, 1]
+"""
+
+
+def _cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devicefit", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _study(folder: Path) -> optuna.Study:
+    return optuna.load_study(study_name=folder.name, storage=f"sqlite:///{folder / 'study.db'}")
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(FAST_STUDY + extra)
+    return path
+
+
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(TrialState.COMPLETE,))
+
+
+def test_search_report_export(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    run = _cli(
+        "search",
+        "--config",
+        str(config),
+        "--trials",
+        "6",
+        "--study",
+        "e2e",
+        "--results",
+        str(tmp_path),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "e2e"
+    study = _study(folder)
+    complete = _complete(study)
+    assert len(complete) == 6
+    baselines = {t.user_attrs.get(attrs.BASELINE): t for t in complete}
+    assert {"float32", "float16", "int8"} <= set(baselines)
+    for trial in complete:
+        files = folder / "trials" / str(trial.number)
+        assert (files / "model.tflite").stat().st_size > 1000
+        metrics = json.loads((files / "metrics.json").read_text())
+        assert metrics["metric"] == pytest.approx(trial.values[0])
+        assert metrics["latency"]["local"]["median_ms"] == pytest.approx(trial.values[1])
+        assert json.loads((files / "plan.json").read_text()) == trial.user_attrs[attrs.PLAN]
+    f32 = baselines["float32"].user_attrs[attrs.METRICS]
+    assert f32["metric"] > 90 and f32["macs"] > 1_000_000
+
+    report = _cli("report", str(folder))
+    assert report.returncode == 0, report.stderr
+    for name in ("report.html", "pareto.json", "trials.csv"):
+        assert (folder / name).stat().st_size > 0
+
+    number = baselines["int8"].number
+    out = tmp_path / "shipped"
+    export = _cli("export", str(folder), "--trial", str(number), "--out", str(out))
+    assert export.returncode == 0, export.stderr
+    assert (out / "model.tflite").read_bytes() == (
+        folder / "trials" / str(number) / "model.tflite"
+    ).read_bytes()
+
+
+def test_kill_driver_then_resume(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    folder = tmp_path / "killed"
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devicefit",
+            "search",
+            "--config",
+            str(config),
+            "--trials",
+            "6",
+            "--study",
+            "killed",
+            "--results",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600
+    before: dict[int, tuple] = {}
+    while time.time() < deadline:
+        time.sleep(1.0)
+        if not (folder / "study.db").exists() or driver.poll() is not None:
+            continue
+        trials = _study(folder).get_trials()
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if len(complete) >= 3 and running and running[0].user_attrs.get(attrs.PLAN):
+            os.kill(driver.pid, signal.SIGKILL)  # the driver only, as kill -9 PID
+            driver.wait()
+            before = {t.number: (t.values, t.params, t.user_attrs[attrs.PLAN]) for t in complete}
+            killed = running[0]
+            break
+    assert before, "the driver never reached a mid-trial state to kill"
+
+    resume = _cli("resume", str(folder))
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    study = _study(folder)
+    complete = _complete(study)
+    assert len(complete) == 6
+    after = {t.number: (t.values, t.params, t.user_attrs[attrs.PLAN]) for t in complete}
+    for number, record in before.items():
+        assert after[number] == record  # every earlier complete trial unchanged
+    assert study.get_trials()[killed.number].state == TrialState.FAIL
+    reruns = [t for t in complete if t.user_attrs.get(attrs.RETRY_OF) == killed.number]
+    assert len(reruns) == 1 and reruns[0].user_attrs[attrs.PLAN] == killed.user_attrs[attrs.PLAN]
+    plans = [json.dumps(t.user_attrs[attrs.PLAN], sort_keys=True) for t in complete]
+    assert plans.count(json.dumps(killed.user_attrs[attrs.PLAN], sort_keys=True)) == 1
+    for trial in complete:
+        assert (folder / "trials" / str(trial.number) / "model.tflite").is_file()
+
+
+def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
+    """The float16 and int8 baselines run side by side on two workers, so each is measured
+    while the other worker holds a trial: the pause must keep that work off the CPU."""
+    config = _config(tmp_path)
+    config.write_text(config.read_text().replace("min_seconds = 0.3", "min_seconds = 1.5"))
+    run = _cli(
+        "search",
+        "--config",
+        str(config),
+        "--trials",
+        "5",
+        "--workers",
+        "2",
+        "--study",
+        "w2",
+        "--results",
+        str(tmp_path),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "w2"
+    for trial in _complete(_study(folder)):
+        if trial.user_attrs.get(attrs.BASELINE) not in ("float32", "float16"):
+            continue
+        stored = trial.values[1]
+        alone = _cli(
+            "benchmark",
+            str(folder / "trials" / str(trial.number) / "model.tflite"),
+            "--min-seconds",
+            "1.5",
+            "--json",
+        )
+        assert alone.returncode == 0, alone.stderr
+        median = json.loads(alone.stdout.strip().splitlines()[-1])["median_ms"]
+        assert abs(stored - median) / median <= 0.10, (
+            trial.user_attrs[attrs.BASELINE],
+            stored,
+            median,
+        )
