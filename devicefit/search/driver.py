@@ -49,6 +49,7 @@ class Driver:
     evaluator: DeviceEvaluator
     console: Console = field(default_factory=Console)
     in_flight: dict[cf.Future[TrialOutput], _InFlight] = field(default_factory=dict)
+    fatal: str | None = None
 
     def complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -56,6 +57,8 @@ class Driver:
     def run(self) -> int:
         """Run until the study has ``config.trials`` complete trials. Exit code."""
         info = study_info(self.study)
+        if info.get("reference_metric") is None:
+            self._ensure_reference_trial()
         target = self.config.trials
         failures, max_failures = 0, max(5, target)
         with SearchProgress(self.console, target, self.complete(), info) as progress:
@@ -68,6 +71,9 @@ class Driver:
                         ok = self._finish(future, self.in_flight.pop(future), progress)
                         failures += 0 if ok else 1
                         info = study_info(self.study)
+                    if self.fatal:
+                        self.console.print(f"[red]stopping: {self.fatal}")
+                        return 1
                     if failures >= max_failures:
                         self.console.print(
                             f"[red]stopping: {failures} trials failed; see fail_reason in "
@@ -81,6 +87,14 @@ class Driver:
             finally:
                 self.executor.shutdown(cancel=bool(self.in_flight))
         return 0
+
+    def _ensure_reference_trial(self) -> None:
+        """A study whose float32 baseline failed (or never ran) gets it queued again."""
+        pending = (TrialState.WAITING, TrialState.RUNNING)
+        for trial in self.study.get_trials(deepcopy=False, states=pending):
+            if trial.user_attrs.get(attrs.BASELINE) == "float32":
+                return
+        self.study.enqueue_trial({}, user_attrs={attrs.BASELINE: "float32"})
 
     def _reference_latency(self) -> float | None:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -157,6 +171,9 @@ class Driver:
         return True
 
     def _fail(self, job: _InFlight, reason: str, progress: Any) -> bool:
+        if job.trial.user_attrs.get(attrs.BASELINE) == "float32":
+            # Every constraint is measured against this trial: without it, nothing can go on.
+            self.fatal = f"the original model (float32 baseline) failed: {reason}"
         job.trial.set_user_attr(attrs.FAIL_REASON, reason)
         self.study.tell(job.trial, state=TrialState.FAIL)
         progress.trial_failed(job.trial.number, job.plan, reason)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
 
+from devicefit.quiet import silence_tensorflow
 from devicefit.spaces.base import ConvertContext, Technique
 from devicefit.spaces.convert import to_tflite
 from devicefit.spaces.params import Choice
+
+silence_tensorflow()
+
+import keras  # noqa: E402
 
 MODES = ("float32", "float16", "dynamic_int8", "int8")
 CALIBRATION_SAMPLES = 100

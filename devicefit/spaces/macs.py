@@ -1,0 +1,90 @@
+"""Multiply-accumulate count of a Keras model, from its layers' shapes.
+
+Only a proxy: devicefit ranks candidates by measured latency, but MACs tell a
+structural technique's effect apart from noise and go into the report.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from devicefit.quiet import silence_tensorflow
+from devicefit.spaces.graph import Shape, as_functional, graph_view
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+
+L = keras.layers
+
+
+def keras_macs(model: keras.Model, input_shape: tuple[int, ...] | None = None) -> int:
+    """MACs of one forward pass of one sample (batch excluded).
+
+    Counts Conv2D (``out_h*out_w*kh*kw*cin*cout/groups``), DepthwiseConv2D,
+    SeparableConv2D and Dense (``positions*in*units``); nested models are
+    counted through. ``input_shape`` (batch included) is needed when the model
+    has unknown spatial sizes, e.g. a fully-convolutional ``(None, None, 1)`` input.
+    """
+    if isinstance(model, keras.Sequential):
+        model = as_functional(model)
+    shapes = layer_shapes(model, input_shape)
+    view = graph_view(model)
+    total = 0
+    for name, (in_shape, out_shape) in shapes.items():
+        total += view.calls.get(name, 1) * _layer_macs(view.layers[name], in_shape, out_shape)
+    return total
+
+
+def layer_shapes(
+    model: keras.Model, input_shape: tuple[int, ...] | None = None
+) -> dict[str, tuple[Shape, Shape]]:
+    """First input and output shape of every layer, at ``input_shape`` if given."""
+    view = graph_view(model)
+    if input_shape is None or tuple(model.inputs[0].shape[1:]) == tuple(input_shape[1:]):
+        return view.shapes
+    if len(model.inputs) != 1:
+        raise ValueError("input_shape is supported for single-input models only")
+    shapes: dict[str, tuple[Shape, Shape]] = {}
+
+    # Symbolic shape inference only: compute_output_spec adds no nodes to the
+    # original layers, unlike calling them on new KerasTensors would.
+    def record(op: Any, *args: Any, **kwargs: Any) -> Any:
+        spec = op.compute_output_spec(*args, **kwargs)
+        first_in = next((a for a in keras.tree.flatten(args) if hasattr(a, "shape")), None)
+        first_out = keras.tree.flatten(spec)[0]
+        shapes.setdefault(op.name, (_shape(first_in), _shape(first_out)))
+        return spec
+
+    spec = keras.KerasTensor((None, *input_shape[1:]), dtype=model.inputs[0].dtype)
+    model._run_through_graph([spec], call_fn=record)
+    return shapes  # input layers never pass through call_fn; they have no MACs
+
+
+def _shape(tensor: Any) -> Shape:
+    return tuple(tensor.shape) if tensor is not None else ()
+
+
+def _layer_macs(layer: Any, in_shape: Shape, out_shape: Shape) -> int:
+    if isinstance(layer, keras.Model):
+        return keras_macs(layer, (1, *in_shape[1:]))
+    if not isinstance(layer, L.Conv2D | L.DepthwiseConv2D | L.SeparableConv2D | L.Dense):
+        return 0
+    if any(d is None for d in (*in_shape[1:], *out_shape[1:])):
+        raise ValueError(
+            f"layer {layer.name!r} has unknown sizes {in_shape} -> {out_shape}; "
+            "pass input_shape to keras_macs"
+        )
+    if isinstance(layer, L.Dense):
+        return prod(in_shape[1:-1]) * int(in_shape[-1]) * layer.units
+    channels_last = layer.data_format == "channels_last"
+    cin = int(in_shape[-1] if channels_last else in_shape[1])
+    spatial = prod(out_shape[1:3] if channels_last else out_shape[2:4])
+    taps = prod(layer.kernel_size)
+    if isinstance(layer, L.DepthwiseConv2D):
+        return spatial * taps * cin * layer.depth_multiplier
+    if isinstance(layer, L.SeparableConv2D):
+        depthwise = spatial * taps * cin * layer.depth_multiplier
+        return depthwise + spatial * cin * layer.depth_multiplier * layer.filters
+    return spatial * taps * (cin // layer.groups) * layer.filters

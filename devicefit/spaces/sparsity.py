@@ -1,0 +1,165 @@
+"""Unstructured magnitude pruning of Conv/Dense kernels, on a polynomial schedule.
+
+Follows tensorflow-model-optimization's ``prune_low_magnitude`` with
+``PolynomialDecay(power=3)`` (Zhu & Gupta 2017, "To prune, or not to prune"),
+rewritten for Keras 3 because TF-MOT rejects Keras 3 models: each layer's
+smallest-magnitude weights are zeroed, the fraction rising fast at first and
+slowly near the target so the network can adapt during fine-tuning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from devicefit.quiet import silence_tensorflow
+from devicefit.spaces.base import Applied, Technique
+from devicefit.spaces.params import FloatRange
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+
+# Variables holding multiplicative weights; biases and normalization stay dense.
+KERNEL_ATTRS = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
+def polynomial_sparsity(
+    step: int, end_step: int, target: float, initial: float = 0.0, power: int = 3
+) -> float:
+    """``s_t = s_f + (s_i - s_f) * (1 - t / T) ** power``, with ``t`` clamped to ``[0, T]``."""
+    if end_step <= 0:
+        return target
+    progress = min(max(step / end_step, 0.0), 1.0)
+    return target + (initial - target) * (1.0 - progress) ** power
+
+
+def magnitude_mask(values: np.ndarray, sparsity: float) -> np.ndarray:
+    """A mask zeroing exactly ``round(sparsity * size)`` entries of smallest magnitude."""
+    count = int(round(sparsity * values.size))
+    mask = np.ones(values.shape, dtype=values.dtype)
+    if count <= 0:
+        return mask
+    if count >= values.size:
+        return np.zeros_like(mask)
+    smallest = np.argpartition(np.abs(values).ravel(), count - 1)[:count]
+    mask.reshape(-1)[smallest] = 0
+    return mask
+
+
+def prunable_kernels(model: keras.Model) -> list[tuple[str, Any]]:
+    """``(label, variable)`` of every kernel in ``model``, nested models included."""
+    found: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    for layer in _walk(model):
+        for attr in KERNEL_ATTRS:
+            variable = getattr(layer, attr, None)
+            if isinstance(variable, keras.Variable) and id(variable) not in seen:
+                seen.add(id(variable))
+                found.append((f"{layer.name}.{attr}", variable))
+    return found
+
+
+def _walk(layer: Any) -> Iterator[Any]:
+    for child in getattr(layer, "layers", []):
+        yield child
+        yield from _walk(child)
+
+
+def apply_masks(kernels: list[tuple[str, Any]], sparsity: float) -> list[np.ndarray]:
+    """Zero each kernel's smallest weights in place; returns the masks applied."""
+    masks = []
+    for _, variable in kernels:
+        values = np.asarray(variable.numpy())
+        mask = magnitude_mask(values, sparsity)
+        variable.assign(values * mask)
+        masks.append(mask)
+    return masks
+
+
+class PruningSchedule(keras.callbacks.Callback):
+    """Recomputes masks every ``frequency`` steps and re-applies them after every batch.
+
+    Re-applying after each batch keeps pruned weights at zero even though the
+    optimizer (momentum) keeps pushing them, as TF-MOT's wrapper does.
+    """
+
+    def __init__(
+        self, kernels: list[tuple[str, Any]], target: float, end_step: int, frequency: int
+    ):
+        super().__init__()
+        self.kernels = kernels
+        self.target = target
+        self.end_step = end_step
+        self.frequency = max(1, frequency)
+        self.step = 0
+        self.sparsity = 0.0
+        self._masks: list[Any] = []
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.step += 1
+        if self.step % self.frequency == 0 or self.step == self.end_step or not self._masks:
+            self.sparsity = polynomial_sparsity(self.step, self.end_step, self.target)
+            masks = apply_masks(self.kernels, self.sparsity)
+            self._masks = [keras.ops.convert_to_tensor(m) for m in masks]
+            return
+        for (_, variable), mask in zip(self.kernels, self._masks, strict=True):
+            variable.assign(variable * mask)
+
+
+class MagnitudePruning(Technique):
+    """Zero a fraction ``sparsity`` of every Conv/Dense kernel, smallest magnitudes first.
+
+    The schedule reaches the target at ``end_fraction`` of the fine-tuning
+    steps so the last steps train the surviving weights at the final masks;
+    ``finalize`` applies the target masks, so with no fine-tuning this is
+    one-shot pruning. Dense kernels only get faster on runtimes with sparse
+    kernels (XNNPACK's sparse path, or smaller files after compression), so
+    the measurement decides whether it pays.
+    """
+
+    name = "magnitude_pruning"
+    stage = "weights"
+    structural = False
+    default_ranges = {"sparsity": FloatRange(0.0, 0.9)}
+    end_fraction: ClassVar[float] = 0.75
+    mask_updates: ClassVar[int] = 50  # mask recomputations over the schedule (TF-MOT: every 100)
+
+    def identity_params(self) -> dict[str, Any]:
+        return {"sparsity": 0.0}
+
+    def strong_params(self) -> dict[str, Any]:
+        return {"sparsity": 0.9}
+
+    def training_callbacks(
+        self, model: keras.Model, params: dict[str, Any], total_steps: int
+    ) -> list[keras.callbacks.Callback]:
+        target = _target(self.name, params)
+        if target == 0.0 or total_steps <= 0:
+            return []
+        end_step = max(1, math.ceil(self.end_fraction * total_steps))
+        frequency = max(1, end_step // self.mask_updates)
+        return [PruningSchedule(prunable_kernels(model), target, end_step, frequency)]
+
+    def finalize(self, model: keras.Model, params: dict[str, Any]) -> Applied:
+        """Apply the target masks to ``model`` in place (it is the fine-tuned model)."""
+        target = _target(self.name, params)
+        kernels = prunable_kernels(model)
+        if target == 0.0:
+            return Applied(model, ["sparsity 0: weights unchanged"])
+        masks = apply_masks(kernels, target)
+        notes = [
+            f"{label}: {1.0 - float(mask.mean()):.1%} zeros"
+            for (label, _), mask in zip(kernels, masks, strict=True)
+        ]
+        return Applied(model, notes)
+
+
+def _target(name: str, params: dict[str, Any]) -> float:
+    target = float(params.get("sparsity", 0.0))
+    if not 0.0 <= target < 1.0:
+        raise ValueError(f"{name}.sparsity must be in [0, 1), got {target}")
+    return target

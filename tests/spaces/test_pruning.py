@@ -1,0 +1,137 @@
+"""Channel pruning: lowest-L1 filters go, with their BatchNorm entries and next-layer inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from spaces_zoo import build_zoo_model
+
+from devicefit.quiet import silence_tensorflow
+from devicefit.spaces.pruning import ChannelPruning, kept_count, l1_ranking
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+
+L = keras.layers
+
+
+@pytest.mark.parametrize(
+    ("channels", "ratio", "kept"),
+    [
+        (16, 0.0, 16),
+        (16, 0.5, 8),
+        (16, 0.7, 4),
+        (64, 0.3, 44),
+        (6, 0.5, 3),
+        (8, 0.1, 8),
+        (3, 0.9, 1),
+    ],
+)
+def test_kept_count_rounds_to_multiples_of_four_on_wide_layers(
+    channels: int, ratio: float, kept: int
+) -> None:
+    assert kept_count(channels, ratio, 4) == kept
+
+
+def test_l1_ranking_orders_filters_by_norm() -> None:
+    kernel = np.zeros((3, 3, 2, 4), np.float32)
+    kernel[..., 0] = 0.5
+    kernel[..., 1] = -2.0
+    kernel[..., 3] = 1.0
+    np.testing.assert_array_equal(l1_ranking(kernel), [1, 3, 0, 2])
+
+
+def _conv_flatten_dense() -> keras.Model:
+    inputs = keras.Input((3, 3, 2))
+    x = L.Conv2D(4, 2, activation="relu", name="conv")(inputs)  # -> (2, 2, 4)
+    x = L.Flatten(name="flat")(x)
+    outputs = L.Dense(3, name="fc")(x)
+    model = keras.Model(inputs, outputs)
+    kernel, bias = model.get_layer("conv").get_weights()
+    scale = np.array([0.1, 3.0, 0.2, 2.0], np.float32)  # filters 1 and 3 have the largest L1
+    kernel = np.abs(kernel) * scale
+    model.get_layer("conv").set_weights([kernel, bias + 0.1])
+    return model
+
+
+def test_pruning_keeps_the_largest_filters_and_the_matching_flattened_inputs() -> None:
+    model = _conv_flatten_dense()
+    kernel, bias = model.get_layer("conv").get_weights()
+    fc_kernel, fc_bias = model.get_layer("fc").get_weights()
+    pruned = ChannelPruning().rewrite(model, {"ratio": 0.5}).model
+    new_kernel, new_bias = pruned.get_layer("conv").get_weights()
+    np.testing.assert_array_equal(new_kernel, kernel[..., [1, 3]])
+    np.testing.assert_array_equal(new_bias, bias[[1, 3]])
+    # Flatten of (2, 2, 4): position p, channel c at p * 4 + c.
+    rows = [p * 4 + c for p in range(4) for c in (1, 3)]
+    np.testing.assert_array_equal(pruned.get_layer("fc").get_weights()[0], fc_kernel[rows])
+    np.testing.assert_array_equal(pruned.get_layer("fc").get_weights()[1], fc_bias)
+
+
+def test_pruned_model_equals_the_original_with_those_filters_zeroed() -> None:
+    model = _conv_flatten_dense()
+    pruned = ChannelPruning().rewrite(model, {"ratio": 0.5}).model
+    kernel, bias = model.get_layer("conv").get_weights()
+    kernel[..., [0, 2]] = 0.0
+    bias[[0, 2]] = 0.0  # relu(0) = 0: the removed channels contribute nothing
+    model.get_layer("conv").set_weights([kernel, bias])
+    x = np.random.default_rng(0).normal(size=(5, 3, 3, 2)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(pruned(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def test_batchnorm_and_next_conv_follow_the_pruned_filters() -> None:
+    zoo = build_zoo_model("sequential_cnn")
+    applied = ChannelPruning().rewrite(zoo.model, {"ratio": 0.5})
+    kernel = zoo.model.get_layer("conv1").get_weights()[0]
+    keep = np.sort(l1_ranking(kernel)[:8])
+    np.testing.assert_array_equal(
+        applied.model.get_layer("conv1").get_weights()[0], kernel[..., keep]
+    )
+    for old, new in zip(
+        zoo.model.get_layer("bn1").get_weights(),
+        applied.model.get_layer("bn1").get_weights(),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(new, old[keep])
+    conv2_old = zoo.model.get_layer("conv2").get_weights()[0]
+    conv2_keep = np.sort(l1_ranking(conv2_old)[:8])
+    conv2_new = applied.model.get_layer("conv2").get_weights()[0]
+    np.testing.assert_array_equal(conv2_new, conv2_old[:, :, keep][..., conv2_keep])
+
+
+def test_residual_branches_are_not_pruned_and_the_notes_say_why() -> None:
+    zoo = build_zoo_model("residual_cnn")
+    applied = ChannelPruning().rewrite(zoo.model, {"ratio": 0.5})
+    assert applied.model.get_layer("stem").filters == 16
+    assert applied.model.get_layer("res_b").filters == 16
+    assert applied.model.get_layer("res_a").filters == 8
+    notes = "\n".join(applied.notes)
+    assert "stem: not pruned" in notes and "coupled" in notes
+    assert "res_b: not pruned" in notes and "Add" in notes
+
+
+def test_ratio_outside_the_unit_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="ratio"):
+        ChannelPruning().rewrite(build_zoo_model("mlp").model, {"ratio": 1.0})
+
+
+def test_pruning_passes_through_depthwise_convolutions() -> None:
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(8, 1, name="expand")(inputs)
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = L.ReLU(6.0, name="relu6")(x)
+    outputs = L.Conv2D(4, 1, name="project")(x)
+    model = keras.Model(inputs, outputs)
+    applied = ChannelPruning().rewrite(model, {"ratio": 0.5})
+    keep = np.sort(l1_ranking(model.get_layer("expand").get_weights()[0])[:4])
+    dw_old = model.get_layer("dw").get_weights()[0]
+    np.testing.assert_array_equal(
+        applied.model.get_layer("dw").get_weights()[0], dw_old[:, :, keep]
+    )
+    kernel, bias = model.get_layer("expand").get_weights()
+    drop = np.setdiff1d(np.arange(8), keep)
+    kernel[..., drop], bias[drop] = 0.0, 0.0
+    model.get_layer("expand").set_weights([kernel, bias])
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(applied.model(x)), np.asarray(model(x)), atol=1e-5)
