@@ -198,12 +198,12 @@ VERBS = {
 
 def main(argv: list[str] | None = None) -> int:
     console = Console()
-    err = Console(stderr=True)
     try:
         args = build_parser().parse_args(argv)
         return VERBS[args.verb](args, console)
     except UsageError as exc:
-        err.print(f"devicefit: error: {exc}", markup=False, highlight=False)
+        # Plain print: one line, never wrapped to the terminal width.
+        print(f"devicefit: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from abc import ABC, abstractmethod
 
 from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
@@ -85,6 +86,11 @@ class ProcessPoolExecutor(Executor):
                 self._paused.append(pid)
             except ProcessLookupError:
                 pass
+        # SIGSTOP is delivered asynchronously: wait until every worker really stopped,
+        # or the measurement would start while one still computes.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not all(map(_stopped, self._paused)):
+            time.sleep(0.002)
 
     def resume(self) -> None:
         for pid in self._paused:
@@ -103,6 +109,15 @@ class ProcessPoolExecutor(Executor):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True  # gone, or no /proc (not Linux): nothing more to wait for
+    return state in ("T", "t", "Z", "X")
 
 
 def _configure_threads(threads: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ def storage_url(folder: Path, storage: str | None) -> str:
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        # group=True because technique parameters exist only when the technique is on.
+        # group=True because technique parameters exist only when the technique is on;
+        # it is marked experimental, which would print a warning on every run.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
         )
