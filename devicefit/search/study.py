@@ -123,14 +123,17 @@ def read_study_file(folder: Path) -> dict[str, Any]:
 
 def open_study(folder: Path, storage: str | None, config: StudyConfig) -> optuna.Study:
     url = storage_url(folder, storage or os.environ.get("DEVICEFIT_STORAGE") or config.storage)
+    name = read_study_file(folder)["study_name"]
     try:
-        return optuna.load_study(
-            study_name=read_study_file(folder)["study_name"],
-            storage=url,
-            sampler=make_sampler(config.sampler, config.seed),
-        )
+        study = optuna.load_study(study_name=name, storage=url)
     except KeyError as exc:
         raise UsageError(f"{folder}: study not found in storage {url}: {exc}") from None
+    # A sampler re-seeded with the study's seed would replay the random draws of the
+    # first run and propose the same plans again; offsetting by the number of trials
+    # already made keeps the resumed study reproducible without repeating itself.
+    offset = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(config.sampler, config.seed + offset)
+    return study
 
 
 def recover_interrupted(study: optuna.Study, reason: str) -> list[int]:
