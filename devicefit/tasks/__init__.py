@@ -1,0 +1,70 @@
+"""Tasks: the model to compress with its data and metric, built-in or the user's own.
+
+Trial workers call :func:`load_task` for every trial, so each process keeps the
+tasks it has loaded; the trained built-in models are cached on disk as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from devicefit.errors import UsageError
+from devicefit.evaluators.metrics import METRICS, get_metric
+from devicefit.tasks.base import Splits, Task, TaskSpec
+
+__all__ = ["BUILTIN_TASKS", "Splits", "Task", "TaskSpec", "clear_loaded_tasks", "load_task"]
+
+# name -> the kind of metric its model produces (classification logits, or images)
+BUILTIN_TASKS: dict[str, str] = {"digits": "classification", "sr": "regression"}
+
+_loaded: dict[TaskSpec, Task] = {}
+
+
+def load_task(spec: TaskSpec) -> Task:
+    """The task ``spec`` names, loaded once per process."""
+    if spec not in _loaded:
+        _loaded[spec] = _load(spec)
+    return _loaded[spec]
+
+
+def clear_loaded_tasks() -> None:
+    """Forget this process's loaded tasks (the on-disk model cache stays)."""
+    _loaded.clear()
+
+
+def _load(spec: TaskSpec) -> Task:
+    if spec.builtin and (spec.model_path or spec.data_path):
+        raise UsageError("--task: give either a built-in --task or --model/--data, not both")
+    if not spec.builtin:
+        from devicefit.tasks.user import load_user_task
+
+        return load_user_task(spec)
+    if spec.builtin not in BUILTIN_TASKS:
+        raise UsageError(
+            f"--task: unknown task {spec.builtin!r}; choose one of {', '.join(BUILTIN_TASKS)}"
+        )
+    if spec.metric is not None:
+        _check_builtin_metric(spec.builtin, spec.metric)
+    if spec.builtin == "digits":
+        from devicefit.tasks import digits
+
+        task = digits.load(spec.metric)
+    else:
+        from devicefit.tasks import sr
+
+        task = sr.load(spec.metric)
+    if spec.metric == "fidelity":
+        from devicefit.tasks.user import relabel_with_model
+
+        task = replace(task, data=relabel_with_model(task.model, task.data))
+    return task
+
+
+def _check_builtin_metric(task: str, name: str) -> None:
+    metric = get_metric(name)  # unknown names fail here with the list of metrics
+    kind = BUILTIN_TASKS[task]
+    if metric.kind != kind:
+        fitting = ", ".join(m.name for m in METRICS.values() if m.kind == kind)
+        raise UsageError(
+            f"--metric: {name!r} does not fit task {task!r} ({kind}); choose one of {fitting}"
+        )

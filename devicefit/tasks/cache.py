@@ -1,0 +1,175 @@
+"""Where built-in task models live once trained, and how they get trained the first time.
+
+Built-in tasks train their model on first use instead of shipping weights, so a
+trained model is cached per task; trial workers then only load it. Saves are
+atomic (temp file + ``os.replace``) and guarded by a file lock, so workers that
+start together never read a half-written file and train only once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from devicefit.quiet import silence_tensorflow
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+CACHE_ENV = "DEVICEFIT_CACHE"
+
+
+def cache_root() -> Path:
+    """``$DEVICEFIT_CACHE``, else the platform's user cache folder + ``devicefit``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "devicefit"
+
+
+def task_cache_dir(task: str) -> Path:
+    folder = cache_root() / task
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class RichProgress(keras.callbacks.Callback):
+    """A rich progress bar over all training steps, with epoch, loss and ETA.
+
+    Keras' own per-epoch lines would interleave with the search display; rich
+    draws one bar on stderr and draws nothing when stderr is not a terminal.
+    """
+
+    def __init__(self, label: str, console: Console | None = None) -> None:
+        super().__init__()
+        self.label = label
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._bar: Any = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        epochs = int(self.params.get("epochs") or 1)
+        steps = int(self.params.get("steps") or 1)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
+        self._progress.start()
+        self._bar = self._progress.add_task(self._describe(logs), total=epochs * steps)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._bar, advance=1, description=self._describe(logs))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _describe(self, logs: dict | None) -> str:
+        epochs = self.params.get("epochs") or 1
+        loss = (logs or {}).get("loss")
+        tail = f" loss {float(loss):.4g}" if loss is not None else ""
+        return f"training {self.label}: epoch {self._epoch + 1}/{epochs}{tail}"
+
+
+Trainer = Callable[[list[keras.callbacks.Callback]], keras.Model]
+
+
+def cached_model(task: str, filename: str, train: Trainer, seed: int = 0) -> keras.Model:
+    """Load ``<cache>/<task>/<filename>``, training and saving it first if absent.
+
+    ``filename`` should carry a recipe version (``model-v1.keras``) so a changed
+    recipe never loads a stale model. ``train`` gets the callbacks to pass to
+    ``fit`` and returns the trained model; the global seed is set before it runs.
+    """
+    path = task_cache_dir(task) / filename
+    model = _load_if_valid(path)
+    if model is not None:
+        return model
+    with _locked(path.with_suffix(".lock")):
+        model = _load_if_valid(path)  # another process may have trained it while we waited
+        if model is not None:
+            return model
+        keras.utils.set_random_seed(seed)
+        start = time.perf_counter()
+        model = train([RichProgress(task)])
+        _save_atomically(model, path)
+        console = Console(stderr=True)
+        if console.is_terminal:
+            console.print(
+                f"trained {task} model in {time.perf_counter() - start:.0f} s, cached at {path}"
+            )
+    # Reloaded so the first run hands out exactly what later runs will load.
+    return keras.models.load_model(path, compile=False)
+
+
+def _load_if_valid(path: Path) -> keras.Model | None:
+    if not path.exists():
+        return None
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception:  # noqa: BLE001 - a damaged cache file is retrained, not fatal
+        return None
+
+
+def _save_atomically(model: keras.Model, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
+    os.close(fd)
+    try:
+        # A compiled model also saves its optimizer state (3x the weights for Adam);
+        # rebuilt from its config the copy is uncompiled (clone_model would compile it).
+        plain = type(model).from_config(model.get_config())
+        plain.set_weights(model.get_weights())
+        plain.save(tmp, overwrite=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache may be shared
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; atomic replace still prevents torn files
+        yield
+        return
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

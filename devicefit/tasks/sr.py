@@ -1,0 +1,187 @@
+"""Built-in task ``sr``: SRCNN 9-5-5, x3 super-resolution of the luma (Y) channel.
+
+Photos are scikit-image's bundled samples (no download). Each photo's Y channel
+(BT.601, in [0, 1]) is the target; the model input is the same image shrunk x3
+with anti-aliasing and upscaled back with (scikit-image's) cubic interpolation,
+as in SRCNN. Training, validation and test photos are disjoint, so the test
+PSNR is on scenes the model never saw; all splits are 64x64 crops with some
+texture. The model is fully convolutional and ships at 64x64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from devicefit.evaluators.metrics import get_metric, psnr
+from devicefit.quiet import silence_tensorflow
+from devicefit.tasks.base import Splits, Task
+from devicefit.tasks.cache import cached_model
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+
+NAME = "sr"
+# Bump when the data, architecture or training recipe changes: it names the cache file.
+RECIPE = "v1"
+SCALE = 3
+CROP = 64
+SEED = 0
+TRAIN_PHOTOS = (
+    "camera", "coins", "moon", "brick", "grass", "gravel",
+    "immunohistochemistry", "hubble_deep_field", "page", "text", "clock",
+)  # fmt: skip
+VAL_PHOTOS = ("chelsea", "rocket")  # skimage's "cat" is chelsea again: unused
+TEST_PHOTOS = ("astronaut", "coffee")
+TRAIN_PATCHES = 1600
+VAL_CROPS = 48
+BATCH = 4
+PEAK_LR = 2e-3
+FLAT_STD = 0.02  # crops whose ground truth varies less than this are skipped
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """BT.601 Y in [0, 1] (16..235 of 255) of a grey, RGB or RGBA uint8 image."""
+    from skimage.color import gray2rgb, rgb2ycbcr, rgba2rgb
+
+    if image.ndim == 2:
+        image = gray2rgb(image)  # grey photos get the same Y range as colour ones
+    elif image.shape[-1] == 4:
+        image = rgba2rgb(image)
+    return (rgb2ycbcr(image)[..., 0] / 255.0).astype(np.float32)
+
+
+def degrade(target: np.ndarray) -> np.ndarray:
+    """Shrink x3 with anti-aliasing, then bicubic upscale back: the model's input."""
+    from skimage.transform import resize
+
+    h, w = target.shape
+    small = resize(target, (h // SCALE, w // SCALE), order=3, anti_aliasing=True)
+    return np.clip(resize(small, (h, w), order=3), 0.0, 1.0).astype(np.float32)
+
+
+def photo_pair(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bicubic input, ground-truth Y) of one bundled photo, cropped to a multiple of 3."""
+    from skimage import data
+
+    y = luma(getattr(data, name)())
+    h, w = (y.shape[0] // SCALE) * SCALE, (y.shape[1] // SCALE) * SCALE
+    y = y[:h, :w]
+    return degrade(y), y
+
+
+def _textured(target: np.ndarray) -> bool:
+    # Flat crops (sky, background) have ~45 dB PSNR where any tiny error costs
+    # whole dBs: they would swamp a mean-of-crops PSNR and teach nothing.
+    return float(target.std()) >= FLAT_STD
+
+
+def grid_crops(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping textured 64x64 crops of each photo (input, target), NHWC."""
+    xs, ys = [], []
+    for x, y in pairs:
+        for i in range(0, y.shape[0] - CROP + 1, CROP):
+            for j in range(0, y.shape[1] - CROP + 1, CROP):
+                if _textured(y[i : i + CROP, j : j + CROP]):
+                    xs.append(x[i : i + CROP, j : j + CROP])
+                    ys.append(y[i : i + CROP, j : j + CROP])
+    return np.stack(xs)[..., None], np.stack(ys)[..., None]
+
+
+def random_patches(
+    pairs: list[tuple[np.ndarray, np.ndarray]], count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random textured 64x64 training patches."""
+    xs, ys = [], []
+    while len(xs) < count:
+        x, y = pairs[rng.integers(len(pairs))]
+        i = rng.integers(0, y.shape[0] - CROP + 1)
+        j = rng.integers(0, y.shape[1] - CROP + 1)
+        target = y[i : i + CROP, j : j + CROP]
+        if not _textured(target):
+            continue
+        xs.append(x[i : i + CROP, j : j + CROP])
+        ys.append(target)
+    return np.stack(xs)[..., None], np.stack(ys)[..., None]
+
+
+def load_data(seed: int = SEED) -> Splits:
+    rng = np.random.default_rng(seed)
+    x_train, y_train = random_patches([photo_pair(n) for n in TRAIN_PHOTOS], TRAIN_PATCHES, rng)
+    x_val, y_val = grid_crops(photo_pair(n) for n in VAL_PHOTOS)
+    keep = np.sort(rng.choice(len(x_val), size=min(VAL_CROPS, len(x_val)), replace=False))
+    x_test, y_test = grid_crops(photo_pair(n) for n in TEST_PHOTOS)
+    return Splits(x_train, y_train, x_val[keep], y_val[keep], x_test, y_test)
+
+
+def build_model() -> keras.Model:
+    """SRCNN 9-5-5 (64 and 32 filters), any input size."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 1), name="bicubic"),
+            layers.Conv2D(64, 9, padding="same", activation="relu", name="patch_extraction",
+                          kernel_initializer="he_normal"),
+            layers.Conv2D(32, 5, padding="same", activation="relu", name="nonlinear_mapping",
+                          kernel_initializer="he_normal"),
+            layers.Conv2D(1, 5, padding="same", name="reconstruction"),
+        ],
+        name="srcnn_955",
+    )  # fmt: skip
+
+
+def start_as_bicubic(model: keras.Model) -> None:
+    """Initialise so the network outputs its input exactly (the bicubic image).
+
+    Plain SRCNN spends its first many thousand steps just learning to pass the
+    image through; here channel 0 of each layer is a centred delta (inputs are
+    >= 0, so ReLU keeps them), the output layer's other weights start at zero,
+    and training only has to learn the detail bicubic misses.
+    """
+    first, mid, last = model.layers
+    for layer, tap in ((first, 4), (mid, 2)):
+        kernel, bias = layer.get_weights()
+        kernel[..., 0] = 0.0
+        kernel[tap, tap, 0, 0] = 1.0
+        bias[0] = 0.0
+        layer.set_weights([kernel, bias])
+    kernel, bias = last.get_weights()
+    kernel[:] = 0.0
+    kernel[2, 2, 0, 0] = 1.0
+    last.set_weights([kernel, np.zeros_like(bias)])
+
+
+def train_model(data: Splits, callbacks: list[keras.callbacks.Callback]) -> keras.Model:
+    model = build_model()
+    start_as_bicubic(model)
+    steps = int(np.ceil(len(data.x_train) / BATCH))
+    # Warm-up keeps Adam's first, sign-sized steps from wrecking the identity start.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps - 100, alpha=0.05, warmup_target=PEAK_LR, warmup_steps=100
+    )
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    model.fit(data.x_train, data.y_train, batch_size=BATCH, epochs=1, verbose=0,
+              callbacks=callbacks)  # fmt: skip
+    return model
+
+
+def load(metric: str | None = None) -> Task:
+    """The sr task; trains and caches the model on first use."""
+    data = load_data()
+    model = cached_model(
+        NAME, f"srcnn-x3-{RECIPE}.keras", lambda cbs: train_model(data, cbs), seed=SEED
+    )
+    return Task(
+        name=NAME,
+        model=model,
+        data=data,
+        metric=get_metric(metric or "psnr"),
+        input_shape=(1, CROP, CROP, 1),
+        info={
+            "scale": SCALE,
+            "bicubic_psnr": psnr(data.y_test, data.x_test),
+            "test_crops": len(data.x_test),
+        },
+    )

@@ -1,0 +1,138 @@
+"""A user task: a Keras model file or SavedModel folder plus an ``.npz`` of data splits.
+
+Everything a user can get wrong is checked here, up front, so a search never
+starts on input it would fail on later; each problem is one UsageError line
+naming the flag and the file.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from devicefit.errors import UsageError
+from devicefit.evaluators.metrics import get_metric
+from devicefit.quiet import silence_tensorflow
+from devicefit.tasks.base import Splits, Task, TaskSpec
+from devicefit.tasks.user_data import (
+    check_inputs,
+    check_labels,
+    default_metric,
+    make_splits,
+    read_npz,
+)
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+
+
+def load_user_task(spec: TaskSpec) -> Task:
+    """The user's model and data, checked; the metric defaults by the labels given."""
+    if not spec.model_path:
+        raise UsageError("--model: a model path is required when no --task is given")
+    if not spec.data_path:
+        raise UsageError(f"--data: a data file is required with --model {spec.model_path}")
+    model = load_user_model(spec.model_path)
+    arrays = read_npz(spec.data_path)
+    metric = get_metric(spec.metric or default_metric(arrays))
+    fidelity = metric.name == "fidelity"
+    splits = make_splits(arrays, spec.data_path, labels_required=not fidelity)
+    sample_shape = check_inputs(splits, tuple(model.inputs[0].shape[1:]))
+    splits = _cast_inputs(splits, model)
+    if fidelity:
+        splits = relabel_with_model(model, splits)
+    else:
+        check_labels(splits, tuple(model.outputs[0].shape[1:]), metric)
+    return Task(
+        name=spec.label(),
+        model=model,
+        data=splits,
+        metric=metric,
+        input_shape=(1, *sample_shape),
+        info={"model_path": str(spec.model_path), "data_path": str(spec.data_path)},
+    )
+
+
+def load_user_model(path_text: str) -> keras.Model:
+    """A single-input, single-output Keras model from .keras, .h5 or a SavedModel folder."""
+    path = Path(path_text)
+    if not path.exists():
+        raise UsageError(f"--model: file not found: {path}")
+    if path.is_dir():
+        model = _load_saved_model(path)
+    elif path.suffix.lower() in (".keras", ".h5", ".hdf5"):
+        # Keras reports a .keras file that is not a zip as "file not found": say what it is
+        if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+            raise UsageError(f"--model: cannot load {path} as a Keras model: not a zip archive")
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
+            reason = _short(exc)
+            raise UsageError(f"--model: cannot load {path} as a Keras model: {reason}") from None
+    else:
+        raise UsageError(f"--model: {path} is not a .keras or .h5 file or a SavedModel folder")
+    for what, tensors in (("inputs", model.inputs), ("outputs", model.outputs)):
+        if len(tensors) != 1:
+            raise UsageError(
+                f"--model: {path} has {len(tensors)} {what}; models with more than one "
+                f"input or output are not supported yet"
+            )
+    return model
+
+
+def _load_saved_model(path: Path) -> keras.Model:
+    try:  # a Keras that still reads SavedModels returns the real model, layers and all
+        return keras.models.load_model(path, compile=False)
+    except Exception:  # noqa: BLE001 - Keras 3 refuses plain SavedModels; wrap them below
+        pass
+    import tensorflow as tf
+
+    try:
+        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"--model: cannot load {path} as a Keras model: {_short(exc)}") from None
+    _, inputs = signature.structured_input_signature
+    outputs = signature.structured_outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UsageError(
+            f"--model: {path} has {len(inputs)} inputs and {len(outputs)} outputs; models with "
+            f"more than one input or output are not supported yet"
+        )
+    (name, spec), (out_name, _) = next(iter(inputs.items())), next(iter(outputs.items()))
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+    x = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=name)
+    # A single tensor binds to the signature's one argument; outputs come as a dict.
+    y = layer(x)[out_name]
+    return keras.Model(x, y, name=path.name)
+
+
+def _cast_inputs(splits: Splits, model: keras.Model) -> Splits:
+    # .npz files often hold uint8 images or float64; feed the dtype the model takes
+    dtype = np.dtype(keras.backend.standardize_dtype(model.inputs[0].dtype))
+    splits.x_train = splits.x_train.astype(dtype, copy=False)
+    splits.x_val = splits.x_val.astype(dtype, copy=False)
+    splits.x_test = splits.x_test.astype(dtype, copy=False)
+    return splits
+
+
+def relabel_with_model(model: keras.Model, splits: Splits) -> Splits:
+    """Labels = the model's own top-1 predictions, for the ``fidelity`` metric."""
+
+    def top1(x: np.ndarray) -> np.ndarray:
+        scores = np.asarray(model.predict(x, batch_size=64, verbose=0))
+        return scores.reshape(len(x), -1).argmax(-1).astype(np.int64)
+
+    return Splits(
+        splits.x_train, top1(splits.x_train),
+        splits.x_val, top1(splits.x_val),
+        splits.x_test, top1(splits.x_test),
+    )  # fmt: skip
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= 160 else first[:157] + "..."

@@ -1,0 +1,139 @@
+"""The ``--data`` file of a user task: an ``.npz`` with x/y arrays per split, checked up front.
+
+Keys: ``x_train``, ``y_train``, ``x_val``, ``y_val`` and optionally ``x_test``,
+``y_test``. Labels may be left out for the ``fidelity`` metric. Every problem is
+one UsageError line naming ``--data``, the file and the array.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from devicefit.errors import UsageError
+from devicefit.evaluators.metrics import Metric
+from devicefit.tasks.base import Splits
+
+SPLITS = ("train", "val", "test")
+
+
+def read_npz(path_text: str) -> dict[str, np.ndarray]:
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"--data: file not found: {path}")
+    # np.load falls back to unpickling anything that is not a zip; refuse that early
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"--data: cannot read {path} as an .npz file: not a zip archive")
+    try:
+        with np.load(path, allow_pickle=False) as npz:  # no pickles: data files are untrusted
+            return {key: npz[key] for key in npz.files}
+    except Exception as exc:  # noqa: BLE001
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--data: cannot read {path} as an .npz file: {reason}") from None
+
+
+def default_metric(arrays: dict[str, np.ndarray]) -> str:
+    """Without --metric: agreement with the model if there are no labels, else by label type."""
+    y = arrays.get("y_train")
+    if y is None:
+        return "fidelity"
+    one_hot = y.ndim == 2 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+    return "accuracy" if np.issubdtype(y.dtype, np.integer) or one_hot else "mse"
+
+
+def make_splits(arrays: dict[str, np.ndarray], path: str, labels_required: bool) -> Splits:
+    """Splits from the arrays; without a test split the validation split is halved."""
+
+    def need(key: str) -> np.ndarray:
+        if key not in arrays:
+            raise UsageError(f"--data: {path} lacks {key}")
+        return arrays[key]
+
+    x = {"train": need("x_train"), "val": need("x_val")}
+    has_test = "x_test" in arrays or ("y_test" in arrays and labels_required)
+    if has_test:
+        x["test"] = need("x_test")
+    y: dict[str, np.ndarray] = {}
+    for split in x:
+        if labels_required or f"y_{split}" in arrays:
+            y[split] = need(f"y_{split}")
+    for split, xs in x.items():
+        if xs.ndim == 0 or len(xs) == 0:
+            raise UsageError(f"--data: x_{split} in {path} has no samples")
+        if split in y and (y[split].ndim == 0 or len(y[split]) != len(xs)):
+            got = len(y[split]) if y[split].ndim else "no"
+            raise UsageError(
+                f"--data: x_{split} has {len(xs)} samples but y_{split} has {got} in {path}"
+            )
+    if not has_test:
+        x["val"], x["test"], y = _halve_validation(x["val"], y, path)
+    # Placeholders when labels are absent (fidelity): replaced by the model's predictions.
+    blank = {split: np.zeros(len(x[split]), np.int64) for split in SPLITS}
+    return Splits(
+        x["train"], y.get("train", blank["train"]),
+        x["val"], y.get("val", blank["val"]),
+        x["test"], y.get("test", blank["test"]),
+    )  # fmt: skip
+
+
+def _halve_validation(
+    x_val: np.ndarray, y: dict[str, np.ndarray], path: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    # A fixed shuffle of the validation set, half for each, so the reported
+    # metric is never on data used to pick or calibrate models.
+    if len(x_val) < 2:
+        raise UsageError(f"--data: {path} has no x_test and too few x_val samples to split")
+    order = np.random.default_rng(0).permutation(len(x_val))
+    val, test = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+    y = dict(y)
+    if "val" in y:
+        y["val"], y["test"] = y["val"][val], y["val"][test]
+    return x_val[val], x_val[test], y
+
+
+def _fits(shape: tuple, expected: tuple) -> bool:
+    return len(shape) == len(expected) and all(
+        e is None or e == g for e, g in zip(expected, shape, strict=True)
+    )
+
+
+def check_inputs(splits: Splits, expected: tuple) -> tuple[int, ...]:
+    """The concrete sample shape: the model's ``expected`` with free dims taken from x_train."""
+    got = tuple(splits.x_train.shape[1:])
+    if not _fits(got, expected):
+        raise UsageError(
+            f"--data: x_train samples have shape {got} but the model expects {expected}"
+        )
+    for split in ("val", "test"):
+        # one shape for all splits: the TFLite file is evaluated at a fixed shape
+        shape = tuple(getattr(splits, f"x_{split}").shape[1:])
+        if shape != got:
+            raise UsageError(
+                f"--data: x_{split} samples have shape {shape} but the model expects {got}"
+            )
+    return got
+
+
+def check_labels(splits: Splits, output: tuple, metric: Metric) -> None:
+    """Labels the metric can compare with the model's ``output`` (sample shape)."""
+    classes = int(np.prod(output)) if None not in output else None
+    for split in SPLITS:
+        y = getattr(splits, f"y_{split}")
+        if metric.kind == "regression":
+            if not _fits(tuple(y.shape[1:]), output):
+                raise UsageError(
+                    f"--data: y_{split} samples have shape {tuple(y.shape[1:])} but the model "
+                    f"outputs {output}; metric {metric.name} compares them element-wise"
+                )
+            continue
+        one_hot = y.ndim == 2 and y.shape[1] > 1 and y.shape[1] == classes
+        indices = y.reshape(len(y), -1).shape[1] == 1 and np.all(np.mod(y, 1) == 0)
+        in_range = indices and y.min() >= 0 and (classes is None or y.max() < classes)
+        if not (one_hot or in_range):
+            span = f" 0..{classes - 1}" if classes else ""
+            raise UsageError(
+                f"--data: y_{split} must hold class indices{span} or one-hot rows for metric "
+                f"{metric.name}; got shape {y.shape}, dtype {y.dtype}"
+            )
