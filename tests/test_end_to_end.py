@@ -122,7 +122,10 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
         time.sleep(1.0)
         if not (folder / "study.db").exists() or driver.poll() is not None:
             continue
-        trials = _study(folder).get_trials()
+        try:
+            trials = _study(folder).get_trials()
+        except KeyError:  # the database exists but the study is not created yet
+            continue
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if len(complete) >= 3 and running and running[0].user_attrs.get(attrs.PLAN):

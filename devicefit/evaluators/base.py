@@ -14,6 +14,7 @@ class BenchmarkSpec:
     min_runs: int = 50
     min_seconds: float = 1.0
     timeout_s: float = 300.0
+    warmup_seconds: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -31,6 +32,8 @@ class Measurement:
     count: int
     threads: int
     mean_ms: float | None = None
+    warmup_runs: int | None = None
+    wall_s: float | None = None  # how long the timed loop ran
     init_ms: float | None = None
     first_inference_ms: float | None = None
     peak_memory_mb: float | None = None

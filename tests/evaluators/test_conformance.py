@@ -16,8 +16,10 @@ def evaluator(request: pytest.FixtureRequest) -> DeviceEvaluator:
 
 class TestDeviceEvaluatorConformance:
     def test_repeats_until_min_runs(self, evaluator: DeviceEvaluator, tiny_tflite: bytes) -> None:
-        m = evaluator.measure(tiny_tflite, BenchmarkSpec(min_runs=37, min_seconds=0.0))
+        spec = BenchmarkSpec(min_runs=37, min_seconds=0.0, warmup=11, warmup_seconds=0.0)
+        m = evaluator.measure(tiny_tflite, spec)
         assert m.count >= 37
+        assert m.warmup_runs is not None and m.warmup_runs >= 11  # warm-up is not timed
         assert 0 < m.min_ms <= m.median_ms <= m.p90_ms
         assert m.std_ms >= 0 and m.threads == 1
 
@@ -25,8 +27,7 @@ class TestDeviceEvaluatorConformance:
         self, evaluator: DeviceEvaluator, tiny_tflite: bytes
     ) -> None:
         m = evaluator.measure(tiny_tflite, BenchmarkSpec(min_runs=1, min_seconds=0.3))
-        # The loop ran for at least 0.3 s: count x mean time covers it.
-        assert m.count > 1 and m.count * (m.mean_ms or m.median_ms) >= 0.3 * 1000 * 0.9
+        assert m.count > 1 and m.wall_s is not None and m.wall_s >= 0.3
 
     def test_threads_are_recorded(self, evaluator: DeviceEvaluator, tiny_tflite: bytes) -> None:
         m = evaluator.measure(tiny_tflite, BenchmarkSpec(threads=2, min_runs=5, min_seconds=0))
@@ -39,6 +40,10 @@ class TestDeviceEvaluatorConformance:
         assert (m.peak_memory_mb is not None and m.peak_memory_mb > 0) or (
             "peak_memory_mb" in m.unavailable
         )
+        # The child's own peak, not the forking parent's (this test process holds
+        # TensorFlow, several hundred MB): a LiteRT process with a tiny model is small.
+        if m.peak_memory_mb is not None:
+            assert m.peak_memory_mb < 300
 
     def test_broken_file_fails_the_measurement(self, evaluator: DeviceEvaluator) -> None:
         with pytest.raises(TrialFailed):
