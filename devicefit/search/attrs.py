@@ -17,6 +17,7 @@ Trial user attributes:
               "notes": [str], "timings_s": {stage: seconds}}
   "fail_reason": str                            (failed trials)
   "retry_of": int                               (a re-run of a trial a dead driver left)
+  "recipe": technique name                      (the enqueued one-technique recipes)
 The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)``
 (feasible when <= 0). Artifacts live in ``<results folder>/trials/<number>/``:
 ``model.tflite``, ``plan.json``, ``metrics.json``.
@@ -32,6 +33,7 @@ BASELINE = "baseline"
 METRICS = "metrics"
 FAIL_REASON = "fail_reason"
 RETRY_OF = "retry_of"
+RECIPE = "recipe"
 CONSTRAINT = "metric_drop"
 STUDY_FILE = "study.json"
 DB_FILE = "study.db"

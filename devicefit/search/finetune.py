@@ -16,7 +16,7 @@ from devicefit.tasks.base import Task  # noqa: E402
 
 TEMPERATURE = 4.0
 ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the teacher
-LEARNING_RATE = 5e-4
+LEARNING_RATE = 1e-3
 _TEACHER_CACHE: dict[int, np.ndarray] = {}
 
 
@@ -27,11 +27,21 @@ def outputs_are_probabilities(model: keras.Model) -> bool:
     return getattr(activation, "__name__", "") == "softmax" or last.__class__.__name__ == "Softmax"
 
 
+def training_subset(task: Task) -> np.ndarray:
+    """Indices of the training samples fine-tuning uses (all, or a fixed random subset)."""
+    total = len(task.data.x_train)
+    limit = task.finetune_samples
+    if limit is None or limit >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(0).permutation(total)[:limit])
+
+
 def teacher_outputs(task: Task) -> np.ndarray:
-    """The original model's outputs on the training inputs, computed once per process."""
+    """The original model's outputs on the fine-tuning inputs, computed once per process."""
     key = id(task)
     if key not in _TEACHER_CACHE:
-        _TEACHER_CACHE[key] = task.model.predict(task.data.x_train, verbose=0, batch_size=64)
+        x = task.data.x_train[training_subset(task)]
+        _TEACHER_CACHE[key] = task.model.predict(x, verbose=0, batch_size=64)
     return _TEACHER_CACHE[key]
 
 
@@ -107,25 +117,25 @@ def finetune(
     the original model's outputs. ``keep_best`` restores the best validation epoch
     (callers turn it off when a technique's schedule must finish, e.g. sparsity)."""
     data = task.data
+    subset = training_subset(task)
+    x_train, y_train = data.x_train[subset], data.y_train[subset]
     teacher = teacher_outputs(task)
     if task.metric.kind == "classification":
         classes = teacher.shape[-1]
-        labels = keras.utils.to_categorical(data.y_train.reshape(-1), classes)
+        labels = keras.utils.to_categorical(y_train.reshape(-1), classes)
         target = np.concatenate([labels, teacher.reshape(len(teacher), -1)], axis=-1)
         loss = _classification_loss(classes, outputs_are_probabilities(task.model))
-        batch = 64
     else:
-        target = np.concatenate([data.y_train, teacher], axis=-1)
-        loss = _regression_loss(data.y_train.shape[-1])
-        batch = 16
-    steps = epochs * int(np.ceil(len(data.x_train) / batch))
+        target = np.concatenate([y_train, teacher], axis=-1)
+        loss = _regression_loss(y_train.shape[-1])
+    steps = epochs * steps_per_epoch(task)
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, max(1, steps))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
     keeper = _KeepBest(task, keep_best)
     model.fit(
-        data.x_train,
+        x_train,
         target,
-        batch_size=batch,
+        batch_size=batch_size(task),
         epochs=epochs,
         callbacks=[*callbacks, keeper],
         verbose=0,
@@ -134,6 +144,10 @@ def finetune(
     return {"val_scores": keeper.scores}
 
 
+def batch_size(task: Task) -> int:
+    # Small images classify well in large batches; SR patches are big per sample.
+    return 32 if task.metric.kind == "classification" else 16
+
+
 def steps_per_epoch(task: Task) -> int:
-    batch = 64 if task.metric.kind == "classification" else 16
-    return int(np.ceil(len(task.data.x_train) / batch))
+    return int(np.ceil(len(training_subset(task)) / batch_size(task)))

@@ -54,8 +54,9 @@ class SearchProgress:
         speed = f" ({self.reference_latency / latency:.2f}x)" if self.reference_latency else ""
         feasible = drop <= self.max_drop
         mark = "" if feasible else " [yellow](over the metric-drop budget)[/]"
+        change = -drop if abs(drop) >= 5e-4 else 0.0  # no "-0.000"
         self.console.print(
-            f"#{number:<3} {metric:8.3f}{self.unit} ({-drop:+.3f})  {latency:8.3f} ms{speed}  "
+            f"#{number:<3} {metric:8.3f}{self.unit} ({change:+.3f})  {latency:8.3f} ms{speed}  "
             f"{plan.short()}{mark}"
         )
         if feasible and latency < self.best_latency:

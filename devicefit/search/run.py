@@ -21,7 +21,7 @@ from devicefit.search.study import (
     set_study_info,
 )
 from devicefit.spaces import all_techniques, get_technique
-from devicefit.spaces.space import SearchSpace
+from devicefit.spaces.space import RECIPE_SETTINGS, SearchSpace
 from devicefit.tasks.base import TaskSpec
 
 
@@ -59,7 +59,8 @@ def start_search(config: StudyConfig, console: Console) -> int:
     max_drop = (
         config.max_metric_drop if config.max_metric_drop is not None else metric.default_max_drop
     )
-    study = create_study(config, folder, metric, max_drop, spec.label())
+    recipes = space.recipe_params(RECIPE_SETTINGS)
+    study = create_study(config, folder, metric, max_drop, spec.label(), recipes)
     set_study_info(
         study,
         devices={config.device: evaluator.describe()},  # type: ignore[attr-defined]

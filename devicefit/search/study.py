@@ -52,7 +52,12 @@ def objectives(metric: Metric, device: str) -> list[dict[str, Any]]:
 
 
 def create_study(
-    config: StudyConfig, folder: Path, metric: Metric, max_drop: float, label: str
+    config: StudyConfig,
+    folder: Path,
+    metric: Metric,
+    max_drop: float,
+    label: str,
+    recipes: list[dict[str, Any]] | None = None,
 ) -> optuna.Study:
     """Create the results folder and the study; on any failure leave nothing behind."""
     if (folder / attrs.STUDY_FILE).exists():
@@ -86,6 +91,8 @@ def create_study(
         )
         for mode in ("float32", "float16", "int8"):
             study.enqueue_trial({}, user_attrs={attrs.BASELINE: mode})
+        for recipe in recipes or []:
+            study.enqueue_trial(recipe["params"], user_attrs={attrs.RECIPE: recipe["technique"]})
         write_json_atomic(
             folder / attrs.STUDY_FILE,
             {
@@ -149,8 +156,9 @@ def recover_interrupted(study: optuna.Study, reason: str) -> list[int]:
             continue
         if trial.number not in retried:
             user_attrs = {attrs.RETRY_OF: trial.number}
-            if attrs.BASELINE in trial.user_attrs:
-                user_attrs[attrs.BASELINE] = trial.user_attrs[attrs.BASELINE]
+            for key in (attrs.BASELINE, attrs.RECIPE):
+                if key in trial.user_attrs:
+                    user_attrs[key] = trial.user_attrs[key]
             study.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
         storage.set_trial_user_attr(trial._trial_id, attrs.FAIL_REASON, reason)  # noqa: SLF001
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001

@@ -12,6 +12,13 @@ from devicefit.spaces.params import IntRange, ParamSpec, apply_overrides
 
 FINETUNE = "finetune"
 DEFAULT_EPOCHS = IntRange(0, 3)
+# Moderate settings for the one-technique recipes every study starts with.
+RECIPE_SETTINGS: dict[str, dict[str, Any]] = {
+    "channel_pruning": {"ratio": 0.3},
+    "lowrank": {"rank_ratio": 0.5},
+    "kernel_reduction": {"shrink": 1},
+    "magnitude_pruning": {"sparsity": 0.5},
+}
 
 
 class SearchSpace:
@@ -64,6 +71,33 @@ class SearchSpace:
         changed = any(s.technique != "quantization" for s in steps)
         epochs = self.epochs.suggest(trial, f"{FINETUNE}.epochs") if changed else 0
         return Plan(tuple(steps), int(epochs))
+
+    def recipe_params(self, setting: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fixed parameters for one-technique recipes: each enabled technique alone at a
+        moderate ``setting``, with the strongest quantization and some fine-tuning.
+
+        They are what an engineer would try first; enqueued after the baselines they
+        give the sampler informed starting points and the report its reference recipes.
+        """
+        quant = next(t for t in self.techniques if t.stage == "convert")
+        modes = self.ranges[quant.name]["mode"].options  # type: ignore[union-attr]
+        mode = next((m for m in ("int8", "dynamic_int8", "float16") if m in modes), modes[0])
+        epochs = min(max(2, self.epochs.low), self.epochs.high)
+        recipes = []
+        for tech in self.techniques:
+            if tech.stage == "convert" or tech.name not in setting:
+                continue
+            params: dict[str, Any] = {
+                f"{t.name}.on": t is tech for t in self.techniques if t.stage != "convert"
+            }
+            for key, value in setting[tech.name].items():
+                spec = self.ranges[tech.name][key]
+                low, high = getattr(spec, "low", value), getattr(spec, "high", value)
+                params[f"{tech.name}.{key}"] = type(value)(min(max(value, low), high))
+            params[f"{quant.name}.mode"] = mode
+            params[f"{FINETUNE}.epochs"] = epochs
+            recipes.append({"technique": tech.name, "params": params})
+        return recipes
 
     def baseline_modes(self) -> list[str]:
         """The reference points every front gets: the original model as float32, float16, int8."""

@@ -38,6 +38,10 @@ class Task:
     metric: Metric
     input_shape: tuple[int, ...]
     info: dict[str, Any] = field(default_factory=dict)
+    # Fine-tuning a candidate uses at most this many training samples (a fixed random
+    # subset): SRCNN's 64x64 patches cost ~0.3 s per batch, and a search fine-tunes
+    # dozens of candidates. None: all of them.
+    finetune_samples: int | None = None
 
     @property
     def calibration(self) -> np.ndarray:
