@@ -116,6 +116,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "threads",
         )
     }
+    flags["storage"] = _storage(args.storage)
     if args.techniques:
         flags["techniques"] = [t.strip() for t in args.techniques.split(",") if t.strip()]
     return start_search(build_config(args.config, flags), console)
@@ -124,7 +125,9 @@ def _search(args: argparse.Namespace, console: Console) -> int:
 def _resume(args: argparse.Namespace, console: Console) -> int:
     from devicefit.search.run import resume_search
 
-    return resume_search(Path(args.folder), console, args.storage, args.trials, args.workers)
+    return resume_search(
+        Path(args.folder), console, _storage(args.storage), args.trials, args.workers
+    )
 
 
 def _storage(flag: str | None) -> str | None:

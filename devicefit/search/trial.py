@@ -70,6 +70,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     model = _copy(task.model)
     for tech, params in steps:
         if tech.stage == "graph":
+            tech.prepare(task.calibration)
             applied = tech.rewrite(model, params)
             model = applied.model
             out.notes += [f"{tech.name}: {note}" for note in applied.notes]

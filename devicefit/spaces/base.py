@@ -111,6 +111,10 @@ class Technique(ABC):
     def strong_params(self) -> dict[str, Any]:
         """A strong but valid setting, used by the conformance tests."""
 
+    def prepare(self, samples: np.ndarray) -> None:  # noqa: B027 - optional hook
+        """Called before ``rewrite`` with training inputs, for techniques that rank
+        weights by the activations they produce. Never the test split."""
+
     def rewrite(self, model: keras.Model, params: dict[str, Any]) -> Applied:
         """graph stage: return a new model; the original is left untouched."""
         raise NotImplementedError(f"{self.name} is not a graph technique")

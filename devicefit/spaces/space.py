@@ -14,7 +14,7 @@ FINETUNE = "finetune"
 DEFAULT_EPOCHS = IntRange(0, 3)
 # Moderate settings for the one-technique recipes every study starts with.
 RECIPE_SETTINGS: dict[str, dict[str, Any]] = {
-    "channel_pruning": {"ratio": 0.3},
+    "channel_pruning": {"ratio": 0.3, "importance": "activation"},
     "lowrank": {"rank_ratio": 0.5},
     "kernel_reduction": {"shrink": 1},
     "magnitude_pruning": {"sparsity": 0.5},

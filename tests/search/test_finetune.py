@@ -27,7 +27,7 @@ def test_subset_is_fixed_and_bounded() -> None:
     first = training_subset(task)
     assert len(first) == 50 and len(set(first)) == 50
     assert np.array_equal(first, training_subset(task))  # same every call and process
-    assert steps_per_epoch(task) == 1  # 50 samples, batch 64
+    assert steps_per_epoch(task) == 2  # 50 samples, batches of 32
     assert len(training_subset(_task())) == 120
 
 

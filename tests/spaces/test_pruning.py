@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from spaces_zoo import build_zoo_model
@@ -135,3 +137,51 @@ def test_pruning_passes_through_depthwise_convolutions() -> None:
     model.get_layer("expand").set_weights([kernel, bias])
     x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(applied.model(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def _passthrough_model() -> keras.Model:
+    """Channel 0 of the first conv is a centred delta carrying the image (tiny L1),
+    the other filters are larger but feed the next layer with small weights."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 1)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first"),
+            keras.layers.Conv2D(1, 3, padding="same", name="out"),
+        ]
+    )
+    kernel, bias = model.layers[0].get_weights()
+    kernel[..., 0] = 0.0
+    kernel[1, 1, 0, 0] = 1.0
+    kernel[..., 1:] = np.random.default_rng(0).normal(0, 0.5, kernel[..., 1:].shape)
+    model.layers[0].set_weights([kernel, bias * 0])
+    out, out_bias = model.layers[1].get_weights()
+    out[..., 1:, :] *= 0.01
+    out[..., 0, :] = 0.0
+    out[1, 1, 0, 0] = 1.0
+    model.layers[1].set_weights([out, out_bias * 0])
+    return model
+
+
+def test_activation_importance_keeps_the_channel_that_carries_the_signal() -> None:
+    model = _passthrough_model()
+    samples = np.random.default_rng(1).random((8, 12, 12, 1), dtype=np.float32)
+    by_l1 = ChannelPruning().rewrite(model, {"ratio": 0.5, "importance": "l1"})
+    technique = ChannelPruning()
+    technique.prepare(samples)
+    by_activation = technique.rewrite(model, {"ratio": 0.5, "importance": "activation"})
+
+    def error(applied: Any) -> float:
+        return float(np.abs(applied.model.predict(samples, verbose=0) - samples).mean())
+
+    # The original passes the image through almost exactly; L1 ranking drops the
+    # delta filter (L1 = 1, the smallest) and loses the image, activation keeps it.
+    assert error(by_activation) < 0.05 < error(by_l1)
+    assert any("by activation" in note for note in by_activation.notes)
+
+
+def test_activation_importance_without_samples_falls_back_to_l1() -> None:
+    applied = ChannelPruning().rewrite(
+        _passthrough_model(), {"ratio": 0.5, "importance": "activation"}
+    )
+    assert any("no samples given" in note for note in applied.notes)
