@@ -163,8 +163,8 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
     """The float16 and int8 baselines run side by side on two workers, so each is measured
     while the other worker holds a trial: the pause must keep that work off the CPU.
 
-    Back-to-back medians of one file drift by up to ~10% on a shared VM
-    (benchmarks/README.md), so the file is measured alone up to three times and
+    Back-to-back medians of one file drift by 10-20% on a shared VM
+    (benchmarks/README.md), so the file is measured alone up to five times and
     one of those must agree within 10%; two busy workers on two cores would make
     the stored median far slower than every run alone.
     """
@@ -190,7 +190,7 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
         if trial.user_attrs.get(attrs.BASELINE) not in ("float32", "float16"):
             continue
         stored, medians = trial.values[1], []
-        for _ in range(3):
+        for _ in range(5):
             medians.append(_alone_median(folder / "trials" / str(trial.number) / "model.tflite"))
             if abs(stored - medians[-1]) / medians[-1] <= 0.10:
                 break

@@ -24,7 +24,7 @@ from devicefit.search import attrs
 from devicefit.search.artifacts import write_folder_atomic
 from devicefit.search.executors import Executor
 from devicefit.search.progress import SearchProgress
-from devicefit.search.study import set_study_info, study_info
+from devicefit.search.study import enqueue_next_fixed, set_study_info, study_info
 from devicefit.search.trial import TrialOutput, TrialRequest
 from devicefit.spaces.base import Plan
 from devicefit.spaces.space import SearchSpace, baseline_plan
@@ -107,6 +107,9 @@ class Driver:
         # metric-drop constraint is computed against it.
         limit = self.executor.workers if reference_known else 1
         while len(self.in_flight) < limit and self.complete() + len(self.in_flight) < target:
+            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not waiting:
+                enqueue_next_fixed(self.study)
             trial = self.study.ask()
             mode = trial.user_attrs.get(attrs.BASELINE)
             plan = baseline_plan(mode) if mode else self.space.sample(trial)

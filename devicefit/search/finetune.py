@@ -146,7 +146,7 @@ def finetune(
 
 def batch_size(task: Task) -> int:
     # Small images classify well in large batches; SR patches are big per sample.
-    return 32 if task.metric.kind == "classification" else 16
+    return 32 if task.metric.kind == "classification" else 8
 
 
 def steps_per_epoch(task: Task) -> int:

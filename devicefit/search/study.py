@@ -20,6 +20,27 @@ from devicefit.evaluators.metrics import Metric
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_json_atomic
 
+BASELINE_MODES = ("float32", "float16", "int8")
+
+
+def enqueue_next_fixed(study: optuna.Study) -> bool:
+    """Enqueue the first fixed trial (baseline or recipe) the study does not hold yet.
+
+    Idempotent and derived from the trials themselves: a driver killed at any point
+    neither loses a fixed trial for good nor enqueues one twice.
+    """
+    present = set()
+    for trial in study.get_trials(deepcopy=False):
+        for key in (attrs.BASELINE, attrs.RECIPE):
+            if key in trial.user_attrs:
+                present.add((key, trial.user_attrs[key]))
+    for spec in study_info(study).get("fixed_trials", []):
+        ((key, value),) = spec["attrs"].items()
+        if (key, value) not in present:
+            study.enqueue_trial(spec["params"], user_attrs=spec["attrs"])
+            return True
+    return False
+
 
 def storage_url(folder: Path, storage: str | None) -> str:
     return storage or f"sqlite:///{(folder / attrs.DB_FILE).resolve()}"
@@ -89,10 +110,13 @@ def create_study(
                 "version": __version__,
             },
         )
-        for mode in ("float32", "float16", "int8"):
-            study.enqueue_trial({}, user_attrs={attrs.BASELINE: mode})
-        for recipe in recipes or []:
-            study.enqueue_trial(recipe["params"], user_attrs={attrs.RECIPE: recipe["technique"]})
+        # The fixed trials are enqueued one at a time by the driver, just before it asks
+        # (see enqueue_next_fixed), so re-runs of interrupted trials always go first.
+        fixed = [{"attrs": {attrs.BASELINE: m}, "params": {}} for m in BASELINE_MODES]
+        fixed += [
+            {"attrs": {attrs.RECIPE: r["technique"]}, "params": r["params"]} for r in recipes or []
+        ]
+        set_study_info(study, fixed_trials=fixed)
         write_json_atomic(
             folder / attrs.STUDY_FILE,
             {

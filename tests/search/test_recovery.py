@@ -48,3 +48,31 @@ def test_baseline_marker_survives_the_retry(tmp_path: Path) -> None:
     recover_interrupted(study, "x")
     rerun = study.ask()
     assert rerun.user_attrs[attrs.BASELINE] == "int8"
+
+
+def test_fixed_trials_come_one_at_a_time_and_reruns_go_first(tmp_path: Path) -> None:
+    from devicefit.search.study import enqueue_next_fixed, set_study_info
+
+    study = _study(tmp_path)
+    study.set_user_attr(attrs.STUDY_KEY, {})
+    fixed = [{"attrs": {attrs.BASELINE: m}, "params": {}} for m in ("float32", "int8")]
+    fixed.append({"attrs": {attrs.RECIPE: "lowrank"}, "params": {"lowrank.on": True}})
+    set_study_info(study, fixed_trials=fixed)
+
+    assert enqueue_next_fixed(study)
+    first = study.ask()
+    assert first.user_attrs[attrs.BASELINE] == "float32"
+    study.tell(first, [1.0, 1.0])
+    assert enqueue_next_fixed(study)
+    interrupted = study.ask()  # int8 baseline, then the driver dies
+    recover_interrupted(study, "driver died")
+    # The re-run is asked before any further fixed trial is even enqueued.
+    rerun = study.ask()
+    assert rerun.user_attrs == {attrs.RETRY_OF: interrupted.number, attrs.BASELINE: "int8"}
+    study.tell(rerun, [1.0, 1.0])
+    assert enqueue_next_fixed(study)  # the recipe: int8 already exists (failed, re-run)
+    recipe = study.ask()
+    assert recipe.user_attrs[attrs.RECIPE] == "lowrank"
+    assert recipe.suggest_categorical("lowrank.on", [False, True]) is True
+    study.tell(recipe, [1.0, 1.0])
+    assert not enqueue_next_fixed(study)  # all fixed trials exist: none twice
