@@ -120,12 +120,11 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
     before: dict[int, tuple] = {}
     while time.time() < deadline:
         time.sleep(1.0)
-        if not (folder / "study.db").exists() or driver.poll() is not None:
+        # study.json is written once the study exists: opening the database earlier
+        # would race the driver creating its schema.
+        if not (folder / "study.json").exists() or driver.poll() is not None:
             continue
-        try:
-            trials = _study(folder).get_trials()
-        except KeyError:  # the database exists but the study is not created yet
-            continue
+        trials = _study(folder).get_trials()
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if len(complete) >= 3 and running and running[0].user_attrs.get(attrs.PLAN):
