@@ -163,9 +163,13 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
     while the other worker holds a trial: the pause must keep that work off the CPU.
 
     Back-to-back medians of one file drift by 10-20% on a shared VM
-    (benchmarks/README.md), so the file is measured alone up to five times and
-    one of those must agree within 10%; two busy workers on two cores would make
-    the stored median far slower than every run alone.
+    (benchmarks/README.md) in both directions, as the host's other tenants come and go.
+    What the pause must prevent is one-sided: two busy workers on two cores would make
+    the stored median far *slower* than the file alone. So the file is measured alone
+    up to five times and the stored median must be at most 10% slower than one of
+    those runs; a stored median that is faster than every run alone only means the
+    host was quieter during the search, which is not disturbance, as long as it is
+    plausible (within 25% of the fastest run alone, so a broken timer still fails).
     """
     config = _config(tmp_path)
     config.write_text(config.read_text().replace("min_seconds = 0.3", "min_seconds = 1.5"))
@@ -191,9 +195,10 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
         stored, medians = trial.values[1], []
         for _ in range(5):
             medians.append(_alone_median(folder / "trials" / str(trial.number) / "model.tflite"))
-            if abs(stored - medians[-1]) / medians[-1] <= 0.10:
+            if stored <= 1.10 * medians[-1]:
                 break
         else:
             pytest.fail(f"{trial.user_attrs[attrs.BASELINE]}: stored {stored} vs alone {medians}")
+        assert stored >= 0.75 * min(medians), (stored, medians)
         checked += 1
     assert checked == 2
