@@ -17,7 +17,8 @@ Trial user attributes:
               "notes": [str], "timings_s": {stage: seconds}}
   "fail_reason": str                            (failed trials)
   "retry_of": int                               (a re-run of a trial a dead driver left)
-  "recipe": technique name                      (the enqueued one-technique recipes)
+  "recipe": technique name                      (the enqueued one-technique recipes),
+            or "combined"                        (the feasible recipes together)
 The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)``
 (feasible when <= 0). Artifacts live in ``<results folder>/trials/<number>/``:
 ``model.tflite``, ``plan.json``, ``metrics.json``.

@@ -60,7 +60,9 @@ def start_search(config: StudyConfig, console: Console) -> int:
         config.max_metric_drop if config.max_metric_drop is not None else metric.default_max_drop
     )
     recipes = space.recipe_params(RECIPE_SETTINGS)
-    study = create_study(config, folder, metric, max_drop, spec.label(), recipes)
+    study = create_study(
+        config, folder, metric, max_drop, spec.label(), recipes, space.combined_settings()
+    )
     set_study_info(
         study,
         devices={config.device: evaluator.describe()},  # type: ignore[attr-defined]

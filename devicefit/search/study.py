@@ -21,25 +21,62 @@ from devicefit.search import attrs
 from devicefit.search.artifacts import write_json_atomic
 
 BASELINE_MODES = ("float32", "float16", "int8")
+COMBINED = "combined"  # the recipe attr of the combined-recipes trial
 
 
 def enqueue_next_fixed(study: optuna.Study) -> bool:
-    """Enqueue the first fixed trial (baseline or recipe) the study does not hold yet.
+    """Enqueue the first fixed trial (baseline, recipe, combined recipe) the study does
+    not hold yet.
 
     Idempotent and derived from the trials themselves: a driver killed at any point
     neither loses a fixed trial for good nor enqueues one twice.
     """
+    trials = study.get_trials(deepcopy=False)
     present = set()
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         for key in (attrs.BASELINE, attrs.RECIPE):
             if key in trial.user_attrs:
                 present.add((key, trial.user_attrs[key]))
     for spec in study_info(study).get("fixed_trials", []):
         ((key, value),) = spec["attrs"].items()
-        if (key, value) not in present:
-            study.enqueue_trial(spec["params"], user_attrs=spec["attrs"])
-            return True
+        if (key, value) in present:
+            continue
+        params = spec["params"]
+        if spec.get("combine"):
+            params = combined_params(trials, params)
+            if params is None:
+                return False  # recipes still running, or too few within budget
+        study.enqueue_trial(params, user_attrs=spec["attrs"])
+        return True
     return False
+
+
+def combined_params(
+    trials: list[optuna.trial.FrozenTrial], base: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Every one-technique recipe that stayed within the metric-drop budget, together.
+
+    Combinations are where compression wins most, and the recipes that held the
+    metric are the engineer's obvious first combination: it gives the sampler a
+    strong multi-technique point early. None while a recipe is unfinished, or when
+    fewer than two recipes are feasible (then there is nothing to combine).
+    """
+    recipes = [t for t in trials if t.user_attrs.get(attrs.RECIPE, COMBINED) != COMBINED]
+    if any(not t.state.is_finished() for t in recipes):
+        return None
+    feasible = [
+        t
+        for t in recipes
+        if t.state == TrialState.COMPLETE and all(v <= 0.0 for v in t.constraints.values())
+    ]
+    if len({t.user_attrs[attrs.RECIPE] for t in feasible}) < 2:
+        return None
+    params = dict(feasible[0].params)
+    for trial in feasible:
+        technique = trial.user_attrs[attrs.RECIPE]
+        params.update({k: v for k, v in trial.params.items() if k.startswith(f"{technique}.")})
+    params.update(base)
+    return params
 
 
 def storage_url(folder: Path, storage: str | None) -> str:
@@ -79,8 +116,12 @@ def create_study(
     max_drop: float,
     label: str,
     recipes: list[dict[str, Any]] | None = None,
+    combined: dict[str, Any] | None = None,
 ) -> optuna.Study:
-    """Create the results folder and the study; on any failure leave nothing behind."""
+    """Create the results folder and the study; on any failure leave nothing behind.
+
+    ``combined``: the settings (e.g. fine-tuning epochs) of the trial that combines
+    the feasible recipes; None for no such trial."""
     if (folder / attrs.STUDY_FILE).exists():
         raise UsageError(
             f"--study: {folder} already holds a study; continue it with: devicefit resume {folder}"
@@ -113,9 +154,10 @@ def create_study(
         # The fixed trials are enqueued one at a time by the driver, just before it asks
         # (see enqueue_next_fixed), so re-runs of interrupted trials always go first.
         fixed = [{"attrs": {attrs.BASELINE: m}, "params": {}} for m in BASELINE_MODES]
-        fixed += [
-            {"attrs": {attrs.RECIPE: r["technique"]}, "params": r["params"]} for r in recipes or []
-        ]
+        recipes = recipes or []
+        fixed += [{"attrs": {attrs.RECIPE: r["technique"]}, "params": r["params"]} for r in recipes]
+        if len(recipes) >= 2 and combined is not None:
+            fixed.append({"attrs": {attrs.RECIPE: COMBINED}, "params": combined, "combine": True})
         set_study_info(study, fixed_trials=fixed)
         write_json_atomic(
             folder / attrs.STUDY_FILE,

@@ -97,6 +97,12 @@ class SearchSpace:
             recipes.append({"technique": tech.name, "params": params})
         return recipes
 
+    def combined_settings(self) -> dict[str, Any]:
+        """What the trial combining the feasible recipes adds to their parameters: float32
+        like the recipes, and the longest fine-tuning, since several techniques at once
+        take the model furthest from the original."""
+        return {"quantization.mode": "float32", f"{FINETUNE}.epochs": self.epochs.high}
+
     def baseline_modes(self) -> list[str]:
         """The reference points every front gets: the original model as float32, float16, int8."""
         return ["float32", "float16", "int8"]
