@@ -22,6 +22,8 @@ EXAMPLES = {
     "report": "devicefit report results/digits-20261125-120000",
     "export": "devicefit export results/digits-20261125-120000 --trial 17 --out shipped/",
     "benchmark": "devicefit benchmark model.tflite --threads 1 --min-seconds 2",
+    "inspect": "devicefit inspect --model net.keras --input-shape 1,224,224,3\n"
+    "  devicefit inspect --task sr",
 }
 
 
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _sub(subs, "search", "Start a multi-objective compression search.")
     s.add_argument("--config", help="TOML study file; flags override its values")
+    s.add_argument(
+        "--granularity",
+        help="global, per-block or per-layer: how finely every technique's settings vary "
+        "(per technique: a [granularity] table in the study file)",
+    )
     s.add_argument("--task", help="built-in task: digits or sr")
     s.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
     s.add_argument("--data", help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test]")
@@ -90,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-runs", type=int, default=50, dest="min_runs")
     b.add_argument("--min-seconds", type=float, default=1.0, dest="min_seconds")
     b.add_argument("--json", action="store_true", help="print the measurement as JSON")
+
+    i = _sub(subs, "inspect", "Show per layer the MACs, channel groups and applicable techniques.")
+    i.add_argument("--task", help="built-in task: digits or sr")
+    i.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
+    i.add_argument(
+        "--input-shape", dest="input_shape", help="shape the file ships with, e.g. 1,224,224,3"
+    )
+    i.add_argument("--techniques", help="comma-separated subset (default: all)")
+    i.add_argument("--json", action="store_true", help="print the per-layer report as JSON")
     return parser
 
 
@@ -114,6 +130,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "max_metric_drop",
             "device",
             "threads",
+            "granularity",
         )
     }
     flags["storage"] = _storage(args.storage)
@@ -190,12 +207,64 @@ def _benchmark(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace, console: Console) -> int:
+    import dataclasses
+    import json
+
+    from devicefit.spaces import all_techniques, get_technique
+    from devicefit.spaces.inspection import inspect_model, print_inspection
+
+    model, shape = _inspect_target(args)
+    names = [t.strip() for t in (args.techniques or "").split(",") if t.strip()]
+    techniques = [get_technique(n) for n in names] if names else all_techniques()
+    reports = inspect_model(model, shape, techniques)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in reports]))
+    else:
+        print_inspection(reports, console)
+    return 0
+
+
+def _inspect_target(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:
+    if bool(args.task) == bool(args.model):
+        raise UsageError("inspect: give either --task or --model")
+    shape = _parse_shape(args.input_shape) if args.input_shape else None
+    if args.task:
+        from devicefit.tasks import load_task
+        from devicefit.tasks.base import TaskSpec
+
+        task = load_task(TaskSpec(builtin=args.task))
+        return task.model, shape or task.input_shape
+    from devicefit.tasks.user import load_user_model
+
+    model = load_user_model(args.model)
+    declared = tuple(model.inputs[0].shape)
+    if shape is None:
+        if any(d is None for d in declared[1:]):
+            raise UsageError(
+                f"--input-shape: the model takes {declared}; give the shape it ships with"
+            )
+        shape = (1, *declared[1:])
+    return model, shape
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--input-shape: expected integers like 1,32,32,3, got {text!r}") from None
+    if not shape or any(d < 1 for d in shape):
+        raise UsageError(f"--input-shape: every size must be >= 1, got {text!r}")
+    return shape
+
+
 VERBS = {
     "search": _search,
     "resume": _resume,
     "report": _report,
     "export": _export,
     "benchmark": _benchmark,
+    "inspect": _inspect,
 }
 
 

@@ -34,6 +34,13 @@ class StudyConfig:
     min_seconds: float = 1.0
     techniques: tuple[str, ...] | None = None  # None: all
     ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # One granularity for every technique, or technique -> granularity (others global).
+    granularity: str | dict[str, str] = "global"
+
+    def granularity_of(self, technique: str) -> str:
+        if isinstance(self.granularity, str):
+            return self.granularity
+        return self.granularity.get(technique, "global")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,6 +90,30 @@ class StudyConfig:
             raise UsageError(f"--max-metric-drop: must be >= 0, got {self.max_metric_drop}")
         if self.min_runs < 1 or self.min_seconds < 0:
             raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
+        _check_granularity(self.granularity, where)
+
+
+def _check_granularity(value: Any, where: str) -> None:
+    from devicefit.spaces.base import GRANULARITIES
+
+    choices = ", ".join(GRANULARITIES)
+    if isinstance(value, str):
+        if value not in GRANULARITIES:
+            raise UsageError(f"--granularity: unknown granularity {value!r}; choose {choices}")
+        return
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: granularity must be a string or a table, got {value!r}")
+    from devicefit.spaces import TECHNIQUES
+
+    for name, level in value.items():
+        if name not in TECHNIQUES:
+            raise UsageError(
+                f"{where}: granularity.{name}: unknown technique; known: {', '.join(TECHNIQUES)}"
+            )
+        if level not in GRANULARITIES:
+            raise UsageError(
+                f"{where}: granularity.{name}: unknown granularity {level!r}; choose {choices}"
+            )
 
 
 def _check_types(config: StudyConfig, where: str) -> None:

@@ -51,21 +51,27 @@ def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(states=(TrialState.COMPLETE,))
 
 
-def test_search_report_export(tmp_path: Path) -> None:
+def _search(tmp_path: Path, study: str, trials: int, *flags: str) -> Path:
+    """A finished fast digits search (the study file above plus ``flags``); its folder."""
     config = _config(tmp_path)
     run = _cli(
         "search",
         "--config",
         str(config),
         "--trials",
-        "6",
+        str(trials),
         "--study",
-        "e2e",
+        study,
         "--results",
         str(tmp_path),
+        *flags,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    folder = tmp_path / "e2e"
+    return tmp_path / study
+
+
+def test_search_report_export(tmp_path: Path) -> None:
+    folder = _search(tmp_path, "e2e", 6)
     study = _study(folder)
     complete = _complete(study)
     assert len(complete) == 6
@@ -80,6 +86,9 @@ def test_search_report_export(tmp_path: Path) -> None:
         assert json.loads((files / "plan.json").read_text()) == trial.user_attrs[attrs.PLAN]
     f32 = baselines["float32"].user_attrs[attrs.METRICS]
     assert f32["metric"] > 90 and f32["macs"] > 1_000_000
+    layers = {row["name"]: row for row in json.loads((folder / "inspect.json").read_text())}
+    assert "channel_pruning" in layers["block1a_conv"]["applies"]
+    assert "model output" in layers["logits"]["not_applicable"]["channel_pruning"]
 
     report = _cli("report", str(folder))
     assert report.returncode == 0, report.stderr
@@ -202,3 +211,28 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
         assert stored >= 0.75 * min(medians), (stored, medians)
         checked += 1
     assert checked == 2
+
+
+def test_per_layer_search_runs_mixed_precision_end_to_end(tmp_path: Path) -> None:
+    """Per-layer granularity: channel pruning draws a ratio per channel group and
+    quantization a precision per layer; the sampled files carry those precisions."""
+    _search(
+        tmp_path,
+        "fine",
+        5,
+        "--granularity",
+        "per-layer",
+        "--techniques",
+        "channel_pruning,quantization",
+    )
+    complete = _complete(_study(tmp_path / "fine"))
+    assert len(complete) == 5
+    sampled = [t for t in complete if not ({attrs.BASELINE, attrs.RECIPE} & set(t.user_attrs))]
+    assert sampled
+    for trial in sampled:
+        names = set(trial.params)
+        assert "quantization.precision@block1a_conv" in names, names
+        assert "quantization.mode" not in names
+        plan = trial.user_attrs[attrs.PLAN]
+        quant = next(s for s in plan["steps"] if s["technique"] == "quantization")
+        assert set(quant["params"]["per_layer"]) >= {"block1a_conv", "fc1", "logits"}

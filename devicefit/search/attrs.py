@@ -23,6 +23,8 @@ The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)
 (feasible when <= 0). Artifacts live in ``<results folder>/trials/<number>/``:
 ``model.tflite``, ``plan.json``, ``metrics.json``.
 
+Results folder file ``inspect.json``: the per-layer report ``devicefit inspect`` prints
+(MACs, parameters, block, channel group, techniques that apply and why others do not).
 Results folder file ``study.json``: {"study_name", "storage" (null = the folder's
 study.db), "config": StudyConfig as a dict, "created": ISO time}.
 """
@@ -37,5 +39,6 @@ RETRY_OF = "retry_of"
 RECIPE = "recipe"
 CONSTRAINT = "metric_drop"
 STUDY_FILE = "study.json"
+INSPECT_FILE = "inspect.json"  # devicefit inspect's per-layer report of the model searched
 DB_FILE = "study.db"
 TRIALS_DIR = "trials"

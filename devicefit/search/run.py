@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from optuna.trial import TrialState
 from rich.console import Console
@@ -29,12 +30,22 @@ def task_spec(config: StudyConfig) -> TaskSpec:
     return TaskSpec(config.task, config.model, config.data, config.metric)
 
 
-def build_space(config: StudyConfig) -> SearchSpace:
+def build_space(config: StudyConfig, model: Any = None) -> SearchSpace:
+    """The study's search space; ``model`` is needed for per-block or per-layer settings,
+    whose units (blocks, layers, channel groups) come from the model's graph."""
     if config.techniques is None:
         techniques = all_techniques()
     else:
         techniques = [get_technique(name) for name in config.techniques]
-    return SearchSpace(techniques, config.ranges)
+    granularity = {t.name: config.granularity_of(t.name) for t in techniques}
+    units = {}
+    if model is not None and any(level != "global" for level in granularity.values()):
+        from devicefit.spaces.blocks import find_blocks
+        from devicefit.spaces.graph import graph_view
+
+        blocks = find_blocks(graph_view(model))
+        units = {t.name: t.units(model, granularity[t.name], blocks) for t in techniques}
+    return SearchSpace(techniques, config.ranges, granularity, units)
 
 
 def _prepare(config: StudyConfig) -> tuple[TaskSpec, SearchSpace, object, object]:
@@ -44,10 +55,11 @@ def _prepare(config: StudyConfig) -> tuple[TaskSpec, SearchSpace, object, object
     from devicefit.tasks import load_task
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = build_space(config)
+    build_space(config)  # the ranges and names, before the (slow) task loads
     evaluator = get_evaluator(config.device)
     spec = task_spec(config)
     task = load_task(spec)  # trains a built-in task's model on first use
+    space = build_space(config, task.model)  # type: ignore[attr-defined]
     return spec, space, evaluator, task
 
 
@@ -69,7 +81,30 @@ def start_search(config: StudyConfig, console: Console) -> int:
         task_info=dict(task.info),  # type: ignore[attr-defined]
     )
     console.print(f"study [bold]{name}[/] in {folder}  (resume: devicefit resume {folder})")
+    _write_inspection(folder, task, space, console)
     return _drive(study, config, folder, space, metric, spec, evaluator, console)
+
+
+def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Console) -> None:
+    """What the search can touch in the model, layer by layer (as `devicefit inspect`),
+    saved beside the study so a surprising front can be traced to a frozen group."""
+    import dataclasses
+
+    from devicefit.search.artifacts import write_json_atomic
+    from devicefit.spaces.inspection import inspect_model
+
+    reports = inspect_model(task.model, task.input_shape, space.techniques)
+    write_json_atomic(folder / attrs.INSPECT_FILE, [dataclasses.asdict(r) for r in reports])
+    untouched = [r.name for r in reports if not r.applies]
+    console.print(
+        f"{len(reports)} layers; {len(untouched)} no technique can touch"
+        + (
+            f" ({', '.join(untouched[:5])}{'...' if len(untouched) > 5 else ''})"
+            if untouched
+            else ""
+        )
+        + f"; details in {attrs.INSPECT_FILE}"
+    )
 
 
 def resume_search(

@@ -54,20 +54,32 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
 def combined_params(
     trials: list[optuna.trial.FrozenTrial], base: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """Every one-technique recipe that stayed within the metric-drop budget, together.
+    """Every one-technique recipe that held the metric and made the model faster, together.
 
-    Combinations are where compression wins most, and the recipes that held the
-    metric are the engineer's obvious first combination: it gives the sampler a
-    strong multi-technique point early. None while a recipe is unfinished, or when
-    fewer than two recipes are feasible (then there is nothing to combine).
+    Combinations are where compression wins most, and the recipes that paid off
+    alone are the engineer's obvious first combination: it gives the sampler a
+    strong multi-technique point early. A recipe that did not beat the float32
+    baseline's latency (unstructured sparsity on a dense runtime) would only cost
+    metric. None while a recipe is unfinished, or when fewer than two recipes
+    qualify (then there is nothing to combine).
     """
     recipes = [t for t in trials if t.user_attrs.get(attrs.RECIPE, COMBINED) != COMBINED]
     if any(not t.state.is_finished() for t in recipes):
         return None
+    reference = next(
+        (
+            t.values[1]
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.user_attrs.get(attrs.BASELINE) == "float32"
+        ),
+        float("inf"),
+    )
     feasible = [
         t
         for t in recipes
-        if t.state == TrialState.COMPLETE and all(v <= 0.0 for v in t.constraints.values())
+        if t.state == TrialState.COMPLETE
+        and all(v <= 0.0 for v in t.constraints.values())
+        and t.values[1] < reference
     ]
     if len({t.user_attrs[attrs.RECIPE] for t in feasible}) < 2:
         return None

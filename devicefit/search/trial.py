@@ -94,7 +94,8 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         (get_technique("quantization"), {"mode": "float32"})
     ]
     tech, params = converters[-1]
-    ctx = ConvertContext(task.input_shape, task.calibration)
+    sparse = any(t.wants_sparse_file(p) for t, p in weights)
+    ctx = ConvertContext(task.input_shape, task.calibration, sparse)
     out.tflite = tech.convert(model, params, ctx)
     out.timings_s["convert"] = time.perf_counter() - clock
 

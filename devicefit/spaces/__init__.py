@@ -29,6 +29,8 @@ TECHNIQUES: dict[str, str] = {
     "kernel_reduction": "devicefit.spaces.kernels:KernelReduction",
     "lowrank": "devicefit.spaces.lowrank:LowRank",
     "magnitude_pruning": "devicefit.spaces.sparsity:MagnitudePruning",
+    # after magnitude pruning: clustering keeps the zeros pruning made
+    "clustering": "devicefit.spaces.clustering:WeightClustering",
     "quantization": "devicefit.spaces.quantization:Quantization",
 }
 

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 
 Stage = Literal["graph", "weights", "convert"]
 STAGE_ORDER: dict[str, int] = {"graph": 0, "weights": 1, "convert": 2}
+GRANULARITIES = ("global", "per-block", "per-layer")
+PER_LAYER = "per_layer"  # params key: {layer name: {param: value}} overriding the global values
+
+
+def layer_value(params: dict[str, Any], layer: str, key: str, default: Any = None) -> Any:
+    """``key`` for ``layer``: its per-layer value if the plan has one, else the global one."""
+    return params.get(PER_LAYER, {}).get(layer, {}).get(key, params.get(key, default))
 
 
 @dataclass(frozen=True)
@@ -24,8 +31,26 @@ class Step:
     params: dict[str, Any]
 
     def short(self) -> str:
-        inner = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.params.items()))
+        parts = [f"{k}={_fmt(v)}" for k, v in sorted(self.params.items()) if k != PER_LAYER]
+        parts += _per_layer_summary(self.params.get(PER_LAYER, {}))
+        inner = ",".join(parts)
         return f"{self.technique}({inner})" if inner else self.technique
+
+
+def _per_layer_summary(per_layer: dict[str, dict[str, Any]]) -> list[str]:
+    """``ratio=0.1..0.6@12`` for numbers, ``precision=a8w8:3|float:2`` for choices."""
+    values: dict[str, list[Any]] = {}
+    for settings in per_layer.values():
+        for key, value in settings.items():
+            values.setdefault(key, []).append(value)
+    out = []
+    for key, seen in sorted(values.items()):
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen):
+            out.append(f"{key}={_fmt(min(seen))}..{_fmt(max(seen))}@{len(seen)}")
+        else:
+            counts = {str(v): seen.count(v) for v in dict.fromkeys(seen)}
+            out.append(f"{key}=" + "|".join(f"{v}:{n}" for v, n in counts.items()))
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,7 @@ class ConvertContext:
 
     input_shape: tuple[int, ...]  # with batch 1, e.g. (1, 32, 32, 1)
     calibration: np.ndarray  # training inputs, float32, for full-integer calibration
+    sparse: bool = False  # store sparse weights sparse (the converter's sparsity encoding)
 
 
 class Technique(ABC):
@@ -99,6 +125,11 @@ class Technique(ABC):
     stage: ClassVar[Stage]
     structural: ClassVar[bool] = False  # whether it changes the computation (and so MACs)
     default_ranges: ClassVar[dict[str, ParamSpec]] = {}
+    # Parameters that per-block and per-layer granularity draw once per unit (block,
+    # layer or channel group); ``global_only`` ones are dropped at those granularities
+    # because the per-unit ones replace them (quantization's mode by per-layer precision).
+    layer_params: ClassVar[dict[str, ParamSpec]] = {}
+    global_only: ClassVar[tuple[str, ...]] = ()
 
     def sample(self, trial: optuna.Trial, ranges: dict[str, ParamSpec]) -> dict[str, Any]:
         return {key: spec.suggest(trial, f"{self.name}.{key}") for key, spec in ranges.items()}
@@ -132,3 +163,52 @@ class Technique(ABC):
     def convert(self, model: keras.Model, params: dict[str, Any], ctx: ConvertContext) -> bytes:
         """convert stage: the TFLite flatbuffer that would ship."""
         raise NotImplementedError(f"{self.name} is not a convert technique")
+
+    def wants_sparse_file(self, params: dict[str, Any]) -> bool:
+        """weights stage: whether the file must encode sparse weights as sparse tensors."""
+        return False
+
+    def explain(self, model: keras.Model) -> dict[str, tuple[bool, str]]:
+        """Per weighted layer: whether the technique can act on it, and what it would do
+        there or why it cannot (``devicefit inspect`` prints this).
+
+        The default, for graph techniques, rewrites at the strong setting: a layer
+        applies when the rewrite changed it, and the rewrite's note says how or why not.
+        """
+        applied = self.rewrite(model, self.strong_params())
+        said = dict(n.split(": ", 1) for n in applied.notes if ": " in n)
+        after = {layer.name: layer for layer in applied.model.layers}
+        result = {}
+        for layer in weighted_layers(model):
+            new = after.get(layer.name)
+            changed = new is None or [tuple(w.shape) for w in new.weights] != [
+                tuple(w.shape) for w in layer.weights
+            ]
+            default = "changed" if changed else "left as it is"
+            result[layer.name] = (changed, said.get(layer.name, default))
+        return result
+
+    def units(
+        self, model: keras.Model, granularity: str, blocks: dict[str, list[str]]
+    ) -> dict[str, list[str]]:
+        """What per-unit parameters are drawn for: unit name -> the layers it sets.
+
+        ``per-layer``: every layer the technique can act on; ``per-block``: the
+        ``blocks`` holding such layers; ``global``: none.
+        """
+        if granularity == "global" or not self.layer_params:
+            return {}
+        applicable = [name for name, (ok, _) in self.explain(model).items() if ok]
+        if granularity == "per-layer":
+            return {name: [name] for name in applicable}
+        units = {}
+        for block, layers in blocks.items():
+            inside = [name for name in layers if name in applicable]
+            if inside:
+                units[block] = inside
+        return units
+
+
+def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's own layers that hold weights, in order (nested models as one layer)."""
+    return [layer for layer in model.layers if layer.weights]

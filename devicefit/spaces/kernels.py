@@ -13,15 +13,16 @@ from typing import Any
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import Applied, Technique
-from devicefit.spaces.graph import as_functional, clone_with, graph_view, rebuild, unique_name
+from devicefit.spaces.base import Applied, Technique, layer_value
+from devicefit.spaces.graph import graph_view
 from devicefit.spaces.params import IntRange
+from devicefit.spaces.rebuild import as_functional, clone_with, rebuild, unique_name
 
 silence_tensorflow()
 
 import keras  # noqa: E402
 
-SUPPORTED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+SUPPORTED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 
 
 def reduced_size(size: int, shrink: int) -> int:
@@ -53,6 +54,7 @@ class KernelReduction(Technique):
     stage = "graph"
     structural = True
     default_ranges = {"shrink": IntRange(0, 4)}
+    layer_params = {"shrink": IntRange(0, 4)}
 
     def identity_params(self) -> dict[str, Any]:
         return {"shrink": 0}
@@ -61,13 +63,14 @@ class KernelReduction(Technique):
         return {"shrink": 4}
 
     def rewrite(self, model: keras.Model, params: dict[str, Any]) -> Applied:
-        shrink = int(params.get("shrink", 0))
-        if shrink < 0:
-            raise ValueError(f"{self.name}.shrink must be >= 0, got {shrink}")
         functional = as_functional(model)
-        if shrink == 0:
-            return Applied(functional, ["shrink 0: kernels unchanged"])
         view = graph_view(functional)
+        shrinks = {name: int(layer_value(params, name, "shrink", 0)) for name in view.order}
+        bad = {name: v for name, v in shrinks.items() if v < 0}
+        if bad:
+            raise ValueError(f"{self.name}.shrink must be >= 0, got {bad}")
+        if not any(shrinks.values()):
+            return Applied(functional, ["shrink 0: kernels unchanged"])
         taken = set(view.layers)
         replace: dict[str, list[keras.layers.Layer]] = {}
         weights: dict[str, list[np.ndarray]] = {}
@@ -76,7 +79,7 @@ class KernelReduction(Technique):
             layer = view.layers[name]
             if type(layer) not in SUPPORTED:
                 continue
-            old = tuple(layer.kernel_size)
+            old, shrink = tuple(layer.kernel_size), shrinks[name]
             new = (reduced_size(old[0], shrink), reduced_size(old[1], shrink))
             if new == old:
                 notes.append(f"{name}: kernel {old} kept (no odd axis larger than 1)")

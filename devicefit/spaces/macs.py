@@ -10,7 +10,8 @@ from math import prod
 from typing import Any
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.graph import Shape, as_functional, graph_view
+from devicefit.spaces.graph import Shape, graph_view
+from devicefit.spaces.rebuild import as_functional
 
 silence_tensorflow()
 
@@ -33,7 +34,7 @@ def keras_macs(model: keras.Model, input_shape: tuple[int, ...] | None = None) -
     view = graph_view(model)
     total = 0
     for name, (in_shape, out_shape) in shapes.items():
-        total += view.calls.get(name, 1) * _layer_macs(view.layers[name], in_shape, out_shape)
+        total += view.calls.get(name, 1) * layer_macs(view.layers[name], in_shape, out_shape)
     return total
 
 
@@ -66,10 +67,11 @@ def _shape(tensor: Any) -> Shape:
     return tuple(tensor.shape) if tensor is not None else ()
 
 
-def _layer_macs(layer: Any, in_shape: Shape, out_shape: Shape) -> int:
+def layer_macs(layer: Any, in_shape: Shape, out_shape: Shape) -> int:
     if isinstance(layer, keras.Model):
         return keras_macs(layer, (1, *in_shape[1:]))
-    if not isinstance(layer, L.Conv2D | L.DepthwiseConv2D | L.SeparableConv2D | L.Dense):
+    kinds = L.Conv2D | L.DepthwiseConv2D | L.SeparableConv2D | L.Conv2DTranspose | L.Dense
+    if not isinstance(layer, kinds):
         return 0
     if any(d is None for d in (*in_shape[1:], *out_shape[1:])):
         raise ValueError(
@@ -82,6 +84,9 @@ def _layer_macs(layer: Any, in_shape: Shape, out_shape: Shape) -> int:
     cin = int(in_shape[-1] if channels_last else in_shape[1])
     spatial = prod(out_shape[1:3] if channels_last else out_shape[2:4])
     taps = prod(layer.kernel_size)
+    if isinstance(layer, L.Conv2DTranspose):  # every input pixel scatters a whole kernel
+        positions = prod(in_shape[1:3] if channels_last else in_shape[2:4])
+        return positions * taps * cin * layer.filters
     if isinstance(layer, L.DepthwiseConv2D):
         return spatial * taps * cin * layer.depth_multiplier
     if isinstance(layer, L.SeparableConv2D):

@@ -1,14 +1,12 @@
-"""Structured channel pruning: drop the Conv2D/Dense filters that matter least.
+"""Structured channel pruning over the channel-dependency graph.
 
-Two importance measures, chosen by the search:
-- ``l1``: Li et al., "Pruning Filters for Efficient ConvNets" (2017): a filter's
-  L1 norm, a cheap, data-free proxy.
-- ``activation``: the mean magnitude of the channel on training inputs times the
-  L1 norm of the next layer's weights reading it. A filter with small weights can
-  carry a large signal: SRCNN started as bicubic passes the image through one
-  delta filter (L1 = 1, the smallest), and L1 pruning removes it first.
-Removing filters shrinks the tensors themselves, so unlike unstructured sparsity
-it speeds up any runtime.
+Whole dependency groups (:mod:`devicefit.spaces.graph`) lose the same channels:
+every convolution feeding a residual ``Add`` drops the same filters, the
+BatchNorm and depthwise layers on the way drop the matching per-channel weights,
+and every consumer (including the Dense after a Flatten, and a convolution after
+a Concatenate at that input's offset) drops the matching input rows. Removing
+filters shrinks the tensors themselves, so unlike unstructured sparsity it
+speeds up any runtime.
 """
 
 from __future__ import annotations
@@ -19,14 +17,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import Applied, Technique
-from devicefit.spaces.chains import chain_indices, channel_chains
-from devicefit.spaces.graph import as_functional, clone_with, graph_view, rebuild
+from devicefit.spaces.base import PER_LAYER, Applied, Technique, weighted_layers
+from devicefit.spaces.graph import DependencyGraph, dependency_graph
+from devicefit.spaces.importance import IMPORTANCES, kernel_axes, rank_groups
 from devicefit.spaces.params import Choice, FloatRange
+from devicefit.spaces.rebuild import as_functional, clone_with, rebuild
 
 silence_tensorflow()
 
 import keras  # noqa: E402
+
+L = keras.layers
 
 
 def kept_count(channels: int, ratio: float, multiple: int) -> int:
@@ -51,17 +52,18 @@ def l1_ranking(kernel: np.ndarray) -> np.ndarray:
 
 
 class ChannelPruning(Technique):
-    """Remove a fraction ``ratio`` of each prunable layer's filters (lowest L1 first).
+    """Remove a fraction ``ratio`` of every prunable dependency group's channels.
 
-    Prunable layers come from :func:`devicefit.spaces.chains.channel_chains`;
-    the matching BatchNormalization parameters and the next Conv2D/Dense's
-    input channels (through Flatten's position-major layout) go with them.
+    A per-layer ``ratio`` set on any producer of a group applies to the whole
+    group (per-layer granularity draws one per group, named after its first
+    producer); frozen groups are left alone and the notes say why.
     """
 
     name = "channel_pruning"
     stage = "graph"
     structural = True
-    default_ranges = {"ratio": FloatRange(0.0, 0.7), "importance": Choice(("l1", "activation"))}
+    default_ranges = {"ratio": FloatRange(0.0, 0.7), "importance": Choice(IMPORTANCES)}
+    layer_params = {"ratio": FloatRange(0.0, 0.7)}
     channel_multiple: ClassVar[int] = 4
     max_samples: ClassVar[int] = 64
 
@@ -77,106 +79,136 @@ class ChannelPruning(Technique):
     def strong_params(self) -> dict[str, Any]:
         return {"ratio": 0.7, "importance": "l1"}
 
-    def _rankings(
-        self, functional: keras.Model, view: Any, chains: list[Any], importance: str
-    ) -> tuple[dict[str, np.ndarray], str]:
-        """Per producer, its output channels from most to least important."""
-        if importance == "activation" and self.samples is not None and chains:
-            return activation_rankings(functional, view, chains, self.samples), "activation"
-        how = "L1" if importance == "l1" else "L1 (no samples given for activation ranking)"
-        ranks = {c.producer: l1_ranking(view.layers[c.producer].get_weights()[0]) for c in chains}
-        return ranks, how
-
     def rewrite(self, model: keras.Model, params: dict[str, Any]) -> Applied:
-        ratio = float(params.get("ratio", 0.0))
-        if not 0.0 <= ratio < 1.0:
-            raise ValueError(f"{self.name}.ratio must be in [0, 1), got {ratio}")
+        ratio = _ratio(params.get("ratio", 0.0), "the model")
         importance = str(params.get("importance", "l1"))
-        if importance not in ("l1", "activation"):
-            raise ValueError(f"{self.name}.importance must be l1 or activation, got {importance}")
-        functional = as_functional(model)
-        view = graph_view(functional)
-        chains, reasons = channel_chains(view)
-        notes = [f"{name}: not pruned, {why}" for name, why in reasons.items()]
-        rankings: dict[str, np.ndarray] = {}
-        how = importance
-        if ratio > 0:  # at ratio 0 every filter stays: no ranking (nor inference) needed
-            rankings, how = self._rankings(functional, view, chains, importance)
-        out_keep: dict[str, np.ndarray] = {}  # producer -> kept output channels
-        in_keep: dict[str, np.ndarray] = {}  # consumer / channel-wise layer -> kept inputs
-        for chain in chains:
-            count = kept_count(chain.channels, ratio, self.channel_multiple)
-            if count == chain.channels:
-                notes.append(f"{chain.producer}: kept all {count} filters at ratio {ratio:.3g}")
-                continue
-            keep = np.sort(rankings[chain.producer][:count])
-            out_keep[chain.producer] = keep
-            in_keep.update(chain_indices(view, chain, keep))
-            notes.append(
-                f"{chain.producer}: kept {count}/{chain.channels} filters "
-                f"(least important by {how} removed; {chain.consumer} loses the matching inputs)"
+        if importance not in IMPORTANCES:
+            raise ValueError(
+                f"{self.name}.importance must be one of {', '.join(IMPORTANCES)}, got {importance}"
             )
-        if not out_keep:
+        functional = as_functional(model)
+        graph = dependency_graph(functional)
+        notes = [f"{g.name}: not pruned, {g.frozen[0]}" for g in graph.frozen() if g.layers("out")]
+        counts = {}
+        for group in graph.prunable():
+            per_layer = params.get(PER_LAYER, {})
+            own = [per_layer.get(p, {}).get("ratio") for p in group.layers("out")]
+            value = _ratio(next((r for r in own if r is not None), ratio), group.name)
+            count = kept_count(group.size, value, self.channel_multiple)
+            if count < group.size:
+                counts[group.id] = count
+        if not counts:
+            notes.append(f"kept every channel at ratio {ratio:.3g}")
             return Applied(functional, notes)
-        replace: dict[str, list[keras.layers.Layer]] = {}
-        weights: dict[str, list[np.ndarray]] = {}
-        for name in sorted(set(out_keep) | set(in_keep)):
-            layer = view.layers[name]
-            values = layer.get_weights()
-            if type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
-                values, changes = _slice_weighted(
-                    layer, values, in_keep.get(name), out_keep.get(name)
-                )
-            elif isinstance(layer, keras.layers.DepthwiseConv2D):  # (kh, kw, channels, 1)
-                kernel, *bias = values
-                keep = in_keep[name]
-                values, changes = [kernel[:, :, keep], *(b[keep] for b in bias)], {}
-            elif values:  # BatchNormalization: every variable is one value per channel
-                values, changes = [v[in_keep[name]] for v in values], {}
-            else:
-                continue  # weightless channel-wise layer: rebuilt with the new shape anyway
-            replace[name] = [clone_with(layer, **changes)]
-            weights[name] = values
+        chosen = [graph.groups[gid] for gid in counts]
+        rankings, how = rank_groups(graph, chosen, importance, functional, self.samples)
+        keep = {gid: np.sort(rankings[gid][:count]) for gid, count in counts.items()}
+        for group in chosen:
+            producers = ", ".join(group.layers("out"))
+            notes.append(
+                f"{group.name}: kept {counts[group.id]}/{group.size} channels of "
+                f"{producers} (least important by {how[group.id]} removed)"
+            )
+        replace, weights = sliced_layers(graph, keep)
         return Applied(rebuild(functional, replace, weights), notes)
 
+    def units(
+        self, model: keras.Model, granularity: str, blocks: dict[str, list[str]]
+    ) -> dict[str, list[str]]:
+        if granularity != "per-layer":
+            return super().units(model, granularity, blocks)
+        graph = dependency_graph(as_functional(model))
+        return {group.name: group.layers("out") for group in graph.prunable()}
 
-def activation_rankings(
-    functional: keras.Model, view: Any, chains: list[Any], samples: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Rank each producer's channels by mean |activation| x L1 of the consumer's weights
-    on that channel, where the activation is what reaches the consumer (after the
-    chain's BatchNorm, activation and pooling layers, before any Flatten)."""
-    taps = {}
-    for chain in chains:
-        spatial = [n for n in chain.through if not isinstance(view.layers[n], keras.layers.Flatten)]
-        taps[chain.producer] = spatial[-1] if spatial else chain.producer
-    probe = keras.Model(
-        functional.inputs, [functional.get_layer(name).output for name in taps.values()]
-    )
-    outputs = probe.predict(samples, verbose=0, batch_size=16)
-    outputs = outputs if isinstance(outputs, list) else [outputs]
-    ranks = {}
-    for chain, act in zip(chains, outputs, strict=True):
-        strength = np.abs(act).reshape(-1, act.shape[-1]).mean(axis=0)
-        kernel = view.layers[chain.consumer].get_weights()[0]
-        if kernel.ndim == 2:  # Dense, maybe after Flatten: rows are position-major
-            use = np.abs(kernel).reshape(-1, chain.channels, kernel.shape[-1]).sum(axis=(0, 2))
-        else:  # Conv2D (kh, kw, in, out)
-            use = np.abs(kernel).sum(axis=(0, 1, 3))
-        ranks[chain.producer] = np.argsort(-(strength * use), kind="stable")
-    return ranks
+    def explain(self, model: keras.Model) -> dict[str, tuple[bool, str]]:
+        graph = dependency_graph(as_functional(model))
+        roles: dict[str, list[tuple[str, Any]]] = {}
+        for group in graph.groups.values():
+            for member in group.members:
+                roles.setdefault(member.layer, []).append((member.role, group))
+        result = {}
+        for layer in weighted_layers(model):
+            if layer.name in graph.notes:
+                result[layer.name] = (False, graph.notes[layer.name])
+                continue
+            mine = [g for role, g in roles.get(layer.name, []) if role in ("out", "pass")]
+            if not mine:
+                result[layer.name] = (False, "its channels are in no group")
+                continue
+            group = mine[0]
+            if group.frozen:
+                result[layer.name] = (False, f"group {group.name} is frozen: {group.frozen[0]}")
+                continue
+            others = [p for p in group.layers("out") if p != layer.name]
+            coupled = f", pruned together with {', '.join(others)}" if others else ""
+            result[layer.name] = (True, f"group {group.name}, {group.size} channels{coupled}")
+        return result
 
 
-def _slice_weighted(
-    layer: Any, values: list[np.ndarray], inputs: np.ndarray | None, outputs: np.ndarray | None
+def _ratio(value: Any, what: str) -> float:
+    ratio = float(value)
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"channel_pruning ratio of {what} must be in [0, 1), got {ratio}")
+    return ratio
+
+
+def sliced_layers(
+    graph: DependencyGraph, keep: dict[int, np.ndarray]
+) -> tuple[dict[str, list[keras.layers.Layer]], dict[str, list[np.ndarray]]]:
+    """New layers (same names) and their sliced weights for every layer ``keep`` touches.
+
+    Weightless layers are not replaced: the rebuild calls fresh copies of them on
+    the narrower tensors.
+    """
+    replace: dict[str, list[keras.layers.Layer]] = {}
+    weights: dict[str, list[np.ndarray]] = {}
+    for name in graph.view.order:
+        layer = graph.view.layers[name]
+        if not isinstance(layer, keras.layers.Layer) or not layer.weights:
+            continue
+        layout_in, layout_out = graph.in_layout.get(name), graph.out_layout.get(name)
+        in_idx = graph.index(layout_in, keep) if layout_in else None
+        out_idx = graph.index(layout_out, keep) if layout_out else None
+        if in_idx is None and out_idx is None:
+            continue
+        if name in graph.notes:
+            continue  # unknown layer: its groups are frozen, so this cannot happen
+        values, changes = _slice(layer, in_idx, out_idx)
+        replace[name] = [clone_with(layer, **changes)]
+        weights[name] = values
+    return replace, weights
+
+
+def _slice(
+    layer: Any, in_idx: np.ndarray | None, out_idx: np.ndarray | None
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    kernel, *rest = values
-    changes: dict[str, Any] = {}
-    if inputs is not None:  # Dense kernel (in, out), Conv2D (kh, kw, in, out)
-        kernel = np.take(kernel, inputs, axis=kernel.ndim - 2)
-    if outputs is not None:
-        kernel = kernel[..., outputs]
-        rest = [bias[outputs] for bias in rest]
-        key = "units" if isinstance(layer, keras.layers.Dense) else "filters"
-        changes[key] = len(outputs)
-    return [kernel, *rest], changes
+    values = layer.get_weights()
+    if isinstance(layer, L.SeparableConv2D):
+        depthwise, pointwise, *bias = values
+        if in_idx is not None:
+            depthwise = depthwise[:, :, in_idx]
+            pointwise = pointwise[:, :, in_idx]
+        if out_idx is None:
+            return [depthwise, pointwise, *bias], {}
+        bias = [b[out_idx] for b in bias]
+        return [depthwise, pointwise[..., out_idx], *bias], {"filters": len(out_idx)}
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv2DTranspose, L.Dense)) and not isinstance(
+        layer, L.DepthwiseConv2D
+    ):
+        kernel, *bias = values
+        _, in_axis, out_axis = kernel_axes(layer)
+        changes: dict[str, Any] = {}
+        if in_idx is not None:
+            kernel = np.take(kernel, in_idx, axis=in_axis)
+        if out_idx is not None:
+            kernel = np.take(kernel, out_idx, axis=out_axis)
+            bias = [b[out_idx] for b in bias]
+            changes["units" if isinstance(layer, L.Dense) else "filters"] = len(out_idx)
+        return [kernel, *bias], changes
+    # Channel-wise layers: the depthwise kernel (kh, kw, channels, 1) on axis 2, every
+    # other weight (BatchNorm, LayerNorm, PReLU, depthwise bias) on its last axis.
+    index = in_idx if in_idx is not None else out_idx
+    if isinstance(layer, L.DepthwiseConv2D):
+        kernel, *bias = values
+        return [kernel[:, :, index], *(b[index] for b in bias)], {}
+    return [np.take(v, index, axis=-1) for v in values], {}

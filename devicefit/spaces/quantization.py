@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import ConvertContext, Technique
+from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique, weighted_layers
 from devicefit.spaces.convert import to_tflite
+from devicefit.spaces.mixed_precision import PRECISIONS, expected_kernels, quantize_per_layer
 from devicefit.spaces.params import Choice
 
 silence_tensorflow()
@@ -31,6 +32,10 @@ class Quantization(Technique):
     stage = "convert"
     structural = False
     default_ranges = {"mode": Choice(MODES)}
+    # Per-layer (or per-block) granularity is mixed precision: a bit-width per layer
+    # (see mixed_precision.py) instead of one mode for the whole file.
+    layer_params = {"precision": Choice(PRECISIONS)}
+    global_only = ("mode",)
 
     def identity_params(self) -> dict[str, Any]:
         return {"mode": "float32"}
@@ -42,15 +47,50 @@ class Quantization(Technique):
         mode = params.get("mode", "float32")
         if mode not in MODES:
             raise ValueError(f"unknown quantization mode {mode!r}")
+        precisions = {
+            layer: values["precision"]
+            for layer, values in params.get(PER_LAYER, {}).items()
+            if "precision" in values
+        }
+        if precisions:  # mixed precision starts from the float32 file
+            tflite = to_tflite(model, ctx.input_shape, lambda c: _configure(c, "float32", ctx))
+            return quantize_per_layer(model, tflite, precisions, ctx.calibration)[0]
         return to_tflite(model, ctx.input_shape, lambda conv: _configure(conv, mode, ctx))
+
+    def explain(self, model: keras.Model) -> dict[str, tuple[bool, str]]:
+        """Every layer goes with the file's mode; layers with a kernel can also take
+        their own precision (mixed precision)."""
+        result = {}
+        for layer in weighted_layers(model):
+            if expected_kernels(layer):
+                result[layer.name] = (
+                    True,
+                    f"file mode, or its own precision ({'/'.join(PRECISIONS)})",
+                )
+            else:
+                result[layer.name] = (True, "file mode only (no kernel of its own)")
+        return result
+
+    def units(
+        self, model: keras.Model, granularity: str, blocks: dict[str, list[str]]
+    ) -> dict[str, list[str]]:
+        # Only layers with their own kernel ops can carry a precision of their own.
+        units = super().units(model, granularity, blocks)
+        kernels = {layer.name for layer in weighted_layers(model) if expected_kernels(layer)}
+        units = {unit: [n for n in layers if n in kernels] for unit, layers in units.items()}
+        return {unit: layers for unit, layers in units.items() if layers}
 
 
 def _configure(converter: Any, mode: str, ctx: ConvertContext) -> None:
     import tensorflow as tf
 
+    # Sparse encoding: weights with enough zeros are stored as sparse tensors, the
+    # layout XNNPACK's sparse 1x1-conv kernels can run (TFLite densifies them otherwise).
+    sparsity = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if ctx.sparse else []
     if mode == "float32":
+        converter.optimizations = sparsity
         return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT, *sparsity]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":

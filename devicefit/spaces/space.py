@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 
 from devicefit.errors import UsageError
-from devicefit.spaces.base import STAGE_ORDER, Plan, Step, Technique
+from devicefit.spaces.base import PER_LAYER, STAGE_ORDER, Plan, Step, Technique
 from devicefit.spaces.params import IntRange, ParamSpec, apply_overrides
 
 FINETUNE = "finetune"
@@ -29,9 +29,18 @@ class SearchSpace:
     """
 
     def __init__(
-        self, techniques: list[Technique], overrides: dict[str, dict[str, Any]] | None = None
+        self,
+        techniques: list[Technique],
+        overrides: dict[str, dict[str, Any]] | None = None,
+        granularity: dict[str, str] | None = None,
+        units: dict[str, dict[str, list[str]]] | None = None,
     ) -> None:
+        """``granularity``: technique -> global / per-block / per-layer (default global);
+        ``units``: technique -> unit name -> layers, from :meth:`Technique.units` on the
+        model (techniques with no units are sampled globally)."""
         overrides = dict(overrides or {})
+        self.granularity = dict(granularity or {})
+        self.units = {name: u for name, u in (units or {}).items() if u}
         names = {t.name for t in techniques}
         self.epochs = DEFAULT_EPOCHS
         if FINETUNE in overrides:
@@ -46,10 +55,22 @@ class SearchSpace:
                 f"enabled: {', '.join(sorted(names))}"
             )
         self.techniques = sorted(techniques, key=lambda t: STAGE_ORDER[t.stage])
-        self.ranges: dict[str, dict[str, ParamSpec]] = {
-            t.name: apply_overrides(t.default_ranges, overrides.get(t.name, {}), f"ranges.{t.name}")
-            for t in self.techniques
-        }
+        self.ranges: dict[str, dict[str, ParamSpec]] = {}
+        self.layer_ranges: dict[str, dict[str, ParamSpec]] = {}
+        for t in self.techniques:
+            mine = overrides.get(t.name, {})
+            known = {**t.default_ranges, **t.layer_params}
+            apply_overrides(known, mine, f"ranges.{t.name}")  # names unknown keys
+            self.ranges[t.name] = apply_overrides(
+                t.default_ranges,
+                {k: v for k, v in mine.items() if k in t.default_ranges},
+                f"ranges.{t.name}",
+            )
+            self.layer_ranges[t.name] = apply_overrides(
+                t.layer_params,
+                {k: v for k, v in mine.items() if k in t.layer_params},
+                f"ranges.{t.name}",
+            )
         if not any(t.stage == "convert" for t in self.techniques):
             from devicefit.spaces import get_technique
 
@@ -67,10 +88,30 @@ class SearchSpace:
             if tech.stage != "convert":
                 if not trial.suggest_categorical(f"{tech.name}.on", [False, True]):
                     continue
-            steps.append(Step(tech.name, tech.sample(trial, self.ranges[tech.name])))
+            steps.append(Step(tech.name, self._sample_technique(trial, tech)))
         changed = any(s.technique != "quantization" for s in steps)
         epochs = self.epochs.suggest(trial, f"{FINETUNE}.epochs") if changed else 0
         return Plan(tuple(steps), int(epochs))
+
+    def _sample_technique(self, trial: optuna.Trial, tech: Technique) -> dict[str, Any]:
+        units = self.units.get(tech.name)
+        if not units:
+            return tech.sample(trial, self.ranges[tech.name])
+        per_unit = self.layer_ranges[tech.name]
+        shared = {
+            key: spec
+            for key, spec in self.ranges[tech.name].items()
+            if key not in per_unit and key not in tech.global_only
+        }
+        params = tech.sample(trial, shared)
+        per_layer: dict[str, dict[str, Any]] = {}
+        for unit, layers in units.items():
+            for key, spec in per_unit.items():
+                value = spec.suggest(trial, f"{tech.name}.{key}@{unit}")
+                for layer in layers:
+                    per_layer.setdefault(layer, {})[key] = value
+        params[PER_LAYER] = per_layer
+        return params
 
     def recipe_params(self, setting: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """Fixed parameters for one-technique recipes: each enabled technique alone at a
@@ -91,8 +132,8 @@ class SearchSpace:
             for key, value in setting[tech.name].items():
                 spec = self.ranges[tech.name][key]
                 low, high = getattr(spec, "low", value), getattr(spec, "high", value)
-                params[f"{tech.name}.{key}"] = type(value)(min(max(value, low), high))
-            params["quantization.mode"] = "float32"
+                params.update(self._named(tech, key, type(value)(min(max(value, low), high))))
+            params.update(self._float_file())
             params[f"{FINETUNE}.epochs"] = epochs
             recipes.append({"technique": tech.name, "params": params})
         return recipes
@@ -101,7 +142,21 @@ class SearchSpace:
         """What the trial combining the feasible recipes adds to their parameters: float32
         like the recipes, and the longest fine-tuning, since several techniques at once
         take the model furthest from the original."""
-        return {"quantization.mode": "float32", f"{FINETUNE}.epochs": self.epochs.high}
+        return {**self._float_file(), f"{FINETUNE}.epochs": self.epochs.high}
+
+    def _named(self, tech: Technique, key: str, value: Any) -> dict[str, Any]:
+        """The trial parameter(s) that set ``key``: one per unit at finer granularity."""
+        units = self.units.get(tech.name)
+        if units and key in self.layer_ranges[tech.name]:
+            return {f"{tech.name}.{key}@{unit}": value for unit in units}
+        return {f"{tech.name}.{key}": value}
+
+    def _float_file(self) -> dict[str, Any]:
+        """Parameters that convert at float32: the mode, or every layer's precision."""
+        units = self.units.get("quantization")
+        if units:
+            return {f"quantization.precision@{unit}": "float" for unit in units}
+        return {"quantization.mode": "float32"}
 
     def baseline_modes(self) -> list[str]:
         """The reference points every front gets: the original model as float32, float16, int8."""

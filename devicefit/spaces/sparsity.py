@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import Applied, Technique
-from devicefit.spaces.params import FloatRange
+from devicefit.spaces.base import Applied, Technique, layer_value, weighted_layers
+from devicefit.spaces.params import Choice, FloatRange
 
 silence_tensorflow()
 
@@ -25,6 +25,8 @@ import keras  # noqa: E402
 
 # Variables holding multiplicative weights; biases and normalization stay dense.
 KERNEL_ATTRS = ("kernel", "depthwise_kernel", "pointwise_kernel")
+PATTERNS = ("unstructured", "xnnpack_1x1")
+XNNPACK_MIN_SPARSITY = 2 / 3
 
 
 def polynomial_sparsity(
@@ -69,12 +71,14 @@ def _walk(layer: Any) -> Iterator[Any]:
         yield from _walk(child)
 
 
-def apply_masks(kernels: list[tuple[str, Any]], sparsity: float) -> list[np.ndarray]:
-    """Zero each kernel's smallest weights in place; returns the masks applied."""
+def apply_masks(kernels: list[tuple[str, Any]], sparsity: float | list[float]) -> list[np.ndarray]:
+    """Zero each kernel's smallest weights in place (one sparsity for all, or one per
+    kernel); returns the masks applied."""
+    levels = sparsity if isinstance(sparsity, list) else [sparsity] * len(kernels)
     masks = []
-    for _, variable in kernels:
+    for (_, variable), level in zip(kernels, levels, strict=True):
         values = np.asarray(variable.numpy())
-        mask = magnitude_mask(values, sparsity)
+        mask = magnitude_mask(values, level)
         variable.assign(values * mask)
         masks.append(mask)
     return masks
@@ -88,11 +92,11 @@ class PruningSchedule(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, kernels: list[tuple[str, Any]], target: float, end_step: int, frequency: int
+        self, kernels: list[tuple[str, Any]], targets: list[float], end_step: int, frequency: int
     ):
         super().__init__()
         self.kernels = kernels
-        self.target = target
+        self.targets = targets
         self.end_step = end_step
         self.frequency = max(1, frequency)
         self.step = 0
@@ -102,8 +106,9 @@ class PruningSchedule(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.step += 1
         if self.step % self.frequency == 0 or self.step == self.end_step or not self._masks:
-            self.sparsity = polynomial_sparsity(self.step, self.end_step, self.target)
-            masks = apply_masks(self.kernels, self.sparsity)
+            levels = [polynomial_sparsity(self.step, self.end_step, t) for t in self.targets]
+            self.sparsity = max(levels)
+            masks = apply_masks(self.kernels, levels)
             self._masks = [keras.ops.convert_to_tensor(m) for m in masks]
             return
         for (_, variable), mask in zip(self.kernels, self._masks, strict=True):
@@ -118,48 +123,109 @@ class MagnitudePruning(Technique):
     ``finalize`` applies the target masks, so with no fine-tuning this is
     one-shot pruning. Dense kernels only get faster on runtimes with sparse
     kernels (XNNPACK's sparse path, or smaller files after compression), so
-    the measurement decides whether it pays.
+    the measurement decides whether it pays. ``pattern`` ``xnnpack_1x1`` prunes
+    only 1x1 convolutions, to at least 2/3, and has the converter store them as
+    sparse tensors: the layout XNNPACK's sparse inference accepts.
     """
 
     name = "magnitude_pruning"
     stage = "weights"
     structural = False
-    default_ranges = {"sparsity": FloatRange(0.0, 0.9)}
+    default_ranges = {"sparsity": FloatRange(0.0, 0.9), "pattern": Choice(PATTERNS)}
+    layer_params = {"sparsity": FloatRange(0.0, 0.9)}
     end_fraction: ClassVar[float] = 0.75
     mask_updates: ClassVar[int] = 50  # mask recomputations over the schedule (TF-MOT: every 100)
 
     def identity_params(self) -> dict[str, Any]:
-        return {"sparsity": 0.0}
+        return {"sparsity": 0.0, "pattern": "unstructured"}
 
     def strong_params(self) -> dict[str, Any]:
-        return {"sparsity": 0.9}
+        return {"sparsity": 0.9, "pattern": "unstructured"}
+
+    def wants_sparse_file(self, params: dict[str, Any]) -> bool:
+        return _pattern(params) == "xnnpack_1x1"
+
+    def _kernels(self, model: keras.Model, params: dict[str, Any]) -> tuple[list, list[float]]:
+        """The kernels to prune and each one's target sparsity.
+
+        ``xnnpack_1x1``: only 1x1 Conv2D kernels, at least 2/3 sparse: the only ones
+        XNNPACK's sparse inference runs sparse (its SpMM kernels need that much).
+        """
+        kernels = prunable_kernels(model)
+        targets = _targets(self.name, params, kernels)
+        if _pattern(params) != "xnnpack_1x1":
+            return kernels, targets
+        chosen = [
+            (pair, max(target, XNNPACK_MIN_SPARSITY) if target > 0 else 0.0)
+            for pair, target in zip(kernels, targets, strict=True)
+            if _is_pointwise(model, pair[0])
+        ]
+        return [pair for pair, _ in chosen], [target for _, target in chosen]
 
     def training_callbacks(
         self, model: keras.Model, params: dict[str, Any], total_steps: int
     ) -> list[keras.callbacks.Callback]:
-        target = _target(self.name, params)
-        if target == 0.0 or total_steps <= 0:
+        kernels, targets = self._kernels(model, params)
+        if not any(targets) or total_steps <= 0:
             return []
         end_step = max(1, math.ceil(self.end_fraction * total_steps))
         frequency = max(1, end_step // self.mask_updates)
-        return [PruningSchedule(prunable_kernels(model), target, end_step, frequency)]
+        return [PruningSchedule(kernels, targets, end_step, frequency)]
 
     def finalize(self, model: keras.Model, params: dict[str, Any]) -> Applied:
         """Apply the target masks to ``model`` in place (it is the fine-tuned model)."""
-        target = _target(self.name, params)
-        kernels = prunable_kernels(model)
-        if target == 0.0:
+        kernels, targets = self._kernels(model, params)
+        if not any(targets):
             return Applied(model, ["sparsity 0: weights unchanged"])
-        masks = apply_masks(kernels, target)
+        masks = apply_masks(kernels, targets)
         notes = [
             f"{label}: {1.0 - float(mask.mean()):.1%} zeros"
             for (label, _), mask in zip(kernels, masks, strict=True)
         ]
         return Applied(model, notes)
 
+    def explain(self, model: keras.Model) -> dict[str, tuple[bool, str]]:
+        return explain_kernels(model, lambda size: f"{size} kernel weights")
 
-def _target(name: str, params: dict[str, Any]) -> float:
-    target = float(params.get("sparsity", 0.0))
-    if not 0.0 <= target < 1.0:
-        raise ValueError(f"{name}.sparsity must be in [0, 1), got {target}")
-    return target
+
+def explain_kernels(model: keras.Model, applies: Any) -> dict[str, tuple[bool, str]]:
+    """Techniques that act on every kernel: layers with one apply (``applies(size)``
+    says how), layers with only per-channel weights do not."""
+    kernels = {label.split(".", 1)[0]: v for label, v in prunable_kernels(model)}
+    return {
+        layer.name: (True, applies(int(np.prod(kernels[layer.name].shape))))
+        if layer.name in kernels
+        else (False, "no kernel (only per-channel weights)")
+        for layer in weighted_layers(model)
+    }
+
+
+def _pattern(params: dict[str, Any]) -> str:
+    pattern = str(params.get("pattern", "unstructured"))
+    if pattern not in PATTERNS:
+        raise ValueError(f"magnitude_pruning.pattern must be one of {PATTERNS}, got {pattern!r}")
+    return pattern
+
+
+def _is_pointwise(model: keras.Model, label: str) -> bool:
+    name, attr = label.split(".", 1)
+    try:
+        layer = model.get_layer(name)
+    except ValueError:  # a nested model's layer
+        return False
+    return (
+        type(layer) is keras.layers.Conv2D
+        and tuple(layer.kernel_size) == (1, 1)
+        and (attr == "kernel")
+    )
+
+
+def _targets(name: str, params: dict[str, Any], kernels: list[tuple[str, Any]]) -> list[float]:
+    """The target sparsity of each kernel (labelled ``layer.attribute``)."""
+    targets = []
+    for label, _ in kernels:
+        target = float(layer_value(params, label.split(".", 1)[0], "sparsity", 0.0))
+        if not 0.0 <= target < 1.0:
+            raise ValueError(f"{name}.sparsity must be in [0, 1), got {target} for {label}")
+        targets.append(target)
+    return targets

@@ -22,18 +22,29 @@ def _study(space: SearchSpace) -> optuna.Study:
     return study
 
 
-def _run_recipes(study: optuna.Study, space: SearchSpace, drops: dict[str, float | None]) -> None:
-    """Ask and sample every recipe; tell each with the given constraint (None: it failed)."""
+def _run_recipes(
+    study: optuna.Study,
+    space: SearchSpace,
+    drops: dict[str, float | None],
+    latency: dict[str, float] | None = None,
+) -> None:
+    """A float32 baseline at 10 ms, then every recipe, told with the given constraint
+    (None: it failed) and latency (default 5 ms)."""
+    study.enqueue_trial({}, user_attrs={attrs.BASELINE: "float32"})
+    baseline = study.ask()
+    baseline.set_constraint(attrs.CONSTRAINT, 0.0)
+    study.tell(baseline, [1.0, 10.0])
     for _ in drops:
         assert enqueue_next_fixed(study)
         trial = study.ask()
         space.sample(trial)
-        drop = drops[trial.user_attrs[attrs.RECIPE]]
+        technique = trial.user_attrs[attrs.RECIPE]
+        drop = drops[technique]
         if drop is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
         trial.set_constraint(attrs.CONSTRAINT, drop)
-        study.tell(trial, [1.0, 1.0])
+        study.tell(trial, [1.0, (latency or {}).get(technique, 5.0)])
 
 
 def test_feasible_recipes_are_combined_at_the_longest_finetuning() -> None:
@@ -61,6 +72,22 @@ def test_feasible_recipes_are_combined_at_the_longest_finetuning() -> None:
     assert plan.finetune_epochs == space.epochs.high
     study.tell(trial, [1.0, 1.0])
     assert not enqueue_next_fixed(study)  # once only
+
+
+def test_recipes_that_did_not_speed_the_model_up_are_left_out() -> None:
+    space = SearchSpace(all_techniques())
+    study = _study(space)
+    drops = {"channel_pruning": -0.1, "kernel_reduction": 0.0, "lowrank": 0.0}
+    drops["magnitude_pruning"] = 0.0
+    latency = {"magnitude_pruning": 12.0, "lowrank": 10.0}  # slower than / as slow as float32
+    _run_recipes(study, space, drops, latency)
+    assert enqueue_next_fixed(study)
+    plan = space.sample(study.ask())
+    assert [s.technique for s in plan.steps] == [
+        "channel_pruning",
+        "kernel_reduction",
+        "quantization",
+    ]
 
 
 def test_no_combination_while_a_recipe_runs_or_with_one_feasible_recipe() -> None:

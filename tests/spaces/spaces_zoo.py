@@ -91,11 +91,76 @@ def srcnn() -> keras.Model:
     return keras.Model(inputs, outputs, name="srcnn")
 
 
+def unet() -> keras.Model:
+    """Encoder-decoder: skip connections by Concatenate, up-sampling by Conv2DTranspose."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    e1 = L.Conv2D(8, 3, padding="same", activation="relu", name="enc1")(inputs)
+    e2 = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="enc2")(e1)
+    b = L.Conv2D(16, 3, padding="same", name="bottleneck")(e2)
+    b = L.BatchNormalization(name="bottleneck_bn")(b)
+    b = L.ReLU(name="bottleneck_relu")(b)
+    u = L.Conv2DTranspose(8, 2, strides=2, padding="same", name="up")(b)
+    x = L.Concatenate(name="skip")([u, e1])
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="dec")(x)
+    outputs = L.Conv2D(2, 1, name="mask")(x)
+    return keras.Model(inputs, outputs, name="unet")
+
+
+def separable_residual() -> keras.Model:
+    """Xception-like: SeparableConv2D blocks with BatchNorm everywhere and residual Adds."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.Activation("relu", name="stem_relu")(x)
+    for i in (1, 2):
+        y = L.SeparableConv2D(16, 3, padding="same", use_bias=False, name=f"sep{i}a")(x)
+        y = L.BatchNormalization(name=f"sep{i}a_bn")(y)
+        y = L.Activation("relu", name=f"sep{i}a_relu")(y)
+        y = L.SeparableConv2D(16, 3, padding="same", use_bias=False, name=f"sep{i}b")(y)
+        y = L.BatchNormalization(name=f"sep{i}b_bn")(y)
+        x = L.Add(name=f"add{i}")([x, y])
+    shortcut = L.Conv2D(32, 1, strides=2, use_bias=False, name="shortcut")(x)
+    y = L.SeparableConv2D(32, 3, padding="same", name="sep3")(x)
+    y = L.MaxPooling2D(3, strides=2, padding="same", name="pool")(y)
+    x = L.Add(name="add3")([shortcut, y])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(5, name="logits")(x)
+    return keras.Model(inputs, outputs, name="xception_mini")
+
+
+def mobilenet_v2() -> keras.Model:
+    return keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
+    )
+
+
+def resnet50() -> keras.Model:
+    return keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=10)
+
+
+def digits_task() -> keras.Model:
+    from devicefit.tasks import digits
+
+    return digits.build_model()
+
+
+def sr_task() -> keras.Model:
+    from devicefit.tasks import sr
+
+    return sr.build_model()
+
+
 ZOO: dict[str, tuple[Callable[[], keras.Model], tuple[int, ...]]] = {
     "sequential_cnn": (sequential_cnn, (1, 12, 12, 3)),
     "residual_cnn": (residual_cnn, (1, 10, 10, 3)),
     "mlp": (mlp, (1, 48)),
     "srcnn": (srcnn, (1, 16, 16, 1)),
+    "unet": (unet, (1, 16, 16, 3)),
+    "separable_residual": (separable_residual, (1, 16, 16, 3)),
+    "mobilenet_v2": (mobilenet_v2, (1, 32, 32, 3)),
+    "resnet50": (resnet50, (1, 32, 32, 3)),
+    "digits_task": (digits_task, (1, 32, 32, 1)),
+    "sr_task": (sr_task, (1, 24, 24, 1)),
 }
 
 

@@ -1,15 +1,17 @@
-"""Graph rewriting, channel chains and MAC counting."""
+"""Graph rewriting, the channel-dependency graph and MAC counting."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
 from spaces_zoo import build_zoo_model
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.chains import chain_indices, channel_chains
-from devicefit.spaces.graph import as_functional, copy_model, graph_view, rebuild
+from devicefit.spaces.graph import DependencyGraph, Group, dependency_graph, graph_view
 from devicefit.spaces.macs import keras_macs
+from devicefit.spaces.rebuild import as_functional, copy_model, rebuild
 
 silence_tensorflow()
 
@@ -67,39 +69,83 @@ def test_graph_view_lists_consumers_and_outputs() -> None:
     assert view.shapes["res_a"] == ((None, 10, 10, 16), (None, 10, 10, 16))
 
 
-def test_chains_skip_coupled_layers_and_say_why() -> None:
-    view = graph_view(build_zoo_model("residual_cnn").model)
-    chains, reasons = channel_chains(view)
-    by_producer = {c.producer: c for c in chains}
-    assert by_producer["res_a"].through == ("res_bn", "res_relu")
-    assert by_producer["res_a"].consumer == "res_b"
-    assert by_producer["fc"].consumer == "probs"
-    assert "coupled" in reasons["stem"] and "add" in reasons["stem"]
-    assert "Add" in reasons["res_b"]
-    assert "model output" in reasons["probs"]
+def _group(graph: DependencyGraph, producer: str) -> Group:
+    group = graph.group_of(producer)
+    assert group is not None, producer
+    return group
 
 
-def test_chains_refuse_shared_layers_and_concatenation() -> None:
+def test_residual_add_couples_its_producers_into_one_group() -> None:
+    graph = dependency_graph(build_zoo_model("residual_cnn").model)
+    trunk = _group(graph, "stem")
+    assert trunk is _group(graph, "res_b") is _group(graph, "add")
+    assert sorted(trunk.layers("out")) == ["res_b", "stem"]
+    assert sorted(trunk.layers("in")) == ["fc", "res_a"]
+    inner = _group(graph, "res_a")
+    assert inner.layers("pass") == ["res_bn", "res_relu"] and inner.layers("in") == ["res_b"]
+    assert {g.name for g in graph.prunable()} == {trunk.name, "res_a", "fc"}
+    assert any("model output" in why for why in _group(graph, "probs").frozen)
+    assert "model input" in _group(graph, "image").frozen[0]
+
+
+def test_shared_layers_freeze_what_they_touch() -> None:
     inputs = keras.Input((8,))
     shared = L.Dense(8, name="shared")
     a = L.Dense(8, name="a")(inputs)
     b = shared(L.Dense(8, name="b")(inputs))
     c = shared(a)
     out = L.Dense(2, name="out")(L.Concatenate(name="cat")([b, c]))
-    _, reasons = channel_chains(graph_view(keras.Model(inputs, out)))
-    assert "shared" in reasons["a"] and "shared" in reasons["b"]
-    assert "Concatenate" in reasons["shared"] or "shared" in reasons["shared"]
+    graph = dependency_graph(keras.Model(inputs, out))
+    assert "shared" in graph.notes["shared"]
+    for name in ("a", "b", "shared"):
+        assert any("shared" in why for why in _group(graph, name).frozen), name
+    assert not graph.prunable()
 
 
-def test_chain_through_flatten_maps_channels_to_flat_positions() -> None:
+def test_flatten_maps_kept_channels_to_every_position() -> None:
     inputs = keras.Input((2, 2, 1))
     x = L.Conv2D(3, 1, name="conv")(inputs)
     x = L.Flatten(name="flat")(x)
     out = L.Dense(2, name="fc")(x)
-    view = graph_view(keras.Model(inputs, out))
-    (chain,), _ = channel_chains(view)
-    index = chain_indices(view, chain, np.array([2, 0]))
-    np.testing.assert_array_equal(index["fc"], [0, 2, 3, 5, 6, 8, 9, 11])
+    graph = dependency_graph(keras.Model(inputs, out))
+    group = _group(graph, "conv")
+    index = graph.index(graph.in_layout["fc"], {group.id: np.array([0, 2])})
+    np.testing.assert_array_equal(index, [0, 2, 3, 5, 6, 8, 9, 11])
+
+
+def test_concatenate_places_each_group_at_its_offset() -> None:
+    inputs = keras.Input((5, 5, 2))
+    a = L.Conv2D(4, 1, name="a")(inputs)
+    b = L.Conv2D(6, 1, name="b")(inputs)
+    x = L.Concatenate(name="cat")([a, b])
+    x = L.BatchNormalization(name="bn")(x)
+    out = L.Conv2D(3, 1, name="head")(x)
+    graph = dependency_graph(keras.Model(inputs, out))
+    ga, gb = _group(graph, "a"), _group(graph, "b")
+    assert ga is not gb
+    assert [(m.layer, m.role, m.offset) for m in gb.members] == [
+        ("b", "out", 0),
+        ("bn", "pass", 4),
+        ("head", "in", 4),
+    ]
+    index = graph.index(graph.in_layout["head"], {gb.id: np.array([1, 3])})
+    np.testing.assert_array_equal(index, [0, 1, 2, 3, 5, 7])
+
+
+def test_unknown_layer_freezes_only_its_own_channels() -> None:
+    class Mystery(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            return x[..., ::-1]  # mixes channel order: pruning through it would be wrong
+
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(8, 3, name="c1")(inputs)
+    x = Mystery(name="mystery")(x)
+    x = L.Conv2D(8, 3, name="c2")(x)
+    out = L.Conv2D(2, 1, name="c3")(x)
+    graph = dependency_graph(keras.Model(inputs, out))
+    assert "Mystery 'mystery'" in graph.notes["mystery"]
+    assert "reaches Mystery" in _group(graph, "c1").frozen[0]
+    assert [g.name for g in graph.prunable()] == ["c2"]
 
 
 def test_macs_count_conv_and_dense_by_hand() -> None:
@@ -109,6 +155,12 @@ def test_macs_count_conv_and_dense_by_hand() -> None:
     x = L.Flatten()(x)
     out = L.Dense(5)(x)  # 64*5 = 320
     assert keras_macs(keras.Model(inputs, out)) == 1728 + 576 + 320
+
+
+def test_macs_of_a_transposed_conv_count_every_scattered_kernel() -> None:
+    inputs = keras.Input((4, 4, 3))
+    out = L.Conv2DTranspose(5, 2, strides=2)(inputs)  # 4*4 input pixels * 2*2*3*5 = 960
+    assert keras_macs(keras.Model(inputs, out)) == 960
 
 
 def test_macs_need_input_shape_for_unknown_sizes() -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.lowrank import LowRank, conv_factors, rank_for, split_svd
+from devicefit.spaces.lowrank import LowRank, conv_factors, split_svd
+from devicefit.spaces.lowrank_conv import channel_factors, choose_rank, tucker2_factors
 
 silence_tensorflow()
 
@@ -69,9 +70,52 @@ def test_factorized_convs_compute_the_original_at_full_rank(
 
 
 def test_rank_is_a_ratio_of_the_full_rank_and_at_least_one() -> None:
-    assert rank_for(1.0, 9) == 9
-    assert rank_for(0.5, 9) == 4  # round half to even; any nearby rank would do
-    assert rank_for(0.01, 9) == 1
+    values = np.arange(9, 0, -1, dtype=np.float64)
+    assert choose_rank(values, 1.0, "ratio") == 9
+    assert choose_rank(values, 0.5, "ratio") == 4  # round half to even; any nearby rank would do
+    assert choose_rank(values, 0.01, "ratio") == 1
+
+
+def test_energy_rule_keeps_the_fewest_values_holding_the_energy() -> None:
+    values = np.array([3.0, 2.0, 1.0, 0.0])  # energies 9, 4, 1 of 14
+    assert choose_rank(values, 0.6, "energy") == 1
+    assert choose_rank(values, 0.9, "energy") == 2  # 13/14 = 0.93
+    assert choose_rank(values, 0.95, "energy") == 3
+    assert choose_rank(values, 1.0, "energy") == 4
+
+
+def test_channel_and_tucker2_factors_are_exact_at_full_rank() -> None:
+    kernel = RNG.normal(size=(3, 3, 5, 7)).astype(np.float32)
+    a, b = channel_factors(kernel, 7)
+    np.testing.assert_allclose(np.einsum("hwcr,ro->hwco", a, b[0, 0]), kernel, atol=1e-4)
+    first, core, last = tucker2_factors(kernel, 5, 7)
+    rebuilt = np.einsum("ca,hwab,bo->hwco", first[0, 0], core, last[0, 0])
+    np.testing.assert_allclose(rebuilt, kernel, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["channel", "tucker2"])
+def test_factorized_conv_equals_the_conv_of_its_reconstructed_kernel(method: str) -> None:
+    """Strides, padding and bias go to the right factor: the rewritten model computes
+    exactly a conv with the product of its factors."""
+    inputs = keras.Input((9, 9, 8))
+    outputs = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, outputs)
+    applied = LowRank().rewrite(model, {"rank_ratio": 0.25, "method": method})
+    layers = {layer.name: layer for layer in applied.model.layers}
+    last_kernel, bias = layers["conv"].get_weights()
+    if method == "channel":
+        first = layers["conv_lowrank"].get_weights()[0]
+        kernel = np.einsum("hwcr,ro->hwco", first, last_kernel[0, 0])
+    else:
+        first = layers["conv_tucker_in"].get_weights()[0]
+        core = layers["conv_tucker_core"].get_weights()[0]
+        kernel = np.einsum("ca,hwab,bo->hwco", first[0, 0], core, last_kernel[0, 0])
+        assert first.shape == (1, 1, 8, 2) and core.shape == (3, 3, 2, 4)
+    reference = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")
+    x = RNG.normal(size=(2, 9, 9, 8)).astype(np.float32)
+    reference(x)
+    reference.set_weights([kernel, bias])
+    np.testing.assert_allclose(np.asarray(applied.model(x)), np.asarray(reference(x)), atol=1e-4)
 
 
 def test_rewrite_splits_a_dense_layer_into_the_truncated_svd() -> None:

@@ -102,15 +102,39 @@ def test_batchnorm_and_next_conv_follow_the_pruned_filters() -> None:
     np.testing.assert_array_equal(conv2_new, conv2_old[:, :, keep][..., conv2_keep])
 
 
-def test_residual_branches_are_not_pruned_and_the_notes_say_why() -> None:
+def _kept_columns(old: np.ndarray, new: np.ndarray) -> list[int]:
+    """Which of the original filters (last axis) the pruned kernel kept, in order."""
+    return [
+        next(j for j in range(old.shape[-1]) if np.array_equal(old[..., j], new[..., i]))
+        for i in range(new.shape[-1])
+    ]
+
+
+def test_residual_group_loses_the_same_channels_in_every_branch() -> None:
     zoo = build_zoo_model("residual_cnn")
-    applied = ChannelPruning().rewrite(zoo.model, {"ratio": 0.5})
-    assert applied.model.get_layer("stem").filters == 16
-    assert applied.model.get_layer("res_b").filters == 16
-    assert applied.model.get_layer("res_a").filters == 8
-    notes = "\n".join(applied.notes)
-    assert "stem: not pruned" in notes and "coupled" in notes
-    assert "res_b: not pruned" in notes and "Add" in notes
+    model = zoo.model
+    applied = ChannelPruning().rewrite(
+        model, {"ratio": 0.0, "per_layer": {"res_b": {"ratio": 0.5}}}
+    )
+    pruned = applied.model
+    assert pruned.get_layer("stem").filters == pruned.get_layer("res_b").filters == 8
+    assert pruned.get_layer("res_a").filters == 16  # its own group, ratio 0
+    keep = _kept_columns(
+        model.get_layer("stem").get_weights()[0], pruned.get_layer("stem").get_weights()[0]
+    )
+    assert keep == _kept_columns(
+        model.get_layer("res_b").get_weights()[0], pruned.get_layer("res_b").get_weights()[0]
+    )
+    assert any("stem: kept 8/16 channels of stem, res_b" in note for note in applied.notes)
+    # Zeroing those channels in both branches of the original gives the same function:
+    # relu(0) and 0 + 0 carry nothing into res_a or the head.
+    drop = np.setdiff1d(np.arange(16), keep)
+    for name in ("stem", "res_b"):
+        kernel, bias = model.get_layer(name).get_weights()
+        kernel[..., drop], bias[drop] = 0.0, 0.0
+        model.get_layer(name).set_weights([kernel, bias])
+    x = zoo.inputs()
+    np.testing.assert_allclose(np.asarray(pruned(x)), np.asarray(model(x)), atol=1e-5)
 
 
 def test_ratio_outside_the_unit_interval_is_refused() -> None:

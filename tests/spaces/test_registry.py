@@ -27,6 +27,7 @@ def test_all_techniques_come_in_plan_order() -> None:
         "kernel_reduction",
         "lowrank",
         "magnitude_pruning",
+        "clustering",
         "quantization",
     ]
     stages = [STAGE_ORDER[t.stage] for t in all_techniques()]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from spaces_zoo import build_zoo_model
 
+from devicefit.evaluators.tflite_predict import predict
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.graph import copy_model
+from devicefit.spaces.rebuild import copy_model
 from devicefit.spaces.sparsity import (
     MagnitudePruning,
     magnitude_mask,
@@ -71,3 +72,36 @@ def test_no_callbacks_without_steps_or_sparsity() -> None:
     model = build_zoo_model("mlp").model
     assert MagnitudePruning().training_callbacks(model, {"sparsity": 0.0}, 100) == []
     assert MagnitudePruning().training_callbacks(model, {"sparsity": 0.5}, 0) == []
+
+
+def _pointwise_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="spatial")(inputs)
+    x = keras.layers.Conv2D(32, 1, activation="relu", name="expand")(x)
+    outputs = keras.layers.Conv2D(8, 1, name="project")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_xnnpack_pattern_prunes_only_1x1_convs_and_stores_them_sparse() -> None:
+    from devicefit.evaluators.tflite_stats import _schema
+    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.quantization import Quantization
+
+    model = _pointwise_model()
+    technique = MagnitudePruning()
+    params = {"sparsity": 0.3, "pattern": "xnnpack_1x1"}
+    technique.finalize(model, params)
+    zeros = {layer.name: float(np.mean(layer.kernel.numpy() == 0)) for layer in model.layers[1:]}
+    assert zeros["spatial"] == 0.0
+    assert zeros["expand"] >= 2 / 3 - 0.01 and zeros["project"] >= 2 / 3 - 0.01
+    assert technique.wants_sparse_file(params)
+    rng = np.random.default_rng(0)
+    ctx = ConvertContext((1, 8, 8, 4), rng.normal(size=(8, 8, 8, 4)).astype(np.float32), True)
+    tflite = Quantization().convert(model, {"mode": "float32"}, ctx)
+    schema = _schema()
+    graph = schema.Model.GetRootAs(tflite, 0).Subgraphs(0)
+    sparse = [graph.Tensors(i).Sparsity() is not None for i in range(graph.TensorsLength())]
+    assert sum(sparse) >= 2  # the two pruned 1x1 kernels
+    x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
+    np.testing.assert_allclose(predict(tflite, x), np.asarray(model(x)), atol=1e-4)

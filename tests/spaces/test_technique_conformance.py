@@ -6,6 +6,7 @@ implementation, so a new technique gets the whole suite by being registered.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,13 @@ import pytest
 
 from devicefit.evaluators.tflite_predict import predict
 from devicefit.spaces import all_techniques
-from devicefit.spaces.base import ConvertContext, Technique
+from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
+from devicefit.spaces.blocks import find_blocks
 from devicefit.spaces.convert import to_tflite
-from devicefit.spaces.graph import copy_model
+from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import keras_macs
 from devicefit.spaces.params import Choice, FloatRange, IntRange, ParamSpec, apply_overrides
+from devicefit.spaces.rebuild import copy_model
 
 # Structural techniques with nothing to act on in a zoo model: the model must
 # stay as it is and the notes must say why.
@@ -43,15 +46,59 @@ def keras_model_after(technique: Technique, zoo: Any, params: dict[str, Any]) ->
     return model, []
 
 
+_CONVERTED: dict[str, bytes] = {}
+
+
 def tflite_of(technique: Technique, zoo: Any, model: Any, params: dict[str, Any]) -> bytes:
     if technique.stage == "convert":
         ctx = ConvertContext(zoo.input_shape, zoo.inputs(count=16, seed=7))
         return technique.convert(model, params, ctx)
-    return to_tflite(model, zoo.input_shape)
+    # Identical models (every technique at its identity setting) convert once: the
+    # big zoo models take 10-25 s per conversion.
+    key = fingerprint(model)
+    if key not in _CONVERTED:
+        _CONVERTED.clear()  # keep one file: ResNet-50's is 94 MB
+        _CONVERTED[key] = to_tflite(model, zoo.input_shape)
+    return _CONVERTED[key]
+
+
+def fingerprint(model: Any) -> str:
+    digest = hashlib.sha256(model.to_json().encode())
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def converts_and_runs(technique: Technique, zoo: Any, model: Any, params: dict[str, Any]) -> None:
+    """Same input/output signature as the original; the TFLite file runs to finite outputs."""
+    keeps_signature(zoo, model)
+    x = zoo.inputs()
+    out = predict(tflite_of(technique, zoo, model, params), x)
+    assert out.shape == reference(zoo, x).shape
+    assert np.all(np.isfinite(out))
+
+
+def keeps_signature(zoo: Any, model: Any) -> None:
+    for kind in ("inputs", "outputs"):
+        old = [tuple(t.shape) for t in getattr(zoo.model, kind)]
+        assert [tuple(t.shape) for t in getattr(model, kind)] == old
 
 
 def reference(zoo: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(zoo.model(x, training=False))
+
+
+def cuts_macs_if_structural(technique: Technique, zoo: Any, model: Any, notes: list[str]) -> None:
+    before = keras_macs(zoo.model, zoo.input_shape)
+    after = keras_macs(model, zoo.input_shape)
+    reason = NOTHING_TO_DO.get((technique.name, zoo.name))
+    if not technique.structural:
+        assert after == before
+    elif reason:
+        assert after == before
+        assert any(reason in note for note in notes), notes
+    else:
+        assert after < before, notes
 
 
 class TestTechniqueConformance:
@@ -63,40 +110,58 @@ class TestTechniqueConformance:
         assert out.shape == reference(zoo_model, x).shape
         assert np.max(np.abs(out - reference(zoo_model, x))) <= 1e-4
 
-    def test_strong_setting_converts_and_keeps_signature(
+    def test_strong_setting_converts_runs_and_cuts_macs(
         self, technique: Technique, zoo_model: Any
     ) -> None:
         before = [w.copy() for w in zoo_model.model.get_weights()]
         params = technique.strong_params()
-        model, _ = keras_model_after(technique, zoo_model, params)
-        for kind in ("inputs", "outputs"):
-            old = [tuple(t.shape) for t in getattr(zoo_model.model, kind)]
-            assert [tuple(t.shape) for t in getattr(model, kind)] == old
-        x = zoo_model.inputs()
-        out = predict(tflite_of(technique, zoo_model, model, params), x)
-        assert out.shape == reference(zoo_model, x).shape
-        assert np.all(np.isfinite(out))
+        model, notes = keras_model_after(technique, zoo_model, params)
+        converts_and_runs(technique, zoo_model, model, params)
         after = zoo_model.model.get_weights()
         assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True)), (
             "the original model was modified"
         )
+        if technique.stage != "convert":  # conversion techniques leave the Keras model alone
+            cuts_macs_if_structural(technique, zoo_model, model, notes)
 
-    def test_strong_setting_cuts_macs_if_structural(
-        self, technique: Technique, zoo_model: Any
+    @pytest.mark.parametrize("granularity", ["per-block", "per-layer"])
+    def test_per_unit_settings(
+        self, technique: Technique, zoo_model: Any, granularity: str
     ) -> None:
+        """Every unit at identity leaves the model alone; units alternating strong and
+        identity keep the signature and cut MACs (structural techniques). Per-layer
+        plans are also converted and run: per-block ones set the same layers to
+        fewer distinct values, so they add nothing for the converter."""
+        params = per_unit_params(technique, zoo_model, granularity, lambda i: "identity")
+        model, _ = keras_model_after(technique, zoo_model, params)
+        x = zoo_model.inputs()
         if technique.stage == "convert":
-            pytest.skip("conversion techniques leave the Keras model alone")
-        model, notes = keras_model_after(technique, zoo_model, technique.strong_params())
-        before = keras_macs(zoo_model.model, zoo_model.input_shape)
-        after = keras_macs(model, zoo_model.input_shape)
-        reason = NOTHING_TO_DO.get((technique.name, zoo_model.name))
-        if not technique.structural:
-            assert after == before
-        elif reason:
-            assert after == before
-            assert any(reason in note for note in notes), notes
+            out = predict(tflite_of(technique, zoo_model, model, params), x)
         else:
-            assert after < before, notes
+            out = np.asarray(model(x, training=False))
+        assert np.max(np.abs(out - reference(zoo_model, x))) <= 1e-4
+
+        params = per_unit_params(
+            technique, zoo_model, granularity, lambda i: "strong" if i % 2 == 0 else "identity"
+        )
+        model, notes = keras_model_after(technique, zoo_model, params)
+        keeps_signature(zoo_model, model)
+        if granularity == "per-layer" or technique.stage == "convert":
+            converts_and_runs(technique, zoo_model, model, params)
+        else:
+            assert np.all(np.isfinite(np.asarray(model(x, training=False))))
+        if technique.stage != "convert":
+            before = keras_macs(zoo_model.model, zoo_model.input_shape)
+            after = keras_macs(model, zoo_model.input_shape)
+            has_units = bool(params.get(PER_LAYER))
+            if (
+                technique.structural
+                and has_units
+                and (technique.name, zoo_model.name) not in (NOTHING_TO_DO)
+            ):
+                assert after < before, notes
+            else:
+                assert after <= before
 
     def test_reference_settings_lie_in_default_ranges(self, technique: Technique) -> None:
         for params in (technique.identity_params(), technique.strong_params()):
@@ -118,6 +183,31 @@ class TestTechniqueConformance:
         for _ in range(20):
             params = technique.sample(study.ask(), ranges)
             assert all(_within(ranges[k], v) for k, v in params.items()), params
+
+
+def per_unit_params(
+    technique: Technique, zoo: Any, granularity: str, setting_of: Any
+) -> dict[str, Any]:
+    """Global parameters at identity, and every unit's own parameters at the
+    identity or strong setting, as ``setting_of(unit index)`` says."""
+    blocks = find_blocks(graph_view(zoo.model))
+    units = technique.units(zoo.model, granularity, blocks)
+    if technique.layer_params and (technique.name, zoo.name) not in NOTHING_TO_DO:
+        assert units, f"{technique.name} found nothing to set {granularity} in {zoo.name}"
+    settings = {"identity": technique.identity_params(), "strong": technique.strong_params()}
+    settings["identity"].setdefault("precision", "float")
+    settings["strong"].setdefault("precision", "a8w8")
+    params = {
+        k: v for k, v in technique.identity_params().items() if k not in technique.global_only
+    }
+    per_layer: dict[str, dict[str, Any]] = {}
+    for i, layers in enumerate(units.values()):
+        chosen = settings[setting_of(i)]
+        for layer in layers:
+            per_layer[layer] = {key: chosen[key] for key in technique.layer_params}
+    if per_layer:
+        params[PER_LAYER] = per_layer
+    return params
 
 
 def _within(spec: ParamSpec, value: Any) -> bool:
