@@ -204,11 +204,11 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
         stored, medians = trial.values[1], []
         for _ in range(5):
             medians.append(_alone_median(folder / "trials" / str(trial.number) / "model.tflite"))
-            if stored <= 1.10 * medians[-1]:
+            # A slow run alone (the host busy) says nothing either way: measure again.
+            if stored <= 1.10 * medians[-1] and stored >= 0.75 * min(medians):
                 break
         else:
             pytest.fail(f"{trial.user_attrs[attrs.BASELINE]}: stored {stored} vs alone {medians}")
-        assert stored >= 0.75 * min(medians), (stored, medians)
         checked += 1
     assert checked == 2
 
