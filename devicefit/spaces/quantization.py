@@ -17,6 +17,7 @@ silence_tensorflow()
 import keras  # noqa: E402
 
 MODES = ("float32", "float16", "dynamic_int8", "int8")
+SPARSE_MODES = ("float32", "float16")  # the file types XNNPACK runs sparse
 CALIBRATION_SAMPLES = 100
 
 
@@ -53,7 +54,9 @@ class Quantization(Technique):
             if "precision" in values
         }
         if precisions:  # mixed precision starts from the float32 file
-            tflite = to_tflite(model, ctx.input_shape, lambda c: _configure(c, "float32", ctx))
+            # Dense float32 file: the per-op quantizer does not take sparse tensors.
+            dense = ConvertContext(ctx.input_shape, ctx.calibration, sparse=False)
+            tflite = to_tflite(model, ctx.input_shape, lambda c: _configure(c, "float32", dense))
             return quantize_per_layer(model, tflite, precisions, ctx.calibration)[0]
         return to_tflite(model, ctx.input_shape, lambda conv: _configure(conv, mode, ctx))
 
@@ -86,7 +89,10 @@ def _configure(converter: Any, mode: str, ctx: ConvertContext) -> None:
 
     # Sparse encoding: weights with enough zeros are stored as sparse tensors, the
     # layout XNNPACK's sparse 1x1-conv kernels can run (TFLite densifies them otherwise).
-    sparsity = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if ctx.sparse else []
+    # Only for float files: XNNPACK's sparse inference is float32/float16, and a
+    # sparse tensor under dynamic-range int8 makes the XNNPACK delegate fail to prepare.
+    sparse = ctx.sparse and mode in SPARSE_MODES
+    sparsity = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     if mode == "float32":
         converter.optimizations = sparsity
         return

@@ -105,3 +105,35 @@ def test_xnnpack_pattern_prunes_only_1x1_convs_and_stores_them_sparse() -> None:
     assert sum(sparse) >= 2  # the two pruned 1x1 kernels
     x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
     np.testing.assert_allclose(predict(tflite, x), np.asarray(model(x)), atol=1e-4)
+
+
+def _wide_pointwise_model() -> keras.Model:
+    # Kernels of at least 1024 weights, so dynamic-range int8 really quantizes them.
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="spatial")(inputs)
+    x = keras.layers.Conv2D(128, 1, activation="relu", name="expand")(x)
+    outputs = keras.layers.Conv2D(64, 1, name="project")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"mode": "dynamic_int8"}, {"mode": "int8"}, {"per_layer": {"expand": {"precision": "w8"}}}],
+    ids=["dynamic_int8", "int8", "mixed"],
+)
+def test_xnnpack_pattern_with_an_integer_file_converts_and_runs(params: dict) -> None:
+    # A sparse tensor in a dynamic-range int8 file made the XNNPACK delegate fail to
+    # prepare; integer files are stored dense and still hold the pruned zeros.
+    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.quantization import Quantization
+
+    model = _wide_pointwise_model()
+    technique = MagnitudePruning()
+    technique.finalize(model, {"sparsity": 0.3, "pattern": "xnnpack_1x1"})
+    rng = np.random.default_rng(0)
+    ctx = ConvertContext((1, 8, 8, 4), rng.normal(size=(16, 8, 8, 4)).astype(np.float32), True)
+    tflite = Quantization().convert(model, params, ctx)
+    x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
+    expected = np.asarray(model(x))
+    got = predict(tflite, x)
+    assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
