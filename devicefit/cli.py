@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from devicefit.errors import UsageError
+
+if TYPE_CHECKING:  # rich is imported only by the verbs that print with it
+    from rich.console import Console
 
 EXAMPLES = {
     "search": "devicefit search --task digits --trials 30 --seed 0\n"
@@ -22,6 +23,7 @@ EXAMPLES = {
     "report": "devicefit report results/digits-20261125-120000",
     "export": "devicefit export results/digits-20261125-120000 --trial 17 --out shipped/",
     "benchmark": "devicefit benchmark model.tflite --threads 1 --min-seconds 2",
+    "devices": "devicefit devices check --device pi=http://10.0.0.7:8765 --device local",
     "inspect": "devicefit inspect --model net.keras --input-shape 1,224,224,3\n"
     "  devicefit inspect --task sr",
 }
@@ -43,7 +45,11 @@ def _sub(subs: Any, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="devicefit", description="Compress Keras models for real devices.")
+    parser = _Parser(
+        prog="devicefit",
+        description="Compress Keras models for real devices.",
+        epilog="on each target device: devicefit agent --help",
+    )
     subs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     s = _sub(subs, "search", "Start a multi-objective compression search.")
@@ -70,7 +76,42 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_metric_drop",
         help="constraint: largest metric loss vs float32 (default 1 point, 0.3 dB)",
     )
-    s.add_argument("--device", help="where latency is measured (default: local)")
+    s.add_argument(
+        "--device",
+        action="append",
+        dest="devices",
+        metavar="[NAME=]SPEC",
+        help="where latency is measured: local, http://HOST:PORT, adb:SERIAL, ray:RESOURCE; "
+        "repeat it; devices sharing a NAME form a pool (default: local)",
+    )
+    s.add_argument(
+        "--objective",
+        action="append",
+        dest="objectives",
+        metavar="KIND",
+        help="also minimize peak_memory, energy or temperature on each device (repeatable)",
+    )
+    s.add_argument(
+        "--max-peak-memory",
+        dest="max_peak_memory_mb",
+        type=_megabytes,
+        metavar="SIZE",
+        help="constraint: peak memory on every device, e.g. 64MB or 1.5GB",
+    )
+    s.add_argument(
+        "--max-energy",
+        dest="max_energy_mj",
+        type=float,
+        metavar="MJ",
+        help="constraint: energy per inference in millijoules on every device",
+    )
+    s.add_argument(
+        "--max-temperature",
+        dest="max_temperature_c",
+        type=float,
+        metavar="C",
+        help="constraint: device temperature after the timed runs, in degrees Celsius",
+    )
     s.add_argument("--threads", type=int, help="interpreter threads when measuring (default 1)")
     s.add_argument("--techniques", help="comma-separated technique names (default: all)")
 
@@ -97,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-runs", type=int, default=50, dest="min_runs")
     b.add_argument("--min-seconds", type=float, default=1.0, dest="min_seconds")
     b.add_argument("--json", action="store_true", help="print the measurement as JSON")
+
+    d = _sub(subs, "devices", "Check devices: info, reachability and a reference measurement.")
+    d.add_argument("action", choices=["check"])
+    d.add_argument("--device", action="append", dest="devices", metavar="[NAME=]SPEC")
+    d.add_argument("--threads", type=int, default=1)
 
     i = _sub(subs, "inspect", "Show per layer the MACs, channel groups and applicable techniques.")
     i.add_argument("--task", help="built-in task: digits or sr")
@@ -128,7 +174,11 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "storage",
             "results",
             "max_metric_drop",
-            "device",
+            "devices",
+            "objectives",
+            "max_peak_memory_mb",
+            "max_energy_mj",
+            "max_temperature_c",
             "threads",
             "granularity",
         )
@@ -145,6 +195,17 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     return resume_search(
         Path(args.folder), console, _storage(args.storage), args.trials, args.workers
     )
+
+
+def _megabytes(text: str) -> float:
+    """``64MB``, ``1.5GB``, ``512KB`` or a plain number of megabytes."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMG]i?B?)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a size like 64MB or 1.5GB, got {text!r}")
+    number, unit = float(match.group(1)), (match.group(2) or "MB").upper()[0]
+    return number * {"K": 1 / 1024, "M": 1.0, "G": 1024.0}[unit]
 
 
 def _storage(flag: str | None) -> str | None:
@@ -177,9 +238,9 @@ def _export(args: argparse.Namespace, console: Console) -> int:
 def _benchmark(args: argparse.Namespace, console: Console) -> int:
     import json
 
-    from devicefit.errors import TrialFailed
+    from devicefit.errors import DeviceUnavailable, TrialFailed
     from devicefit.evaluators.base import BenchmarkSpec
-    from devicefit.evaluators.local import get_evaluator
+    from devicefit.evaluators.devices import make_evaluator
 
     path = Path(args.file)
     if not path.is_file():
@@ -189,11 +250,11 @@ def _benchmark(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"FILE: {path} is not a TFLite flatbuffer")
     if args.threads < 1 or args.min_runs < 1 or args.min_seconds < 0:
         raise UsageError("--threads and --min-runs must be >= 1, --min-seconds >= 0")
-    evaluator = get_evaluator(args.device)
+    evaluator = make_evaluator(args.device)
     spec = BenchmarkSpec(args.threads, 5, args.min_runs, args.min_seconds)
     try:
         m = evaluator.measure(data, spec)
-    except TrialFailed as exc:
+    except (TrialFailed, DeviceUnavailable) as exc:
         console.print(f"[red]benchmark failed:[/] {exc}")
         return 1
     if args.json:
@@ -205,6 +266,16 @@ def _benchmark(args: argparse.Namespace, console: Console) -> int:
             f"{m.threads} thread(s), peak memory {m.peak_memory_mb:.1f} MB ({m.runtime})"
         )
     return 0
+
+
+def _devices(args: argparse.Namespace, console: Console) -> int:
+    from devicefit.evaluators.check import check_devices, print_checks
+
+    if args.threads < 1:
+        raise UsageError("--threads: must be at least 1")
+    checks = check_devices(args.devices or ["local"], args.threads)
+    print_checks(checks, console)
+    return 0 if all(c.error is None for c in checks) else 1
 
 
 def _inspect(args: argparse.Namespace, console: Console) -> int:
@@ -265,10 +336,20 @@ VERBS = {
     "export": _export,
     "benchmark": _benchmark,
     "inspect": _inspect,
+    "devices": _devices,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:
+        # The agent runs on devices with only devicefit[agent] installed (no rich,
+        # TensorFlow or Optuna): it has its own stdlib-only command line.
+        from devicefit.deploy.agent_cli import main as agent_main
+
+        return agent_main(argv[1:])
+    from rich.console import Console
+
     console = Console()
     try:
         args = build_parser().parse_args(argv)

@@ -10,6 +10,8 @@ from typing import Any
 from devicefit.errors import UsageError
 
 SAMPLERS = ("tpe", "nsga2", "random")
+# What a device measurement can add as an objective (per device name) or a limit.
+DEVICE_OBJECTIVES = ("peak_memory", "energy", "temperature")
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,13 @@ class StudyConfig:
     storage: str | None = None
     results: str = "results"
     max_metric_drop: float | None = None
-    device: str = "local"
+    # NAME=SPEC or SPEC; devices sharing a NAME form a pool, one latency objective per NAME.
+    devices: tuple[str, ...] = ("local",)
+    # Per device name, more objectives than latency: peak_memory, energy, temperature.
+    objectives: tuple[str, ...] = ()
+    max_peak_memory_mb: float | None = None  # constraints, on every device
+    max_energy_mj: float | None = None  # per inference
+    max_temperature_c: float | None = None  # after the timed runs
     threads: int = 1
     min_runs: int = 50
     min_seconds: float = 1.0
@@ -45,28 +53,26 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["techniques"] = list(self.techniques) if self.techniques is not None else None
+        data["devices"] = list(self.devices)
+        data["objectives"] = list(self.objectives)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "study file") -> StudyConfig:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known - {"device"})
         if unknown:
             raise UsageError(
                 f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        values = dict(data)
-        if values.get("techniques") is not None:
-            values["techniques"] = tuple(values["techniques"])
+        values = _normalized(data, where)
         config = cls(**values)
         config.validate(where)
         return config
 
     def replace(self, **changes: Any) -> StudyConfig:
         data = {**asdict(self), **{k: v for k, v in changes.items() if v is not None}}
-        if data.get("techniques") is not None:
-            data["techniques"] = tuple(data["techniques"])
-        return StudyConfig(**data)
+        return StudyConfig(**_normalized(data, "config"))
 
     def validate(self, where: str = "config") -> None:
         _check_types(self, where)
@@ -91,6 +97,47 @@ class StudyConfig:
         if self.min_runs < 1 or self.min_seconds < 0:
             raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
         _check_granularity(self.granularity, where)
+        _check_devices(self, where)
+
+
+def _normalized(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Lists from TOML or JSON as tuples; ``device`` (one spec, as studies before pools
+    stored it) as ``devices``."""
+    values = dict(data)
+    if "device" in values:
+        device = values.pop("device")
+        if "devices" in values:
+            raise UsageError(f"{where}: give devices or device, not both")
+        values["devices"] = [device] if isinstance(device, str) else device
+    for key in ("techniques", "devices", "objectives"):
+        value = values.get(key)
+        if isinstance(value, str):
+            value = [value]
+        if value is not None:
+            if not isinstance(value, list | tuple):
+                raise UsageError(f"{where}: {key} must be a list, got {value!r}")
+            values[key] = tuple(value)
+    return values
+
+
+def _check_devices(config: StudyConfig, where: str) -> None:
+    from devicefit.evaluators.devices import device_pools
+
+    if not config.devices:
+        raise UsageError(f"{where}: devices: give at least one --device")
+    device_pools(config.devices)  # raises UsageError naming a bad spec
+    for name in config.objectives:
+        if name not in DEVICE_OBJECTIVES:
+            raise UsageError(
+                f"--objective: unknown objective {name!r}; choose from "
+                f"{', '.join(DEVICE_OBJECTIVES)} (latency is always one)"
+            )
+    for key in ("max_peak_memory_mb", "max_energy_mj", "max_temperature_c"):
+        value = getattr(config, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise UsageError(f"{where}: {key} must be a number, got {value!r}")
+        if value is not None and value <= 0:
+            raise UsageError(f"--{key.replace('_', '-')}: must be > 0, got {value}")
 
 
 def _check_granularity(value: Any, where: str) -> None:
@@ -131,7 +178,7 @@ def _check_types(config: StudyConfig, where: str) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, types):
             raise UsageError(f"{where}: {name} has the wrong type ({value!r})")
-    for name in ("task", "model", "data", "metric", "study", "storage", "sampler", "device"):
+    for name in ("task", "model", "data", "metric", "study", "storage", "sampler"):
         value = getattr(config, name)
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{where}: {name} must be a string, got {value!r}")

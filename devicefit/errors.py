@@ -10,3 +10,11 @@ class UsageError(Exception):
 
 class TrialFailed(Exception):
     """A candidate could not be built, converted or measured; the trial fails, the study goes on."""
+
+
+class DeviceUnavailable(Exception):
+    """A device did not answer (or refused us): not the model's fault.
+
+    A device pool takes that member out and retries elsewhere; a trial fails for
+    this reason only when no member is left after waiting.
+    """

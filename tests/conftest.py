@@ -41,3 +41,20 @@ def tiny_tflite() -> bytes:
 @pytest.fixture()
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def start_agent():  # noqa: ANN201 - a factory fixture
+    """Start real agent servers on loopback (``start_agent(token=..., ...)``); all are
+    stopped after the test."""
+    from agent_helpers import start_agent_server, stop_agent_server
+
+    servers = []
+
+    def start(**options):  # noqa: ANN003, ANN202
+        servers.append(start_agent_server(**options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        stop_agent_server(server)

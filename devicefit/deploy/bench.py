@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.deploy.runtime import interpreter_class
+from devicefit.deploy.sensors import Reading, Sensors
 
 DEFAULT_SPEC: dict[str, Any] = {
     "threads": 1,
@@ -23,6 +24,8 @@ DEFAULT_SPEC: dict[str, Any] = {
     "warmup_seconds": 0.5,
     "min_runs": 50,
     "min_seconds": 1.0,
+    "cooldown_c": None,  # wait until the hottest thermal zone is at or under this
+    "cooldown_timeout_s": 300.0,
 }
 
 
@@ -54,9 +57,23 @@ def _random_inputs(interp: Any, rng: np.random.Generator) -> None:
         interp.set_tensor(detail["index"], value)
 
 
-def benchmark(model_content: bytes, spec: dict[str, Any]) -> dict[str, Any]:
-    """Warm up, then invoke until both ``min_runs`` and ``min_seconds`` are reached."""
+def benchmark(
+    model_content: bytes, spec: dict[str, Any], sensors: Sensors | None = None
+) -> dict[str, Any]:
+    """Warm up, then invoke until both ``min_runs`` and ``min_seconds`` are reached.
+
+    Energy is the counter's change over the timed runs only; temperature is read
+    before the model loads and after the last run; readings a device cannot give
+    are None, with the reason under ``unavailable``.
+    """
     spec = {**DEFAULT_SPEC, **spec}
+    sensors = sensors or Sensors()
+    readings: dict[str, Reading] = {}
+    if spec["cooldown_c"] is not None:
+        readings["cooldown_s"] = sensors.cool_down(
+            float(spec["cooldown_c"]), float(spec["cooldown_timeout_s"])
+        )
+    readings["temperature_before_c"] = sensors.temperature_c()
     cls, runtime = interpreter_class()
     rss_before = _rss_mb()
     start = time.perf_counter()
@@ -75,15 +92,23 @@ def benchmark(model_content: bytes, spec: dict[str, Any]) -> dict[str, Any]:
         interp.invoke()
         warm += 1
     times: list[float] = []
+    energy_before = sensors.energy_uj()
     began = time.perf_counter()
     while len(times) < int(spec["min_runs"]) or time.perf_counter() - began < spec["min_seconds"]:
         t0 = time.perf_counter()
         interp.invoke()
         times.append((time.perf_counter() - t0) * 1000.0)
     wall_s = time.perf_counter() - began
+    energy = sensors.energy_between(energy_before, sensors.energy_uj())
+    readings["energy_mj"] = energy
+    readings["energy_per_inference_mj"] = Reading(
+        None if energy.value is None else energy.value / len(times), energy.reason
+    )
+    readings["cpu_freq_mhz"] = sensors.cpu_freq_mhz()
+    readings["temperature_after_c"] = sensors.temperature_c()
     arr = np.asarray(times)
     peak = _rss_mb()
-    return {
+    result = {
         "median_ms": float(np.median(arr)),
         "p90_ms": float(np.percentile(arr, 90)),
         "min_ms": float(arr.min()),
@@ -98,7 +123,13 @@ def benchmark(model_content: bytes, spec: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_mb": peak,
         "model_memory_mb": max(0.0, peak - rss_before),
         "runtime": runtime,
+        "energy_source": energy.source,
     }
+    result.update({name: r.value for name, r in readings.items()})
+    result["unavailable"] = {
+        name: r.reason or "not read" for name, r in readings.items() if r.value is None
+    }
+    return result
 
 
 def main(argv: list[str]) -> int:

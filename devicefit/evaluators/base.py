@@ -15,6 +15,8 @@ class BenchmarkSpec:
     min_seconds: float = 1.0
     timeout_s: float = 300.0
     warmup_seconds: float = 0.5
+    cooldown_c: float | None = None  # wait until the device is at most this hot
+    cooldown_timeout_s: float = 300.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,6 +41,15 @@ class Measurement:
     peak_memory_mb: float | None = None
     model_memory_mb: float | None = None
     runtime: str | None = None
+    energy_mj: float | None = None  # over the timed runs
+    energy_per_inference_mj: float | None = None
+    energy_source: str | None = None  # rapl:..., battery:...
+    temperature_before_c: float | None = None
+    temperature_after_c: float | None = None
+    cpu_freq_mhz: float | None = None
+    cooldown_s: float | None = None
+    device: str | None = None  # which member of a device pool measured it
+    node: str | None = None  # the host or Ray node id it ran on
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,10 +71,19 @@ class DeviceEvaluator(ABC):
     """
 
     name: str
+    # True when the device is this machine: trial work is paused while it measures.
+    shares_host_cpu: bool = False
 
     @abstractmethod
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
         """Measure ``tflite`` once per ``spec``."""
 
+    def ping(self) -> None:
+        """Raise DeviceUnavailable if the device cannot take a measurement now.
+
+        The default never does: a device with no way to probe is assumed present."""
+        return None
+
     def describe(self) -> dict[str, Any]:
+        """What the device is (host, CPU, runtime, ...); may raise DeviceUnavailable."""
         return {"name": self.name}

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from typing import Any
 
+from devicefit.deploy.sensors import Sensors
 from devicefit.errors import TrialFailed
 from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
 
@@ -20,6 +21,8 @@ class LocalEvaluator(DeviceEvaluator):
     A child process gives a clean peak-memory reading per model and keeps a
     runtime crash from taking the search down with it.
     """
+
+    shares_host_cpu = True
 
     def __init__(self, name: str = "local") -> None:
         self.name = name
@@ -59,13 +62,6 @@ class LocalEvaluator(DeviceEvaluator):
             "machine": platform.machine(),
             "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
+            "sensors": Sensors().available(),
         }
 
-
-def get_evaluator(spec: str) -> DeviceEvaluator:
-    """The evaluator for a ``--device`` spec; only ``local`` exists so far."""
-    from devicefit.errors import UsageError
-
-    if spec == "local":
-        return LocalEvaluator()
-    raise UsageError(f"--device: unknown device {spec!r}; supported: local")

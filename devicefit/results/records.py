@@ -22,7 +22,8 @@ class Objective:
     name: str
     direction: str  # "maximize" | "minimize"
     unit: str = ""
-    device: str | None = None  # set on latency objectives
+    device: str | None = None  # set on per-device objectives
+    kind: str = "latency"  # of a per-device objective: latency, peak_memory, energy, temperature
 
     @property
     def maximize(self) -> bool:
@@ -96,7 +97,7 @@ class StudyRecord:
 
     @property
     def latency_objectives(self) -> list[Objective]:
-        return [o for o in self.objectives if o.device is not None]
+        return [o for o in self.objectives if o.device is not None and o.kind == "latency"]
 
     def trial(self, number: int) -> TrialRecord | None:
         return next((t for t in self.trials if t.number == number), None)
@@ -184,7 +185,8 @@ def _objectives(meta: dict[str, Any], directions: list[str]) -> list[Objective]:
         if device is None and name.startswith("latency_"):
             device = name[len("latency_") :]
         # Optuna's own directions are what it optimised; the attrs only name and label them.
-        out.append(Objective(name, direction, str(item.get("unit", "")), device))
+        kind = str(item.get("kind", "latency"))
+        out.append(Objective(name, direction, str(item.get("unit", "")), device, kind))
     return out
 
 

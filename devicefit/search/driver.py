@@ -1,7 +1,10 @@
 """The driver: the only process that asks and tells the study.
 
-It keeps ``workers`` trials in flight, measures each finished candidate on the
-device while all trial work is paused, writes the trial's artifacts, then tells.
+It keeps ``workers`` trials in flight and measures each finished candidate on
+every device name (a pool member each). Devices that share this machine's CPU
+measure one at a time while all trial work is paused; remote devices measure in
+background threads while the search goes on. Then it writes the trial's
+artifacts and tells.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from devicefit.config import StudyConfig
-from devicefit.errors import TrialFailed
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator
+from devicefit.errors import DeviceUnavailable, TrialFailed
+from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
 from devicefit.evaluators.metrics import Metric
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_folder_atomic
@@ -46,10 +49,14 @@ class Driver:
     metric: Metric
     task: TaskSpec
     executor: Executor
-    evaluator: DeviceEvaluator
+    devices: dict[str, DeviceEvaluator]  # name -> pool, in objective order
     console: Console = field(default_factory=Console)
     in_flight: dict[cf.Future[TrialOutput], _InFlight] = field(default_factory=dict)
+    measuring: dict[cf.Future[dict[str, Measurement]], tuple[_InFlight, TrialOutput]] = field(
+        default_factory=dict
+    )
     fatal: str | None = None
+    _remote: cf.ThreadPoolExecutor | None = None
 
     def complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -66,9 +73,14 @@ class Driver:
             try:
                 while self.complete() < target:
                     self._fill(target, reference_known=info.get("reference_metric") is not None)
-                    done, _ = cf.wait(self.in_flight, return_when=cf.FIRST_COMPLETED)
+                    waiting = [*self.in_flight, *self.measuring]
+                    done, _ = cf.wait(waiting, return_when=cf.FIRST_COMPLETED)
                     for future in done:
-                        ok = self._finish(future, self.in_flight.pop(future), progress)
+                        if future in self.in_flight:
+                            ok = self._built(future, self.in_flight.pop(future), progress)
+                        else:
+                            job, out = self.measuring.pop(future)
+                            ok = self._measured(future, job, out, progress)
                         failures += 0 if ok else 1
                         info = study_info(self.study)
                     if self.fatal:
@@ -86,6 +98,8 @@ class Driver:
                 return 130
             finally:
                 self.executor.shutdown(cancel=bool(self.in_flight))
+                if self._remote is not None:
+                    self._remote.shutdown(wait=False, cancel_futures=True)
         return 0
 
     def _ensure_reference_trial(self) -> None:
@@ -106,7 +120,8 @@ class Driver:
         # Until the float32 reference is measured, it runs alone: every other trial's
         # metric-drop constraint is computed against it.
         limit = self.executor.workers if reference_known else 1
-        while len(self.in_flight) < limit and self.complete() + len(self.in_flight) < target:
+        busy = lambda: len(self.in_flight) + len(self.measuring)  # noqa: E731
+        while len(self.in_flight) < limit and self.complete() + busy() < target:
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             if not waiting:
                 enqueue_next_fixed(self.study)
@@ -122,21 +137,62 @@ class Driver:
             if not reference_known:
                 return
 
-    def _finish(self, future: cf.Future[TrialOutput], job: _InFlight, progress: Any) -> bool:
+    def _built(self, future: cf.Future[TrialOutput], job: _InFlight, progress: Any) -> bool:
+        """A candidate is built: measure it (now if a device shares this CPU, else in
+        the background). False if the trial failed."""
         try:
             out = future.result()
         except Exception as exc:  # noqa: BLE001 - a dead worker process, most often OOM
             return self._fail(job, f"worker process died: {type(exc).__name__}: {exc}", progress)
         if out.error:
             return self._fail(job, out.error, progress)
+        if not math.isfinite(out.metric):
+            return self._fail(job, f"metric is not finite ({out.metric})", progress)
+        if any(d.shares_host_cpu for d in self.devices.values()):
+            done: cf.Future[dict[str, Measurement]] = cf.Future()
+            try:
+                done.set_result(self._measure(out.tflite))
+            except (TrialFailed, DeviceUnavailable) as exc:
+                done.set_exception(exc)
+            return self._measured(done, job, out, progress)
+        if self._remote is None:
+            self._remote = cf.ThreadPoolExecutor(thread_name_prefix="measure")
+        self.measuring[self._remote.submit(self._measure, out.tflite)] = (job, out)
+        return True
+
+    def _measure(self, tflite: bytes) -> dict[str, Measurement]:
+        """One measurement per device name. Devices on this machine go one at a time
+        with trial work paused; remote ones measure meanwhile, in parallel."""
         spec = BenchmarkSpec(self.config.threads, 5, self.config.min_runs, self.config.min_seconds)
-        self.executor.pause()
+        here = {n: d for n, d in self.devices.items() if d.shares_host_cpu}
+        remote = {n: d for n, d in self.devices.items() if not d.shares_host_cpu}
+        results: dict[str, Measurement] = {}
+        with cf.ThreadPoolExecutor(max(1, len(remote))) as threads:
+            futures = {n: threads.submit(d.measure, tflite, spec) for n, d in remote.items()}
+            if here:
+                self.executor.pause()
+                try:
+                    for name, device in here.items():
+                        results[name] = device.measure(tflite, spec)
+                finally:
+                    self.executor.resume()
+            for name, pending in futures.items():
+                results[name] = pending.result()
+        return {name: results[name] for name in self.devices}
+
+    def _measured(
+        self,
+        future: cf.Future[dict[str, Measurement]],
+        job: _InFlight,
+        out: TrialOutput,
+        progress: Any,
+    ) -> bool:
         try:
-            measurement = self.evaluator.measure(out.tflite, spec)
+            measurements = future.result()
+        except DeviceUnavailable as exc:
+            return self._fail(job, f"device unavailable: {exc}", progress)
         except TrialFailed as exc:
             return self._fail(job, f"measurement failed: {exc}", progress)
-        finally:
-            self.executor.resume()
         info = study_info(self.study)
         if info.get("reference_metric") is None and job.trial.user_attrs.get(attrs.BASELINE) == (
             "float32"
@@ -145,6 +201,21 @@ class Driver:
             info["reference_metric"] = out.metric
         reference = info.get("reference_metric")
         drop = self.metric.drop(reference, out.metric) if reference is not None else 0.0
+        values = [out.metric]
+        for objective in info["objectives"][1:]:
+            m = measurements[objective.get("device") or next(iter(self.devices))]
+            value = getattr(m, objective.get("field", "median_ms"))
+            if value is None:
+                why = m.unavailable.get(objective.get("field", ""), "not reported")
+                return self._fail(job, f"{m.device} gave no {objective['name']}: {why}", progress)
+            values.append(float(value))
+        limits = {}
+        for key, limit in device_limits(self.config).items():
+            readings = [getattr(m, key) for m in measurements.values()]
+            if any(r is None for r in readings):  # a limit nobody can check is not met
+                missing = [m.device for m in measurements.values() if getattr(m, key) is None]
+                return self._fail(job, f"{', '.join(map(str, missing))} gave no {key}", progress)
+            limits[key] = max(readings) - limit
         metrics = {
             "metric": out.metric,
             "metric_drop": drop,
@@ -152,12 +223,10 @@ class Driver:
             "macs": out.macs,
             "params": out.params,
             "ops": out.ops,
-            "latency": {self.config.device: measurement.to_dict()},
+            "latency": {name: m.to_dict() for name, m in measurements.items()},
             "notes": out.notes,
             "timings_s": out.timings_s,
         }
-        if not math.isfinite(out.metric):
-            return self._fail(job, f"metric is not finite ({out.metric})", progress)
         folder = self.folder / attrs.TRIALS_DIR / str(job.trial.number)
         write_folder_atomic(
             folder,
@@ -169,8 +238,10 @@ class Driver:
         )
         job.trial.set_user_attr(attrs.METRICS, metrics)
         job.trial.set_constraint(attrs.CONSTRAINT, drop - float(info["max_metric_drop"]))
-        self.study.tell(job.trial, [out.metric, measurement.median_ms])
-        progress.trial_done(job.trial.number, job.plan, out.metric, drop, measurement.median_ms)
+        for key, excess in limits.items():
+            job.trial.set_constraint(key, excess)
+        self.study.tell(job.trial, values)
+        progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
 
     def _fail(self, job: _InFlight, reason: str, progress: Any) -> bool:
@@ -187,7 +258,18 @@ class Driver:
 
         self.executor.shutdown(cancel=True)
         self.in_flight.clear()
+        self.measuring.clear()
         recover_interrupted(self.study, "interrupted by the user (Ctrl-C); re-run on resume")
+
+
+def device_limits(config: StudyConfig) -> dict[str, float]:
+    """Measurement field -> the most any device may show (the study's device constraints)."""
+    limits = {
+        "peak_memory_mb": config.max_peak_memory_mb,
+        "energy_per_inference_mj": config.max_energy_mj,
+        "temperature_after_c": config.max_temperature_c,
+    }
+    return {k: float(v) for k, v in limits.items() if v is not None}
 
 
 def _json(data: Any) -> bytes:

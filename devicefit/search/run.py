@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from devicefit.config import StudyConfig
-from devicefit.evaluators.local import get_evaluator
+from devicefit.evaluators.devices import build_pools
 from devicefit.search import attrs
 from devicefit.search.driver import Driver
 from devicefit.search.executors import make_executor
@@ -56,15 +56,39 @@ def _prepare(config: StudyConfig) -> tuple[TaskSpec, SearchSpace, object, object
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     build_space(config)  # the ranges and names, before the (slow) task loads
-    evaluator = get_evaluator(config.device)
+    devices = build_pools(config.devices)
     spec = task_spec(config)
     task = load_task(spec)  # trains a built-in task's model on first use
     space = build_space(config, task.model)  # type: ignore[attr-defined]
-    return spec, space, evaluator, task
+    return spec, space, devices, task
+
+
+def describe_devices(config: StudyConfig, devices: dict[str, Any]) -> dict[str, Any]:
+    """Each device's description; a UsageError if a device cannot give what the study
+    asks of it (energy or temperature objectives and limits need its sensors)."""
+    from devicefit.errors import UsageError
+
+    described = {name: pool.describe() for name, pool in devices.items()}
+    needs = set(config.objectives)
+    needs |= {"energy"} if config.max_energy_mj is not None else set()
+    needs |= {"temperature"} if config.max_temperature_c is not None else set()
+    needs.discard("peak_memory")  # every device reports its peak memory
+    for name, info in described.items():
+        for member in info.get("members", [info]):
+            if "unavailable" in member:
+                continue  # an agent down at start: its pool may still serve
+            sensors = member.get("sensors") or {}
+            for sensor in sorted(needs):
+                if sensors.get(sensor, "not reported") is not None:
+                    why = sensors.get(sensor, "the device does not report it")
+                    raise UsageError(
+                        f"--device {name}: {member.get('name')} cannot measure {sensor}: {why}"
+                    )
+    return described
 
 
 def start_search(config: StudyConfig, console: Console) -> int:
-    spec, space, evaluator, task = _prepare(config)
+    spec, space, devices, task = _prepare(config)
     metric = task.metric  # type: ignore[attr-defined]
     name = config.study or f"{spec.label()}-{datetime.now():%Y%m%d-%H%M%S}"
     folder = Path(config.results) / name
@@ -72,17 +96,18 @@ def start_search(config: StudyConfig, console: Console) -> int:
         config.max_metric_drop if config.max_metric_drop is not None else metric.default_max_drop
     )
     recipes = space.recipe_params(RECIPE_SETTINGS)
+    described = describe_devices(config, devices)  # before anything is written
     study = create_study(
         config, folder, metric, max_drop, spec.label(), recipes, space.combined_settings()
     )
     set_study_info(
         study,
-        devices={config.device: evaluator.describe()},  # type: ignore[attr-defined]
+        devices=described,
         task_info=dict(task.info),  # type: ignore[attr-defined]
     )
     console.print(f"study [bold]{name}[/] in {folder}  (resume: devicefit resume {folder})")
     _write_inspection(folder, task, space, console)
-    return _drive(study, config, folder, space, metric, spec, evaluator, console)
+    return _drive(study, config, folder, space, metric, spec, devices, console)
 
 
 def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Console) -> None:
@@ -117,18 +142,18 @@ def resume_search(
     stored = read_study_file(folder)
     config = StudyConfig.from_dict(stored["config"], f"{folder}/{attrs.STUDY_FILE}")
     config = config.replace(trials=trials, workers=workers, storage=storage)
-    spec, space, evaluator, task = _prepare(config)
+    spec, space, devices, task = _prepare(config)
     study = open_study(folder, storage, config)
     recovered = recover_interrupted(study, "the driver stopped while this trial ran; re-run")
     if recovered:
         console.print(f"re-running trial(s) {recovered} left unfinished by a stopped driver")
-    return _drive(study, config, folder, space, task.metric, spec, evaluator, console)  # type: ignore[attr-defined]
+    return _drive(study, config, folder, space, task.metric, spec, devices, console)  # type: ignore[attr-defined]
 
 
-def _drive(study, config, folder, space, metric, spec, evaluator, console) -> int:  # noqa: ANN001
+def _drive(study, config, folder, space, metric, spec, devices, console) -> int:  # noqa: ANN001
     log = str((folder / "worker.log").resolve())
     executor = make_executor(config.workers, log)
-    driver = Driver(study, config, folder, space, metric, spec, executor, evaluator, console)
+    driver = Driver(study, config, folder, space, metric, spec, executor, devices, console)
     code = driver.run()
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if complete:

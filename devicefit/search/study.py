@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from devicefit import __version__
 from devicefit.config import StudyConfig
 from devicefit.errors import UsageError
+from devicefit.evaluators.devices import device_pools
 from devicefit.evaluators.metrics import Metric
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_json_atomic
@@ -110,15 +111,51 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise UsageError(f"--sampler: unknown sampler {name!r}; choose one of tpe, nsga2, random")
 
 
-def objectives(metric: Metric, device: str) -> list[dict[str, Any]]:
-    return [
+# Extra per-device objectives: kind -> (measurement field, unit).
+DEVICE_OBJECTIVE_FIELDS = {
+    "peak_memory": ("peak_memory_mb", "MB"),
+    "energy": ("energy_per_inference_mj", "mJ"),
+    "temperature": ("temperature_after_c", "C"),
+}
+
+
+def objectives(
+    metric: Metric, devices: list[str], extra: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """The task metric, one latency per device name (the first one is the primary
+    device that recipes are compared on), then each extra kind per device name."""
+    objs: list[dict[str, Any]] = [
         {
             "name": metric.name,
             "direction": "maximize" if metric.higher_is_better else "minimize",
             "unit": metric.unit,
-        },
-        {"name": f"latency_{device}", "direction": "minimize", "unit": "ms", "device": device},
+        }
     ]
+    for device in devices:
+        objs.append(
+            {
+                "name": f"latency_{device}",
+                "direction": "minimize",
+                "unit": "ms",
+                "device": device,
+                "kind": "latency",
+                "field": "median_ms",
+            }
+        )
+    for kind in extra:
+        field, unit = DEVICE_OBJECTIVE_FIELDS[kind]
+        for device in devices:
+            objs.append(
+                {
+                    "name": f"{kind}_{device}",
+                    "direction": "minimize",
+                    "unit": unit,
+                    "device": device,
+                    "kind": kind,
+                    "field": field,
+                }
+            )
+    return objs
 
 
 def create_study(
@@ -141,7 +178,7 @@ def create_study(
     created_folder = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        objs = objectives(metric, config.device)
+        objs = objectives(metric, list(device_pools(config.devices)), config.objectives)
         study = optuna.create_study(
             study_name=folder.name,
             storage=storage_url(folder, config.storage),

@@ -1,17 +1,40 @@
 """Conformance suite for every DeviceEvaluator (one class, parametrized over all of them)."""
 
+from typing import Any
+
 import pytest
+from agent_helpers import TOKEN
 
 from devicefit.errors import TrialFailed
+from devicefit.evaluators.agent_client import AgentEvaluator
 from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator
 from devicefit.evaluators.local import LocalEvaluator
+from devicefit.evaluators.pool import DevicePool
 
-EVALUATORS = {"local": LocalEvaluator}
+
+def _agent(start_agent: Any, monkeypatch: pytest.MonkeyPatch) -> DeviceEvaluator:
+    server = start_agent(token=TOKEN)
+    monkeypatch.setenv("DEVICEFIT_TOKEN", TOKEN)
+    return AgentEvaluator(server.url)
+
+
+def _pool(start_agent: Any, monkeypatch: pytest.MonkeyPatch) -> DeviceEvaluator:
+    return DevicePool("pool", [_agent(start_agent, monkeypatch), LocalEvaluator()])
+
+
+# Every DeviceEvaluator, built against real servers where it needs one.
+EVALUATORS = {
+    "local": lambda start_agent, monkeypatch: LocalEvaluator(),
+    "agent": _agent,
+    "pool": _pool,
+}
 
 
 @pytest.fixture(params=sorted(EVALUATORS))
-def evaluator(request: pytest.FixtureRequest) -> DeviceEvaluator:
-    return EVALUATORS[request.param]()
+def evaluator(
+    request: pytest.FixtureRequest, start_agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> DeviceEvaluator:
+    return EVALUATORS[request.param](start_agent, monkeypatch)
 
 
 class TestDeviceEvaluatorConformance:

@@ -1,0 +1,149 @@
+"""The agent's measurement queue: one measurement at a time, each in a child process.
+
+The child runs ``devicefit.deploy.bench`` with a time limit and an address-space
+limit, so a model that crashes the runtime, hangs, or asks for more memory than
+the device has fails its own request and the agent keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobFailed(Exception):
+    """The model could not be measured; ``status`` is the HTTP answer for it."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Job:
+    content: bytes
+    spec: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: JobFailed | None = None
+
+
+def _limit_memory(memory_mb: int | None) -> Any:
+    if memory_mb is None:
+        return None
+
+    def apply() -> None:  # runs in the child between fork and exec
+        limit = int(memory_mb) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def run_in_child(
+    content: bytes, spec: dict[str, Any], timeout_s: float, memory_mb: int | None
+) -> dict[str, Any]:
+    """Measure ``content`` in a fresh process; JobFailed says why it could not be.
+
+    The file gets a fixed name in a fresh folder: nothing from the client ever
+    becomes part of a path.
+    """
+    with tempfile.TemporaryDirectory(prefix="devicefit-agent-") as folder:
+        path = os.path.join(folder, "model.tflite")
+        with open(path, "wb") as handle:
+            handle.write(content)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "devicefit.deploy.bench", path, json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=env,
+                preexec_fn=_limit_memory(memory_mb),
+            )
+        except subprocess.TimeoutExpired:
+            raise JobFailed(
+                f"the model did not finish within the {timeout_s:.0f} s limit"
+            ) from None
+    if done.returncode != 0:
+        return _raise_child_failure(done, memory_mb)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise JobFailed("the measuring process printed no result")
+    return json.loads(lines[-1])
+
+
+def _raise_child_failure(done: subprocess.CompletedProcess, memory_mb: int | None) -> Any:
+    tail = " / ".join((done.stderr or "").strip().splitlines()[-2:])[-400:]
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise JobFailed(f"the runtime crashed ({name}) on this model: {tail}")
+    if memory_mb is not None and any(
+        sign in tail for sign in ("MemoryError", "bad_alloc", "allocate", "reshape")
+    ):
+        raise JobFailed(f"the model needs more than the {memory_mb} MB memory limit: {tail}")
+    raise JobFailed(f"the runtime rejected the model (exit {done.returncode}): {tail}")
+
+
+class MeasurementQueue:
+    """FIFO of measurements served by one thread, so two never overlap on the device."""
+
+    def __init__(self, timeout_s: float, memory_mb: int | None, max_queued: int = 16) -> None:
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.max_queued = max_queued
+        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._pending = 0  # queued + running
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name="measurements", daemon=True)
+        self._thread.start()
+
+    @property
+    def length(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def measure(self, content: bytes, spec: dict[str, Any]) -> dict[str, Any]:
+        """Queue one measurement and wait for it (callers are HTTP handler threads)."""
+        with self._lock:
+            if self._pending >= self.max_queued:
+                raise JobFailed(f"{self._pending} measurements already queued; retry later", 503)
+            self._pending += 1
+        job = _Job(content, spec)
+        self._jobs.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            began = time.time()
+            try:
+                # A cool-down wait happens inside the child, so it extends the limit.
+                extra = job.spec.get("cooldown_timeout_s", 0) if job.spec.get("cooldown_c") else 0
+                job.result = run_in_child(
+                    job.content, job.spec, self.timeout_s + float(extra), self.memory_mb
+                )
+                # When the device was busy with this file (clients check no overlap).
+                job.result["measured_from"], job.result["measured_until"] = began, time.time()
+            except JobFailed as exc:
+                job.error = exc
+            except Exception as exc:  # noqa: BLE001 - the agent must keep serving
+                job.error = JobFailed(f"agent error: {type(exc).__name__}: {exc}", 500)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                job.done.set()

@@ -1,0 +1,142 @@
+"""``http://host:port``: a device served by ``devicefit agent``, measured over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from devicefit.errors import DeviceUnavailable, TrialFailed, UsageError
+from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+
+# Answers that are the model's fault: the trial fails, the device stays in its pool.
+MODEL_ERRORS = (400, 413, 422)
+# Answers worth retrying on the same device after a pause.
+TRANSIENT = (429, 500, 502, 503, 504)
+
+
+class AgentEvaluator(DeviceEvaluator):
+    """Client of one agent. Spec: ``http[s]://HOST:PORT[?token_file=PATH&cafile=PATH]``.
+
+    The token comes from ``token_file``, else ``$DEVICEFIT_TOKEN``, else
+    ``$DEVICEFIT_TOKEN_FILE``. Connection failures and busy answers are retried
+    with exponential back-off; after the last retry the device is unavailable.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        name: str | None = None,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        parts = urlsplit(spec)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+            raise UsageError(f"--device {spec!r}: expected http://HOST:PORT or https://HOST:PORT")
+        options = dict(parse_qsl(parts.query))
+        unknown = set(options) - {"token_file", "cafile"}
+        if unknown:
+            raise UsageError(f"--device {spec!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        self.base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        self.name = name or f"{parts.hostname}:{parts.port}"
+        self.token = _token(options.get("token_file"), spec)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.connect_timeout_s = connect_timeout_s
+        # An agent on this machine competes with trial work for the CPU.
+        self.shares_host_cpu = parts.hostname in ("localhost", "::1") or parts.hostname.startswith(
+            "127."
+        )
+        self._context = None
+        if parts.scheme == "https":
+            self._context = ssl.create_default_context(cafile=options.get("cafile"))
+
+    def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+        query = {
+            "threads": spec.threads,
+            "min_runs": spec.min_runs,
+            "min_seconds": spec.min_seconds,
+            "warmup": spec.warmup,
+            "warmup_seconds": spec.warmup_seconds,
+        }
+        if spec.cooldown_c is not None:
+            query.update(cooldown_c=spec.cooldown_c, cooldown_timeout_s=spec.cooldown_timeout_s)
+        # The agent may be finishing another client's measurement first.
+        timeout = 2 * spec.timeout_s + (spec.cooldown_timeout_s if spec.cooldown_c else 0) + 30
+        data = self._request("POST", f"/benchmark?{urlencode(query)}", tflite, timeout)
+        measurement = Measurement.from_dict(data)
+        measurement.device = self.name
+        return measurement
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/health", None, self.connect_timeout_s)
+
+    def ping(self) -> None:
+        retries, self.retries = self.retries, 0  # a probe, not a measurement: fail fast
+        try:
+            self.health()
+        finally:
+            self.retries = retries
+
+    def describe(self) -> dict[str, Any]:
+        info = self._request("GET", "/info", None, self.connect_timeout_s)
+        return {"name": self.name, "spec": self.base, **info}
+
+    def _request(self, method: str, path: str, body: bytes | None, timeout: float) -> Any:
+        headers = {"Content-Type": "application/octet-stream"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.base + path, body, headers, method=method)
+            try:
+                with urllib.request.urlopen(request, timeout=timeout, context=self._context) as r:
+                    return json.loads(r.read())
+            except urllib.error.HTTPError as exc:
+                reason = _error_text(exc)
+                if exc.code in MODEL_ERRORS:
+                    raise TrialFailed(
+                        f"{self.name} refused the model ({exc.code}): {reason}"
+                    ) from None
+                if exc.code in (401, 403):
+                    raise DeviceUnavailable(
+                        f"{self.name} rejected the token ({exc.code})"
+                    ) from None
+                if exc.code not in TRANSIENT:
+                    raise DeviceUnavailable(f"{self.name} answered {exc.code}: {reason}") from None
+                last = f"{exc.code}: {reason}"
+            except (OSError, ValueError) as exc:  # refused, reset, timed out, bad JSON
+                last = f"{type(exc).__name__}: {exc}"
+        raise DeviceUnavailable(
+            f"{self.name} did not answer after {self.retries + 1} attempts ({last})"
+        )
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read()).get("error", exc.reason))
+    except (OSError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def _token(token_file: str | None, spec: str) -> str | None:
+    path = token_file or os.environ.get("DEVICEFIT_TOKEN_FILE")
+    if token_file is None and os.environ.get("DEVICEFIT_TOKEN"):
+        return os.environ["DEVICEFIT_TOKEN"]
+    if not path:
+        return None
+    try:
+        return Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise UsageError(
+            f"--device {spec!r}: cannot read token file {path}: {exc.strerror}"
+        ) from None
