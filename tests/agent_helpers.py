@@ -45,3 +45,27 @@ def call(
     data = json.loads(response.read() or b"{}")
     conn.close()
     return response.status, data
+
+
+def spawn_agent(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):  # noqa: ANN201
+    """``devicefit agent`` as its own process (so a test can kill -9 it); (process, url).
+
+    ``prefix`` runs it under another command, e.g. ``ip netns exec NAME``.
+    """
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "devicefit", "agent", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # "devicefit agent serving on http://HOST:PORT (...)"
+    if "serving on" not in line:
+        process.kill()
+        raise RuntimeError(f"agent did not start: {line!r}")
+    return process, line.split("serving on ", 1)[1].split()[0]

@@ -50,6 +50,8 @@ class Measurement:
     cooldown_s: float | None = None
     device: str | None = None  # which member of a device pool measured it
     node: str | None = None  # the host or Ray node id it ran on
+    measured_from: float | None = None  # epoch seconds: when the device was busy with it
+    measured_until: float | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
 from devicefit.deploy.sensors import Sensors
@@ -34,6 +35,7 @@ class LocalEvaluator(DeviceEvaluator):
                 handle.write(tflite)
             payload = json.dumps({k: v for k, v in spec.to_dict().items() if k != "timeout_s"})
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+            began = time.time()
             try:
                 done = subprocess.run(
                     [sys.executable, "-m", "devicefit.deploy.bench", path, payload],
@@ -52,7 +54,10 @@ class LocalEvaluator(DeviceEvaluator):
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
         if not lines:
             raise TrialFailed("benchmark process printed no result")
-        return Measurement.from_dict(json.loads(lines[-1]))
+        measurement = Measurement.from_dict(json.loads(lines[-1]))
+        measurement.node = platform.node()
+        measurement.measured_from, measurement.measured_until = began, time.time()
+        return measurement
 
     def describe(self) -> dict[str, Any]:
         return {

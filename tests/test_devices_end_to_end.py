@@ -1,0 +1,135 @@
+"""A digits search measured by agents over real HTTP: one device pool of two agents on
+loopback, one agent acting as another host in its own network namespace (where the
+machine allows; else a third loopback agent), and one pool member killed mid-study.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from agent_helpers import TOKEN, spawn_agent
+from optuna.trial import TrialState
+
+from devicefit.search import attrs
+
+pytestmark = pytest.mark.slow
+
+STUDY = """
+task = "digits"
+seed = 0
+min_runs = 20
+min_seconds = 0.3
+techniques = ["channel_pruning", "quantization"]
+[ranges.finetune]
+epochs = [0, 1]
+"""
+
+
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+@pytest.fixture()
+def other_host_agent() -> Iterator[str]:
+    """An agent in a separate network namespace, reached over a veth pair at 10.231.N.2;
+    a loopback agent where namespaces cannot be made (not root, no `ip`)."""
+    name, n = f"dftest{os.getpid() % 10000}", os.getpid() % 250 + 1
+    try:
+        _run("ip", "netns", "add", name)
+    except (OSError, subprocess.CalledProcessError):
+        process, url = spawn_agent(env={"DEVICEFIT_TOKEN": TOKEN})
+        yield url
+        process.kill()
+        return
+    try:
+        _run("ip", "link", "add", f"{name}a", "type", "veth", "peer", "name", f"{name}b")
+        _run("ip", "link", "set", f"{name}b", "netns", name)
+        _run("ip", "addr", "add", f"10.231.{n}.1/24", "dev", f"{name}a")
+        _run("ip", "link", "set", f"{name}a", "up")
+        inside = ("ip", "netns", "exec", name)
+        _run(*inside, "ip", "addr", "add", f"10.231.{n}.2/24", "dev", f"{name}b")
+        _run(*inside, "ip", "link", "set", f"{name}b", "up")
+        _run(*inside, "ip", "link", "set", "lo", "up")
+        # Not loopback: the agent refuses to start without a token.
+        process, url = spawn_agent(
+            "--host", f"10.231.{n}.2", env={"DEVICEFIT_TOKEN": TOKEN}, prefix=inside
+        )
+        assert url == f"http://10.231.{n}.2:{url.rsplit(':', 1)[1]}"
+        yield url
+        process.kill()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"{name}a"], capture_output=True)
+
+
+def test_search_on_two_device_pools_survives_a_dead_agent(
+    tmp_path: Path, other_host_agent: str
+) -> None:
+    first, first_url = spawn_agent(env={"DEVICEFIT_TOKEN": TOKEN})
+    second, second_url = spawn_agent(env={"DEVICEFIT_TOKEN": TOKEN})
+    config = tmp_path / "study.toml"
+    config.write_text(STUDY)
+    folder = tmp_path / "results" / "pools"
+    trials = 7
+    search = subprocess.Popen(
+        [sys.executable, "-m", "devicefit", "search", "--config", str(config)]
+        + ["--study", "pools", "--results", str(tmp_path / "results")]
+        + ["--trials", str(trials), "--device", f"pi={first_url}"]
+        + ["--device", f"pi={second_url}", "--device", f"board={other_host_agent}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "DEVICEFIT_TOKEN": TOKEN},
+    )
+    try:
+        # Kill one pool member once three trials are in, with the rest still to run.
+        metrics_files = folder / attrs.TRIALS_DIR
+        deadline = time.monotonic() + 900
+        while len(list(metrics_files.glob("*/metrics.json"))) < 3:
+            assert search.poll() is None, search.stdout.read() if search.stdout else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        second.kill()
+        second.wait()
+        killed_at = time.time()
+        output, _ = search.communicate(timeout=900)
+    finally:
+        for process in (first, second, search):
+            if process.poll() is None:
+                process.kill()
+    assert search.returncode == 0, output
+
+    study = optuna.load_study(study_name="pools", storage=f"sqlite:///{folder / 'study.db'}")
+    meta = study.user_attrs[attrs.STUDY_KEY]
+    assert [o["name"] for o in meta["objectives"]][1:] == ["latency_pi", "latency_board"]
+    assert len(study.directions) == 3
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == trials
+    unavailable = [
+        t
+        for t in study.get_trials(states=(TrialState.FAIL,))
+        if "device" in t.user_attrs.get(attrs.FAIL_REASON, "")
+    ]
+    assert not unavailable, [t.user_attrs[attrs.FAIL_REASON] for t in unavailable]
+    members = {"pi": set(), "board": set()}
+    for trial in complete:
+        latency = trial.user_attrs[attrs.METRICS]["latency"]
+        assert set(latency) == {"pi", "board"}
+        assert trial.values[1] == latency["pi"]["median_ms"] > 0
+        assert trial.values[2] == latency["board"]["median_ms"] > 0
+        for name, m in latency.items():
+            members[name].add(m["device"])
+        if latency["pi"]["device"] == f"pi@{second_url}":
+            # Nothing from the dead agent: its measurements all ended before the kill.
+            assert latency["pi"]["measured_until"] < killed_at
+    # Both pool members shared the work before one died; the other device is one host.
+    assert members["pi"] == {f"pi@{first_url}", f"pi@{second_url}"}
+    assert members["board"] == {f"board@{other_host_agent}"}
+    assert meta["devices"]["board"]["members"][0]["host"]
