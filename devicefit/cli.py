@@ -260,10 +260,14 @@ def _benchmark(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps(m.to_dict()))
     else:
+        def shown(value: float | None, unit: str, digits: int = 3) -> str:
+            return "n/a" if value is None else f"{value:.{digits}f} {unit}"
+
         console.print(
-            f"{path.name} on {args.device}: median {m.median_ms:.3f} ms, p90 {m.p90_ms:.3f} ms, "
-            f"min {m.min_ms:.3f} ms, std {m.std_ms:.3f} ms over {m.count} runs, "
-            f"{m.threads} thread(s), peak memory {m.peak_memory_mb:.1f} MB ({m.runtime})"
+            f"{path.name} on {args.device}: median {m.median_ms:.3f} ms, "
+            f"p90 {shown(m.p90_ms, 'ms')}, min {m.min_ms:.3f} ms, std {m.std_ms:.3f} ms "
+            f"over {m.count} runs, {m.threads} thread(s), "
+            f"peak memory {shown(m.peak_memory_mb, 'MB', 1)} ({m.runtime})"
         )
     return 0
 

@@ -28,11 +28,12 @@ class Measurement:
     with the reason in ``unavailable`` — never 0 and never invented."""
 
     median_ms: float
-    p90_ms: float
+    p90_ms: float | None  # None where the device's tool does not report it (adb: p95)
     min_ms: float
     std_ms: float
     count: int
     threads: int
+    p95_ms: float | None = None
     mean_ms: float | None = None
     warmup_runs: int | None = None
     wall_s: float | None = None  # how long the timed loop ran
