@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -352,6 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         from devicefit.deploy.agent_cli import main as agent_main
 
         return agent_main(argv[1:])
+    missing = [name for name in ("rich", "optuna", "tensorflow") if find_spec(name) is None]
+    if missing:
+        print(
+            f"devicefit: error: this command needs the search extra (missing: "
+            f"{', '.join(missing)}); install it with: pip install 'devicefit[search]'",
+            file=sys.stderr,
+        )
+        return 2
     from rich.console import Console
 
     console = Console()

@@ -58,3 +58,47 @@ def start_agent():  # noqa: ANN201 - a factory fixture
     yield start
     for server in servers:
         stop_agent_server(server)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A real two-node Ray cluster on loopback: a head node, and a worker node carrying
+    the custom resource ``pi4`` (a device node). Started with ``ray start`` and
+    stopped by ``ray stop`` at the end of the session; yields (address, pi4 node id)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    temp = tmp_path_factory.mktemp("ray")
+    subprocess.run(
+        [ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false"]
+        + [f"--temp-dir={temp}", *common],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [ray_cli, "start", f"--address={address}", "--resources", json.dumps({"pi4": 1})]
+            + common,
+            check=True,
+            capture_output=True,
+        )
+        import ray
+
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        node = next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("pi4"))
+        yield address, node
+    finally:
+        try:
+            import ray
+
+            ray.shutdown()
+        finally:
+            subprocess.run([ray_cli, "stop", "--force"], capture_output=True)

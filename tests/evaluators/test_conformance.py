@@ -30,6 +30,12 @@ def _adb(start_agent: Any, monkeypatch: pytest.MonkeyPatch) -> DeviceEvaluator:
     return AdbEvaluator(f"adb:emulator-5554?adb={adb}")
 
 
+def _ray(start_agent: Any, monkeypatch: pytest.MonkeyPatch, cluster: Any) -> DeviceEvaluator:
+    from devicefit.evaluators.ray_device import RayDeviceEvaluator
+
+    return RayDeviceEvaluator(f"ray:pi4?address={cluster[0]}")
+
+
 def _pool(start_agent: Any, monkeypatch: pytest.MonkeyPatch) -> DeviceEvaluator:
     return DevicePool("pool", [_agent(start_agent, monkeypatch), LocalEvaluator()])
 
@@ -40,6 +46,7 @@ EVALUATORS = {
     "agent": _agent,
     "pool": _pool,
     "adb": _adb,  # a stand-in phone: see tests/fake_android.py
+    "ray": _ray,  # a node of a real two-node cluster on loopback
 }
 
 
@@ -47,6 +54,8 @@ EVALUATORS = {
 def evaluator(
     request: pytest.FixtureRequest, start_agent: Any, monkeypatch: pytest.MonkeyPatch
 ) -> DeviceEvaluator:
+    if request.param == "ray":
+        return _ray(start_agent, monkeypatch, request.getfixturevalue("ray_cluster"))
     return EVALUATORS[request.param](start_agent, monkeypatch)
 
 
