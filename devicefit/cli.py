@@ -261,6 +261,7 @@ def _benchmark(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps(m.to_dict()))
     else:
+
         def shown(value: float | None, unit: str, digits: int = 3) -> str:
             return "n/a" if value is None else f"{value:.{digits}f} {unit}"
 

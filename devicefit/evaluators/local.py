@@ -69,4 +69,3 @@ class LocalEvaluator(DeviceEvaluator):
             "processor": platform.processor() or platform.machine(),
             "sensors": Sensors().available(),
         }
-

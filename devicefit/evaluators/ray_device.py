@@ -26,7 +26,9 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UsageError("--device ray:...: Ray is not installed (pip install devicefit[ray])") from None
+        raise UsageError(
+            "--device ray:...: Ray is not installed (pip install devicefit[ray])"
+        ) from None
     return ray
 
 

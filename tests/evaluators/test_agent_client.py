@@ -94,9 +94,12 @@ def test_token_from_a_file_or_the_environment(
     with pytest.raises(DeviceUnavailable, match="rejected the token"):
         AgentEvaluator(server.url).measure(tiny_tflite, QUICK)
     (tmp_path / "token").write_text(TOKEN + "\n")
-    assert AgentEvaluator(f"{server.url}?token_file={tmp_path / 'token'}").measure(
-        tiny_tflite, QUICK
-    ).count >= 3
+    assert (
+        AgentEvaluator(f"{server.url}?token_file={tmp_path / 'token'}")
+        .measure(tiny_tflite, QUICK)
+        .count
+        >= 3
+    )
     monkeypatch.setenv("DEVICEFIT_TOKEN", TOKEN)
     assert AgentEvaluator(server.url).measure(tiny_tflite, QUICK).count >= 3
     with pytest.raises(UsageError, match="cannot read token file"):
@@ -124,9 +127,7 @@ def test_pool_with_no_member_left_gives_up_as_unavailable(
     start_agent: Any, tiny_tflite: bytes
 ) -> None:
     server = start_agent()
-    pool = DevicePool(
-        "pi", [AgentEvaluator(server.url, retries=0)], wait_s=0.5, probe_every_s=0.1
-    )
+    pool = DevicePool("pi", [AgentEvaluator(server.url, retries=0)], wait_s=0.5, probe_every_s=0.1)
     stop_agent_server(server)
     with pytest.raises(DeviceUnavailable, match="no member answered"):
         pool.measure(tiny_tflite, QUICK)
