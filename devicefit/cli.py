@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the run failed, 2 bad usage or input, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Logs and pipes: rich's 80-column default cuts tables into unreadable wraps.
+        console = Console(width=160)
     try:
         args = build_parser().parse_args(argv)
         return VERBS[args.verb](args, console)

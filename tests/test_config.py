@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from devicefit.config import build_config
+from devicefit.config import StudyConfig, build_config
 from devicefit.errors import UsageError
 
 
@@ -51,6 +51,29 @@ def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
 def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_config(_write(tmp_path, text), flags)
+
+
+def test_devices_objectives_and_limits_from_file_and_flags(tmp_path: Path) -> None:
+    text = (
+        'task = "digits"\ndevices = ["pi=http://10.0.0.2:8765", "pi=http://10.0.0.3:8765"]\n'
+        'objectives = ["peak_memory"]\nmax_peak_memory_mb = 64\n'
+    )
+    config = build_config(_write(tmp_path, text), {})
+    assert config.devices == ("pi=http://10.0.0.2:8765", "pi=http://10.0.0.3:8765")
+    assert config.objectives == ("peak_memory",) and config.max_peak_memory_mb == 64
+    flags = build_config(_write(tmp_path, text), {"devices": ["local"]})
+    assert flags.devices == ("local",)  # flags replace the file's list
+    # Studies written before device pools stored one `device`; they still load.
+    old = StudyConfig.from_dict({"task": "digits", "device": "local"})
+    assert old.devices == ("local",)
+    assert StudyConfig.from_dict(old.to_dict()) == old
+
+
+def test_memory_sizes_on_the_command_line() -> None:
+    from devicefit.cli import _megabytes
+
+    assert _megabytes("64MB") == 64 and _megabytes("1.5GB") == 1536
+    assert _megabytes("512KB") == 0.5 and _megabytes("100") == 100
 
 
 def test_missing_study_file(tmp_path: Path) -> None:

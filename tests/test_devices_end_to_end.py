@@ -82,7 +82,9 @@ def test_search_on_two_device_pools_survives_a_dead_agent(
         [sys.executable, "-m", "devicefit", "search", "--config", str(config)]
         + ["--study", "pools", "--results", str(tmp_path / "results")]
         + ["--trials", str(trials), "--device", f"pi={first_url}"]
-        + ["--device", f"pi={second_url}", "--device", f"board={other_host_agent}"],
+        + ["--device", f"pi={second_url}", "--device", f"board={other_host_agent}"]
+        # Memory as an objective on every device, and as a limit no candidate breaks.
+        + ["--objective", "peak_memory", "--max-peak-memory", "4GB"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -108,8 +110,9 @@ def test_search_on_two_device_pools_survives_a_dead_agent(
 
     study = optuna.load_study(study_name="pools", storage=f"sqlite:///{folder / 'study.db'}")
     meta = study.user_attrs[attrs.STUDY_KEY]
-    assert [o["name"] for o in meta["objectives"]][1:] == ["latency_pi", "latency_board"]
-    assert len(study.directions) == 3
+    names = [o["name"] for o in meta["objectives"]][1:]
+    assert names == ["latency_pi", "latency_board", "peak_memory_pi", "peak_memory_board"]
+    assert len(study.directions) == 5
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == trials
     unavailable = [
@@ -124,6 +127,10 @@ def test_search_on_two_device_pools_survives_a_dead_agent(
         assert set(latency) == {"pi", "board"}
         assert trial.values[1] == latency["pi"]["median_ms"] > 0
         assert trial.values[2] == latency["board"]["median_ms"] > 0
+        assert trial.values[3] == latency["pi"]["peak_memory_mb"] > 0
+        assert trial.values[4] == latency["board"]["peak_memory_mb"] > 0
+        worst = max(latency["pi"]["peak_memory_mb"], latency["board"]["peak_memory_mb"])
+        assert trial.system_attrs["constraints:peak_memory_mb"] == worst - 4096
         for name, m in latency.items():
             members[name].add(m["device"])
         if latency["pi"]["device"] == f"pi@{second_url}":

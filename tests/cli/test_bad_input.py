@@ -59,6 +59,14 @@ CASES = {
     "unknown sampler": (["--task", "digits", "--sampler", "cmaes"], "--sampler"),
     "invalid range": (["--config", "{bad_range}"], "ranges.lowrank.rank_ratio"),
     "unknown task": (["--task", "imagenet"], "--task"),
+    "unknown device": (["--task", "digits", "--device", "pi=ftp://x"], "--device"),
+    "device without port": (["--task", "digits", "--device", "http://pi.local"], "HOST:PORT"),
+    "device given twice": (["--task", "digits", "--device", "local", "--device", "local"], "twice"),
+    "unknown objective": (["--task", "digits", "--objective", "joy"], "--objective"),
+    "bad memory size": (["--task", "digits", "--max-peak-memory", "lots"], "64MB"),
+    "negative energy": (["--task", "digits", "--max-energy", "-1"], "--max-energy"),
+    # This machine has no RAPL, battery or thermal zone: energy cannot be an objective.
+    "sensor the device lacks": (["--task", "digits", "--objective", "energy"], "energy"),
 }
 
 
