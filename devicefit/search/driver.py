@@ -119,6 +119,9 @@ class Driver:
     def _fill(self, target: int, reference_known: bool) -> None:
         # Until the float32 reference is measured, it runs alone: every other trial's
         # metric-drop constraint is computed against it.
+        # (Also while it is measured on a remote device, after its worker is free.)
+        if not reference_known and self.measuring:
+            return
         limit = self.executor.workers if reference_known else 1
         busy = lambda: len(self.in_flight) + len(self.measuring)  # noqa: E731
         while len(self.in_flight) < limit and self.complete() + busy() < target:

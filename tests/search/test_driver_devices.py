@@ -1,0 +1,130 @@
+"""The driver with a remote device: measurements run while the search goes on, except
+the float32 baseline's, which every constraint needs first.
+
+The executor and the device are test doubles (instant candidates, a device that
+takes 0.3 s): what is tested is the driver's scheduling beside them. Real agents
+and real searches are in tests/test_devices_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import threading
+import time
+from pathlib import Path
+
+from optuna.trial import TrialState
+from rich.console import Console
+
+from devicefit.config import StudyConfig
+from devicefit.errors import DeviceUnavailable
+from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.metrics import get_metric
+from devicefit.search import attrs
+from devicefit.search.driver import Driver
+from devicefit.search.executors import Executor
+from devicefit.search.run import build_space
+from devicefit.search.study import create_study
+from devicefit.search.trial import TrialOutput, TrialRequest
+from devicefit.tasks.base import TaskSpec
+
+
+class InstantExecutor(Executor):
+    def __init__(self) -> None:
+        self.workers = 1
+        self.submitted: list[tuple[int, float]] = []
+
+    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
+        self.submitted.append((request.number, time.monotonic()))
+        future: cf.Future[TrialOutput] = cf.Future()
+        future.set_result(TrialOutput(request.number, tflite=b"1234TFL3", metric=90.0))
+        return future
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass
+
+
+class SlowRemoteDevice(DeviceEvaluator):
+    shares_host_cpu = False
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.name = "pi@remote"
+        self.spans: list[tuple[float, float]] = []
+        self.fail_after = fail_after
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+        with self._lock:
+            self.calls += 1
+            if self.fail_after is not None and self.calls > self.fail_after:
+                raise DeviceUnavailable("pi@remote: unplugged")
+        began = time.monotonic()
+        time.sleep(0.3)
+        self.spans.append((began, time.monotonic()))
+        return Measurement(
+            median_ms=2.0,
+            p90_ms=2.5,
+            min_ms=1.5,
+            std_ms=0.1,
+            count=50,
+            threads=1,
+            peak_memory_mb=40.0,
+            device=self.name,
+        )
+
+
+def _driver(tmp_path: Path, device: DeviceEvaluator, trials: int) -> tuple[Driver, Executor]:
+    config = StudyConfig(
+        task="digits",
+        trials=trials,
+        devices=("pi=http://10.9.9.9:8765",),
+        techniques=("quantization",),
+    )
+    folder = tmp_path / "study"
+    metric = get_metric("accuracy")
+    study = create_study(config, folder, metric, 1.0, "digits", [], None)
+    executor = InstantExecutor()
+    driver = Driver(
+        study,
+        config,
+        folder,
+        build_space(config),
+        metric,
+        TaskSpec("digits"),
+        executor,
+        {"pi": device},
+        Console(file=io.StringIO()),
+    )
+    return driver, executor
+
+
+def test_remote_measurements_overlap_the_search_but_not_the_baseline(tmp_path: Path) -> None:
+    device = SlowRemoteDevice()
+    driver, executor = _driver(tmp_path, device, trials=5)
+    assert driver.run() == 0
+    complete = driver.study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 5
+    assert all(t.values == [90.0, 2.0] for t in complete)
+    baseline_end = device.spans[0][1]
+    submits = [at for _, at in executor.submitted]
+    # Nothing else started before the float32 baseline was measured ...
+    assert submits[0] < baseline_end <= submits[1]
+    # ... and afterwards new candidates were built while others were on the device.
+    overlapping = [
+        at for at in submits[1:] if any(start < at < end for start, end in device.spans[1:])
+    ]
+    assert overlapping
+
+
+def test_an_unavailable_device_fails_the_trial_as_device_unavailable(tmp_path: Path) -> None:
+    driver, _ = _driver(tmp_path, SlowRemoteDevice(fail_after=2), trials=4)
+    assert driver.run() == 1  # too many failures: the device is gone for good
+    failed = driver.study.get_trials(states=(TrialState.FAIL,))
+    assert failed
+    assert all(
+        t.user_attrs[attrs.FAIL_REASON].startswith("device unavailable: pi@remote: unplugged")
+        for t in failed
+    )
+    assert not any((driver.folder / attrs.TRIALS_DIR / str(t.number)).exists() for t in failed)
