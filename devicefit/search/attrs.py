@@ -2,11 +2,16 @@
 
 Study user attributes:
   "devicefit": {"task": label, "metric": {"name", "higher_is_better", "unit"},
-                "objectives": [{"name", "direction", "unit", "device"?}, ...],
+                "objectives": [{"name", "direction", "unit", "device"?, "kind"?,
+                                "field"?}, ...],
                 "max_metric_drop": float, "reference_metric": float | None,
-                "devices": {"local": {...}}, "version": str}
+                "devices": {name: {"name", "members": [description, ...]}},
+                "version": str}
   ``objectives`` is in the order of the trial values; the first is the task metric,
-  then one latency objective (ms) per device, named "latency_<device>".
+  then one latency objective (ms) per device name, named "latency_<name>" (kind
+  "latency", field "median_ms"), then any extra kinds per device name:
+  "peak_memory_<name>" (MB), "energy_<name>" (mJ per inference),
+  "temperature_<name>" (C), each read from that measurement ``field``.
 
 Trial user attributes:
   "plan": Plan.to_dict(); "plan_short": Plan.short()
@@ -20,7 +25,11 @@ Trial user attributes:
   "recipe": technique name                      (the enqueued one-technique recipes),
             or "combined"                        (the feasible recipes together)
 The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)``
-(feasible when <= 0). Artifacts live in ``<results folder>/trials/<number>/``:
+(feasible when <= 0); device limits add one constraint each, keyed by the
+measurement field (``peak_memory_mb``, ``energy_per_inference_mj``,
+``temperature_after_c``): the worst device's reading minus the limit. Each
+measurement dict names the pool member that gave it (``device``), where it ran
+(``node``) and when (``measured_from``/``measured_until``, epoch seconds). Artifacts live in ``<results folder>/trials/<number>/``:
 ``model.tflite``, ``plan.json``, ``metrics.json``.
 
 Results folder file ``inspect.json``: the per-layer report ``devicefit inspect`` prints
