@@ -115,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="constraint: device temperature after the timed runs, in degrees Celsius",
     )
     s.add_argument("--threads", type=int, help="interpreter threads when measuring (default 1)")
+    s.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run trials as tasks on a Ray cluster (default address: auto)",
+    )
+    s.add_argument("--cpus-per-trial", type=int, dest="cpus_per_trial", help="Ray CPUs per trial")
+    s.add_argument(
+        "--recycle-after",
+        type=int,
+        dest="recycle_after",
+        help="trials per worker process before it is replaced (default 20)",
+    )
     s.add_argument("--techniques", help="comma-separated technique names (default: all)")
 
     r = _sub(subs, "resume", "Continue a study until it has the requested complete trials.")
@@ -183,6 +197,9 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "max_temperature_c",
             "threads",
             "granularity",
+            "ray",
+            "cpus_per_trial",
+            "recycle_after",
         )
     }
     flags["storage"] = _storage(args.storage)

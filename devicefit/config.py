@@ -38,6 +38,9 @@ class StudyConfig:
     max_energy_mj: float | None = None  # per inference
     max_temperature_c: float | None = None  # after the timed runs
     threads: int = 1
+    ray: str | None = None  # run trials as Ray tasks: a cluster address, or "auto"
+    cpus_per_trial: int = 1  # Ray CPUs each trial asks for
+    recycle_after: int = 20  # trials per worker process before it is replaced
     min_runs: int = 50
     min_seconds: float = 1.0
     techniques: tuple[str, ...] | None = None  # None: all
@@ -94,6 +97,8 @@ class StudyConfig:
             )
         if self.max_metric_drop is not None and self.max_metric_drop < 0:
             raise UsageError(f"--max-metric-drop: must be >= 0, got {self.max_metric_drop}")
+        if self.cpus_per_trial < 1 or self.recycle_after < 1:
+            raise UsageError("--cpus-per-trial and --recycle-after must be at least 1")
         if self.min_runs < 1 or self.min_seconds < 0:
             raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
         _check_granularity(self.granularity, where)
@@ -170,6 +175,8 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "workers": int,
         "threads": int,
         "min_runs": int,
+        "cpus_per_trial": int,
+        "recycle_after": int,
         "min_seconds": (int, float),
         "max_metric_drop": (int, float, type(None)),
         "ranges": dict,
@@ -178,7 +185,7 @@ def _check_types(config: StudyConfig, where: str) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, types):
             raise UsageError(f"{where}: {name} has the wrong type ({value!r})")
-    for name in ("task", "model", "data", "metric", "study", "storage", "sampler"):
+    for name in ("task", "model", "data", "metric", "study", "storage", "sampler", "ray"):
         value = getattr(config, name)
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{where}: {name} must be a string, got {value!r}")

@@ -229,6 +229,7 @@ class Driver:
             "latency": {name: m.to_dict() for name, m in measurements.items()},
             "notes": out.notes,
             "timings_s": out.timings_s,
+            "built_on": out.node,  # the Ray node that ran the trial (None: this machine)
         }
         folder = self.folder / attrs.TRIALS_DIR / str(job.trial.number)
         write_folder_atomic(

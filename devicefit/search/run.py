@@ -152,7 +152,14 @@ def resume_search(
 
 def _drive(study, config, folder, space, metric, spec, devices, console) -> int:  # noqa: ANN001
     log = str((folder / "worker.log").resolve())
-    executor = make_executor(config.workers, log)
+    if config.ray:
+        from devicefit.search.ray_executor import RayExecutor
+
+        executor = RayExecutor(
+            config.ray, config.workers, spec, config.cpus_per_trial, config.recycle_after
+        )
+    else:
+        executor = make_executor(config.workers, log, config.recycle_after)
     driver = Driver(study, config, folder, space, metric, spec, executor, devices, console)
     code = driver.run()
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -37,6 +37,7 @@ class TrialOutput:
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # set when the candidate failed; the trial fails with it
+    node: str | None = None  # the Ray node that built it (None: this machine)
 
 
 def run_trial(request: TrialRequest) -> TrialOutput:
