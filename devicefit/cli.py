@@ -21,7 +21,8 @@ EXAMPLES = {
     "search": "devicefit search --task digits --trials 30 --seed 0\n"
     "  devicefit search --model net.keras --data data.npz --metric accuracy --trials 100\n"
     "  devicefit search --config study.toml --workers 2",
-    "resume": "devicefit resume results/digits-20261125-120000 --trials 50",
+    "resume": "devicefit resume results/digits-20261125-120000 --trials 50\n"
+    "  devicefit resume --study digits-1 --storage postgresql://db/optuna --ray auto",
     "report": "devicefit report results/digits-20261125-120000",
     "export": "devicefit export results/digits-20261125-120000 --trial 17 --out shipped/",
     "benchmark": "devicefit benchmark model.tflite --threads 1 --min-seconds 2",
@@ -132,10 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--techniques", help="comma-separated technique names (default: all)")
 
     r = _sub(subs, "resume", "Continue a study until it has the requested complete trials.")
-    r.add_argument("folder", help="the study's results folder")
+    r.add_argument("folder", nargs="?", help="the study's results folder")
     r.add_argument("--trials", type=int, help="new target of complete trials")
     r.add_argument("--workers", type=int)
     r.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
+    r.add_argument("--study", help="resume by name from --storage (no folder given)")
+    r.add_argument("--results", help="with --study: the shared results folder (default: results)")
+    r.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="trials on Ray")
 
     p = _sub(subs, "report", "Print the Pareto front; write report.html, pareto.json, trials.csv.")
     p.add_argument("folder")
@@ -211,9 +215,18 @@ def _search(args: argparse.Namespace, console: Console) -> int:
 def _resume(args: argparse.Namespace, console: Console) -> int:
     from devicefit.search.run import resume_search
 
-    return resume_search(
-        Path(args.folder), console, _storage(args.storage), args.trials, args.workers
-    )
+    storage = _storage(args.storage)
+    if args.folder is None:
+        from devicefit.search.study import locate_study_folder
+
+        if not args.study or not storage:
+            raise UsageError("resume: give the results FOLDER, or --study NAME with --storage URL")
+        folder = locate_study_folder(args.study, storage, args.results)
+    elif args.study or args.results:
+        raise UsageError("resume: give either FOLDER or --study/--results, not both")
+    else:
+        folder = Path(args.folder)
+    return resume_search(folder, console, storage, args.trials, args.workers, args.ray)
 
 
 def _megabytes(text: str) -> float:

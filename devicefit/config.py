@@ -41,6 +41,7 @@ class StudyConfig:
     ray: str | None = None  # run trials as Ray tasks: a cluster address, or "auto"
     cpus_per_trial: int = 1  # Ray CPUs each trial asks for
     recycle_after: int = 20  # trials per worker process before it is replaced
+    grace_seconds: float = 120.0  # after Ctrl-C, how long running trials may finish
     min_runs: int = 50
     min_seconds: float = 1.0
     techniques: tuple[str, ...] | None = None  # None: all
@@ -178,6 +179,7 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "cpus_per_trial": int,
         "recycle_after": int,
         "min_seconds": (int, float),
+        "grace_seconds": (int, float),
         "max_metric_drop": (int, float, type(None)),
         "ranges": dict,
     }

@@ -164,8 +164,10 @@ def _default_storage(folder: Path) -> str:
 def _load_optuna_study(folder: Path, name: str, url: str) -> Any:
     import optuna
 
+    from devicefit.search.storages import open_storage
+
     try:
-        return optuna.load_study(study_name=name, storage=url)
+        return optuna.load_study(study_name=name, storage=open_storage(url))
     except KeyError:
         raise UsageError(f"{folder}: study {name!r} not found in storage {url}") from None
     except Exception as exc:  # storage backends raise their own types (sqlalchemy, grpc, ...)

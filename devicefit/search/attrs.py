@@ -29,8 +29,9 @@ The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)
 measurement field (``peak_memory_mb``, ``energy_per_inference_mj``,
 ``temperature_after_c``): the worst device's reading minus the limit. Each
 measurement dict names the pool member that gave it (``device``), where it ran
-(``node``) and when (``measured_from``/``measured_until``, epoch seconds). "metrics" also holds "built_on": the Ray node that ran the trial
-(None: this machine). Artifacts live in ``<results folder>/trials/<number>/``:
+(``node``) and when (``measured_from``/``measured_until``, epoch seconds).
+"metrics" also holds "built_on": the Ray node that ran the trial (None: this
+machine). Artifacts live in ``<results folder>/trials/<number>/``:
 ``model.tflite``, ``plan.json``, ``metrics.json``.
 
 Results folder file ``inspect.json``: the per-layer report ``devicefit inspect`` prints

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,7 @@ class Driver:
         default_factory=dict
     )
     fatal: str | None = None
+    interrupts: int = 0  # Ctrl-C presses seen
     _remote: cf.ThreadPoolExecutor | None = None
 
     def complete(self) -> int:
@@ -63,6 +67,15 @@ class Driver:
 
     def run(self) -> int:
         """Run until the study has ``config.trials`` complete trials. Exit code."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._run()
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            return self._run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _run(self) -> int:
         info = study_info(self.study)
         if info.get("reference_metric") is None:
             self._ensure_reference_trial()
@@ -72,17 +85,12 @@ class Driver:
             progress.reference_latency = self._reference_latency()
             try:
                 while self.complete() < target:
+                    if self.interrupts:
+                        return self._stop(progress)
                     self._fill(target, reference_known=info.get("reference_metric") is not None)
-                    waiting = [*self.in_flight, *self.measuring]
-                    done, _ = cf.wait(waiting, return_when=cf.FIRST_COMPLETED)
-                    for future in done:
-                        if future in self.in_flight:
-                            ok = self._built(future, self.in_flight.pop(future), progress)
-                        else:
-                            job, out = self.measuring.pop(future)
-                            ok = self._measured(future, job, out, progress)
-                        failures += 0 if ok else 1
-                        info = study_info(self.study)
+                    # A timeout, so a first Ctrl-C is acted on within a second.
+                    failures += self._step(progress, timeout=1.0)
+                    info = study_info(self.study)
                     if self.fatal:
                         self.console.print(f"[red]stopping: {self.fatal}")
                         return 1
@@ -92,7 +100,7 @@ class Driver:
                             f"{self.folder}/trials.csv after `devicefit report {self.folder}`"
                         )
                         return 1
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now
                 self._interrupt()
                 self.console.print(f"interrupted; continue with: devicefit resume {self.folder}")
                 return 130
@@ -101,6 +109,43 @@ class Driver:
                 if self._remote is not None:
                     self._remote.shutdown(wait=False, cancel_futures=True)
         return 0
+
+    def _step(self, progress: Any, timeout: float | None = None) -> int:
+        """Wait for the next built or measured candidate and handle it; failures."""
+        waiting = [*self.in_flight, *self.measuring]
+        done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        failures = 0
+        for future in done:
+            if future in self.in_flight:
+                ok = self._built(future, self.in_flight.pop(future), progress)
+            else:
+                job, out = self.measuring.pop(future)
+                ok = self._measured(future, job, out, progress)
+            failures += 0 if ok else 1
+        return failures
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        # The first Ctrl-C only sets a flag (the loop stops asking and lets running
+        # trials finish); raising here could cut a tell or an artifact write in half.
+        self.interrupts += 1
+        if self.interrupts >= 2:
+            raise KeyboardInterrupt
+
+    def _stop(self, progress: Any) -> int:
+        """After a first Ctrl-C: running trials finish within the grace period; what is
+        still running after it is recorded as interrupted, so resume re-runs it."""
+        grace = self.config.grace_seconds
+        if self.in_flight or self.measuring:
+            self.console.print(
+                f"Ctrl-C: no new trials; finishing {len(self.in_flight) + len(self.measuring)} "
+                f"running (up to {grace:.0f} s; Ctrl-C again to stop now)"
+            )
+        deadline = time.monotonic() + grace
+        while (self.in_flight or self.measuring) and time.monotonic() < deadline:
+            self._step(progress, timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        self._interrupt()
+        self.console.print(f"interrupted; continue with: devicefit resume {self.folder}")
+        return 130
 
     def _ensure_reference_trial(self) -> None:
         """A study whose float32 baseline failed (or never ran) gets it queued again."""

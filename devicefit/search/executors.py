@@ -159,8 +159,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def make_executor(
-    workers: int, log_path: str | None = None, recycle_after: int = 20
-) -> Executor:
+def make_executor(workers: int, log_path: str | None = None, recycle_after: int = 20) -> Executor:
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     return ProcessPoolExecutor(workers, threads, log_path, recycle_after)

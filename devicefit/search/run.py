@@ -138,10 +138,11 @@ def resume_search(
     storage: str | None = None,
     trials: int | None = None,
     workers: int | None = None,
+    ray: str | None = None,
 ) -> int:
     stored = read_study_file(folder)
     config = StudyConfig.from_dict(stored["config"], f"{folder}/{attrs.STUDY_FILE}")
-    config = config.replace(trials=trials, workers=workers, storage=storage)
+    config = config.replace(trials=trials, workers=workers, storage=storage, ray=ray)
     spec, space, devices, task = _prepare(config)
     study = open_study(folder, storage, config)
     recovered = recover_interrupted(study, "the driver stopped while this trial ran; re-run")

@@ -20,6 +20,7 @@ from devicefit.evaluators.devices import device_pools
 from devicefit.evaluators.metrics import Metric
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_json_atomic
+from devicefit.search.storages import open_storage
 
 BASELINE_MODES = ("float32", "float16", "int8")
 COMBINED = "combined"  # the recipe attr of the combined-recipes trial
@@ -181,7 +182,7 @@ def create_study(
         objs = objectives(metric, list(device_pools(config.devices)), config.objectives)
         study = optuna.create_study(
             study_name=folder.name,
-            storage=storage_url(folder, config.storage),
+            storage=open_storage(storage_url(folder, config.storage)),
             directions=[o["direction"] for o in objs],
             sampler=make_sampler(config.sampler, config.seed),
         )
@@ -198,6 +199,8 @@ def create_study(
                 "max_metric_drop": max_drop,
                 "reference_metric": None,
                 "version": __version__,
+                # So another machine can resume it by name (devicefit resume --study).
+                "config": config.to_dict(),
             },
         )
         # The fixed trials are enqueued one at a time by the driver, just before it asks
@@ -243,11 +246,38 @@ def read_study_file(folder: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: corrupt study file: {exc}") from None
 
 
+def locate_study_folder(name: str, storage: str, results: str | None) -> Path:
+    """The results folder of study ``name`` in ``storage``: ``results/name``. A machine
+    that has not seen the study before gets its study.json written there (the
+    folder is shared with the machine that created the study, for the artifacts)."""
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    except KeyError:
+        raise UsageError(f"--study: no study {name!r} in {storage}") from None
+    meta = study.user_attrs.get(attrs.STUDY_KEY) or {}
+    if "config" not in meta:
+        raise UsageError(f"--study: {name!r} in {storage} is not a devicefit study")
+    config = StudyConfig.from_dict(meta["config"], f"study {name!r}")
+    folder = Path(results or config.results) / name
+    if not (folder / attrs.STUDY_FILE).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            folder / attrs.STUDY_FILE,
+            {
+                "study_name": name,
+                "storage": storage,
+                "config": meta["config"],
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+    return folder
+
+
 def open_study(folder: Path, storage: str | None, config: StudyConfig) -> optuna.Study:
     url = storage_url(folder, storage or os.environ.get("DEVICEFIT_STORAGE") or config.storage)
     name = read_study_file(folder)["study_name"]
     try:
-        study = optuna.load_study(study_name=name, storage=url)
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
     except KeyError as exc:
         raise UsageError(f"{folder}: study not found in storage {url}: {exc}") from None
     # A sampler re-seeded with the study's seed would replay the random draws of the

@@ -128,3 +128,63 @@ def test_an_unavailable_device_fails_the_trial_as_device_unavailable(tmp_path: P
         for t in failed
     )
     assert not any((driver.folder / attrs.TRIALS_DIR / str(t.number)).exists() for t in failed)
+
+
+class SlowExecutor(InstantExecutor):
+    """Candidates that take ``seconds`` to build, in a background thread."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.workers = 2
+
+    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
+        self.submitted.append((request.number, time.monotonic()))
+        future: cf.Future[TrialOutput] = cf.Future()
+
+        def build() -> None:
+            time.sleep(self.seconds)
+            future.set_result(TrialOutput(request.number, tflite=b"1234TFL3", metric=90.0))
+
+        threading.Thread(target=build, daemon=True).start()
+        return future
+
+
+def _interrupt_after(seconds: float, times: int = 1) -> threading.Timer:
+    import os
+    import signal
+
+    def press() -> None:
+        for _ in range(times):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+
+    timer = threading.Timer(seconds, press)
+    timer.start()
+    return timer
+
+
+def test_first_ctrl_c_lets_running_trials_finish(tmp_path: Path) -> None:
+    driver, _ = _driver(tmp_path, SlowRemoteDevice(), trials=20)
+    driver.executor = SlowExecutor(seconds=1.0)
+    _interrupt_after(1.5)  # the baseline is in; two candidates are being built
+    began = time.monotonic()
+    assert driver.run() == 130
+    assert time.monotonic() - began < 10
+    trials = driver.study.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.FAIL)]
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) >= 2
+
+
+def test_second_ctrl_c_stops_now_and_resume_will_rerun(tmp_path: Path) -> None:
+    driver, _ = _driver(tmp_path, SlowRemoteDevice(), trials=20)
+    driver.executor = SlowExecutor(seconds=30.0)
+    _interrupt_after(0.5, times=2)
+    began = time.monotonic()
+    assert driver.run() == 130
+    assert time.monotonic() - began < 10  # did not wait 30 s for the build
+    trials = driver.study.get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "Ctrl-C" in failed[0].user_attrs[attrs.FAIL_REASON]
+    rerun = [t for t in trials if t.state == TrialState.WAITING]
+    assert [t.user_attrs[attrs.RETRY_OF] for t in rerun] == [failed[0].number]
