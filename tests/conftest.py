@@ -62,43 +62,22 @@ def start_agent():  # noqa: ANN201 - a factory fixture
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """A real two-node Ray cluster on loopback: a head node, and a worker node carrying
-    the custom resource ``pi4`` (a device node). Started with ``ray start`` and
-    stopped by ``ray stop`` at the end of the session; yields (address, pi4 node id)."""
-    import json
-    import socket
-    import subprocess
-    import sys
+    """A real two-node Ray cluster on loopback, shared by the session: a head node and a
+    worker node carrying the custom resource ``pi4`` (a device node), one CPU each.
+    The test process is connected to it. Yields (address, pi4 node id)."""
+    from ray_helpers import start_cluster
 
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    address = f"127.0.0.1:{port}"
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    temp = tmp_path_factory.mktemp("ray")
-    subprocess.run(
-        [ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false"]
-        + [f"--temp-dir={temp}", *common],
-        check=True,
-        capture_output=True,
-    )
+    cluster = start_cluster(tmp_path_factory.mktemp("ray"), [{"pi4": 1}])
     try:
-        subprocess.run(
-            [ray_cli, "start", f"--address={address}", "--resources", json.dumps({"pi4": 1})]
-            + common,
-            check=True,
-            capture_output=True,
-        )
         import ray
 
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
         node = next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("pi4"))
-        yield address, node
+        yield cluster.address, node
     finally:
         try:
             import ray
 
             ray.shutdown()
         finally:
-            subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+            cluster.stop()

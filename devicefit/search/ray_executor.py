@@ -117,11 +117,12 @@ class RayExecutor(Executor):
         self.cpus_per_trial = cpus_per_trial
         bundle, self.spec = task_bundle(task)
         self._bundle = self.ray.put(bundle)
-        self._task = self.ray.remote(run_on_node).options(
+        # max_calls belongs to ray.remote itself, not to .options().
+        self._task = self.ray.remote(
             num_cpus=cpus_per_trial,
             max_calls=recycle_after,  # the worker process exits after this many trials
             max_retries=node_retries,  # system failures only: a dead node or worker
-        )
+        )(run_on_node)
         self._refs: list[Any] = []
 
     def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:

@@ -1,0 +1,98 @@
+"""Real Ray clusters on loopback for tests: ``ray start`` with every port chosen here,
+so two clusters (the session's and a test's own) can run side by side, and stopped
+by killing only their own processes (``ray stop`` would stop every cluster)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _node_ports() -> list[str]:
+    base = random.randrange(20000, 60000, 100)
+    return [
+        f"--node-manager-port={_free_port()}",
+        f"--object-manager-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+        f"--min-worker-port={base}",
+        f"--max-worker-port={base + 99}",
+    ]
+
+
+@dataclass
+class RayCluster:
+    address: str
+    temp_dir: str
+    node_ports: list[str] = field(default_factory=list)  # each node's --node-manager-port
+
+    def _processes(self, marks: tuple[str, ...]) -> list:  # noqa: ANN401
+        import psutil
+
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if process.pid != os.getpid() and any(mark in cmdline for mark in marks):
+                found.append(process)
+                found += process.children(recursive=True)
+        return found
+
+    def _kill(self, processes: list) -> None:  # noqa: ANN401
+        import psutil
+
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=10)
+
+    def kill_node(self, index: int) -> None:
+        """Kill one node (its raylet and the workers under it), as if the machine died."""
+        self._kill(self._processes((self.node_ports[index],)))
+
+    def stop(self) -> None:
+        port = self.address.rsplit(":", 1)[1]
+        self._kill(self._processes((f"127.0.0.1:{port}", f"={port}", self.temp_dir)))
+
+
+def start_cluster(temp_dir: Path, workers: list[dict[str, float]], cpus: int = 1) -> RayCluster:
+    """A head node and one worker node per entry of ``workers`` (its custom resources)."""
+    port = _free_port()
+    cluster = RayCluster(f"127.0.0.1:{port}", str(temp_dir))
+    common = ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--disable-usage-stats"]
+    try:
+        for index, resources in enumerate([None, *workers]):
+            ports = _node_ports()
+            cluster.node_ports.append(ports[0])
+            if index == 0:
+                where = [
+                    "--head",
+                    f"--port={port}",
+                    f"--temp-dir={temp_dir}",
+                    "--include-dashboard=false",
+                    f"--ray-client-server-port={_free_port()}",
+                ]
+            else:
+                where = [f"--address={cluster.address}", "--resources", json.dumps(resources)]
+            subprocess.run([RAY, "start", *where, *common, *ports], check=True, capture_output=True)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
