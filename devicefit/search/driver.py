@@ -275,6 +275,7 @@ class Driver:
             "notes": out.notes,
             "timings_s": out.timings_s,
             "built_on": out.node,  # the Ray node that ran the trial (None: this machine)
+            "worker_rss_mb": out.worker_rss_mb,
         }
         folder = self.folder / attrs.TRIALS_DIR / str(job.trial.number)
         write_folder_atomic(

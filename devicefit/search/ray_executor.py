@@ -95,7 +95,20 @@ def run_on_node(request: TrialRequest, bundle: Bundle, threads: int) -> TrialOut
     spec = unpack(bundle, request.task)
     out = run_trial(replace(request, task=spec))
     out.node = ray.get_runtime_context().get_node_id()
+    out.worker_rss_mb = resident_mb()
     return out
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory now (the converter's leak shows up here)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 class RayExecutor(Executor):

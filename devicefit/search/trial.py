@@ -38,6 +38,7 @@ class TrialOutput:
     timings_s: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # set when the candidate failed; the trial fails with it
     node: str | None = None  # the Ray node that built it (None: this machine)
+    worker_rss_mb: float | None = None  # the worker's resident memory after the trial
 
 
 def run_trial(request: TrialRequest) -> TrialOutput:

@@ -18,21 +18,26 @@ PRUNED = Plan(
 BROKEN = Plan((Step("no_such_technique", {}),), 0)
 
 
-def _executor(kind: str) -> Executor:
+def _executor(kind: str, request: pytest.FixtureRequest) -> Executor:
     if kind == "in-process":
         return InProcessExecutor(threads=1)
+    if kind == "ray":  # on the session's real two-node cluster
+        from devicefit.search.ray_executor import RayExecutor
+
+        address, _ = request.getfixturevalue("ray_cluster")
+        return RayExecutor(address, workers=1, task=DIGITS)
     return ProcessPoolExecutor(workers=1, threads=1)
 
 
-KINDS = ["in-process", "process-pool"]
+KINDS = ["in-process", "process-pool", "ray"]
 
 
 @pytest.fixture(scope="module")
-def outputs() -> dict[str, dict[str, TrialOutput]]:
+def outputs(request: pytest.FixtureRequest) -> dict[str, dict[str, TrialOutput]]:
     """Each executor runs the same two requests: a real candidate and a broken one."""
     results = {}
     for kind in KINDS:
-        executor = _executor(kind)
+        executor = _executor(kind, request)
         try:
             futures = {
                 "pruned": executor.submit(TrialRequest(1, PRUNED.to_dict(), DIGITS, seed=0)),
@@ -61,6 +66,10 @@ class TestExecutorConformance:
         out, ref = outputs[kind]["pruned"], outputs["in-process"]["pruned"]
         assert out.macs == ref.macs and out.params == ref.params
         assert out.metric == pytest.approx(ref.metric, abs=1.0)
+
+    def test_records_where_the_trial_ran(self, outputs: dict, kind: str) -> None:
+        node = outputs[kind]["pruned"].node
+        assert (node is not None) == (kind == "ray")  # None: this machine
 
 
 def _state(pid: int) -> str:
