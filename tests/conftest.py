@@ -61,13 +61,13 @@ def start_agent():  # noqa: ANN201 - a factory fixture
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def ray_cluster():  # noqa: ANN201
     """A real two-node Ray cluster on loopback, shared by the session: a head node and a
     worker node carrying the custom resource ``pi4`` (a device node), one CPU each.
     The test process is connected to it. Yields (address, pi4 node id)."""
     from ray_helpers import start_cluster
 
-    cluster = start_cluster(tmp_path_factory.mktemp("ray"), [{"pi4": 1}])
+    cluster = start_cluster([{"pi4": 1}])
     try:
         import ray
 

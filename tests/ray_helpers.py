@@ -68,12 +68,21 @@ class RayCluster:
         self._kill(self._processes((self.node_ports[index],)))
 
     def stop(self) -> None:
+        import shutil
+
         port = self.address.rsplit(":", 1)[1]
         self._kill(self._processes((f"127.0.0.1:{port}", f"={port}", self.temp_dir)))
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_cluster(temp_dir: Path, workers: list[dict[str, float]], cpus: int = 1) -> RayCluster:
-    """A head node and one worker node per entry of ``workers`` (its custom resources)."""
+def start_cluster(workers: list[dict[str, float]], cpus: int = 1) -> RayCluster:
+    """A head node and one worker node per entry of ``workers`` (its custom resources).
+
+    Its session folder is a fresh short path under /tmp: Ray puts Unix sockets there,
+    and a socket path over 107 characters (pytest's tmp_path is long) fails to bind."""
+    import tempfile
+
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     port = _free_port()
     cluster = RayCluster(f"127.0.0.1:{port}", str(temp_dir))
     common = ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--disable-usage-stats"]

@@ -119,7 +119,7 @@ def test_kill_driver_mid_trial_then_resume_on_ray(
 def test_killing_the_worker_node_mid_trial_still_completes(tmp_path: Path) -> None:
     from ray_helpers import start_cluster
 
-    cluster = start_cluster(tmp_path / "ray", [{}])
+    cluster = start_cluster([{}])
     search = None
     try:
         folder = tmp_path / "node-killed"
