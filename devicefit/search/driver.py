@@ -87,10 +87,11 @@ class Driver:
                 while self.complete() < target:
                     if self.interrupts:
                         return self._stop(progress)
-                    self._fill(target, reference_known=info.get("reference_metric") is not None)
+                    known = info.get("reference_metric") is not None
+                    self._retrying(self._fill, target, known)
                     # A timeout, so a first Ctrl-C is acted on within a second.
                     failures += self._step(progress, timeout=1.0)
-                    info = study_info(self.study)
+                    info = self._retrying(study_info, self.study)
                     if self.fatal:
                         self.console.print(f"[red]stopping: {self.fatal}")
                         return 1
@@ -100,6 +101,13 @@ class Driver:
                             f"{self.folder}/trials.csv after `devicefit report {self.folder}`"
                         )
                         return 1
+            except StorageUnavailable as exc:
+                self.executor.shutdown(cancel=True)
+                self.console.print(
+                    f"[red]stopping: the storage stayed unreachable ({exc}). Every trial "
+                    f"already told is stored; continue with: devicefit resume {self.folder}"
+                )
+                return 1
             except KeyboardInterrupt:  # a second Ctrl-C: stop now
                 self._interrupt()
                 self.console.print(f"interrupted; continue with: devicefit resume {self.folder}")
@@ -117,12 +125,35 @@ class Driver:
         failures = 0
         for future in done:
             if future in self.in_flight:
-                ok = self._built(future, self.in_flight.pop(future), progress)
+                job = self.in_flight.pop(future)
+                ok = self._retrying(self._built, future, job, progress)
             else:
                 job, out = self.measuring.pop(future)
-                ok = self._measured(future, job, out, progress)
+                ok = self._retrying(self._measured, future, job, out, progress)
             failures += 0 if ok else 1
         return failures
+
+    def _retrying(self, step: Any, *args: Any) -> Any:
+        """``step(*args)``, retried with back-off while the storage is unreachable; after
+        the last try StorageUnavailable (the driver then stops cleanly). Steps are
+        safe to repeat: attributes are set again, artifacts rewritten whole, and a
+        tell comes last."""
+        delay = 1.0
+        for attempt in range(STORAGE_RETRIES + 1):
+            try:
+                return step(*args)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                if attempt == STORAGE_RETRIES:
+                    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from None
+                self.console.print(
+                    f"[yellow]storage unreachable ({type(exc).__name__}); retry "
+                    f"{attempt + 1}/{STORAGE_RETRIES} in {delay:.0f} s"
+                )
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
+        raise AssertionError("unreachable")
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         # The first Ctrl-C only sets a flag (the loop stops asking and lets running
@@ -310,6 +341,36 @@ class Driver:
         self.in_flight.clear()
         self.measuring.clear()
         recover_interrupted(self.study, "interrupted by the user (Ctrl-C); re-run on resume")
+
+
+STORAGE_RETRIES = 6  # back-off 1, 2, 4, 8, 16, 30 s: about a minute of outage
+
+
+class StorageUnavailable(Exception):
+    """The study's storage did not answer through all retries."""
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a storage raises when it cannot be reached (not when a query is wrong)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        from sqlalchemy import exc
+
+        errors += [exc.OperationalError, exc.InterfaceError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it: Optuna wraps failed commits) is the storage
+    being unreachable."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, storage_errors()):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def device_limits(config: StudyConfig) -> dict[str, float]:

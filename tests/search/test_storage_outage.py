@@ -1,0 +1,156 @@
+"""The study's PostgreSQL storage (the real server at 127.0.0.1:5432) briefly
+unreachable: the driver retries with back-off and goes on; unreachable for good: it
+stops cleanly and keeps every trial already told. The outage is made by a TCP relay
+between the driver and the server that the test cuts and restores."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from rich.console import Console
+from test_driver_devices import InstantExecutor, SlowRemoteDevice
+
+from devicefit.config import StudyConfig
+from devicefit.evaluators.metrics import get_metric
+from devicefit.search import driver as driver_module
+from devicefit.search.driver import Driver
+from devicefit.search.run import build_space
+from devicefit.search.study import create_study
+from devicefit.tasks.base import TaskSpec
+
+
+class Relay:
+    """Forwards 127.0.0.1:<port> to PostgreSQL; ``cut()`` drops every connection and
+    refuses new ones until ``restore()``."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
+        self.target = target
+        self.port = 0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]
+        listener.listen()
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            for sock in [self._listener, *self._sockets]:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            with self._lock:
+                self._sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _driver(tmp_path: Path, url: str, trials: int) -> tuple[Driver, io.StringIO]:
+    name = f"outage-{tmp_path.name}-{int(time.time() * 1000)}"
+    config = StudyConfig(
+        task="digits",
+        trials=trials,
+        storage=url,
+        devices=("pi=http://10.9.9.9:8765",),
+        techniques=("quantization",),
+        study=name,
+    )
+    metric = get_metric("accuracy")
+    study = create_study(config, tmp_path / name, metric, 1.0, "digits", [], None)
+    log = io.StringIO()
+    driver = Driver(
+        study,
+        config,
+        tmp_path / name,
+        build_space(config),
+        metric,
+        TaskSpec("digits"),
+        InstantExecutor(),
+        {"pi": SlowRemoteDevice()},
+        Console(file=log, width=200),
+    )
+    return driver, log
+
+
+@pytest.fixture()
+def relay() -> Relay:
+    relay = Relay()
+    yield relay
+    relay.cut()
+
+
+def test_a_brief_outage_is_retried_and_the_study_completes(tmp_path: Path, relay: Relay) -> None:
+    driver, log = _driver(tmp_path, f"postgresql://postgres@127.0.0.1:{relay.port}/test", 8)
+    threading.Timer(1.0, relay.cut).start()
+    threading.Timer(4.0, relay.restore).start()
+    try:
+        assert driver.run() == 0, log.getvalue()
+        assert "storage unreachable" in log.getvalue()
+        assert len(driver.study.get_trials(states=(TrialState.COMPLETE,))) == 8
+    finally:
+        optuna.delete_study(study_name=driver.study.study_name, storage=_direct())
+
+
+def test_a_lasting_outage_stops_cleanly_keeping_what_was_told(
+    tmp_path: Path, relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(driver_module, "STORAGE_RETRIES", 2)
+    driver, log = _driver(tmp_path, f"postgresql://postgres@127.0.0.1:{relay.port}/test", 50)
+    told: list[int] = []
+    threading.Timer(1.5, lambda: (told.extend(_complete_numbers(driver)), relay.cut())).start()
+    began = time.monotonic()
+    try:
+        assert driver.run() == 1
+        assert time.monotonic() - began < 30
+        assert "stayed unreachable" in log.getvalue() and "devicefit resume" in log.getvalue()
+        after = optuna.load_study(study_name=driver.study.study_name, storage=_direct())
+        complete = {t.number for t in after.get_trials(states=(TrialState.COMPLETE,))}
+        assert told and set(told) <= complete  # nothing told before the outage was lost
+    finally:
+        optuna.delete_study(study_name=driver.study.study_name, storage=_direct())
+
+
+def _direct() -> str:
+    return "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _complete_numbers(driver: Driver) -> list[int]:
+    study = optuna.load_study(study_name=driver.study.study_name, storage=_direct())
+    return [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))]
