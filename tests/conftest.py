@@ -12,11 +12,47 @@ from devicefit.quiet import silence_tensorflow
 silence_tensorflow()
 
 
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all test workers of this run share (pytest-xdist gives each worker its
+    own base temp folder, under one common parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # CI sets DEVICEFIT_CACHE to a fresh folder; a developer's run keeps its own cache.
+    # CI sets DEVICEFIT_CACHE to a fresh folder; otherwise one fresh folder per run,
+    # shared by the workers (the cache's file lock makes them train each model once).
     if "DEVICEFIT_CACHE" not in os.environ:
-        os.environ["DEVICEFIT_CACHE"] = str(tmp_path_factory.mktemp("devicefit-cache"))
+        folder = _shared_root(tmp_path_factory) / "devicefit-cache"
+        folder.mkdir(exist_ok=True)
+        os.environ["DEVICEFIT_CACHE"] = str(folder)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN202
+    """Tests run on two workers (pytest-xdist) but a test marked ``exclusive`` (one that
+    compares latencies) runs alone: it takes the machine-wide lock exclusively, every
+    other test takes it shared. While an exclusive test waits, no new test starts."""
+    import fcntl
+    import time
+
+    root = _shared_root(tmp_path_factory)
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    pending = root / f"exclusive-pending-{os.getpid()}"
+    with open(root / "cpu.lock", "a") as handle:
+        if exclusive:
+            pending.touch()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            pending.unlink(missing_ok=True)
+        else:
+            while any(root.glob("exclusive-pending-*")):
+                time.sleep(0.2)
+            fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture()

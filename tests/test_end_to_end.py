@@ -167,6 +167,7 @@ def _alone_median(path: Path) -> float:
     return json.loads(alone.stdout.strip().splitlines()[-1])["median_ms"]
 
 
+@pytest.mark.exclusive  # compares latencies: nothing else may run meanwhile
 def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
     """The float16 and int8 baselines run side by side on two workers, so each is measured
     while the other worker holds a trial: the pause must keep that work off the CPU.

@@ -39,6 +39,7 @@ def medium_tflite() -> bytes:
     return to_tflite(model, (1, 48, 48, 16))
 
 
+@pytest.mark.exclusive  # compares latencies: nothing else may run meanwhile
 def test_local_and_agent_medians_agree_within_5_percent(
     start_agent: Any, medium_tflite: bytes
 ) -> None:

@@ -11,6 +11,9 @@ from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator
 from devicefit.evaluators.local import LocalEvaluator
 from devicefit.evaluators.pool import DevicePool
 
+# Shares the session's Ray cluster: kept on one test worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 def _agent(start_agent: Any, monkeypatch: pytest.MonkeyPatch) -> DeviceEvaluator:
     server = start_agent(token=TOKEN)

@@ -10,6 +10,9 @@ from devicefit.errors import DeviceUnavailable
 from devicefit.evaluators.base import BenchmarkSpec
 from devicefit.evaluators.ray_device import RayDeviceEvaluator
 
+# Shares the session's Ray cluster: kept on one test worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 QUICK = BenchmarkSpec(min_runs=3, min_seconds=0.2, warmup=1, warmup_seconds=0)
 
 

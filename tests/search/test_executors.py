@@ -11,6 +11,9 @@ from devicefit.search.trial import TrialOutput, TrialRequest
 from devicefit.spaces.base import Plan, Step
 from devicefit.tasks.base import TaskSpec
 
+# Shares the session's Ray cluster: kept on one test worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 DIGITS = TaskSpec("digits")
 PRUNED = Plan(
     (Step("channel_pruning", {"ratio": 0.5}), Step("quantization", {"mode": "float32"})), 1

@@ -15,6 +15,9 @@ from devicefit.search import attrs
 from devicefit.search.ray_executor import task_bundle, unpack
 from devicefit.tasks.base import TaskSpec
 
+# Shares the session's Ray cluster: kept on one test worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 STUDY = """
 task = "digits"
 seed = 0

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from devicefit.search import attrs
 from devicefit.search.storages import open_storage
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 # The cheapest real trials: quantization modes only, no fine-tuning.
 STUDY = """

@@ -14,6 +14,9 @@ from devicefit.search.trial import TrialRequest
 from devicefit.spaces.base import Plan, Step
 from devicefit.tasks.base import TaskSpec
 
+# Shares the session's Ray cluster: kept on one test worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 TRIALS = 150
 FLOAT32 = Plan((Step("quantization", {"mode": "float32"}),), 0)
 
