@@ -186,6 +186,8 @@ def create_study(
             directions=[o["direction"] for o in objs],
             sampler=make_sampler(config.sampler, config.seed),
         )
+        # Named objectives: Optuna's dashboard and plots label the axes with them.
+        study.set_metric_names([o["name"] for o in objs])
         study.set_user_attr(
             attrs.STUDY_KEY,
             {
