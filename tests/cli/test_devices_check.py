@@ -9,6 +9,11 @@ import pytest
 from devicefit.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _wide_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # whole cells, whatever the runner's terminal
+
+
 def test_check_reports_each_device_and_fails_on_an_unreachable_one(
     start_agent: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
