@@ -123,10 +123,22 @@ class AgentServer(ThreadingHTTPServer):
         self.sensors = Sensors()
         self.jobs = MeasurementQueue(config.timeout_s, config.memory_mb, config.max_queued)
         super().__init__((config.host, config.port), _Handler)
+        self._tls: ssl.SSLContext | None = None
         if config.certfile:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(config.certfile, config.keyfile)
-            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(config.certfile, config.keyfile)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake happens here, in the connection's own thread and under a
+        # timeout: done in accept(), one silent client would block every other.
+        if self._tls is not None:
+            request.settimeout(30)
+            try:
+                request = self._tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError):
+                request.close()
+                return
+        super().finish_request(request, client_address)
 
     @property
     def url(self) -> str:
@@ -155,9 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
                     404, f"no such endpoint: {self.command} {urlsplit(self.path).path}"
                 )
             self._reply(200, route())
-        except BadRequest as exc:
-            self._reply(exc.status, {"error": str(exc)})
-        except JobFailed as exc:
+        except (BadRequest, JobFailed) as exc:
+            # A body left unread would be parsed as the next request: close instead.
+            self.close_connection = True
             self._reply(exc.status, {"error": str(exc)})
 
     def _authorize(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import resource
 import signal
 import subprocess
 import sys
@@ -38,15 +37,7 @@ class _Job:
     error: JobFailed | None = None
 
 
-def _limit_memory(memory_mb: int | None) -> Any:
-    if memory_mb is None:
-        return None
-
-    def apply() -> None:  # runs in the child between fork and exec
-        limit = int(memory_mb) * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    return apply
+MEMORY_ENV = "DEVICEFIT_MEMORY_MB"
 
 
 def run_in_child(
@@ -62,14 +53,18 @@ def run_in_child(
         with open(path, "wb") as handle:
             handle.write(content)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if memory_mb is not None:
+            # Set by the child itself (bench.py): a preexec_fn in a threaded server can
+            # deadlock between fork and exec.
+            env[MEMORY_ENV] = str(int(memory_mb))
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "devicefit.deploy.bench", path, json.dumps(spec)],
                 capture_output=True,
                 text=True,
+                errors="replace",  # a crashing runtime may print anything
                 timeout=timeout_s,
                 env=env,
-                preexec_fn=_limit_memory(memory_mb),
             )
         except subprocess.TimeoutExpired:
             raise JobFailed(
@@ -78,15 +73,19 @@ def run_in_child(
     if done.returncode != 0:
         return _raise_child_failure(done, memory_mb)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        raise JobFailed("the measuring process printed no result")
-    return json.loads(lines[-1])
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise JobFailed("the measuring process printed no result") from None
 
 
 def _raise_child_failure(done: subprocess.CompletedProcess, memory_mb: int | None) -> Any:
     tail = " / ".join((done.stderr or "").strip().splitlines()[-2:])[-400:]
     if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
         raise JobFailed(f"the runtime crashed ({name}) on this model: {tail}")
     if memory_mb is not None and any(
         sign in tail for sign in ("MemoryError", "bad_alloc", "allocate", "reshape")

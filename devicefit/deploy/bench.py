@@ -8,6 +8,7 @@ so the same loop runs on a Raspberry Pi agent and in the host's child process.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -136,6 +137,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
+    limit_mb = os.environ.get("DEVICEFIT_MEMORY_MB")
+    if limit_mb:  # the agent's memory limit, applied before the model is loaded
+        limit = int(limit_mb) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     with open(argv[0], "rb") as handle:
         content = handle.read()
     result = benchmark(content, json.loads(argv[1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
@@ -55,6 +56,7 @@ class AgentEvaluator(DeviceEvaluator):
             "127."
         )
         self._context = None
+        self._limit: int | None = None
         if parts.scheme == "https":
             self._context = ssl.create_default_context(cafile=options.get("cafile"))
 
@@ -68,33 +70,57 @@ class AgentEvaluator(DeviceEvaluator):
         }
         if spec.cooldown_c is not None:
             query.update(cooldown_c=spec.cooldown_c, cooldown_timeout_s=spec.cooldown_timeout_s)
+        limit = self._upload_limit()
+        if limit is not None and len(tflite) > limit:
+            # Checked here: the agent answers 413 and closes while a big upload is still
+            # being sent, which looks like a dead device rather than a too-big model.
+            raise TrialFailed(
+                f"{self.name}: the file ({len(tflite)} bytes) is over its upload limit "
+                f"({limit} bytes)"
+            )
         # The agent may be finishing another client's measurement first.
         timeout = 2 * spec.timeout_s + (spec.cooldown_timeout_s if spec.cooldown_c else 0) + 30
         data = self._request("POST", f"/benchmark?{urlencode(query)}", tflite, timeout)
-        measurement = Measurement.from_dict(data)
+        try:
+            measurement = Measurement.from_dict(data)
+        except TypeError as exc:  # not an agent's answer (another service on that port?)
+            raise DeviceUnavailable(f"{self.name}: unexpected answer: {exc}") from None
         measurement.device = self.name
         return measurement
+
+    def _upload_limit(self) -> int | None:
+        """The agent's upload limit in bytes, asked once."""
+        if self._limit is None:
+            info = self._request("GET", "/info", None, self.connect_timeout_s)
+            megabytes = (info.get("limits") or {}).get("max_upload_mb")
+            self._limit = int(megabytes * 2**20) if megabytes else -1
+        return None if self._limit < 0 else self._limit
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/health", None, self.connect_timeout_s)
 
     def ping(self) -> None:
-        retries, self.retries = self.retries, 0  # a probe, not a measurement: fail fast
-        try:
-            self.health()
-        finally:
-            self.retries = retries
+        # A probe, not a measurement: no retries, fail fast.
+        self._request("GET", "/health", None, self.connect_timeout_s, retries=0)
 
     def describe(self) -> dict[str, Any]:
         info = self._request("GET", "/info", None, self.connect_timeout_s)
         return {"name": self.name, "spec": self.base, **info}
 
-    def _request(self, method: str, path: str, body: bytes | None, timeout: float) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        timeout: float,
+        retries: int | None = None,
+    ) -> Any:
         headers = {"Content-Type": "application/octet-stream"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        retries = self.retries if retries is None else retries
         last = ""
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             request = urllib.request.Request(self.base + path, body, headers, method=method)
@@ -114,11 +140,9 @@ class AgentEvaluator(DeviceEvaluator):
                 if exc.code not in TRANSIENT:
                     raise DeviceUnavailable(f"{self.name} answered {exc.code}: {reason}") from None
                 last = f"{exc.code}: {reason}"
-            except (OSError, ValueError) as exc:  # refused, reset, timed out, bad JSON
-                last = f"{type(exc).__name__}: {exc}"
-        raise DeviceUnavailable(
-            f"{self.name} did not answer after {self.retries + 1} attempts ({last})"
-        )
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                last = f"{type(exc).__name__}: {exc}"  # refused, reset, cut reply, bad JSON
+        raise DeviceUnavailable(f"{self.name} did not answer after {retries + 1} attempts ({last})")
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:

@@ -59,11 +59,12 @@ class DevicePool(DeviceEvaluator):
                     )
                 self._probe_dead()
                 continue
-            deadline = None
             member = self.members[index]
             try:
                 measurement = member.measure(tflite, spec)
             except DeviceUnavailable as exc:
+                # The wait goes on across revivals: a member that answers probes but
+                # fails every measurement must not keep the pool waiting forever.
                 self._take_out(index, str(exc))
                 continue
             finally:

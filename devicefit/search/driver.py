@@ -60,6 +60,7 @@ class Driver:
     )
     fatal: str | None = None
     interrupts: int = 0  # Ctrl-C presses seen
+    _asked: optuna.Trial | None = None  # asked, not yet submitted
     _remote: cf.ThreadPoolExecutor | None = None
 
     def complete(self) -> int:
@@ -201,10 +202,14 @@ class Driver:
         limit = self.executor.workers if reference_known else 1
         busy = lambda: len(self.in_flight) + len(self.measuring)  # noqa: E731
         while len(self.in_flight) < limit and self.complete() + busy() < target:
-            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            if not waiting:
-                enqueue_next_fixed(self.study)
-            trial = self.study.ask()
+            trial = self._asked
+            if trial is None:
+                waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if not waiting:
+                    enqueue_next_fixed(self.study)
+                # Kept until submitted: if the storage fails below, the retried _fill
+                # takes up this trial instead of asking (and stranding) another.
+                trial = self._asked = self.study.ask()
             mode = trial.user_attrs.get(attrs.BASELINE)
             plan = baseline_plan(mode) if mode else self.space.sample(trial)
             trial.set_user_attr(attrs.PLAN, plan.to_dict())
@@ -213,6 +218,7 @@ class Driver:
                 trial.number, plan.to_dict(), self.task, self.config.seed, self.config.threads
             )
             self.in_flight[self.executor.submit(request)] = _InFlight(trial, plan)
+            self._asked = None
             if not reference_known:
                 return
 

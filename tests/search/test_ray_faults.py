@@ -84,8 +84,15 @@ def test_kill_driver_mid_trial_then_resume_on_ray(
                 break
         assert before, driver.stderr.read() if driver.stderr else "driver never mid-trial"
 
+        if storage == "postgresql":
+            # As from another machine that shares the storage and the results folder
+            # but never saw this study: by name, its study.json rebuilt from the study.
+            (folder / attrs.STUDY_FILE).unlink()
+            where = ["--study", name, "--storage", url, "--results", str(tmp_path)]
+        else:
+            where = [str(folder)]
         resume = subprocess.run(
-            [sys.executable, "-m", "devicefit", "resume", str(folder), "--ray", address],
+            [sys.executable, "-m", "devicefit", "resume", *where, "--ray", address],
             capture_output=True,
             text=True,
             timeout=900,
