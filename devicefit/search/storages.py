@@ -38,6 +38,17 @@ def open_storage(url: str) -> Any:
     try:
         # pre-ping: a connection the server dropped (restart, network blip) is replaced
         # instead of failing the next query.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        engine: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            # Never wait forever on a server that went away: bounded connects, and
+            # TCP keepalives that notice a dead peer on an open connection.
+            engine["connect_args"] = {
+                "connect_timeout": 10,
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            }
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
     except Exception as exc:  # sqlalchemy's own errors: bad driver, host, credentials
         raise UsageError(f"--storage: cannot open {url}: {type(exc).__name__}: {exc}") from None

@@ -167,6 +167,10 @@ def test_tls(start_agent: Any, tiny_tflite: bytes, tmp_path: Any) -> None:
     )
     server = start_agent(token=TOKEN, certfile=str(cert), keyfile=str(key))
     assert server.url.startswith("https://")
+    # A client that connects and never starts the handshake must not block others.
+    import socket
+
+    silent = socket.create_connection((urlsplit(server.url).hostname, urlsplit(server.url).port))
     context = ssl.create_default_context(cafile=str(cert))
     parts = urlsplit(server.url)
     conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=context, timeout=30)
@@ -178,3 +182,4 @@ def test_tls(start_agent: Any, tiny_tflite: bytes, tmp_path: Any) -> None:
         )
         strict.request("GET", "/health")
         strict.getresponse()
+    silent.close()

@@ -87,6 +87,16 @@ def test_a_broken_model_fails_the_trial_not_the_device(start_agent: Any) -> None
     client.ping()  # still there
 
 
+def test_a_file_over_the_upload_limit_fails_the_trial_not_the_device(
+    start_agent: Any, medium_tflite: bytes
+) -> None:
+    limit_mb = len(medium_tflite) / 2 / 2**20
+    client = AgentEvaluator(start_agent(max_upload_mb=limit_mb).url)
+    with pytest.raises(TrialFailed, match="upload limit"):
+        client.measure(medium_tflite, QUICK)
+    client.ping()
+
+
 def test_token_from_a_file_or_the_environment(
     start_agent: Any, tiny_tflite: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
