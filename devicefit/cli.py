@@ -401,7 +401,15 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=160)
     try:
         args = build_parser().parse_args(argv)
-        return VERBS[args.verb](args, console)
+        code = VERBS[args.verb](args, console)
+        if code == 130 and args.verb in ("search", "resume"):
+            # Interrupted: the study is already consistent (running trials recorded for
+            # re-run). Leave now rather than wait for measurement threads still blocked
+            # on a device.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return code
     except UsageError as exc:
         # Plain print: one line, never wrapped to the terminal width.
         print(f"devicefit: error: {exc}", file=sys.stderr)

@@ -192,6 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _benchmark(self) -> dict[str, Any]:
         spec = parse_spec(urlsplit(self.path).query)
+        jobs = self.server.jobs
+        if jobs.length >= jobs.max_queued:
+            # Refused before the upload is read: queued files are held in memory, and a
+            # small device must not take in more than its queue can hold.
+            raise JobFailed(f"{jobs.length} measurements already queued; retry later", 503)
         content = self._read_body()
         if len(content) < 8 or content[4:8] != TFLITE_MAGIC:
             raise BadRequest(400, "the body is not a TFLite flatbuffer (no TFL3 identifier)")

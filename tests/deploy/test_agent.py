@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -183,3 +184,27 @@ def test_tls(start_agent: Any, tiny_tflite: bytes, tmp_path: Any) -> None:
         strict.request("GET", "/health")
         strict.getresponse()
     silent.close()
+
+
+def test_a_full_queue_refuses_before_reading_the_upload(
+    start_agent: Any, tiny_tflite: bytes
+) -> None:
+    server = start_agent(max_queued=1)
+    slow = threading.Thread(
+        target=call, args=(server, "POST", "/benchmark?min_runs=1&min_seconds=3", tiny_tflite)
+    )
+    slow.start()
+    try:
+        for _ in range(50):  # until the first measurement is in the queue
+            if call(server, "GET", "/health")[1]["queue"] == 1:
+                break
+            time.sleep(0.05)
+        parts = urlsplit(server.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.putrequest("POST", f"/benchmark?{FAST}")
+        conn.putheader("Content-Length", str(len(tiny_tflite)))
+        conn.endheaders()  # the body is never sent: the answer must come anyway
+        response = conn.getresponse()
+        assert response.status == 503 and "queued" in json.loads(response.read())["error"]
+    finally:
+        slow.join()
