@@ -16,20 +16,11 @@ import optuna
 import pytest
 from agent_helpers import TOKEN, spawn_agent
 from optuna.trial import TrialState
+from studies import FAST_DIGITS
 
 from devicefit.search import attrs
 
 pytestmark = pytest.mark.slow
-
-STUDY = """
-task = "digits"
-seed = 0
-min_runs = 20
-min_seconds = 0.3
-techniques = ["channel_pruning", "quantization"]
-[ranges.finetune]
-epochs = [0, 1]
-"""
 
 
 def _run(*cmd: str) -> None:
@@ -75,7 +66,7 @@ def test_search_on_two_device_pools_survives_a_dead_agent(
     first, first_url = spawn_agent(env={"DEVICEFIT_TOKEN": TOKEN})
     second, second_url = spawn_agent(env={"DEVICEFIT_TOKEN": TOKEN})
     config = tmp_path / "study.toml"
-    config.write_text(STUDY)
+    config.write_text(FAST_DIGITS)
     folder = tmp_path / "results" / "pools"
     trials = 7
     search = subprocess.Popen(

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from devicefit.deploy.bench import MEMORY_ENV
+
 
 class JobFailed(Exception):
     """The model could not be measured; ``status`` is the HTTP answer for it."""
@@ -35,9 +37,6 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: dict[str, Any] | None = None
     error: JobFailed | None = None
-
-
-MEMORY_ENV = "DEVICEFIT_MEMORY_MB"
 
 
 def run_in_child(

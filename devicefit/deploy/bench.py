@@ -30,19 +30,31 @@ DEFAULT_SPEC: dict[str, Any] = {
 }
 
 
+# The agent passes its memory limit (MB) to the measuring process in this variable.
+MEMORY_ENV = "DEVICEFIT_MEMORY_MB"
+
+
+def proc_status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM, ...) in MB; None off Linux."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def _rss_mb() -> float:
     """Peak resident memory of this process so far, in MB.
 
     VmHWM is reset by exec; ru_maxrss is not (it keeps the forking parent's peak,
     hundreds of MB when the parent holds TensorFlow), so it is only the fallback.
     """
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    peak = proc_status_mb("VmHWM")
+    if peak is not None:
+        return peak
     scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0  # KiB vs bytes
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
@@ -137,7 +149,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    limit_mb = os.environ.get("DEVICEFIT_MEMORY_MB")
+    limit_mb = os.environ.get(MEMORY_ENV)
     if limit_mb:  # the agent's memory limit, applied before the model is loaded
         limit = int(limit_mb) * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

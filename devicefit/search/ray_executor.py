@@ -101,14 +101,9 @@ def run_on_node(request: TrialRequest, bundle: Bundle, threads: int) -> TrialOut
 
 def resident_mb() -> float | None:
     """This process's resident memory now (the converter's leak shows up here)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    from devicefit.deploy.bench import proc_status_mb
+
+    return proc_status_mb("VmRSS")
 
 
 class RayExecutor(Executor):

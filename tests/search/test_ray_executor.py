@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 import pytest
 from optuna.trial import TrialState
+from studies import FAST_DIGITS
 
 from devicefit.search import attrs
 from devicefit.search.ray_executor import task_bundle, unpack
@@ -17,16 +18,6 @@ from devicefit.tasks.base import TaskSpec
 
 # Shares the session's Ray cluster: kept on one test worker.
 pytestmark = pytest.mark.xdist_group("ray")
-
-STUDY = """
-task = "digits"
-seed = 0
-min_runs = 20
-min_seconds = 0.3
-techniques = ["channel_pruning", "quantization"]
-[ranges.finetune]
-epochs = [0, 1]
-"""
 
 
 def test_user_task_files_travel_in_the_bundle(tmp_path: Path) -> None:
@@ -48,7 +39,7 @@ def test_digits_study_runs_on_both_nodes(tmp_path: Path, ray_cluster: Any) -> No
     address, _ = ray_cluster
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     config = tmp_path / "study.toml"
-    config.write_text(STUDY)
+    config.write_text(FAST_DIGITS)
     run = subprocess.run(
         [sys.executable, "-m", "devicefit", "search", "--config", str(config)]
         + ["--trials", "5", "--workers", "2", "--study", "ray", "--results", str(tmp_path)]
