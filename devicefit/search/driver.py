@@ -85,7 +85,7 @@ class Driver:
         with SearchProgress(self.console, target, self.complete(), info) as progress:
             progress.reference_latency = self._reference_latency()
             try:
-                while self.complete() < target:
+                while self._retrying(self.complete) < target:
                     if self.interrupts:
                         return self._stop(progress)
                     known = info.get("reference_metric") is not None
