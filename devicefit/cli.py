@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from devicefit.errors import UsageError
 
+FORMATS = ("json", "csv", "markdown")  # devicefit report --format
+
 if TYPE_CHECKING:  # rich is imported only by the verbs that print with it
     from rich.console import Console
 
@@ -23,8 +25,12 @@ EXAMPLES = {
     "  devicefit search --config study.toml --workers 2",
     "resume": "devicefit resume results/digits-20261125-120000 --trials 50\n"
     "  devicefit resume --study digits-1 --storage postgresql://db/optuna --ray auto",
-    "report": "devicefit report results/digits-20261125-120000",
-    "export": "devicefit export results/digits-20261125-120000 --trial 17 --out shipped/",
+    "report": "devicefit report results/digits-20261125-120000\n"
+    "  devicefit report results/digits-20261125-120000 --format markdown >> pr.md\n"
+    "  devicefit report results/digits-20261125-120000 --serve --port 8000\n"
+    "  devicefit report --compare results/on-pi results/on-laptop --out compare.html",
+    "export": "devicefit export results/digits-20261125-120000 --trial 17 --out shipped/\n"
+    "  devicefit export results/digits-20261125-120000 --pareto --out front/",
     "benchmark": "devicefit benchmark model.tflite --threads 1 --min-seconds 2",
     "devices": "devicefit devices check --device pi=http://10.0.0.7:8765 --device local",
     "inspect": "devicefit inspect --model net.keras --input-shape 1,224,224,3\n"
@@ -142,12 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="trials on Ray")
 
     p = _sub(subs, "report", "Print the Pareto front; write report.html, pareto.json, trials.csv.")
-    p.add_argument("folder")
+    p.add_argument("folder", nargs="?", help="the study's results folder")
     p.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
+    p.add_argument(
+        "--format", choices=FORMATS, help="print the report for scripts instead of the table"
+    )
+    p.add_argument(
+        "--compare", nargs="+", metavar="FOLDER", help="overlay the fronts of several studies"
+    )
+    p.add_argument("--out", help="with --compare: the HTML file to write (default compare.html)")
+    p.add_argument("--serve", action="store_true", help="serve the report on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="with --serve (0: any free port)")
 
-    e = _sub(subs, "export", "Copy one trial's TFLite file out with a model card.")
+    e = _sub(subs, "export", "Copy a trial's TFLite and Keras models out with a model card.")
     e.add_argument("folder")
-    e.add_argument("--trial", type=int, required=True)
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int)
+    which.add_argument("--pareto", action="store_true", help="every front member, one folder each")
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
 
@@ -248,21 +265,88 @@ def _storage(flag: str | None) -> str | None:
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     from devicefit.results.records import load_study_record
-    from devicefit.results.report import print_report, write_report
+    from devicefit.results.report import formatted, print_report, write_report
 
-    record = load_study_record(Path(args.folder), _storage(args.storage))
-    print_report(record, console)
-    for path in write_report(record, Path(args.folder)).values():
-        console.print(f"wrote {path}")
-    return 0
+    if args.compare:
+        return _compare(args, console)
+    if not args.folder:
+        raise UsageError("report: give a results folder, or --compare FOLDER FOLDER ...")
+    if args.out:
+        raise UsageError("--out: only with --compare (a study's report goes into its folder)")
+    folder, storage = Path(args.folder), _storage(args.storage)
+    record = load_study_record(folder, storage)
+    # With --format, stdout carries only the requested text; everything else goes to stderr.
+    notes = _stderr_console() if args.format else console
+    if args.format:
+        sys.stdout.write(formatted(record, args.format))
+    else:
+        print_report(record, console)
+    for path in write_report(record, folder, live=record.running).values():
+        notes.print(f"wrote {path}")
+    if not args.serve:
+        return 0
+    from devicefit.results.serve import make_server, serve_forever
+
+    def rebuild() -> None:
+        fresh = load_study_record(folder, storage)
+        write_report(fresh, folder, live=fresh.running)
+
+    server = make_server(folder, "report.html", args.port, rebuild)
+    return serve_forever(
+        server, lambda url: notes.print(f"serving {url}report.html (Ctrl-C stops)")
+    )
+
+
+def _compare(args: argparse.Namespace, console: Console) -> int:
+    from devicefit.results.comparison import (
+        compare_studies,
+        comparison_json,
+        comparison_table,
+        reference_text,
+        write_comparison,
+    )
+    from devicefit.results.records import load_study_record
+
+    if args.folder:
+        raise UsageError(f"{args.folder}: give the folders after --compare, not before it")
+    if args.format not in (None, "json"):
+        raise UsageError(f"--format {args.format}: --compare prints a table or json")
+    storage = _storage(args.storage)
+    comparison = compare_studies([load_study_record(Path(f), storage) for f in args.compare])
+    out = Path(args.out or "compare.html")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give the HTML file to write")
+    notes = _stderr_console() if args.format else console
+    if args.format:
+        sys.stdout.write(comparison_json(comparison))
+    else:
+        console.print(comparison_table(comparison))
+        console.print(reference_text(comparison))
+    notes.print(f"wrote {write_comparison(comparison, out)}")
+    if not args.serve:
+        return 0
+    from devicefit.results.serve import make_server, serve_forever
+
+    server = make_server(out.parent.resolve(), out.name, args.port, None)
+    return serve_forever(server, lambda url: notes.print(f"serving {url}{out.name} (Ctrl-C stops)"))
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, width=160)
 
 
 def _export(args: argparse.Namespace, console: Console) -> int:
-    from devicefit.results.export import export_trial
+    from devicefit.results.export import export_front, export_trial
     from devicefit.results.records import load_study_record
 
     record = load_study_record(Path(args.folder), _storage(args.storage))
-    for path in export_trial(record, args.trial, Path(args.out)):
+    if args.pareto:
+        paths = export_front(record, Path(args.out))
+    else:
+        paths = export_trial(record, args.trial, Path(args.out))
+    for path in paths:
         console.print(f"wrote {path}")
     return 0
 

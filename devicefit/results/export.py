@@ -17,26 +17,76 @@ from devicefit.results.table import fmt_num, fmt_signed, fmt_speedup
 from devicefit.search import attrs
 
 MODEL_FILE = "model.tflite"
+KERAS_FILE = "model.keras"
 CARD_MD = "MODEL_CARD.md"
 CARD_JSON = "model_card.json"
 
 
 def export_trial(record: StudyRecord, trial_number: int, out_dir: Path) -> list[Path]:
-    """Copy the trial's TFLite file into ``out_dir`` and write its card; returns the 3 paths."""
+    """Copy the trial's TFLite file (and its Keras model, when stored) into ``out_dir`` with
+    its card; returns the paths written, the model card last."""
     trial = _exportable(record, trial_number)
-    src = Path(record.folder) / attrs.TRIALS_DIR / str(trial.number) / MODEL_FILE
-    if not src.is_file():
-        raise UsageError(f"{src}: artifact missing for trial #{trial.number}")
+    out_dir = _out_folder(out_dir)
+    return _export(record, trial, out_dir)
+
+
+def export_front(record: StudyRecord, out_dir: Path) -> list[Path]:
+    """Every Pareto-front member into ``out_dir/trial-<N>/``, plus an index ``README.md``."""
+    front = pareto_front(record)
+    if not front:
+        raise UsageError(f"{record.folder}: no feasible completed trial, so no front to export")
+    out_dir = _out_folder(out_dir)
+    for trial in front:  # check every artifact first: nothing is written for a broken study
+        _artifact(record, trial)
+    written: list[Path] = []
+    for trial in front:
+        written += _export(record, trial, out_dir / f"trial-{trial.number}")
+    return [*written, write_atomic(out_dir / "README.md", _front_index(record, front))]
+
+
+def _out_folder(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
-    card = model_card(record, trial, src)
-    # The model first: a card must never describe a file that is not there.
-    return [
-        copy_atomic(src, out_dir / MODEL_FILE),
+    return out_dir
+
+
+def _artifact(record: StudyRecord, trial: TrialRecord) -> Path:
+    src = Path(record.folder) / attrs.TRIALS_DIR / str(trial.number) / MODEL_FILE
+    if not src.is_file():
+        raise UsageError(f"{src}: artifact missing for trial #{trial.number}")
+    return src
+
+
+def _export(record: StudyRecord, trial: TrialRecord, out_dir: Path) -> list[Path]:
+    src = _artifact(record, trial)
+    keras_src = src.with_name(KERAS_FILE)
+    card = model_card(record, trial, src, keras_src if keras_src.is_file() else None)
+    # The models first: a card must never describe a file that is not there.
+    written = [copy_atomic(src, out_dir / MODEL_FILE)]
+    if keras_src.is_file():
+        written.append(copy_atomic(keras_src, out_dir / KERAS_FILE))
+    return written + [
         write_atomic(out_dir / CARD_MD, card_markdown(card)),
         write_atomic(out_dir / CARD_JSON, json.dumps(card, indent=2, default=str) + "\n"),
     ]
+
+
+def _front_index(record: StudyRecord, front: list[TrialRecord]) -> str:
+    from devicefit.results.table import front_rows
+
+    rows = front_rows(record, front)
+    lines = [
+        f"# Pareto front of {record.name}",
+        "",
+        f"{len(front)} models, one folder each (`trial-<N>/`: {MODEL_FILE}, {KERAS_FILE} where "
+        f"stored, {CARD_MD}, {CARD_JSON}). Sorted by latency.",
+        "",
+        "| " + " | ".join(rows.headers) + " |",
+        "|" + "---|" * len(rows.headers),
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows.rows]
+    return "\n".join(lines) + "\n"
 
 
 def _exportable(record: StudyRecord, number: int) -> TrialRecord:
@@ -55,7 +105,9 @@ def _exportable(record: StudyRecord, number: int) -> TrialRecord:
     return trial
 
 
-def model_card(record: StudyRecord, trial: TrialRecord, model_path: Path) -> dict[str, Any]:
+def model_card(
+    record: StudyRecord, trial: TrialRecord, model_path: Path, keras_path: Path | None = None
+) -> dict[str, Any]:
     cmp = compare(record, trial)
     m = trial.metrics
     plan = trial.plan or {"steps": [], "finetune_epochs": 0}
@@ -101,7 +153,15 @@ def model_card(record: StudyRecord, trial: TrialRecord, model_path: Path) -> dic
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
         },
+        "keras_model": _keras_info(keras_path),
     }
+
+
+def _keras_info(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    data = path.read_bytes()
+    return {"file": KERAS_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -117,6 +177,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f" (study created with {card['study']['created_with'] or 'n/a'})",
         f"- File: `{card['model']['file']}`, {card['model']['bytes']} bytes, "
         f"sha256 `{card['model']['sha256']}`",
+        _keras_line(card.get("keras_model")),
         f"- Baseline: {t['baseline'] or 'no'}; feasible: {t['feasible']}; "
         f"on the Pareto front: {t['on_pareto_front']}",
         "",
@@ -171,6 +232,15 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in card["notes"]]
     lines += ["", "Re-measure with `devicefit benchmark model.tflite --device <device>`.", ""]
     return "\n".join(lines)
+
+
+def _keras_line(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "- Keras model: not stored (studies made before devicefit stored it)"
+    return (
+        f"- Keras model before conversion: `{info['file']}`, {info['bytes']} bytes, "
+        f"sha256 `{info['sha256']}`"
+    )
 
 
 def _num(value: Any, sign: str = "") -> str:

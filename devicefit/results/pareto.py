@@ -66,7 +66,10 @@ def status(record: StudyRecord, trial: TrialRecord, front_numbers: set[int]) -> 
 
 def float32_baseline(record: StudyRecord) -> TrialRecord | None:
     """The completed float32 reference trial (the first one, if a retry completed twice)."""
-    return next((t for t in record.trials if t.baseline == FLOAT32 and t.complete), None)
+    if "float32" not in record.cache:  # asked once per trial by every table and plot
+        found = next((t for t in record.trials if t.baseline == FLOAT32 and t.complete), None)
+        record.cache["float32"] = found
+    return record.cache["float32"]
 
 
 @dataclass
@@ -123,6 +126,18 @@ def best_candidate(record: StudyRecord, front: Sequence[TrialRecord]) -> TrialRe
     Every front member already meets the metric-drop budget, so speed decides.
     """
     picks = [t for t in front if t.baseline != FLOAT32]
+    ordered = by_latency(record, picks)
+    return ordered[0] if ordered else None
+
+
+def best_recipe(record: StudyRecord) -> TrialRecord | None:
+    """The fastest feasible one-technique reference: a float16/int8 baseline or a recipe."""
+    picks = [
+        t
+        for t in record.trials
+        if eligible(record, t)
+        and (t.baseline not in (None, FLOAT32) or (t.recipe and t.recipe != "combined"))
+    ]
     ordered = by_latency(record, picks)
     return ordered[0] if ordered else None
 

@@ -55,6 +55,10 @@ class TrialRecord:
     retry_of: int | None = None
     datetime_start: datetime | None = None
     datetime_complete: datetime | None = None
+    recipe: str | None = None  # the enqueued one-technique recipe it runs, or "combined"
+    params: dict[str, Any] = field(default_factory=dict)  # Optuna's sampled parameters
+    # Optuna distributions of ``params``, kept for importance evaluation only.
+    distributions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -94,10 +98,22 @@ class StudyRecord:
     version: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     created: str | None = None
+    # Derived values reports ask for per trial (the float32 trial, the hypervolume): computed
+    # once. A record is a snapshot; it is not updated as the study grows.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
 
     @property
     def latency_objectives(self) -> list[Objective]:
         return [o for o in self.objectives if o.device is not None and o.kind == "latency"]
+
+    @property
+    def running(self) -> bool:
+        """Some trial is still running: a driver is (or was, until it died) at work."""
+        return any(t.state == "RUNNING" for t in self.trials)
 
     def trial(self, number: int) -> TrialRecord | None:
         return next((t for t in self.trials if t.number == number), None)
@@ -111,11 +127,18 @@ def load_study_record(folder: Path, storage: str | None = None) -> StudyRecord:
     if not isinstance(name, str) or not name:
         raise UsageError(f"{folder / attrs.STUDY_FILE}: no study_name")
     url = storage or info.get("storage") or _default_storage(folder)
-    study = _load_optuna_study(folder, name, url)
+    return study_record(_load_optuna_study(folder, name, url), folder, url, info)
 
+
+def study_record(
+    study: Any, folder: Path, url: str = "", info: dict[str, Any] | None = None
+) -> StudyRecord:
+    """The record of an Optuna study already open (the driver's own, for its live report)."""
+    folder = Path(folder)
+    info = info if info is not None else _read_study_json(folder)
     meta = study.user_attrs.get(attrs.STUDY_KEY)
     if not isinstance(meta, dict):
-        raise UsageError(f"{folder}: study {name!r} has no devicefit attributes")
+        raise UsageError(f"{folder}: study {study.study_name!r} has no devicefit attributes")
     objectives = _objectives(meta, [d.name.lower() for d in study.directions])
     metric_meta = meta.get("metric") or {}
     metric = MetricInfo(
@@ -124,7 +147,7 @@ def load_study_record(folder: Path, storage: str | None = None) -> StudyRecord:
         unit=str(metric_meta.get("unit", objectives[0].unit)),
     )
     return StudyRecord(
-        name=name,
+        name=study.study_name,
         folder=folder,
         storage=url,
         objectives=objectives,
@@ -215,6 +238,9 @@ def _trial_record(trial: Any, objectives: list[Objective]) -> TrialRecord:
         retry_of=None if retry is None else int(retry),
         datetime_start=trial.datetime_start,
         datetime_complete=trial.datetime_complete,
+        recipe=user.get(attrs.RECIPE),
+        params=dict(trial.params),
+        distributions=dict(trial.distributions),
     )
 
 

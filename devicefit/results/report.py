@@ -1,24 +1,25 @@
-"""Reports of a study: terminal table, self-contained HTML, pareto.json and trials.csv."""
+"""Reports of a study: terminal table, self-contained HTML, and JSON/CSV/Markdown for scripts.
+
+Every view is built from one ``StudyRecord`` and the same helpers, so the numbers agree.
+"""
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from devicefit.results._io import write_atomic
+from devicefit.results.hypervolume import reference_point, study_hypervolume
 from devicefit.results.pareto import compare, pareto_front, status
-from devicefit.results.plot import build_figure
 from devicefit.results.records import StudyRecord, TrialRecord
-from devicefit.results.table import front_rows, front_table, headline
+from devicefit.results.table import front_rows, front_table, headline, recipe_line
 
 REPORT_HTML = "report.html"
 PARETO_JSON = "pareto.json"
@@ -29,6 +30,9 @@ LATENCY_FIELDS = ("median_ms", "p90_ms", "min_ms", "std_ms", "count", "threads")
 def print_report(record: StudyRecord, console: Console) -> None:
     front = pareto_front(record)
     console.print(headline(record, front))
+    line = recipe_line(record, front)
+    if line:
+        console.print(line)
     failed = [t for t in record.trials if t.state == "FAIL"]
     if front:
         console.print(front_table(record, front))
@@ -36,40 +40,94 @@ def print_report(record: StudyRecord, console: Console) -> None:
         console.print(f"{len(failed)} failed trial(s); reasons are in {TRIALS_CSV}.")
 
 
-def write_report(record: StudyRecord, folder: Path) -> dict[str, Path]:
-    """Write the three report files into ``folder``; returns them keyed html, pareto, trials."""
+def write_report(record: StudyRecord, folder: Path, *, live: bool = False) -> dict[str, Path]:
+    """Write report.html, pareto.json and trials.csv into ``folder``, each atomically.
+
+    ``live``: the study is still running, so the page reloads itself to show new trials.
+    """
+    from devicefit.results.report_html import render_html
+
     folder = Path(folder)
     front = pareto_front(record)
     return {
-        "html": write_atomic(folder / REPORT_HTML, render_html(record, front)),
+        "html": write_atomic(folder / REPORT_HTML, render_html(record, front, live=live)),
         "pareto": write_atomic(folder / PARETO_JSON, pareto_json(record, front)),
         "trials": write_atomic(folder / TRIALS_CSV, trials_csv(record, front)),
     }
 
 
+def formatted(record: StudyRecord, fmt: str) -> str:
+    """The report as text for scripts and pull requests: json, csv or markdown."""
+    front = pareto_front(record)
+    if fmt == "json":
+        return pareto_json(record, front)
+    if fmt == "csv":
+        return trials_csv(record, front)
+    if fmt == "markdown":
+        return markdown(record, front)
+    raise ValueError(f"unknown format {fmt!r}; expected json, csv or markdown")
+
+
+def front_member(record: StudyRecord, t: TrialRecord) -> dict[str, Any]:
+    cmp = compare(record, t)
+    return {
+        "number": t.number,
+        "values": {o.name: t.values[o.name] for o in record.objectives},
+        "plan": t.plan,
+        "plan_short": t.plan_short,
+        "baseline": t.baseline,
+        "recipe": t.recipe,
+        "metrics": t.metrics,
+        "vs_float32": {
+            "reference": cmp.reference,
+            "metric_change": cmp.metric_change,
+            "speedup": cmp.speedup,
+            "size_ratio": cmp.size_ratio,
+            "macs_ratio": cmp.macs_ratio,
+        },
+    }
+
+
+def summary(record: StudyRecord, front: Sequence[TrialRecord]) -> dict[str, Any]:
+    """The study, its front and its hypervolume as plain data (pareto.json, --format json)."""
+    ref = reference_point(record)
+    return {
+        "study": record.name,
+        "task": record.task,
+        "metric": {
+            "name": record.metric.name,
+            "unit": record.metric.unit,
+            "higher_is_better": record.metric.higher_is_better,
+        },
+        "max_metric_drop": record.max_metric_drop,
+        "objectives": [
+            {"name": o.name, "direction": o.direction, "unit": o.unit, "device": o.device}
+            | ({"kind": o.kind} if o.device else {})
+            for o in record.objectives
+        ],
+        "headline": headline(record, front),
+        "trials": {
+            "total": len(record.trials),
+            "complete": sum(t.complete for t in record.trials),
+            "failed": sum(t.state == "FAIL" for t in record.trials),
+        },
+        # In the objectives' own units and directions (the volume itself is computed with
+        # maximised objectives negated).
+        "reference_point": reference_values(record, ref),
+        "hypervolume": study_hypervolume(record, ref),
+        "front": [front_member(record, t) for t in front],
+    }
+
+
+def reference_values(record: StudyRecord, ref: Sequence[float] | None) -> dict[str, float] | None:
+    if ref is None:
+        return None
+    return {o.name: (-r if o.maximize else r) for o, r in zip(record.objectives, ref, strict=True)}
+
+
 def pareto_json(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
-    items = []
-    for t in front:
-        cmp = compare(record, t)
-        items.append(
-            {
-                "number": t.number,
-                "values": {o.name: t.values[o.name] for o in record.objectives},
-                "plan": t.plan,
-                "plan_short": t.plan_short,
-                "baseline": t.baseline,
-                "metrics": t.metrics,
-                "vs_float32": {
-                    "reference": cmp.reference,
-                    "metric_change": cmp.metric_change,
-                    "speedup": cmp.speedup,
-                    "size_ratio": cmp.size_ratio,
-                    "macs_ratio": cmp.macs_ratio,
-                },
-            }
-        )
     # Strict JSON: an infinite latency would otherwise be written as the non-standard Infinity.
-    return json.dumps(_finite(items), indent=2, allow_nan=False) + "\n"
+    return json.dumps(finite(summary(record, front)), indent=2, allow_nan=False) + "\n"
 
 
 def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
@@ -79,7 +137,8 @@ def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
     header += ["metric", "metric_change"]
     header += [f"latency_{d}_{f}" for d in devices for f in LATENCY_FIELDS]
     header += [f"speedup_{d}" for d in devices]
-    header += ["size_bytes", "macs", "params", "plan_short", "baseline", "retry_of", "fail_reason"]
+    header += ["size_bytes", "macs", "params", "plan_short", "baseline", "recipe", "retry_of"]
+    header += ["fail_reason"]
     front_numbers = {t.number for t in front}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -94,53 +153,31 @@ def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
         row += [t.latency(d).get(f) for d in devices for f in LATENCY_FIELDS]
         row += [_round(cmp.speedup.get(d)) if cmp else None for d in devices]
         row += [t.metrics.get(k) for k in ("size_bytes", "macs", "params")]
-        row += [t.plan_short, t.baseline, t.retry_of, t.fail_reason]
+        row += [t.plan_short, t.baseline, t.recipe, t.retry_of, t.fail_reason]
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()
 
 
-def render_html(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
-    """A single file that opens offline: plotly.js is inlined, nothing is fetched."""
-    figure = build_figure(record, front).to_html(
-        full_html=False,
-        include_plotlyjs=True,
-        include_mathjax=False,
-        config={"displaylogo": False, "responsive": True},
-    )
-    e = html.escape
-    completed = sum(t.complete for t in record.trials)
-    failed = sum(t.state == "FAIL" for t in record.trials)
-    facts = [
-        f"task {record.task}" if record.task else "",
-        f"metric {record.metric.label()}",
-        f"devices {', '.join(d for d in record.devices) or '—'}",
-        f"{len(record.trials)} trials ({completed} completed, {failed} failed)",
-        f"{len(front)} on the front",
-        f"max metric drop {record.max_metric_drop:g}" if record.max_metric_drop is not None else "",
-        f"devicefit {record.version}" if record.version else "",
-    ]
-    return _PAGE.format(
-        title=e(f"devicefit: {record.name}"),
-        name=e(record.name),
-        headline=e(headline(record, front)),
-        facts=e(" · ".join(f for f in facts if f)),
-        figure=figure,
-        table=_html_table(record, front),
-        generated=e(datetime.now().isoformat(timespec="seconds")),
-        files=e(f"{PARETO_JSON} (front members), {TRIALS_CSV} (every trial)"),
-    )
-
-
-def _html_table(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
-    if not front:
-        return "<p>No feasible completed trial yet.</p>"
-    rows = front_rows(record, front)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in rows.headers)
-    body = []
-    for cells, baseline in zip(rows.rows, rows.baseline, strict=True):
-        cls = ' class="baseline"' if baseline else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def markdown(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
+    """Headline and front table, ready to paste into a pull request."""
+    lines = [f"### {record.name}", "", headline(record, front)]
+    line = recipe_line(record, front)
+    if line:
+        lines += ["", line]
+    if front:
+        rows = front_rows(record, front)
+        lines += ["", "| " + " | ".join(rows.headers) + " |"]
+        lines.append("|" + "|".join("---:" for _ in rows.headers[:-1]) + "|---|")
+        lines += [
+            "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows.rows
+        ]
+    ref = reference_values(record, reference_point(record))
+    if ref is not None:
+        point = ", ".join(f"{k} {v:.4g}" for k, v in ref.items())
+        lines += ["", f"Hypervolume {study_hypervolume(record):.6g} against ({point})."]
+    done = sum(t.complete for t in record.trials)
+    lines += ["", f"{len(front)} on the front of {done} completed trials."]
+    return "\n".join(lines) + "\n"
 
 
 def _round(value: float | None) -> float | None:
@@ -148,41 +185,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 9)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
-
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-.headline {{ font-size: 1.2em; font-weight: 600; }}
-.facts, footer {{ color: #666; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }}
-td:last-child, th:last-child {{ text-align: left; font-family: monospace; }}
-tr.baseline {{ background: #fff4e5; }}
-</style>
-</head>
-<body>
-<h1>{name}</h1>
-<p class="headline">{headline}</p>
-<p class="facts">{facts}</p>
-{figure}
-<h2>Pareto front</h2>
-<p class="facts">Sorted by latency; baselines highlighted; latency is the median (p90) in ms;
-speedup and change are against the float32 baseline trial.</p>
-{table}
-<footer><p>Generated {generated}. Also written: {files}.</p></footer>
-</body>
-</html>
-"""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from devicefit.results.pareto import best_candidate, by_latency, compare
+from devicefit.results.pareto import best_candidate, best_recipe, by_latency, compare
 from devicefit.results.records import Objective, StudyRecord, TrialRecord
 
 NA = "—"
@@ -102,7 +102,7 @@ def fmt_scaled(value: object, scale: float, pattern: str) -> str:
 
 
 def headline(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
-    """One sentence: the best feasible candidate against the float32 model."""
+    """One sentence: the best candidate within the budget against the float32 model."""
     completed = [t for t in record.trials if t.complete]
     if not completed:
         return f"{record.name}: no completed trials yet."
@@ -117,16 +117,44 @@ def headline(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
     if best is None:
         return f"{record.name}: only the float32 model is on the front; nothing beat it."
     cmp = compare(record, best)
-    speeds = [
-        f"{fmt_speedup(s)} on {dev}" if s is not None else f"speedup n/a on {dev}"
+    unit = f" {record.metric.unit}" if record.metric.unit else ""
+    drop = record.max_metric_drop
+    budget = f" ({drop:g}{unit})" if drop is not None else ""
+    gains = [
+        f"{fmt_times(s)} faster on {dev}" if s is not None else f"speed n/a on {dev}"
         for dev, s in cmp.speedup.items()
     ]
-    unit = f" {record.metric.unit}" if record.metric.unit else ""
+    if cmp.size_ratio:
+        gains.append(f"{fmt_times(1.0 / cmp.size_ratio)} smaller")
     if cmp.metric_change is None:
         change = f"{record.metric.name} change n/a (no float32 trial or reference metric)"
     else:
-        change = f"{record.metric.name} {fmt_signed(cmp.metric_change)}{unit} vs {cmp.reference}"
+        change = f"{fmt_signed(cmp.metric_change)}{unit} {record.metric.name}"
+    against = f"against {cmp.reference}" if cmp.reference else "with no float32 reference"
     return (
-        f"Best feasible candidate: trial #{best.number} ({best.plan_short or 'original'}): "
-        f"{', '.join(speeds) or 'no latency'}; {change}."
+        f"Best within the metric-drop budget{budget}: {', '.join(gains) or 'no latency'}, "
+        f"{change} — trial #{best.number} ({best.plan_short or 'original'}), {against}."
     )
+
+
+def recipe_line(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
+    """How the headline pick compares with the best obvious one-technique recipe."""
+    best = best_candidate(record, front)
+    recipe = best_recipe(record)
+    objs = record.latency_objectives
+    if best is None or recipe is None or not objs:
+        return ""
+    mine, theirs = best.latency_median(objs[0]), recipe.latency_median(objs[0])
+    if not mine or not theirs:
+        return ""
+    what = recipe.baseline or recipe.recipe
+    if recipe.number == best.number:
+        return f"The best one-technique recipe ({what}, trial #{recipe.number}) is the pick itself."
+    return (
+        f"Against the best one-technique recipe ({what}, trial #{recipe.number}, "
+        f"{fmt_num(theirs)} ms): {fmt_times(theirs / mine)} faster on {objs[0].device}."
+    )
+
+
+def fmt_times(value: float) -> str:
+    return f"{value:.1f}×" if value >= 10 else f"{value:.2f}×"

@@ -36,6 +36,8 @@ from devicefit.spaces.base import Plan
 from devicefit.spaces.space import SearchSpace, baseline_plan
 from devicefit.tasks.base import TaskSpec
 
+REPORT_EVERY = 3  # completed trials between rewrites of the live report.html
+
 
 @dataclass
 class _InFlight:
@@ -61,6 +63,10 @@ class Driver:
     fatal: str | None = None
     interrupts: int = 0  # Ctrl-C presses seen
     _asked: optuna.Trial | None = None  # asked, not yet submitted
+    told: int = 0  # trials this driver completed
+    reported: int = 0  # ``told`` when the live report was last written
+    _report_at: float = 0.0  # when it was written (monotonic)
+    _report_cost: float = 0.0  # how long writing it took
     _remote: cf.ThreadPoolExecutor | None = None
 
     def complete(self) -> int:
@@ -92,6 +98,7 @@ class Driver:
                     self._retrying(self._fill, target, known)
                     # A timeout, so a first Ctrl-C is acted on within a second.
                     failures += self._step(progress, timeout=1.0)
+                    self._live_report()
                     info = self._retrying(study_info, self.study)
                     if self.fatal:
                         self.console.print(f"[red]stopping: {self.fatal}")
@@ -133,6 +140,32 @@ class Driver:
                 ok = self._retrying(self._measured, future, job, out, progress)
             failures += 0 if ok else 1
         return failures
+
+    def _live_report(self) -> None:
+        """Rewrite report.html every few completed trials, so it can be watched while the
+        search runs. A report that cannot be written never stops the search.
+
+        Writing a large study's report takes seconds, and the driver waits meanwhile: it
+        is rewritten at most once per ten times its last writing time."""
+        if self.told == self.reported:
+            return
+        if self.reported and (
+            self.told - self.reported < REPORT_EVERY
+            or time.monotonic() - self._report_at < 10 * self._report_cost
+        ):
+            return
+        self.reported = self.told
+        from devicefit.results.records import study_record
+        from devicefit.results.report import write_report
+
+        clock = time.monotonic()
+        try:
+            # The driver's own study: no second connection to the storage.
+            write_report(study_record(self.study, self.folder), self.folder, live=True)
+        except Exception as exc:  # noqa: BLE001 - the report is a view; the study goes on
+            self.console.print(f"[yellow]live report not written: {type(exc).__name__}: {exc}")
+        self._report_at = time.monotonic()
+        self._report_cost = self._report_at - clock
 
     def _retrying(self, step: Any, *args: Any) -> Any:
         """``step(*args)``, retried with back-off while the storage is unreachable; after
@@ -308,6 +341,7 @@ class Driver:
             "macs": out.macs,
             "params": out.params,
             "ops": out.ops,
+            "layer_macs": out.layer_macs,
             "latency": {name: m.to_dict() for name, m in measurements.items()},
             "notes": out.notes,
             "timings_s": out.timings_s,
@@ -315,9 +349,11 @@ class Driver:
             "worker_rss_mb": out.worker_rss_mb,
         }
         folder = self.folder / attrs.TRIALS_DIR / str(job.trial.number)
+        files = {"model.keras": out.keras_model} if out.keras_model else {}
         write_folder_atomic(
             folder,
             {
+                **files,
                 "model.tflite": out.tflite,
                 "plan.json": _json(job.plan.to_dict()),
                 "metrics.json": _json({"trial": job.trial.number, **metrics}),
@@ -328,6 +364,7 @@ class Driver:
         for key, excess in limits.items():
             job.trial.set_constraint(key, excess)
         self.study.tell(job.trial, values)
+        self.told += 1
         progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
 

@@ -34,6 +34,8 @@ class TrialOutput:
     macs: int = 0
     params: int = 0
     ops: dict[str, int] = field(default_factory=dict)
+    layer_macs: dict[str, int] = field(default_factory=dict)  # of the Keras model converted
+    keras_model: bytes = b""  # the .keras file before conversion; empty if it cannot be saved
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # set when the candidate failed; the trial fails with it
@@ -61,6 +63,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     from devicefit.search.finetune import finetune, steps_per_epoch
     from devicefit.spaces import get_technique
     from devicefit.spaces.base import ConvertContext, Plan
+    from devicefit.spaces.macs import macs_by_layer
     from devicefit.tasks import load_task
 
     clock = time.perf_counter()
@@ -90,6 +93,8 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         model = applied.model
         out.notes += [f"{tech.name}: {note}" for note in applied.notes]
     out.timings_s["finetune"] = time.perf_counter() - clock
+    out.layer_macs = macs_by_layer(model, task.input_shape)
+    out.keras_model = _keras_file(model, out.notes)
 
     clock = time.perf_counter()
     converters = [(t, p) for t, p in steps if t.stage == "convert"] or [
@@ -121,3 +126,18 @@ def _copy(model: Any) -> Any:
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     return clone
+
+
+def _keras_file(model: Any, notes: list[str]) -> bytes:
+    """The model as a .keras file, so users can fine-tune or convert it themselves."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="devicefit-keras-") as tmp:
+        path = Path(tmp) / "model.keras"
+        try:
+            model.save(path)
+        except Exception as exc:  # noqa: BLE001 - an unsavable layer must not fail the trial
+            notes.append(f"Keras model not saved: {type(exc).__name__}: {exc}"[:300])
+            return b""
+        return path.read_bytes()

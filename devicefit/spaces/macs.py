@@ -28,14 +28,25 @@ def keras_macs(model: keras.Model, input_shape: tuple[int, ...] | None = None) -
     counted through. ``input_shape`` (batch included) is needed when the model
     has unknown spatial sizes, e.g. a fully-convolutional ``(None, None, 1)`` input.
     """
+    return sum(macs_by_layer(model, input_shape).values())
+
+
+def macs_by_layer(model: keras.Model, input_shape: tuple[int, ...] | None = None) -> dict[str, int]:
+    """MACs of each layer that has any, by layer name, in graph order (see ``keras_macs``).
+
+    Reports put these side by side for the original model and a candidate: a rewrite keeps
+    a replaced layer's name on its last part and names new parts ``<name>_<suffix>``.
+    """
     if isinstance(model, keras.Sequential):
         model = as_functional(model)
     shapes = layer_shapes(model, input_shape)
     view = graph_view(model)
-    total = 0
+    out = {}
     for name, (in_shape, out_shape) in shapes.items():
-        total += view.calls.get(name, 1) * layer_macs(view.layers[name], in_shape, out_shape)
-    return total
+        macs = view.calls.get(name, 1) * layer_macs(view.layers[name], in_shape, out_shape)
+        if macs:
+            out[name] = int(macs)
+    return out
 
 
 def layer_shapes(

@@ -54,6 +54,13 @@ def short_of(plan: dict[str, Any]) -> str:
     return " + ".join(parts)
 
 
+def distribution_of(value: Any) -> optuna.distributions.BaseDistribution:
+    """Search-space distributions like the real ones: on/off switches and fractions."""
+    if isinstance(value, bool):
+        return optuna.distributions.CategoricalDistribution([False, True])
+    return optuna.distributions.FloatDistribution(0.0, 1.0)
+
+
 @dataclass
 class FakeStudy:
     folder: Path
@@ -73,6 +80,9 @@ class FakeStudy:
         macs: int = 2_000_000,
         artifact: bool = True,
         plan: dict[str, Any] | None = None,
+        recipe: str | None = None,
+        params: dict[str, Any] | None = None,
+        layer_macs: dict[str, int] | None = None,
     ) -> int:
         """A COMPLETE trial; ``drop`` defaults to reference - metric, as the pipeline computes."""
         lat = latency if isinstance(latency, dict) else {d: latency for d in self.devices}
@@ -103,11 +113,17 @@ class FakeStudy:
         user = {attrs.PLAN: plan, attrs.PLAN_SHORT: short_of(plan), attrs.METRICS: metrics}
         if baseline:
             user[attrs.BASELINE] = baseline
+        if recipe:
+            user[attrs.RECIPE] = recipe
+        if layer_macs is not None:
+            metrics["layer_macs"] = layer_macs
         # Feasible when the drop is within the budget: constraint = drop - max_drop <= 0.
         trial = optuna.trial.create_trial(
             values=[metric, *[lat[d] for d in self.devices]],
             user_attrs=user,
             constraints={attrs.CONSTRAINT: drop - self.max_drop},
+            params=params or {},
+            distributions={k: distribution_of(v) for k, v in (params or {}).items()},
         )
         return self._store(trial, plan, metrics, artifact)
 
@@ -131,6 +147,7 @@ class FakeStudy:
             (d / "model.tflite").write_bytes(b"TFL3" + bytes([number % 256]) * 64)
             (d / "plan.json").write_text(json.dumps(plan))
             (d / "metrics.json").write_text(json.dumps(metrics))
+            (d / "model.keras").write_bytes(b"PK-keras-" + bytes([number % 256]) * 32)
         return number
 
 

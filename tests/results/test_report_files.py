@@ -5,16 +5,17 @@ import re
 import pytest
 from rich.console import Console
 
+from devicefit.results.figures import front_figure
+from devicefit.results.hypervolume import study_hypervolume
 from devicefit.results.pareto import pareto_front
-from devicefit.results.plot import build_figure
 from devicefit.results.records import load_study_record
-from devicefit.results.report import print_report, write_report
+from devicefit.results.report import formatted, print_report, trials_csv, write_report
+from devicefit.results.report_html import LIVE_RELOAD_S
 
 
-def figure_data_from_html(text: str) -> list[dict]:
+def figure_data_from_html(text: str, div_id: str = "front-plot") -> list[dict]:
     """The trace list plotly writes as the second argument of Plotly.newPlot("id", [...], ...)."""
-    start = text.index("Plotly.newPlot(")
-    match = re.compile(r'\s*"[^"]+",\s*').match(text, start + len("Plotly.newPlot("))
+    match = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', text)
     data, _ = json.JSONDecoder().raw_decode(text, match.end())
     return data
 
@@ -46,7 +47,13 @@ def test_write_report_files(make_study):
     html = paths["html"].read_text()
     assert "<script src=" not in html and "https://cdn" not in html.split("Plotly.newPlot")[1]
     assert len(html) > 1_000_000  # plotly.js itself is inlined
-    assert "Best feasible candidate: trial #3" in html and "5.33×" in html
+    assert 'http-equiv="refresh"' not in html  # a finished study's page stays put
+    assert "Best within the metric-drop budget (1 %): 5.33× faster on local" in html
+    assert "−0.90 % accuracy" in html or "-0.90 % accuracy" in html
+    for section in ("headline", "front", "hypervolume", "techniques", "importance", "trials"):
+        assert f"<section id='{section}'>" in html
+    for t in rec.trials:  # a detail view per trial, reached from its table row
+        assert f'id="trial-{t.number}"' in html and f"href='#trial-{t.number}'" in html
 
     data = figure_data_from_html(html)
     points = [n for trace in data for n, *_ in trace["customdata"]]
@@ -56,13 +63,20 @@ def test_write_report_files(make_study):
     assert {"front", "dominated", "infeasible", "baseline float32", "baseline int8"} <= names
     infeasible = next(t for t in data if t["name"] == "infeasible")
     assert infeasible["marker"]["symbol"] == "x" and infeasible["customdata"][0][0] == 5
+    front_trace = next(t for t in data if t["name"] == "front")
+    # Latency error bars: median to p90 above, median to min below (fake: p90 1.1x, min 0.9x).
+    assert front_trace["error_x"]["array"][0] == pytest.approx(0.15)
+    assert front_trace["error_x"]["arrayminus"][0] == pytest.approx(0.15)
 
-    front = json.loads(paths["pareto"].read_text())
+    doc = json.loads(paths["pareto"].read_text())
+    front = doc["front"]
     assert [m["number"] for m in front] == [t.number for t in pareto_front(rec)] == [0, 1, 2, 3]
     stored = {t.number: t.values for t in fake.study.trials}
     for member in front:
         assert list(member["values"].values()) == stored[member["number"]]
         assert member["plan"]["steps"] and member["metrics"]["size_bytes"] == 40_000
+    assert doc["reference_point"] == {"accuracy": 96.0, "latency_local": 8.0}
+    assert doc["hypervolume"] == pytest.approx(study_hypervolume(rec))
 
     rows = list(csv.DictReader(paths["trials"].open()))
     assert [int(r["number"]) for r in rows] == [t.number for t in rec.trials]
@@ -73,16 +87,43 @@ def test_write_report_files(make_study):
     assert rows[5]["status"] == "infeasible" and rows[0]["baseline"] == "float32"
 
 
-def test_figure_has_a_panel_and_one_point_per_trial_per_device(make_study):
+def test_live_report_reloads_itself(make_study):
+    fake = small_study(make_study)
+    html = write_report(load_study_record(fake.folder), fake.folder, live=True)["html"]
+    assert f'<meta http-equiv="refresh" content="{LIVE_RELOAD_S}">' in html.read_text()
+
+
+def test_scatter_matrix_for_more_than_two_objectives(make_study):
     devices = ["pi", "laptop"]
     fake = small_study(make_study, devices)
     rec = load_study_record(fake.folder)
-    fig = build_figure(rec, pareto_front(rec))
-    for axis in ("x", "x2"):
-        traces = [t for t in fig.data if t.xaxis == axis]
+    fig = front_figure(rec, pareto_front(rec))
+    # accuracy-pi, accuracy-laptop, pi-laptop: every pair once, 6 completed trials in each.
+    axes = sorted({(t.xaxis, t.yaxis) for t in fig.data})
+    assert len(axes) == 3
+    for axis in axes:
+        traces = [t for t in fig.data if (t.xaxis, t.yaxis) == axis]
         assert sum(len(t.x) for t in traces) == 6
-    laptop = [t for t in fig.data if t.xaxis == "x2" and t.name == "baseline float32"][0]
-    assert list(laptop.x) == [16.0]  # laptop latencies are the doubled ones
+    float32 = [t for t in fig.data if t.name == "baseline float32"]
+    pairs = sorted((list(t.x), list(t.y)) for t in float32)
+    # laptop latencies are the doubled ones
+    assert pairs == sorted([([8.0], [97.0]), ([16.0], [97.0]), ([16.0], [8.0])])
+
+
+def test_recipes_are_marked_and_compared_in_the_headline(make_study):
+    fake = make_study()
+    fake.add(97.0, 8.0, baseline="float32")
+    fake.add(96.5, 4.0, recipe="channel_pruning")
+    fake.add(96.4, 2.0)
+    rec = load_study_record(fake.folder)
+    fig = front_figure(rec, pareto_front(rec))
+    recipe = next(t for t in fig.data if t.name == "recipe channel_pruning")
+    assert recipe.marker.symbol == "triangle-up" and recipe.text == "channel_pruning"
+    console = Console(record=True, width=250)
+    print_report(rec, console)
+    text = console.export_text()
+    assert "Against the best one-technique recipe (channel_pruning, trial #1, 4.00 ms): " in text
+    assert "2.00× faster on local" in text
 
 
 def test_print_report_shows_headline_and_front(make_study):
@@ -90,11 +131,24 @@ def test_print_report_shows_headline_and_front(make_study):
     console = Console(record=True, width=250)
     print_report(load_study_record(fake.folder), console)
     text = console.export_text()
-    assert text.startswith("Best feasible candidate: trial #3")
-    assert "accuracy -0.90 % vs float32 trial #0" in text
+    assert text.startswith("Best within the metric-drop budget (1 %): 5.33× faster on local")
+    assert "-0.90 % accuracy — trial #3" in text and "against float32 trial #0" in text
     assert "1 (float16)" in text and "2 (int8)" in text and "lowrank(rank=0.5)" in text
     assert "96.00" not in text  # the dominated trial is not in the front table
     assert "1 failed trial(s)" in text
+
+
+def test_markdown_and_csv_formats(make_study):
+    fake = small_study(make_study)
+    rec = load_study_record(fake.folder)
+    md = formatted(rec, "markdown")
+    lines = md.splitlines()
+    assert lines[0] == "### s1" and lines[2].startswith("Best within the metric-drop budget")
+    table = [line for line in lines if line.startswith("| ")]
+    assert len(table) == 1 + 4  # header + the four front members
+    # Front staircase under (96, 8): 0.1*6.5 (#3) + 0.1*6 (int8) + 0.7*4 (float16) = 4.05
+    assert "Hypervolume 4.05 against (accuracy 96, latency_local 8)." in md
+    assert formatted(rec, "csv") == trials_csv(rec, pareto_front(rec))
 
 
 def test_headline_when_nothing_is_feasible(make_study):
@@ -104,4 +158,5 @@ def test_headline_when_nothing_is_feasible(make_study):
     print_report(load_study_record(fake.folder), console)
     assert "no feasible candidate" in console.export_text()
     paths = write_report(load_study_record(fake.folder), fake.folder)
-    assert json.loads(paths["pareto"].read_text()) == []
+    doc = json.loads(paths["pareto"].read_text())
+    assert doc["front"] == [] and doc["hypervolume"] == 0.0 and doc["reference_point"] is None

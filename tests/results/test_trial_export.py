@@ -1,10 +1,11 @@
+import hashlib
 import json
 
 import pytest
 
 from devicefit import __version__
 from devicefit.errors import UsageError
-from devicefit.results.export import export_trial
+from devicefit.results.export import export_front, export_trial
 from devicefit.results.records import load_study_record
 
 
@@ -23,11 +24,17 @@ def test_export_copies_model_and_writes_card(study, tmp_path):
     out = tmp_path / "out" / "deep"
     paths = export_trial(rec, 1, out)
 
-    assert [p.name for p in paths] == ["model.tflite", "MODEL_CARD.md", "model_card.json"]
-    assert (out / "model.tflite").read_bytes() == (
-        study.folder / "trials" / "1" / "model.tflite"
-    ).read_bytes()
+    names = ["model.tflite", "model.keras", "MODEL_CARD.md", "model_card.json"]
+    assert [p.name for p in paths] == names
+    for name in ("model.tflite", "model.keras"):
+        assert (out / name).read_bytes() == (study.folder / "trials" / "1" / name).read_bytes()
     card = json.loads((out / "model_card.json").read_text())
+    keras_bytes = (out / "model.keras").read_bytes()
+    assert card["keras_model"] == {
+        "file": "model.keras",
+        "bytes": len(keras_bytes),
+        "sha256": hashlib.sha256(keras_bytes).hexdigest(),
+    }
     assert card["trial"]["number"] == 1 and card["study"]["name"] == "s1"
     assert card["plan"]["steps"][0] == {"technique": "lowrank", "params": {"rank": 0.5}}
     assert card["plan"]["short"] == rec.trial(1).plan_short
@@ -60,3 +67,38 @@ def test_export_errors(study, tmp_path):
         export_trial(rec, 1, tmp_path / "file")
     # Nothing is half-written when an export is refused.
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_export_of_the_whole_front(study, tmp_path):
+    rec = load_study_record(study.folder)
+    (study.folder / "trials" / "1" / "model.keras").unlink()  # a study made before Keras files
+    out = tmp_path / "front"
+    paths = export_front(rec, out)
+    # Trials 0 (float32, 8 ms) and 1 (2 ms) are the front; 3 is dominated, 2 failed.
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "trial-0", "trial-1"]
+    assert sorted(p.name for p in (out / "trial-0").iterdir()) == [
+        "MODEL_CARD.md",
+        "model.keras",
+        "model.tflite",
+        "model_card.json",
+    ]
+    assert not (out / "trial-1" / "model.keras").exists()
+    card = json.loads((out / "trial-1" / "model_card.json").read_text())
+    assert card["trial"]["number"] == 1 and card["keras_model"] is None
+    assert "Keras model: not stored" in (out / "trial-1" / "MODEL_CARD.md").read_text()
+    index = (out / "README.md").read_text()
+    assert "| 1 |" in index and "| 0 (float32) |" in index
+    assert paths[-1] == out / "README.md"
+
+
+def test_export_of_the_front_checks_every_artifact_first(make_study, tmp_path):
+    fake = make_study()
+    fake.add(97.0, 8.0, baseline="float32")
+    fake.add(96.5, 2.0, artifact=False)  # on the front, but its file is gone
+    with pytest.raises(UsageError, match=r"trials/1/model.tflite: artifact missing"):
+        export_front(load_study_record(fake.folder), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    empty = make_study(name="empty")
+    empty.add(80.0, 1.0)  # over the budget: no front
+    with pytest.raises(UsageError, match="no feasible completed trial"):
+        export_front(load_study_record(empty.folder), tmp_path / "out2")

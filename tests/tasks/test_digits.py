@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 
 import numpy as np
@@ -58,12 +60,10 @@ def test_second_load_reuses_the_cached_model(
                                digits_task.model.predict(x, verbose=0), atol=1e-5)  # fmt: skip
 
 
-def test_float32_tflite_takes_at_least_a_millisecond(digits_tflite: bytes) -> None:
-    # A requirement, not a benchmark: compression must have time to save, so the
-    # uncompressed file takes >= 1 ms per image on one thread of this CPU class.
+def _median_invoke_s(tflite: bytes) -> float:
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=digits_tflite, num_threads=1)
+    interp = Interpreter(model_content=tflite, num_threads=1)
     interp.allocate_tensors()
     detail = interp.get_input_details()[0]
     image = np.random.default_rng(0).random(detail["shape"], dtype=np.float32)
@@ -74,7 +74,23 @@ def test_float32_tflite_takes_at_least_a_millisecond(digits_tflite: bytes) -> No
         interp.invoke()
         if i >= 30:  # the first invokes pay for XNNPACK's weight packing
             times.append(time.perf_counter() - start)
-    assert np.median(times) >= 1e-3
+    return float(np.median(times))
+
+
+def test_float32_tflite_leaves_compression_time_to_save(digits_tflite: bytes) -> None:
+    # A requirement, not a benchmark: compression must have time to save, so the model's
+    # compute must dwarf the interpreter's fixed cost per invoke. Measured against a
+    # one-layer model on the same input, so it holds on any CPU (digits took ~1.2 ms on the
+    # first VMs, 0.5 ms on later ones; the fixed cost is a few microseconds).
+    import keras
+
+    from devicefit.spaces.convert import to_tflite
+
+    inputs = keras.Input((32, 32, 1))
+    tiny = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+    with contextlib.redirect_stdout(io.StringIO()):
+        overhead = _median_invoke_s(to_tflite(tiny, (1, 32, 32, 1)))
+    assert _median_invoke_s(digits_tflite) >= 20 * overhead
 
 
 def test_tflite_test_accuracy_is_high(digits_task: Task, digits_tflite: bytes) -> None:

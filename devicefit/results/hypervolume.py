@@ -1,0 +1,180 @@
+"""Hypervolume of a study's front: how much of objective space its feasible trials dominate.
+
+The reference point says "no better than doing nothing": the task metric at the edge of
+the metric-drop budget and, on every other objective, the float32 model's own value. A
+trial contributes only where it beats the unmodified model, so the number grows exactly
+when the search finds something worth shipping. Without a float32 trial (or budget), the
+worst eligible value plus a tenth of the range stands in.
+
+Values are handled as minimisation (maximised objectives negated); the volume is in the
+product of the objectives' units, so it is comparable between studies only against one
+reference point (``common_reference``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from devicefit.errors import UsageError
+from devicefit.results.pareto import eligible, float32_baseline
+from devicefit.results.records import StudyRecord, TrialRecord
+
+
+def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """Volume dominated by ``points`` (minimisation) and bounded by ``reference``.
+
+    Exact, by slicing along the last objective (HSO); fine for fronts of hundreds.
+    Points not strictly better than the reference on every objective add nothing.
+    """
+    ref = [float(r) for r in reference]
+    front: list[list[float]] = []
+    for p in points:
+        point = [float(x) for x in p]
+        if all(x < r for x, r in zip(point, ref, strict=True)) and not any(
+            _weakly_dominates(q, point) for q in front
+        ):
+            front = [q for q in front if not _weakly_dominates(point, q)] + [point]
+    return _volume(front, ref)
+
+
+def _volume(points: list[list[float]], ref: list[float]) -> float:
+    if not points:
+        return 0.0
+    if len(ref) == 1:
+        return ref[0] - min(p[0] for p in points)
+    if len(ref) == 2:
+        total, best_y = 0.0, ref[1]
+        for x, y in sorted(points):
+            if y < best_y:
+                total += (ref[0] - x) * (best_y - y)
+                best_y = y
+        return total
+    # Sweep the last axis upwards: between two consecutive cuts, the slab's cross-section
+    # is the (d-1)-volume of every point at or below the lower cut. Only the cross-section's
+    # own non-dominated points matter; dropping the rest keeps the recursion small.
+    ordered = sorted(points, key=lambda p: p[-1])
+    total, section = 0.0, []
+    for i, point in enumerate(ordered):
+        head = point[:-1]
+        if not any(_weakly_dominates(q, head) for q in section):
+            section = [q for q in section if not _weakly_dominates(head, q)] + [head]
+        upper = ordered[i + 1][-1] if i + 1 < len(ordered) else ref[-1]
+        if upper > point[-1]:
+            total += _volume(section, ref[:-1]) * (upper - point[-1])
+    return total
+
+
+def _weakly_dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True))
+
+
+def as_minimised(record: StudyRecord, trial: TrialRecord) -> list[float]:
+    return [
+        -trial.values[o.name] if o.maximize else trial.values[o.name] for o in record.objectives
+    ]
+
+
+def reference_point(record: StudyRecord) -> list[float] | None:
+    """The study's own reference (minimisation space); None before any eligible trial."""
+    points = [as_minimised(record, t) for t in record.trials if eligible(record, t)]
+    if not points:
+        return None
+    worst = [max(column) for column in zip(*points, strict=True)]
+    best = [min(column) for column in zip(*points, strict=True)]
+    # The fallback: nadir plus a tenth of the range (or of the value, for a flat objective).
+    ref = [w + 0.1 * ((w - b) or abs(w) or 1.0) for w, b in zip(worst, best, strict=True)]
+    base = float32_baseline(record)
+    edge = metric_edge(record)
+    if edge is not None:
+        ref[0] = -edge if record.objectives[0].maximize else edge
+    if base is not None and all(o.name in base.values for o in record.objectives):
+        for i, value in enumerate(as_minimised(record, base)[1:], start=1):
+            ref[i] = value
+    return ref
+
+
+def metric_edge(record: StudyRecord) -> float | None:
+    """The worst task metric a feasible trial may have."""
+    base = float32_baseline(record)
+    ref = record.reference_metric
+    if ref is None and base is not None:
+        ref = base.metric(record.objectives)
+    if ref is None or record.max_metric_drop is None:
+        return None
+    drop = record.max_metric_drop
+    return ref - drop if record.metric.higher_is_better else ref + drop
+
+
+def study_hypervolume(record: StudyRecord, reference: Sequence[float] | None = None) -> float:
+    ref = reference if reference is not None else reference_point(record)
+    if ref is None:
+        return 0.0
+    key = f"hypervolume {list(ref)}"
+    if key not in record.cache:
+        points = [as_minimised(record, t) for t in record.trials if eligible(record, t)]
+        record.cache[key] = hypervolume(points, ref)
+    return record.cache[key]
+
+
+@dataclass(frozen=True)
+class HypervolumeStep:
+    trial: int  # the trial whose completion this point follows
+    completed: int  # completed trials so far
+    elapsed_s: float  # since the first trial started
+    hypervolume: float
+
+
+def hypervolume_history(
+    record: StudyRecord, reference: Sequence[float] | None = None
+) -> list[HypervolumeStep]:
+    """The front's hypervolume after each completed trial, in order of completion."""
+    ref = reference if reference is not None else reference_point(record)
+    done = [t for t in record.trials if t.complete and t.datetime_complete is not None]
+    done.sort(key=lambda t: (t.datetime_complete, t.number))
+    starts = [t.datetime_start for t in record.trials if t.datetime_start is not None]
+    origin = min(starts) if starts else None
+    steps: list[HypervolumeStep] = []
+    front: list[list[float]] = []
+    volume = 0.0
+    for i, trial in enumerate(done, start=1):
+        point = as_minimised(record, trial) if eligible(record, trial) else None
+        # Recomputed only when the front changes: a dominated trial leaves the volume as it was.
+        if point is not None and not any(_weakly_dominates(q, point) for q in front):
+            front = [q for q in front if not _weakly_dominates(point, q)] + [point]
+            volume = hypervolume(front, ref) if ref is not None else 0.0
+        elapsed = (trial.datetime_complete - origin).total_seconds() if origin else 0.0
+        steps.append(HypervolumeStep(trial.number, i, elapsed, volume))
+    return steps
+
+
+def objective_roles(record: StudyRecord) -> list[str]:
+    """What each objective measures, device names left out, so studies on other devices align:
+    "metric", then "latency#1", "latency#2", "peak_memory#1", ..."""
+    roles, seen = ["metric:" + record.metric.name], {}
+    for obj in record.objectives[1:]:
+        seen[obj.kind] = seen.get(obj.kind, 0) + 1
+        roles.append(f"{obj.kind}#{seen[obj.kind]}")
+    return roles
+
+
+def common_reference(records: Sequence[StudyRecord]) -> list[float] | None:
+    """One reference point for several studies: the worst of their own, objective by objective.
+
+    Raises UsageError when the studies do not optimise the same kinds of objectives.
+    """
+    first = objective_roles(records[0])
+    for other in records[1:]:
+        roles = objective_roles(other)
+        if roles != first:
+            raise UsageError(
+                f"{other.folder}: objectives {roles} do not match {first} of "
+                f"{records[0].folder}; only studies of the same metric and objective kinds "
+                "can be compared"
+            )
+        if other.directions != records[0].directions:
+            raise UsageError(f"{other.folder}: objective directions differ from the first study")
+    refs = [r for r in (reference_point(rec) for rec in records) if r is not None]
+    if not refs:
+        return None
+    return [max(column) for column in zip(*refs, strict=True)]

@@ -1,0 +1,63 @@
+"""Which search parameters matter for each objective, by Optuna's PED-ANOVA evaluator.
+
+PED-ANOVA (Optuna's default) handles conditional parameters, which is what a technique
+search space is: a rank exists only when low-rank factorization is switched on. It is run
+on an in-memory copy of the completed trials, so any storage (and a study still running
+elsewhere) gives the same answer without writing to it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from devicefit.results.records import StudyRecord
+
+MIN_TRIALS = 8  # below this, a top quantile of 10-20% holds one or two trials: noise
+
+
+@dataclass
+class Importances:
+    by_objective: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> param -> w
+    reason: str = ""  # why there are none, when there are none
+
+
+def param_importances(record: StudyRecord) -> Importances:
+    import optuna
+
+    done = [
+        t
+        for t in record.trials
+        if t.complete and t.params and len(t.values) == len(record.objectives)
+    ]
+    if len(done) < MIN_TRIALS:
+        return Importances(
+            reason=f"{len(done)} completed trials with parameters; need {MIN_TRIALS}"
+        )
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        study = optuna.create_study(directions=record.directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for t in done:
+        values = [t.values[o.name] for o in record.objectives]
+        study.add_trial(
+            optuna.trial.create_trial(params=t.params, distributions=t.distributions, values=values)
+        )
+    out = Importances()
+    for i, obj in enumerate(record.objectives):
+        sign = -1.0 if obj.maximize else 1.0  # the evaluator assumes lower is better
+
+        def target(trial: optuna.trial.FrozenTrial, i: int = i, sign: float = sign) -> float:
+            return sign * trial.values[i]
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = optuna.importance.get_param_importances(study, target=target)
+        except (ValueError, RuntimeError) as exc:  # e.g. every trial has the same value
+            out.reason = f"{obj.name}: {exc}"
+            continue
+        out.by_objective[obj.name] = {k: float(v) for k, v in found.items()}
+    return out

@@ -1,0 +1,79 @@
+"""``devicefit report --serve``: the report on http://127.0.0.1:PORT/, rebuilt as the study grows.
+
+Only loopback is bound: a report names devices, storage folders and models, which is not
+for the whole network. The page of a running study reloads itself; each request for it
+rebuilds it from the storage when the copy on disk is older than a few seconds, so a study
+driven from another machine (a cluster) is shown live too.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devicefit.errors import UsageError
+
+REBUILD_AFTER_S = 5.0  # a burst of reloads rebuilds once
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    page = "report.html"
+    rebuild: Callable[[], None] | None = None
+    state: dict[str, Any] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path in ("/", ""):
+            self.send_response(302)
+            self.send_header("Location", "/" + self.page)
+            self.end_headers()
+            return
+        if self.path.split("?", 1)[0] == "/" + self.page and self.rebuild is not None:
+            self._maybe_rebuild()
+        super().do_GET()
+
+    def _maybe_rebuild(self) -> None:
+        with self.state["lock"]:
+            if time.monotonic() - self.state["built"] < REBUILD_AFTER_S:
+                return
+            try:
+                self.rebuild()  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - serve the last good page instead
+                self.log_error("report not rebuilt: %s", exc)
+            self.state["built"] = time.monotonic()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # one line per request would drown the URL the user needs
+
+
+def make_server(
+    folder: Path, page: str, port: int, rebuild: Callable[[], None] | None
+) -> http.server.ThreadingHTTPServer:
+    state = {"lock": threading.Lock(), "built": time.monotonic()}
+    handler = type(
+        "ReportHandler",
+        (_Handler,),
+        {"page": page, "rebuild": staticmethod(rebuild) if rebuild else None, "state": state},
+    )
+    try:
+        return http.server.ThreadingHTTPServer(
+            ("127.0.0.1", port), functools.partial(handler, directory=str(folder))
+        )
+    except OSError as exc:
+        raise UsageError(f"--port {port}: cannot listen on 127.0.0.1 ({exc.strerror})") from None
+
+
+def serve_forever(server: http.server.ThreadingHTTPServer, on_ready: Callable[[str], None]) -> int:
+    host, port = server.server_address[:2]
+    on_ready(f"http://{host}:{port}/")
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,194 @@
+"""One trial in full, for the report's detail view: plan step by step, every measurement,
+per-layer MACs before and after, and the command that takes the model out."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from devicefit.results.pareto import compare, float32_baseline
+from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.table import NA, fmt_num, fmt_signed, fmt_speedup
+from devicefit.search import attrs
+
+MEASUREMENT_FIELDS = (
+    ("median_ms", "median ms"),
+    ("p90_ms", "p90 ms"),
+    ("min_ms", "min ms"),
+    ("std_ms", "std ms"),
+    ("count", "runs"),
+    ("threads", "threads"),
+    ("peak_memory_mb", "peak memory MB"),
+    ("energy_per_inference_mj", "energy mJ/inference"),
+    ("temperature_after_c", "temperature after °C"),
+    ("runtime", "runtime"),
+    ("device", "pool member"),
+)
+
+
+@dataclass
+class LayerMacs:
+    layer: str
+    before: int | None  # None: a layer the original model did not have
+    after: int  # of every candidate layer that replaced it
+
+
+def original_layer_macs(record: StudyRecord) -> dict[str, int]:
+    """Per-layer MACs of the searched model: the float32 trial's, else ``inspect.json``'s."""
+    base = float32_baseline(record)
+    if base is not None and base.metrics.get("layer_macs"):
+        return {k: int(v) for k, v in base.metrics["layer_macs"].items()}
+    path = Path(record.folder) / attrs.INSPECT_FILE
+    try:
+        layers = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(r["name"]): int(r["macs"]) for r in layers if r.get("macs")}
+
+
+def layer_macs_table(before: dict[str, int], after: dict[str, int]) -> list[LayerMacs]:
+    """Candidate layers attributed to the original layer they came from.
+
+    A rewrite keeps the replaced layer's name on one part and calls the others
+    ``<name>_<suffix>`` (``conv1_lowrank``, ``conv1_crop``): the longest original name that
+    prefixes a new layer's name owns it. Original layers that disappeared show 0 after.
+    """
+    rows = {name: LayerMacs(name, macs, 0) for name, macs in before.items()}
+    by_length = sorted(before, key=len, reverse=True)
+    for name, macs in after.items():
+        owner = (
+            name if name in rows else next((o for o in by_length if name.startswith(o + "_")), None)
+        )
+        if owner is None:
+            rows[name] = LayerMacs(name, None, 0)
+            owner = name
+        rows[owner].after += macs
+    return list(rows.values())
+
+
+def export_command(record: StudyRecord, trial: TrialRecord) -> str:
+    folder = shlex.quote(str(record.folder))
+    return f"devicefit export {folder} --trial {trial.number} --out export/trial-{trial.number}"
+
+
+def detail_html(
+    record: StudyRecord, trial: TrialRecord, status: str, before: dict[str, int]
+) -> str:
+    """A section shown when the page's address ends in ``#trial-<N>`` (CSS :target)."""
+    parts = [f'<section class="detail" id="trial-{trial.number}">']
+    title = f"Trial #{trial.number}: {trial.plan_short or 'original model'}"
+    parts.append(f"<h3>{escape(title)} <a href='#trials'>(back to the table)</a></h3>")
+    parts.append(f"<p>{escape(_summary(record, trial, status))}</p>")
+    if trial.fail_reason:
+        parts.append(f"<p class='fail'>Failed: {escape(trial.fail_reason)}</p>")
+    parts.append("<h4>Plan, step by step</h4>" + _plan_html(trial))
+    notes = trial.metrics.get("notes") or []
+    if notes:
+        parts.append("<h4>What the techniques did</h4><ul>")
+        parts += [f"<li>{escape(str(n))}</li>" for n in notes]
+        parts.append("</ul>")
+    if trial.complete:
+        parts.append("<h4>Measurements</h4>" + _measurements_html(record, trial))
+        after = trial.metrics.get("layer_macs") or {}
+        parts.append("<h4>MACs per layer, before and after</h4>")
+        parts.append(_layers_html(before, after))
+        parts.append("<h4>Take it out</h4>")
+        parts.append(f"<pre class='cmd'>{escape(export_command(record, trial))}</pre>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _summary(record: StudyRecord, trial: TrialRecord, status: str) -> str:
+    bits = [f"{trial.state.lower()}, {status}"]
+    if trial.baseline:
+        bits.append(f"baseline {trial.baseline}")
+    if trial.recipe:
+        bits.append(f"recipe {trial.recipe}")
+    if trial.retry_of is not None:
+        bits.append(f"re-run of trial #{trial.retry_of}")
+    if trial.complete:
+        cmp = compare(record, trial)
+        unit = f" {record.metric.unit}" if record.metric.unit else ""
+        bits.append(f"{record.metric.name} {fmt_num(trial.metric(record.objectives))}{unit}")
+        bits.append(f"{fmt_signed(cmp.metric_change)}{unit} vs {cmp.reference or 'n/a'}")
+        bits += [f"{fmt_speedup(s)} on {d}" for d, s in cmp.speedup.items()]
+    return "; ".join(bits)
+
+
+def _plan_html(trial: TrialRecord) -> str:
+    plan = trial.plan or {}
+    steps = plan.get("steps") or []
+    if not steps:
+        return "<p>No compression steps (the original model).</p>"
+    items = []
+    for step in steps:
+        params = ", ".join(f"{k}={_value(v)}" for k, v in sorted(step.get("params", {}).items()))
+        items.append(f"<li><code>{escape(step['technique'])}</code> {escape(params)}</li>")
+    epochs = plan.get("finetune_epochs", 0)
+    return f"<ol>{''.join(items)}</ol><p>Fine-tuning epochs: {escape(str(epochs))}</p>"
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, dict | list) else str(v)
+
+
+def _measurements_html(record: StudyRecord, trial: TrialRecord) -> str:
+    devices = [o.device for o in record.latency_objectives if o.device]
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in MEASUREMENT_FIELDS)
+    rows = []
+    for dev in devices:
+        lat = trial.latency(dev)
+        cells = "".join(f"<td>{escape(_cell(lat.get(key)))}</td>" for key, _ in MEASUREMENT_FIELDS)
+        rows.append(f"<tr><th>{escape(dev)}</th>{cells}</tr>")
+        for key, why in (lat.get("unavailable") or {}).items():
+            rows.append(
+                f"<tr><td></td><td colspan='99'>{escape(key)}: {escape(str(why))}</td></tr>"
+            )
+    m = trial.metrics
+    size = (
+        f"size {_cell(m.get('size_bytes'))} bytes, MACs {_cell(m.get('macs'))}, "
+        f"parameters {_cell(m.get('params'))}"
+    )
+    table = (
+        f"<table><thead><tr><th>device</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    return table + f"<p>{escape(size)}</p>"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return NA
+    if isinstance(value, float):
+        return fmt_num(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _layers_html(before: dict[str, int], after: dict[str, int]) -> str:
+    if not after:
+        return "<p>Not recorded for this trial.</p>"
+    rows = layer_macs_table(before, after)
+    body = []
+    for r in rows:
+        ratio = f"{r.after / r.before:.2f}×" if r.before else NA
+        cls = " class='changed'" if r.before != r.after else ""
+        body.append(
+            f"<tr{cls}><td>{escape(r.layer)}</td><td>{_cell(r.before)}</td>"
+            f"<td>{_cell(r.after)}</td><td>{ratio}</td></tr>"
+        )
+    total_b, total_a = sum(before.values()), sum(after.values())
+    ratio = f"{total_a / total_b:.2f}×" if total_b else NA
+    body.append(
+        f"<tr class='total'><th>total</th><th>{_cell(total_b)}</th><th>{_cell(total_a)}</th>"
+        f"<th>{ratio}</th></tr>"
+    )
+    return (
+        "<table class='layers'><thead><tr><th>layer</th><th>MACs before</th><th>MACs after</th>"
+        f"<th>after / before</th></tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )

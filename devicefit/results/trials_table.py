@@ -1,0 +1,95 @@
+"""The report's table of every trial: each metric in its own sortable column.
+
+Cells carry their raw number in ``data-v`` so the page sorts numerically whatever the
+display rounding; a column appears only if some trial has a value for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from devicefit.results.pareto import compare, status
+from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.table import NA, fmt_num, fmt_signed
+
+DEVICE_FIELDS = (
+    ("median_ms", "median ms"),
+    ("p90_ms", "p90 ms"),
+    ("std_ms", "std ms"),
+    ("count", "runs"),
+    ("peak_memory_mb", "peak MB"),
+    ("energy_per_inference_mj", "energy mJ"),
+    ("temperature_after_c", "temp °C"),
+)
+
+
+@dataclass
+class Column:
+    header: str
+    value: Callable[[TrialRecord], Any]
+    text: Callable[[Any], str] = lambda v: fmt_num(v) if isinstance(v, float) else _plain(v)
+    numeric: bool = True
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return NA
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
+    unit = f" {record.metric.unit}" if record.metric.unit else ""
+    cols = [
+        Column("status", lambda t: status(record, t, front_numbers), numeric=False),
+        Column(f"{record.metric.name}{unit}", lambda t: t.metric(record.objectives)),
+        Column(
+            "Δ vs float32",
+            lambda t: compare(record, t).metric_change if t.complete else None,
+            text=fmt_signed,
+        ),
+    ]
+    devices = [o.device for o in record.latency_objectives if o.device]
+    for dev in devices:
+        prefix = f"{dev} " if len(devices) > 1 else ""
+        for key, label in DEVICE_FIELDS:
+            if any(t.latency(dev).get(key) is not None for t in record.trials):
+                cols.append(Column(prefix + label, lambda t, d=dev, k=key: t.latency(d).get(k)))
+    cols += [
+        Column("size KB", lambda t: _scaled(t.metrics.get("size_bytes"), 1024.0)),
+        Column("MACs M", lambda t: _scaled(t.metrics.get("macs"), 1e6)),
+        Column("params", lambda t: t.metrics.get("params")),
+        Column("plan", lambda t: t.plan_short or ("(original)" if t.plan else ""), numeric=False),
+        Column("fail reason", lambda t: t.fail_reason or "", numeric=False),
+    ]
+    return cols
+
+
+def _scaled(value: Any, scale: float) -> float | None:
+    return value / scale if isinstance(value, int | float) else None
+
+
+def trials_table_html(record: StudyRecord, front_numbers: set[int]) -> str:
+    cols = columns(record, front_numbers)
+    head = "<th data-type='num'>#</th>" + "".join(
+        f"<th data-type='{'num' if c.numeric else 'text'}'>{escape(c.header)}</th>" for c in cols
+    )
+    body = []
+    for t in record.trials:
+        label = str(t.number) + (f" ({t.baseline})" if t.baseline else "")
+        cells = [f"<td data-v='{t.number}'><a href='#trial-{t.number}'>{escape(label)}</a></td>"]
+        for c in cols:
+            value = c.value(t)
+            text = escape(c.text(value)) if value not in (None, "") else (NA if c.numeric else "")
+            number = f" data-v='{value!r}'" if isinstance(value, int | float) else ""
+            cells.append(f"<td{number}>{text}</td>")
+        st = escape(status(record, t, front_numbers))
+        body.append(f"<tr data-status='{st}' data-n='{t.number}'>{''.join(cells)}</tr>")
+    return (
+        f"<table id='trials-table' class='sortable'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
