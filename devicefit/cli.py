@@ -275,26 +275,27 @@ def _report(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--out: only with --compare (a study's report goes into its folder)")
     folder, storage = Path(args.folder), _storage(args.storage)
     record = load_study_record(folder, storage)
+
+    def rebuild() -> None:
+        fresh = load_study_record(folder, storage)
+        write_report(fresh, folder, live=fresh.running)
+
+    # The port first: a taken port must fail before anything is written.
+    server = _report_server(args, folder, "report.html", rebuild)
     # With --format, stdout carries only the requested text; everything else goes to stderr.
     notes = _stderr_console() if args.format else console
     if args.format:
         sys.stdout.write(formatted(record, args.format))
     else:
         print_report(record, console)
-    for path in write_report(record, folder, live=record.running).values():
-        notes.print(f"wrote {path}")
-    if not args.serve:
-        return 0
-    from devicefit.results.serve import make_server, serve_forever
-
-    def rebuild() -> None:
-        fresh = load_study_record(folder, storage)
-        write_report(fresh, folder, live=fresh.running)
-
-    server = make_server(folder, "report.html", args.port, rebuild)
-    return serve_forever(
-        server, lambda url: notes.print(f"serving {url}report.html (Ctrl-C stops)")
-    )
+    try:
+        for path in write_report(record, folder, live=record.running).values():
+            notes.print(f"wrote {path}")
+    except OSError as exc:
+        if server is not None:
+            server.server_close()
+        raise UsageError(f"{folder}: cannot write the report files ({exc.strerror})") from None
+    return _serve(server, "report.html", notes)
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
@@ -316,19 +317,38 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out or "compare.html")
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give the HTML file to write")
+    server = _report_server(args, out.parent.resolve(), out.name, None)
     notes = _stderr_console() if args.format else console
     if args.format:
         sys.stdout.write(comparison_json(comparison))
     else:
         console.print(comparison_table(comparison))
         console.print(reference_text(comparison))
-    notes.print(f"wrote {write_comparison(comparison, out)}")
-    if not args.serve:
-        return 0
-    from devicefit.results.serve import make_server, serve_forever
+    try:
+        notes.print(f"wrote {write_comparison(comparison, out)}")
+    except OSError as exc:
+        if server is not None:
+            server.server_close()
+        raise UsageError(f"--out {out}: cannot write ({exc.strerror})") from None
+    return _serve(server, out.name, notes)
 
-    server = make_server(out.parent.resolve(), out.name, args.port, None)
-    return serve_forever(server, lambda url: notes.print(f"serving {url}{out.name} (Ctrl-C stops)"))
+
+def _report_server(args: argparse.Namespace, folder: Path, page: str, rebuild: Any) -> Any:
+    if not args.serve:
+        return None
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: must be 0 (any free port) to 65535")
+    from devicefit.results.serve import make_server
+
+    return make_server(folder, page, args.port, rebuild)
+
+
+def _serve(server: Any, page: str, notes: Console) -> int:
+    if server is None:
+        return 0
+    from devicefit.results.serve import serve_forever
+
+    return serve_forever(server, lambda url: notes.print(f"serving {url}{page} (Ctrl-C stops)"))
 
 
 def _stderr_console() -> Console:

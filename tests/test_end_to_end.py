@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -102,6 +103,13 @@ def test_search_report_export(tmp_path: Path) -> None:
     assert (out / "model.tflite").read_bytes() == (
         folder / "trials" / str(number) / "model.tflite"
     ).read_bytes()
+    # The Keras model before conversion comes out too, and loads as a working model.
+    import keras
+
+    model = keras.models.load_model(out / "model.keras")
+    assert model.predict(np.zeros((2, 32, 32, 1), np.float32), verbose=0).shape == (2, 10)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["keras_model"]["bytes"] == (out / "model.keras").stat().st_size
 
 
 def test_kill_driver_then_resume(tmp_path: Path) -> None:

@@ -12,7 +12,12 @@ from rich.table import Table
 
 from devicefit.errors import UsageError
 from devicefit.results._io import write_atomic
-from devicefit.results.hypervolume import common_reference, study_hypervolume
+from devicefit.results.hypervolume import (
+    align_objectives,
+    common_reference,
+    reference_for,
+    study_hypervolume,
+)
 from devicefit.results.pareto import pareto_front
 from devicefit.results.records import StudyRecord
 from devicefit.results.report import finite, front_member, reference_values
@@ -22,19 +27,42 @@ from devicefit.results.table import headline
 @dataclass
 class StudyComparison:
     records: list[StudyRecord]
+    labels: list[str]  # the study names, or their folders where two names are the same
+    perms: list[list[int]]  # each study's index of each of the first study's objectives
     reference: list[float] | None  # minimisation space, the objectives of the first study
     volumes: list[float]
+
+    @property
+    def same_devices(self) -> bool:
+        devices = [sorted(o.device or "" for o in r.objectives) for r in self.records]
+        return all(d == devices[0] for d in devices)
+
+    def caveat(self) -> str:
+        """Absolute latencies favour the faster device; say so when devices differ."""
+        if self.same_devices:
+            return ""
+        return (
+            "The studies ran on different devices: their hypervolumes compare absolute "
+            "latencies, so a faster device scores higher whatever the search found; each "
+            "study's headline gives its speed-up over its own float32 model."
+        )
 
 
 def compare_studies(records: Sequence[StudyRecord]) -> StudyComparison:
     if len(records) < 2:
         raise UsageError("--compare: give at least two results folders")
+    where = [(str(Path(r.folder).resolve()), r.storage, r.name) for r in records]
+    if len(set(where)) != len(where):
+        raise UsageError("--compare: a study is given twice")
     names = [r.name for r in records]
-    if len(set(names)) != len(names):
-        raise UsageError(f"--compare: a study is given twice ({', '.join(names)})")
-    ref = common_reference(records)
-    volumes = [study_hypervolume(r, ref) if ref is not None else 0.0 for r in records]
-    return StudyComparison(list(records), ref, volumes)
+    labels = names if len(set(names)) == len(names) else [str(r.folder) for r in records]
+    perms = align_objectives(records)
+    ref = common_reference(records, perms)
+    volumes = [
+        study_hypervolume(r, reference_for(ref, perm)) if ref is not None else 0.0
+        for r, perm in zip(records, perms, strict=True)
+    ]
+    return StudyComparison(list(records), labels, perms, ref, volumes)
 
 
 def comparison_json(c: StudyComparison) -> str:
@@ -43,7 +71,7 @@ def comparison_json(c: StudyComparison) -> str:
         "reference_point": reference_values(first, c.reference),
         "studies": [
             {
-                "study": r.name,
+                "study": label,
                 "folder": str(r.folder),
                 "devices": list(r.devices),
                 "objectives": [o.name for o in r.objectives],
@@ -51,8 +79,11 @@ def comparison_json(c: StudyComparison) -> str:
                 "headline": headline(r, front),
                 "front": [front_member(r, t) for t in front],
             }
-            for r, volume, front in zip(c.records, c.volumes, _fronts(c), strict=True)
+            for label, r, volume, front in zip(
+                c.labels, c.records, c.volumes, _fronts(c), strict=True
+            )
         ],
+        "note": c.caveat() or None,
     }
     return json.dumps(finite(doc), indent=2, allow_nan=False) + "\n"
 
@@ -61,9 +92,9 @@ def comparison_table(c: StudyComparison) -> Table:
     table = Table(title="Studies compared (hypervolume against one reference point)")
     for header in ("study", "devices", "completed", "on the front", "hypervolume"):
         table.add_column(header, justify="left" if header in ("study", "devices") else "right")
-    for r, volume, front in zip(c.records, c.volumes, _fronts(c), strict=True):
+    for label, r, volume, front in zip(c.labels, c.records, c.volumes, _fronts(c), strict=True):
         done = sum(t.complete for t in r.trials)
-        table.add_row(r.name, ", ".join(r.devices), str(done), str(len(front)), f"{volume:.6g}")
+        table.add_row(label, ", ".join(r.devices), str(done), str(len(front)), f"{volume:.6g}")
     return table
 
 
@@ -71,13 +102,14 @@ def reference_text(c: StudyComparison) -> str:
     values = reference_values(c.records[0], c.reference)
     if values is None:
         return "No study has a feasible trial yet: no reference point."
-    return "Reference point: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+    text = "Reference point: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+    return text + (f"\n{c.caveat()}" if c.caveat() else "")
 
 
 def write_comparison(c: StudyComparison, path: Path) -> Path:
     from devicefit.results.report_html import compare_html
 
-    return write_atomic(Path(path), compare_html(c.records, c.reference, c.volumes))
+    return write_atomic(Path(path), compare_html(c))
 
 
 def _fronts(c: StudyComparison) -> list[list]:

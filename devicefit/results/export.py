@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from devicefit.errors import UsageError
 from devicefit.results._io import copy_atomic, write_atomic
 from devicefit.results.pareto import compare, pareto_front
 from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.report import finite
 from devicefit.results.table import fmt_num, fmt_signed, fmt_speedup
 from devicefit.search import attrs
 
@@ -31,17 +35,33 @@ def export_trial(record: StudyRecord, trial_number: int, out_dir: Path) -> list[
 
 
 def export_front(record: StudyRecord, out_dir: Path) -> list[Path]:
-    """Every Pareto-front member into ``out_dir/trial-<N>/``, plus an index ``README.md``."""
+    """Every Pareto-front member into ``out_dir/trial-<N>/``, plus an index ``README.md``.
+
+    All or nothing: written into a temporary sibling folder, renamed into place at the end;
+    ``out_dir`` must not exist or be empty, so no member of an older front is left beside.
+    """
     front = pareto_front(record)
     if not front:
         raise UsageError(f"{record.folder}: no feasible completed trial, so no front to export")
     out_dir = _out_folder(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise UsageError(f"{out_dir}: not empty; --pareto writes a whole folder, give a new one")
     for trial in front:  # check every artifact first: nothing is written for a broken study
         _artifact(record, trial)
-    written: list[Path] = []
-    for trial in front:
-        written += _export(record, trial, out_dir / f"trial-{trial.number}")
-    return [*written, write_atomic(out_dir / "README.md", _front_index(record, front))]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        written: list[Path] = []
+        for trial in front:
+            written += _export(record, trial, tmp / f"trial-{trial.number}")
+        written.append(write_atomic(tmp / "README.md", _front_index(record, front)))
+        if out_dir.is_dir():
+            out_dir.rmdir()  # empty, checked above
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out_dir / p.relative_to(tmp) for p in written]
 
 
 def _out_folder(out_dir: Path) -> Path:
@@ -66,9 +86,11 @@ def _export(record: StudyRecord, trial: TrialRecord, out_dir: Path) -> list[Path
     written = [copy_atomic(src, out_dir / MODEL_FILE)]
     if keras_src.is_file():
         written.append(copy_atomic(keras_src, out_dir / KERAS_FILE))
+    else:  # an earlier export's Keras model must not pass for this trial's
+        (out_dir / KERAS_FILE).unlink(missing_ok=True)
     return written + [
         write_atomic(out_dir / CARD_MD, card_markdown(card)),
-        write_atomic(out_dir / CARD_JSON, json.dumps(card, indent=2, default=str) + "\n"),
+        write_atomic(out_dir / CARD_JSON, json.dumps(finite(card), indent=2, default=str) + "\n"),
     ]
 
 

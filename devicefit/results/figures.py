@@ -87,8 +87,6 @@ def front_figure(record: StudyRecord, front: Sequence[TrialRecord]) -> go.Figure
             ]
             if not members:
                 continue
-            if key == "front" and k == 2:
-                members.sort(key=lambda t: t.values[xo.name])
             fig.add_trace(
                 go.Scatter(
                     x=[t.values[xo.name] for t in members],
@@ -100,7 +98,7 @@ def front_figure(record: StudyRecord, front: Sequence[TrialRecord]) -> go.Figure
                     showlegend=index == 0,
                     customdata=[_custom(record, t, front_numbers) for t in members],
                     hovertemplate=hover,
-                    **_style(key, k == 2),
+                    **_style(key, [status(record, t, front_numbers) for t in members]),
                 ),
                 row=row,
                 col=col,
@@ -109,6 +107,8 @@ def front_figure(record: StudyRecord, front: Sequence[TrialRecord]) -> go.Figure
         fig.update_yaxes(title_text=axis_label(yo), row=row, col=col)
         if yi == 0:
             _metric_axis(fig, record, row, col)
+    if k == 2:
+        _staircase(fig, record, front)
     fig.update_layout(
         template="plotly_white",
         height=max(460, 330 * size),
@@ -187,26 +187,44 @@ def _custom(record: StudyRecord, t: TrialRecord, front_numbers: set[int]) -> lis
     ]
 
 
-def _style(key: str, two_objectives: bool) -> dict[str, object]:
+def _style(key: str, statuses: list[str]) -> dict[str, object]:
     if key.startswith(("baseline ", "recipe ")):
         kind, label = key.split(" ", 1)
-        marker: dict[str, object] = {"size": 13, "line": {"width": 1, "color": "#333"}}
-        if kind == "baseline":
-            marker |= {"color": BASELINE_COLOR, "symbol": BASELINE_SYMBOLS.get(label, "hexagon")}
-        else:
-            marker |= {"color": RECIPE_COLOR, "symbol": "triangle-up"}
-        # The label says which reference it is without hovering.
+        colour = BASELINE_COLOR if kind == "baseline" else RECIPE_COLOR
+        symbol = BASELINE_SYMBOLS.get(label, "hexagon") if kind == "baseline" else "triangle-up"
+        # Its own symbol and label always; its colour only while it is on the front, so a
+        # dominated or infeasible reference recedes like any other trial.
+        marker = {
+            "size": 13,
+            "line": {"width": 1, "color": "#333"},
+            "symbol": symbol,
+            "color": [
+                colour if st == "front" else STYLES.get(st, STYLES["dominated"])["color"]
+                for st in statuses
+            ],
+        }
         return {
             "mode": "markers+text",
             "marker": marker,
             "text": label,
             "textposition": "top center",
         }
-    style = dict(STYLES[key])
-    if key == "front" and two_objectives:
-        # With two objectives the plot is the whole front: draw its staircase.
-        return {"mode": "lines+markers", "marker": style, "line": {"shape": "hv", "width": 1}}
-    return {"mode": "markers", "marker": style}
+    return {"mode": "markers", "marker": dict(STYLES[key])}
+
+
+def _staircase(fig: go.Figure, record: StudyRecord, front: Sequence[TrialRecord]) -> None:
+    """With two objectives the panel is the whole front: join every member (baselines and
+    recipes on it included) into its staircase. A shape, not a trace: it adds no points."""
+    xo, yo = record.objectives[1], record.objectives[0]
+    members = sorted(front, key=lambda t: (t.values[xo.name], t.values[yo.name]))
+    if len(members) < 2:
+        return
+    path = f"M {members[0].values[xo.name]},{members[0].values[yo.name]}"
+    for t in members[1:]:
+        path += f" H {t.values[xo.name]} V {t.values[yo.name]}"
+    fig.add_shape(
+        type="path", path=path, line={"color": STYLES["front"]["color"], "width": 1}, layer="below"
+    )
 
 
 def hypervolume_figure(
@@ -323,9 +341,15 @@ def importance_figure(by_objective: dict[str, dict[str, float]]) -> go.Figure:
 
 
 def compare_figure(
-    records: Sequence[StudyRecord], fronts: Sequence[Sequence[TrialRecord]]
+    records: Sequence[StudyRecord],
+    fronts: Sequence[Sequence[TrialRecord]],
+    labels: Sequence[str],
+    perms: Sequence[Sequence[int]],
 ) -> go.Figure:
-    """The fronts of several studies in one panel per objective pair, one colour per study."""
+    """The fronts of several studies in one panel per objective pair, one colour per study.
+
+    ``perms[s][i]``: study s's index of the first study's objective i (see align_objectives).
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -334,16 +358,17 @@ def compare_figure(
     size = max(1, k - 1)
     fig = make_subplots(rows=size, cols=size, horizontal_spacing=0.06, vertical_spacing=0.08)
     for index, (row, col, xi, yi) in enumerate(panels(first)):
-        for s, (record, front) in enumerate(zip(records, fronts, strict=True)):
-            xo, yo = record.objectives[xi], record.objectives[yi]
+        studies = zip(records, fronts, labels, perms, strict=True)
+        for s, (record, front, label, perm) in enumerate(studies):
+            xo, yo = record.objectives[perm[xi]], record.objectives[perm[yi]]
             members = sorted(front, key=lambda t: t.values[xo.name])
             colour = PALETTE[s % len(PALETTE)]
             fig.add_trace(
                 go.Scatter(
                     x=[t.values[xo.name] for t in members],
                     y=[t.values[yo.name] for t in members],
-                    name=record.name,
-                    legendgroup=record.name,
+                    name=label,
+                    legendgroup=label,
                     showlegend=index == 0,
                     mode="lines+markers" if k == 2 else "markers",
                     line={"shape": "hv", "color": colour, "width": 1},
@@ -351,22 +376,30 @@ def compare_figure(
                     customdata=[
                         [t.number, html.escape(t.plan_short or "original")] for t in members
                     ],
-                    hovertemplate=html.escape(record.name)
+                    hovertemplate=html.escape(label)
                     + " #%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
                 ),
                 row=row,
                 col=col,
             )
-        # Device names differ between compared studies; the axis says what kind it is.
-        xo, yo = first.objectives[xi], first.objectives[yi]
-        fig.update_xaxes(title_text=_kind_label(xo), row=row, col=col)
-        fig.update_yaxes(title_text=_kind_label(yo), row=row, col=col)
+        # Device names may differ between compared studies; then the axis says the kind.
+        fig.update_xaxes(title_text=_shared_label(records, perms, xi), row=row, col=col)
+        fig.update_yaxes(title_text=_shared_label(records, perms, yi), row=row, col=col)
     fig.update_layout(
         template="plotly_white",
         height=max(460, 330 * size),
         legend={"orientation": "h", "y": -0.12},
+        margin={"t": 30},
     )
     return fig
+
+
+def _shared_label(
+    records: Sequence[StudyRecord], perms: Sequence[Sequence[int]], index: int
+) -> str:
+    obj = records[0].objectives[index]
+    names = {r.objectives[p[index]].name for r, p in zip(records, perms, strict=True)}
+    return axis_label(obj) if len(names) == 1 else _kind_label(obj)
 
 
 def _kind_label(obj: Objective) -> str:

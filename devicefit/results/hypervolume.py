@@ -13,6 +13,7 @@ reference point (``common_reference``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,7 +89,9 @@ def reference_point(record: StudyRecord) -> list[float] | None:
     edge = metric_edge(record)
     if edge is not None:
         ref[0] = -edge if record.objectives[0].maximize else edge
-    if base is not None and all(o.name in base.values for o in record.objectives):
+    if base is not None and all(
+        math.isfinite(base.values.get(o.name, math.nan)) for o in record.objectives
+    ):
         for i, value in enumerate(as_minimised(record, base)[1:], start=1):
             ref[i] = value
     return ref
@@ -126,31 +129,40 @@ class HypervolumeStep:
 
 
 def hypervolume_history(
-    record: StudyRecord, reference: Sequence[float] | None = None
+    record: StudyRecord, reference: Sequence[float] | None = None, max_points: int = 200
 ) -> list[HypervolumeStep]:
-    """The front's hypervolume after each completed trial, in order of completion."""
+    """The front's hypervolume after each completed trial, in order of completion.
+
+    Long studies are sampled at ``max_points`` evenly spaced completions (the last always
+    included): with many objectives one exact volume of a large front takes a second.
+    """
     ref = reference if reference is not None else reference_point(record)
     done = [t for t in record.trials if t.complete and t.datetime_complete is not None]
     done.sort(key=lambda t: (t.datetime_complete, t.number))
     starts = [t.datetime_start for t in record.trials if t.datetime_start is not None]
     origin = min(starts) if starts else None
+    keep = {round(i * (len(done) - 1) / (max_points - 1)) for i in range(max_points)}
     steps: list[HypervolumeStep] = []
     front: list[list[float]] = []
-    volume = 0.0
-    for i, trial in enumerate(done, start=1):
+    volume, changed = 0.0, False
+    for i, trial in enumerate(done):
         point = as_minimised(record, trial) if eligible(record, trial) else None
-        # Recomputed only when the front changes: a dominated trial leaves the volume as it was.
+        # A dominated trial leaves the volume as it was: recomputed only if the front changed.
         if point is not None and not any(_weakly_dominates(q, point) for q in front):
             front = [q for q in front if not _weakly_dominates(point, q)] + [point]
-            volume = hypervolume(front, ref) if ref is not None else 0.0
+            changed = True
+        if i not in keep:
+            continue
+        if changed and ref is not None:
+            volume, changed = hypervolume(front, ref), False
         elapsed = (trial.datetime_complete - origin).total_seconds() if origin else 0.0
-        steps.append(HypervolumeStep(trial.number, i, elapsed, volume))
+        steps.append(HypervolumeStep(trial.number, i + 1, elapsed, volume))
     return steps
 
 
 def objective_roles(record: StudyRecord) -> list[str]:
     """What each objective measures, device names left out, so studies on other devices align:
-    "metric", then "latency#1", "latency#2", "peak_memory#1", ..."""
+    "metric:<name>", then "latency#1", "latency#2", "peak_memory#1", ..."""
     roles, seen = ["metric:" + record.metric.name], {}
     for obj in record.objectives[1:]:
         seen[obj.kind] = seen.get(obj.kind, 0) + 1
@@ -158,23 +170,54 @@ def objective_roles(record: StudyRecord) -> list[str]:
     return roles
 
 
-def common_reference(records: Sequence[StudyRecord]) -> list[float] | None:
-    """One reference point for several studies: the worst of their own, objective by objective.
+def align_objectives(records: Sequence[StudyRecord]) -> list[list[int]]:
+    """For each study, the index of each of the first study's objectives in it.
 
-    Raises UsageError when the studies do not optimise the same kinds of objectives.
+    Studies with the same objective names (the same devices) align by name, whatever their
+    order; otherwise by kind and position ("the first device's latency"). Raises UsageError
+    when the studies do not optimise the same metric and kinds of objectives.
     """
-    first = objective_roles(records[0])
-    for other in records[1:]:
-        roles = objective_roles(other)
-        if roles != first:
+    first = records[0]
+    names = [o.name for o in first.objectives]
+    roles = objective_roles(first)
+    out = []
+    for other in records:
+        other_names = [o.name for o in other.objectives]
+        if sorted(other_names) == sorted(names) and other.metric.name == first.metric.name:
+            perm = [other_names.index(n) for n in names]
+        elif objective_roles(other) == roles:
+            perm = list(range(len(names)))
+        else:
             raise UsageError(
-                f"{other.folder}: objectives {roles} do not match {first} of "
-                f"{records[0].folder}; only studies of the same metric and objective kinds "
+                f"{other.folder}: objectives {objective_roles(other)} do not match {roles} of "
+                f"{first.folder}; only studies of the same metric and objective kinds "
                 "can be compared"
             )
-        if other.directions != records[0].directions:
+        if [other.objectives[j].direction for j in perm] != first.directions:
             raise UsageError(f"{other.folder}: objective directions differ from the first study")
-    refs = [r for r in (reference_point(rec) for rec in records) if r is not None]
+        out.append(perm)
+    return out
+
+
+def common_reference(
+    records: Sequence[StudyRecord], perms: Sequence[Sequence[int]] | None = None
+) -> list[float] | None:
+    """One reference point for several studies, in the first study's objective order: the
+    worst of their own, objective by objective."""
+    perms = perms if perms is not None else align_objectives(records)
+    refs = []
+    for record, perm in zip(records, perms, strict=True):
+        ref = reference_point(record)
+        if ref is not None:
+            refs.append([ref[j] for j in perm])
     if not refs:
         return None
     return [max(column) for column in zip(*refs, strict=True)]
+
+
+def reference_for(reference: Sequence[float], perm: Sequence[int]) -> list[float]:
+    """A reference in the first study's order, rearranged into another study's order."""
+    out = [0.0] * len(perm)
+    for i, j in enumerate(perm):
+        out[j] = reference[i]
+    return out

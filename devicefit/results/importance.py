@@ -23,6 +23,14 @@ class Importances:
 
 
 def param_importances(record: StudyRecord) -> Importances:
+    """Never raises: importances are one section of a report, not a reason to lose it."""
+    try:
+        return _importances(record)
+    except Exception as exc:  # noqa: BLE001 - stored parameters Optuna will not take back
+        return Importances(reason=f"{type(exc).__name__}: {exc}")
+
+
+def _importances(record: StudyRecord) -> Importances:
     import optuna
 
     done = [

@@ -7,6 +7,7 @@ COMPLETE trials that satisfy the metric-drop constraint and that no other such t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,9 +42,12 @@ def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -
 
 
 def eligible(record: StudyRecord, trial: TrialRecord) -> bool:
-    """A trial that may be on the front: completed, feasible, with every objective value."""
+    """A trial that may be on the front: completed, feasible, with every objective value
+    finite (an infinite latency is a broken measurement, not a point in objective space)."""
     return (
-        trial.complete and trial.feasible and all(o.name in trial.values for o in record.objectives)
+        trial.complete
+        and trial.feasible
+        and all(math.isfinite(trial.values.get(o.name, math.nan)) for o in record.objectives)
     )
 
 

@@ -49,11 +49,14 @@ def write_report(record: StudyRecord, folder: Path, *, live: bool = False) -> di
 
     folder = Path(folder)
     front = pareto_front(record)
-    return {
-        "html": write_atomic(folder / REPORT_HTML, render_html(record, front, live=live)),
-        "pareto": write_atomic(folder / PARETO_JSON, pareto_json(record, front)),
-        "trials": write_atomic(folder / TRIALS_CSV, trials_csv(record, front)),
+    # Everything rendered before anything is written: a failure leaves the old set whole.
+    texts = {
+        REPORT_HTML: render_html(record, front, live=live),
+        PARETO_JSON: pareto_json(record, front),
+        TRIALS_CSV: trials_csv(record, front),
     }
+    paths = {name: write_atomic(folder / name, text) for name, text in texts.items()}
+    return {"html": paths[REPORT_HTML], "pareto": paths[PARETO_JSON], "trials": paths[TRIALS_CSV]}
 
 
 def formatted(record: StudyRecord, fmt: str) -> str:

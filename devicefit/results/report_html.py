@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
+from typing import TYPE_CHECKING
 
 from devicefit.results.figures import (
     compare_figure,
@@ -22,6 +23,7 @@ from devicefit.results.figures import (
 )
 from devicefit.results.hypervolume import (
     hypervolume_history,
+    reference_for,
     reference_point,
     study_hypervolume,
 )
@@ -31,6 +33,9 @@ from devicefit.results.records import StudyRecord, TrialRecord
 from devicefit.results.table import headline, recipe_line
 from devicefit.results.trial_detail import detail_html, original_layer_macs
 from devicefit.results.trials_table import trials_table_html
+
+if TYPE_CHECKING:
+    from devicefit.results.comparison import StudyComparison
 
 LIVE_RELOAD_S = 20  # how often a running study's page reloads itself
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -167,43 +172,47 @@ def _status_select(record: StudyRecord, front_numbers: set[int]) -> str:
     return f"<select id='status-filter'><option value=''>every status</option>{options}</select>"
 
 
-def compare_html(
-    records: Sequence[StudyRecord], ref: list[float] | None, volumes: Sequence[float]
-) -> str:
+def compare_html(c: StudyComparison) -> str:
     """Several studies' fronts in one page, hypervolumes against one reference point."""
-    fronts = [pareto_front(r) for r in records]
-    first = records[0]
+    fronts = [pareto_front(r) for r in c.records]
+    first = c.records[0]
     rows = []
-    for record, front, volume in zip(records, fronts, volumes, strict=True):
+    for label, record, front, volume in zip(c.labels, c.records, fronts, c.volumes, strict=True):
         rows.append(
-            f"<tr data-study='{escape(record.name)}'><td>{escape(record.name)}</td>"
+            f"<tr data-study='{escape(label)}'><td>{escape(label)}</td>"
             f"<td>{escape(str(record.folder))}</td><td>{escape(', '.join(record.devices))}</td>"
             f"<td>{sum(t.complete for t in record.trials)}</td><td>{len(front)}</td>"
             f"<td class='hv' data-value='{volume!r}'>{volume:.6g}</td>"
             f"<td>{escape(headline(record, front))}</td></tr>"
         )
     point = "n/a"
-    if ref is not None:
+    if c.reference is not None:
         point = ", ".join(
-            f"{o.kind if o.device else o.name} {(-r if o.maximize else r):.4g}"
-            for o, r in zip(first.objectives, ref, strict=True)
+            f"{o.name if c.same_devices or not o.device else o.kind} "
+            f"{(-r if o.maximize else r):.4g}"
+            for o, r in zip(first.objectives, c.reference, strict=True)
         )
-    series = {r.name: hypervolume_history(r, ref) for r in records}
+    series = {
+        label: hypervolume_history(r, reference_for(c.reference, perm) if c.reference else None)
+        for label, r, perm in zip(c.labels, c.records, c.perms, strict=True)
+    }
+    caveat = f"<p class='note'>{escape(c.caveat())}</p>" if c.caveat() else ""
     sections = [
         "<section id='studies'><h2>Studies</h2>"
-        f"<p id='reference-point' data-reference='{escape(json.dumps(ref))}'>Every hypervolume "
-        f"is against one reference point: ({escape(point)}), the worst of the studies' own.</p>"
+        f"<p id='reference-point' data-reference='{escape(json.dumps(c.reference))}'>Every "
+        f"hypervolume is against one reference point: ({escape(point)}), the worst of the "
+        f"studies' own.</p>{caveat}"
         "<table id='studies-table'><thead><tr><th>study</th><th>folder</th><th>devices</th>"
         "<th>completed</th><th>on the front</th><th>hypervolume</th><th>headline</th></tr>"
         f"</thead><tbody>{''.join(rows)}</tbody></table></section>",
         "<section id='front'><h2>Fronts</h2>"
-        + plot_div(compare_figure(records, fronts), "front-plot")
+        + plot_div(compare_figure(c.records, fronts, c.labels, c.perms), "front-plot")
         + "</section>",
         "<section id='hypervolume'><h2>Hypervolume over the search</h2>"
         + plot_div(hypervolume_figure([], series), "hypervolume-plot")
         + "</section>",
     ]
-    names = ", ".join(r.name for r in records)
+    names = ", ".join(c.labels)
     return page(f"devicefit: {names}", f"Comparison: {names}", "", sections, live=False)
 
 

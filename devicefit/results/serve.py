@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from devicefit.errors import UsageError
 
@@ -27,14 +28,29 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     state: dict[str, Any] = {}
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path in ("/", ""):
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        if host not in ("127.0.0.1", "localhost", "[::1]"):
+            # A page on another site could point its own name at 127.0.0.1 (DNS rebinding)
+            # and read the report; the Host header gives it away.
+            self.send_error(403, "only for pages of this machine")
+            return
+        path = unquote(urlsplit(self.path).path)
+        if path in ("/", ""):
             self.send_response(302)
-            self.send_header("Location", "/" + self.page)
+            self.send_header("Location", "/" + quote(self.page))
             self.end_headers()
             return
-        if self.path.split("?", 1)[0] == "/" + self.page and self.rebuild is not None:
+        if path != "/" + self.page:
+            # The page is self-contained: nothing else in the folder (the study database,
+            # models) is served, and no folder is listed.
+            self.send_error(404, "only the report is served here")
+            return
+        if self.rebuild is not None:
             self._maybe_rebuild()
         super().do_GET()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send_error(405)
 
     def _maybe_rebuild(self) -> None:
         with self.state["lock"]:

@@ -33,6 +33,9 @@ def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
     for dev in devices:
         prefix = f"{dev} " if multi else ""
         headers += [f"{prefix}latency ms (p90)", f"{prefix}speedup"]
+    # Memory, energy, temperature objectives: a member may be on the front for them alone.
+    extra = [o for o in record.objectives[1:] if o.kind != "latency"]
+    headers += [f"{o.name} ({o.unit})" if o.unit else o.name for o in extra]
     headers += ["size KB", "MACs (M)", "params", "plan"]
 
     out = Rows(headers, [], [], [])
@@ -42,6 +45,7 @@ def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
         cells = [label, fmt_num(trial.metric(record.objectives)), fmt_signed(cmp.metric_change)]
         for obj, dev in zip(record.latency_objectives, devices, strict=True):
             cells += [fmt_latency(trial, obj), fmt_speedup(cmp.speedup.get(dev))]
+        cells += [fmt_num(trial.values.get(o.name)) for o in extra]
         m = trial.metrics
         cells += [
             fmt_scaled(m.get("size_bytes"), 1024.0, "{:.1f}"),

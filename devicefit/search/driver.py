@@ -67,6 +67,7 @@ class Driver:
     reported: int = 0  # ``told`` when the live report was last written
     _report_at: float = 0.0  # when it was written (monotonic)
     _report_cost: float = 0.0  # how long writing it took
+    _reporter: threading.Thread | None = None  # writing it now
     _remote: cf.ThreadPoolExecutor | None = None
 
     def complete(self) -> int:
@@ -121,6 +122,7 @@ class Driver:
                 self.console.print(f"interrupted; continue with: devicefit resume {self.folder}")
                 return 130
             finally:
+                self._finish_live_report()
                 self.executor.shutdown(cancel=bool(self.in_flight))
                 if self._remote is not None:
                     self._remote.shutdown(wait=False, cancel_futures=True)
@@ -145,9 +147,11 @@ class Driver:
         """Rewrite report.html every few completed trials, so it can be watched while the
         search runs. A report that cannot be written never stops the search.
 
-        Writing a large study's report takes seconds, and the driver waits meanwhile: it
-        is rewritten at most once per ten times its last writing time."""
+        The page is rendered in a background thread (a large study's takes seconds), at
+        most once per ten times its last rendering time, and never two at once."""
         if self.told == self.reported:
+            return
+        if self._reporter is not None and self._reporter.is_alive():
             return
         if self.reported and (
             self.told - self.reported < REPORT_EVERY
@@ -156,16 +160,39 @@ class Driver:
             return
         self.reported = self.told
         from devicefit.results.records import study_record
+
+        try:
+            # The driver's own study: no second connection to the storage.
+            record = study_record(self.study, self.folder)
+        except Exception as exc:  # noqa: BLE001 - the report is a view; the study goes on
+            self._report_failed(exc)
+            return
+        self._reporter = threading.Thread(
+            target=self._write_live_report, args=(record,), name="live-report", daemon=True
+        )
+        self._reporter.start()
+
+    def _write_live_report(self, record: Any) -> None:
         from devicefit.results.report import write_report
 
         clock = time.monotonic()
         try:
-            # The driver's own study: no second connection to the storage.
-            write_report(study_record(self.study, self.folder), self.folder, live=True)
-        except Exception as exc:  # noqa: BLE001 - the report is a view; the study goes on
-            self.console.print(f"[yellow]live report not written: {type(exc).__name__}: {exc}")
+            write_report(record, self.folder, live=True)
+        except Exception as exc:  # noqa: BLE001
+            self._report_failed(exc)
         self._report_at = time.monotonic()
         self._report_cost = self._report_at - clock
+
+    def _report_failed(self, exc: Exception) -> None:
+        # markup=False: an exception's text may hold "[...]", which rich would parse.
+        self.console.print(
+            f"live report not written: {type(exc).__name__}: {exc}", style="yellow", markup=False
+        )
+
+    def _finish_live_report(self) -> None:
+        """Let a live report being written finish, so it never overwrites the final one."""
+        if self._reporter is not None:
+            self._reporter.join(timeout=300)
 
     def _retrying(self, step: Any, *args: Any) -> Any:
         """``step(*args)``, retried with back-off while the storage is unreachable; after
