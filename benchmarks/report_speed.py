@@ -18,13 +18,17 @@ from pathlib import Path
 
 import optuna
 
-from devicefit.results import load_study_record, write_report
+from devicefit.results import load_study_record, pareto_front, write_report
 from devicefit.search import attrs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_study(folder: Path, trials: int, devices: int, memory: bool, seed: int = 0) -> None:
+def make_study(
+    folder: Path, trials: int, devices: int, memory: bool, independent: bool = False, seed: int = 0
+) -> None:
+    """``independent``: every objective drawn on its own, the worst case (a large front);
+    otherwise latency and memory follow the rank, as they do in real searches."""
     names = [f"dev{i}" for i in range(devices)]
     objectives = [{"name": "accuracy", "direction": "maximize", "unit": "%"}]
     objectives += [
@@ -68,9 +72,10 @@ def make_study(folder: Path, trials: int, devices: int, memory: bool, seed: int 
         rank, sparsity = rng.random(), rng.random()
         metric = 97.0 - 2.5 * (1 - rank) * rng.random()
         latency = {
-            d: (1 + 7 * rank) * (1 + 0.3 * i) * rng.uniform(0.9, 1.1) for i, d in enumerate(names)
+            d: (1 + 7 * (rng.random() if independent else rank)) * (1 + 0.3 * i)
+            for i, d in enumerate(names)
         }
-        memory_mb = {d: 20 + 30 * rank * rng.uniform(0.8, 1.2) for d in names}
+        memory_mb = {d: 20 + 30 * (rng.random() if independent else rank) for d in names}
         values = [metric, *latency.values()] + (list(memory_mb.values()) if memory else [])
         metrics = {
             "metric": metric,
@@ -117,14 +122,17 @@ def make_study(folder: Path, trials: int, devices: int, memory: bool, seed: int 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument(
+        "--independent", action="store_true", help="objectives drawn independently (large fronts)"
+    )
     args = parser.parse_args()
-    print("| trials | objectives | load s | write s | report.html MB |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| trials | objectives | on the front | load s | write s | report.html MB |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for trials in args.trials:
         for devices, memory in ((1, False), (2, False), (2, True)):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp) / f"bench-{trials}"
-                make_study(folder, trials, devices, memory)
+                make_study(folder, trials, devices, memory, args.independent)
                 clock = time.perf_counter()
                 record = load_study_record(folder)
                 loaded = time.perf_counter() - clock
@@ -132,8 +140,11 @@ def main() -> None:
                 paths = write_report(record, folder, live=True)
                 written = time.perf_counter() - clock
                 size = paths["html"].stat().st_size / 1e6
-                k = len(record.objectives)
-                print(f"| {trials} | {k} | {loaded:.2f} | {written:.2f} | {size:.1f} |", flush=True)
+                k, front = len(record.objectives), len(pareto_front(record))
+                print(
+                    f"| {trials} | {k} | {front} | {loaded:.2f} | {written:.2f} | {size:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

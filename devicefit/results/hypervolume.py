@@ -36,7 +36,23 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
             _weakly_dominates(q, point) for q in front
         ):
             front = [q for q in front if not _weakly_dominates(point, q)] + [point]
+    if len(ref) > 3 and len(front) > 30:
+        fast = _wfg(front, ref)
+        if fast is not None:
+            return fast
     return _volume(front, ref)
+
+
+def _wfg(front: list[list[float]], ref: list[float]) -> float | None:
+    """Optuna's WFG implementation (numpy), several times faster on large fronts of many
+    objectives (2000 trials, 5 objectives: 49 s of report writing with the sweep alone).
+    It is not public API: if it moves, the sweep below gives the same number, slower."""
+    try:
+        import numpy as np
+        from optuna._hypervolume import compute_hypervolume
+    except ImportError:
+        return None
+    return float(compute_hypervolume(np.asarray(front), np.asarray(ref), assume_pareto=True))
 
 
 def _volume(points: list[list[float]], ref: list[float]) -> float:
@@ -129,7 +145,7 @@ class HypervolumeStep:
 
 
 def hypervolume_history(
-    record: StudyRecord, reference: Sequence[float] | None = None, max_points: int = 200
+    record: StudyRecord, reference: Sequence[float] | None = None, max_points: int = 60
 ) -> list[HypervolumeStep]:
     """The front's hypervolume after each completed trial, in order of completion.
 

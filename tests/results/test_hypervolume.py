@@ -78,3 +78,15 @@ def test_common_reference_is_the_worst_of_each(make_study):
     other.add(97.0, 1.0, baseline="float32")
     with pytest.raises(UsageError, match="objectives .* do not match"):
         common_reference([ra, load_study_record(other.folder)])
+
+
+def test_large_fronts_of_many_objectives_give_the_same_volume_by_either_algorithm():
+    from devicefit.results.hypervolume import _volume
+
+    rng = random.Random(7)
+    points = []
+    for _ in range(60):  # on a simplex: every point is on the front
+        raw = [rng.random() for _ in range(4)]
+        points.append([x / sum(raw) for x in raw])
+    ref = [1.1] * 4
+    assert hypervolume(points, ref) == pytest.approx(_volume(points, ref), rel=1e-12)
