@@ -289,7 +289,10 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     else:
         print_report(record, console)
     try:
-        for path in write_report(record, folder, live=record.running).values():
+        # Seconds for studies of thousands of trials and many objectives: say what is going on.
+        with notes.status(f"writing the report of {len(record.trials)} trials"):
+            paths = write_report(record, folder, live=record.running)
+        for path in paths.values():
             notes.print(f"wrote {path}")
     except OSError as exc:
         if server is not None:
