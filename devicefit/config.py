@@ -10,6 +10,7 @@ from typing import Any
 from devicefit.errors import UsageError
 
 SAMPLERS = ("tpe", "nsga2", "random")
+KEEP_KERAS = ("front", "all", "none")
 # What a device measurement can add as an objective (per device name) or a limit.
 DEVICE_OBJECTIVES = ("peak_memory", "energy", "temperature")
 
@@ -42,6 +43,9 @@ class StudyConfig:
     cpus_per_trial: int = 1  # Ray CPUs each trial asks for
     recycle_after: int = 20  # trials per worker process before it is replaced
     grace_seconds: float = 120.0  # after Ctrl-C, how long running trials may finish
+    # Which trials keep their Keras model (model.keras, for export): "front" drops those of
+    # dominated and infeasible trials (they never return to the front), "all", or "none".
+    keep_keras: str = "front"
     min_runs: int = 50
     min_seconds: float = 1.0
     techniques: tuple[str, ...] | None = None  # None: all
@@ -102,6 +106,11 @@ class StudyConfig:
             raise UsageError("--cpus-per-trial and --recycle-after must be at least 1")
         if self.min_runs < 1 or self.min_seconds < 0:
             raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
+        if self.keep_keras not in KEEP_KERAS:
+            choices = ", ".join(KEEP_KERAS)
+            raise UsageError(
+                f"{where}: keep_keras must be one of {choices}, got {self.keep_keras!r}"
+            )
         _check_granularity(self.granularity, where)
         _check_devices(self, where)
 
@@ -187,7 +196,17 @@ def _check_types(config: StudyConfig, where: str) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, types):
             raise UsageError(f"{where}: {name} has the wrong type ({value!r})")
-    for name in ("task", "model", "data", "metric", "study", "storage", "sampler", "ray"):
+    for name in (
+        "task",
+        "model",
+        "data",
+        "metric",
+        "study",
+        "storage",
+        "sampler",
+        "ray",
+        "keep_keras",
+    ):
         value = getattr(config, name)
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{where}: {name} must be a string, got {value!r}")

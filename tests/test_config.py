@@ -46,6 +46,8 @@ def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
         ('task = "digits"\n', {"max_metric_drop": -1.0}, "--max-metric-drop: must be >= 0"),
         ('model = "m.keras"\n', {}, "--model needs --data"),
         ("seed = 1\n", {}, "nothing to compress"),
+        ('task = "digits"\nkeep_keras = "some"\n', {}, "keep_keras must be one of front, all"),
+        ('task = "digits"\nkeep_keras = 1\n', {}, "keep_keras must be a string"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:

@@ -96,7 +96,12 @@ def test_search_report_export(tmp_path: Path) -> None:
     for name in ("report.html", "pareto.json", "trials.csv"):
         assert (folder / name).stat().st_size > 0
 
-    number = baselines["int8"].number
+    # keep_keras = "front": only front members keep their Keras model.
+    front = [m["number"] for m in json.loads((folder / "pareto.json").read_text())["front"]]
+    for trial in complete:
+        kept = (folder / "trials" / str(trial.number) / "model.keras").is_file()
+        assert kept == (trial.number in front), trial.number
+    number = front[-1]
     out = tmp_path / "shipped"
     export = _cli("export", str(folder), "--trial", str(number), "--out", str(out))
     assert export.returncode == 0, export.stderr

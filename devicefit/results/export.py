@@ -64,6 +64,23 @@ def export_front(record: StudyRecord, out_dir: Path) -> list[Path]:
     return [out_dir / p.relative_to(tmp) for p in written]
 
 
+def prune_keras_models(record: StudyRecord) -> int:
+    """Delete the Keras models of dominated and infeasible trials (``keep_keras = "front"``).
+
+    Safe at any time: a dominated trial stays dominated (the trial dominating it stays
+    in the study) and an infeasible one stays infeasible. Returns how many were deleted.
+    """
+    front = {t.number for t in pareto_front(record)}
+    removed = 0
+    for t in record.trials:
+        if t.complete and t.number not in front:
+            path = Path(record.folder) / attrs.TRIALS_DIR / str(t.number) / KERAS_FILE
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def _out_folder(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -258,7 +275,10 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 def _keras_line(info: dict[str, Any] | None) -> str:
     if not info:
-        return "- Keras model: not stored (studies made before devicefit stored it)"
+        return (
+            '- Keras model: not kept (with keep_keras = "front" only front members keep '
+            "theirs; studies made before devicefit stored them have none)"
+        )
     return (
         f"- Keras model before conversion: `{info['file']}`, {info['bytes']} bytes, "
         f"sha256 `{info['sha256']}`"

@@ -173,11 +173,14 @@ class Driver:
         self._reporter.start()
 
     def _write_live_report(self, record: Any) -> None:
+        from devicefit.results.export import prune_keras_models
         from devicefit.results.report import write_report
 
         clock = time.monotonic()
         try:
             write_report(record, self.folder, live=True)
+            if self.config.keep_keras == "front":
+                prune_keras_models(record)
         except Exception as exc:  # noqa: BLE001
             self._report_failed(exc)
         self._report_at = time.monotonic()
@@ -275,7 +278,12 @@ class Driver:
             trial.set_user_attr(attrs.PLAN, plan.to_dict())
             trial.set_user_attr(attrs.PLAN_SHORT, plan.short())
             request = TrialRequest(
-                trial.number, plan.to_dict(), self.task, self.config.seed, self.config.threads
+                trial.number,
+                plan.to_dict(),
+                self.task,
+                self.config.seed,
+                self.config.threads,
+                keep_keras=self.config.keep_keras != "none",
             )
             self.in_flight[self.executor.submit(request)] = _InFlight(trial, plan)
             self._asked = None

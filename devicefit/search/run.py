@@ -170,5 +170,9 @@ def _drive(study, config, folder, space, metric, spec, devices, console) -> int:
         record = load_study_record(folder, config.storage)
         print_report(record, console)
         paths = write_report(record, folder)
+        if config.keep_keras == "front":
+            from devicefit.results.export import prune_keras_models
+
+            prune_keras_models(record)
         console.print(f"{complete} complete trials; report: {paths['html']}")
     return code

@@ -23,6 +23,7 @@ class TrialRequest:
     task: Any  # TaskSpec
     seed: int
     threads: int = 1
+    keep_keras: bool = True  # save the Keras model before conversion
 
 
 @dataclass
@@ -97,7 +98,8 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         out.layer_macs = macs_by_layer(model, task.input_shape)
     except Exception as exc:  # noqa: BLE001
         out.notes.append(f"MACs per layer not counted: {type(exc).__name__}: {exc}"[:300])
-    out.keras_model = _keras_file(model, out.notes)
+    if request.keep_keras:
+        out.keras_model = _keras_file(model, out.notes)
 
     clock = time.perf_counter()
     converters = [(t, p) for t, p in steps if t.stage == "convert"] or [
@@ -139,8 +141,22 @@ def _keras_file(model: Any, notes: list[str]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="devicefit-keras-") as tmp:
         path = Path(tmp) / "model.keras"
         try:
-            model.save(path)
+            plain = _uncompiled(model)
+            plain.save(path)
         except Exception as exc:  # noqa: BLE001 - an unsavable layer must not fail the trial
             notes.append(f"Keras model not saved: {type(exc).__name__}: {exc}"[:300])
             return b""
         return path.read_bytes()
+
+
+def _uncompiled(model: Any) -> Any:
+    """A copy without the optimizer, whose state would double or triple the saved file;
+    the model itself where it cannot be cloned (a subclassed model)."""
+    import keras
+
+    try:
+        plain = keras.models.clone_model(model)
+        plain.set_weights(model.get_weights())
+    except Exception:  # noqa: BLE001 - saving with the optimizer still beats not saving
+        return model
+    return plain

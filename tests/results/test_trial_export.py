@@ -85,7 +85,7 @@ def test_export_of_the_whole_front(study, tmp_path):
     assert not (out / "trial-1" / "model.keras").exists()
     card = json.loads((out / "trial-1" / "model_card.json").read_text())
     assert card["trial"]["number"] == 1 and card["keras_model"] is None
-    assert "Keras model: not stored" in (out / "trial-1" / "MODEL_CARD.md").read_text()
+    assert "Keras model: not kept" in (out / "trial-1" / "MODEL_CARD.md").read_text()
     index = (out / "README.md").read_text()
     assert "| 1 |" in index and "| 0 (float32) |" in index
     assert paths[-1] == out / "README.md"

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 from rich.console import Console
 
+from devicefit.config import StudyConfig
 from devicefit.search import attrs
 from devicefit.search.driver import REPORT_EVERY, Driver
 
@@ -41,14 +42,21 @@ def _study(folder: Path) -> optuna.Study:
 
 
 def _driver(study: optuna.Study, folder: Path, console: Console) -> Driver:
-    # The report needs the study, its folder and a console; nothing here runs trials.
-    return Driver(study, None, folder, None, None, None, None, {}, console)  # type: ignore[arg-type]
+    # The report needs the study, its folder, the config and a console; nothing runs trials.
+    config = StudyConfig()
+    return Driver(study, config, folder, None, None, None, None, {}, console)  # type: ignore[arg-type]
 
 
-def _tell(driver: Driver, study: optuna.Study, n: int) -> None:
+def _tell(driver: Driver, study: optuna.Study, n: int, latency: float = 2.0) -> None:
     for _ in range(n):
-        trial = optuna.trial.create_trial(values=[96.5, 2.0], constraints={attrs.CONSTRAINT: -0.5})
+        trial = optuna.trial.create_trial(
+            values=[96.5, latency], constraints={attrs.CONSTRAINT: -0.5}
+        )
         study.add_trial(trial)
+        number = study.get_trials(deepcopy=False)[-1].number
+        keras_file = driver.folder / attrs.TRIALS_DIR / str(number) / "model.keras"
+        keras_file.parent.mkdir(parents=True)
+        keras_file.write_bytes(b"keras")
         driver.told += 1
 
 
@@ -113,3 +121,14 @@ def test_a_failing_report_never_stops_the_search(tmp_path: Path) -> None:
     driver._report_cost = 0.0
     _report_now(driver)
     assert "live report not written: UsageError" in console.export_text()
+
+
+def test_keras_models_of_dominated_trials_are_dropped(tmp_path: Path) -> None:
+    driver, study, folder = _started(tmp_path)  # trial 0: 96.5 %, 2.0 ms
+    _tell(driver, study, 1, latency=1.0)  # dominates trial 0
+    _tell(driver, study, REPORT_EVERY - 1, latency=3.0)  # dominated
+    driver._report_cost = 0.0
+    _report_now(driver)
+    kept = sorted(p.parent.name for p in (folder / attrs.TRIALS_DIR).glob("*/model.keras"))
+    assert kept == ["1"]
+    assert "live report not written" not in driver.console.export_text()
