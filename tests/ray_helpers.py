@@ -75,10 +75,28 @@ class RayCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_cluster(workers: list[dict[str, float]], cpus: int = 1) -> RayCluster:
+def start_cluster(workers: list[dict[str, float]], cpus: int = 1, tries: int = 3) -> RayCluster:
     """A head node and one worker node per entry of ``workers`` (its custom resources).
 
-    Its session folder is a fresh short path under /tmp: Ray puts Unix sockets there,
+    ``ray start`` can fail on a loaded machine (its processes miss a start-up deadline) or
+    when a port probed free was taken meanwhile: then the half-started cluster is stopped
+    and it starts again on new ports, up to ``tries`` times; the last error shows Ray's
+    own output."""
+    for attempt in range(1, tries + 1):
+        try:
+            return _start_cluster(workers, cpus)
+        except subprocess.CalledProcessError as exc:
+            output = (exc.stderr or b"").decode(errors="replace")[-3000:]
+            print(f"ray start failed (try {attempt} of {tries}):\n{output}", file=sys.stderr)
+            if attempt == tries:
+                raise RuntimeError(
+                    f"ray start failed {tries} times; last output:\n{output}"
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+def _start_cluster(workers: list[dict[str, float]], cpus: int) -> RayCluster:
+    """Its session folder is a fresh short path under /tmp: Ray puts Unix sockets there,
     and a socket path over 107 characters (pytest's tmp_path is long) fails to bind."""
     import tempfile
 
