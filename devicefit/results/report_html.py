@@ -222,7 +222,8 @@ def page(title: str, heading: str, facts: str, sections: Sequence[str], live: bo
     refresh = f'<meta http-equiv="refresh" content="{LIVE_RELOAD_S}">' if live else ""
     written = datetime.now().isoformat(timespec="seconds")
     state = (
-        f"Study running: this page reloads every {LIVE_RELOAD_S} s. Written {written}."
+        f"Study running: this page reloads every {LIVE_RELOAD_S} s. Written {written}. "
+        "(Trials stay 'running' if their driver died: devicefit resume re-runs them.)"
         if live
         else f"Written {written}."
     )

@@ -147,3 +147,28 @@ def test_odd_study_renders_safely(tmp_path: Path) -> None:
     print_report(record, console)
     text = console.export_text()
     assert "peak_memory_pi (MB)" in text and "30.00" in text and "50.00" in text
+
+
+def test_clicking_a_plot_point_opens_its_detail_view(make_study) -> None:
+    fake = make_study()
+    fake.add(97.0, 8.0, baseline="float32")
+    fake.add(96.5, 2.0)
+    fake.add(96.1, 5.0)  # dominated
+    with open_page(_report(fake)) as view:
+        page = view.page
+        assert not page.locator("#trial-2").is_visible()
+        # Where Plotly drew trial 2's marker, in page pixels.
+        x, y = page.evaluate(
+            """() => {
+                const gd = document.getElementById('front-plot');
+                const trace = gd.data.find(t => t.name === 'dominated');
+                const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+                const box = gd.getBoundingClientRect();
+                return [box.left + xa._offset + xa.d2p(trace.x[0]),
+                        box.top + ya._offset + ya.d2p(trace.y[0])];
+            }"""
+        )
+        page.mouse.click(x, y)
+        page.wait_for_function("window.location.hash === '#trial-2'", timeout=10_000)
+        assert page.locator("#trial-2").is_visible()
+    assert view.console_errors == [] and view.page_errors == []
