@@ -394,11 +394,15 @@ class Driver:
                 "metrics.json": _json({"trial": job.trial.number, **metrics}),
             },
         )
-        job.trial.set_user_attr(attrs.METRICS, metrics)
-        job.trial.set_constraint(attrs.CONSTRAINT, drop - float(info["max_metric_drop"]))
-        for key, excess in limits.items():
-            job.trial.set_constraint(key, excess)
-        self.study.tell(job.trial, values)
+        try:
+            job.trial.set_user_attr(attrs.METRICS, metrics)
+            job.trial.set_constraint(attrs.CONSTRAINT, drop - float(info["max_metric_drop"]))
+            for key, excess in limits.items():
+                job.trial.set_constraint(key, excess)
+            self.study.tell(job.trial, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            if self._finished_state(job) != TrialState.COMPLETE:
+                raise
         self.told += 1
         progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
@@ -407,10 +411,25 @@ class Driver:
         if job.trial.user_attrs.get(attrs.BASELINE) == "float32":
             # Every constraint is measured against this trial: without it, nothing can go on.
             self.fatal = f"the original model (float32 baseline) failed: {reason}"
-        job.trial.set_user_attr(attrs.FAIL_REASON, reason)
-        self.study.tell(job.trial, state=TrialState.FAIL)
+        try:
+            job.trial.set_user_attr(attrs.FAIL_REASON, reason)
+            self.study.tell(job.trial, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            if self._finished_state(job) is None:
+                raise
         progress.trial_failed(job.trial.number, job.plan, reason)
         return False
+
+    def _finished_state(self, job: _InFlight) -> TrialState | None:
+        """The stored state of a trial found finished when this step was retried.
+
+        A tell can reach the storage and commit while the connection drops before the
+        answer comes back: the retried step then finds its trial already told. That is
+        success, not an error; anything else finishing the trial is for the caller."""
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.number == job.trial.number:
+                return trial.state if trial.state.is_finished() else None
+        return None
 
     def _interrupt(self) -> None:
         from devicefit.search.study import recover_interrupted

@@ -164,3 +164,28 @@ def _direct() -> str:
 def _complete_numbers(driver: Driver) -> list[int]:
     study = optuna.load_study(study_name=driver.study.study_name, storage=_direct())
     return [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))]
+
+
+def test_a_tell_that_committed_before_the_connection_dropped_is_not_told_twice(
+    tmp_path: Path,
+) -> None:
+    """The outage lands between the storage's commit and its answer: the retried step finds
+    its trial already finished. That trial counts as told; nothing fails or runs twice."""
+    from sqlalchemy.exc import OperationalError
+
+    driver, log = _driver(tmp_path, f"sqlite:///{tmp_path / 'study.db'}", 6)
+    real_tell, dropped = driver.study.tell, []
+
+    def tell(trial: optuna.Trial, *args: object, **kwargs: object) -> object:
+        result = real_tell(trial, *args, **kwargs)
+        if not dropped and trial.number == 2:  # a searched trial, after the baselines
+            dropped.append(trial.number)
+            raise OperationalError("COMMIT", {}, ConnectionResetError("connection lost"))
+        return result
+
+    driver.study.tell = tell  # type: ignore[method-assign]
+    assert driver.run() == 0, log.getvalue()
+    assert dropped == [2] and "storage unreachable" in log.getvalue()
+    trials = driver.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert driver.told == 6
