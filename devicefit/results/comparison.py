@@ -19,7 +19,7 @@ from devicefit.results.hypervolume import (
     study_hypervolume,
 )
 from devicefit.results.pareto import pareto_front
-from devicefit.results.records import StudyRecord
+from devicefit.results.records import StudyRecord, TrialRecord
 from devicefit.results.report import finite, front_member, reference_values
 from devicefit.results.table import headline
 
@@ -31,6 +31,7 @@ class StudyComparison:
     perms: list[list[int]]  # each study's index of each of the first study's objectives
     reference: list[float] | None  # minimisation space, the objectives of the first study
     volumes: list[float]
+    fronts: list[list[TrialRecord]]
 
     @property
     def same_devices(self) -> bool:
@@ -62,7 +63,8 @@ def compare_studies(records: Sequence[StudyRecord]) -> StudyComparison:
         study_hypervolume(r, reference_for(ref, perm)) if ref is not None else 0.0
         for r, perm in zip(records, perms, strict=True)
     ]
-    return StudyComparison(list(records), labels, perms, ref, volumes)
+    fronts = [pareto_front(r) for r in records]
+    return StudyComparison(list(records), labels, perms, ref, volumes, fronts)
 
 
 def comparison_json(c: StudyComparison) -> str:
@@ -80,7 +82,7 @@ def comparison_json(c: StudyComparison) -> str:
                 "front": [front_member(r, t) for t in front],
             }
             for label, r, volume, front in zip(
-                c.labels, c.records, c.volumes, _fronts(c), strict=True
+                c.labels, c.records, c.volumes, c.fronts, strict=True
             )
         ],
         "note": c.caveat() or None,
@@ -92,7 +94,7 @@ def comparison_table(c: StudyComparison) -> Table:
     table = Table(title="Studies compared (hypervolume against one reference point)")
     for header in ("study", "devices", "completed", "on the front", "hypervolume"):
         table.add_column(header, justify="left" if header in ("study", "devices") else "right")
-    for label, r, volume, front in zip(c.labels, c.records, c.volumes, _fronts(c), strict=True):
+    for label, r, volume, front in zip(c.labels, c.records, c.volumes, c.fronts, strict=True):
         done = sum(t.complete for t in r.trials)
         table.add_row(label, ", ".join(r.devices), str(done), str(len(front)), f"{volume:.6g}")
     return table
@@ -110,7 +112,3 @@ def write_comparison(c: StudyComparison, path: Path) -> Path:
     from devicefit.results.report_html import compare_html
 
     return write_atomic(Path(path), compare_html(c))
-
-
-def _fronts(c: StudyComparison) -> list[list]:
-    return [pareto_front(r) for r in c.records]

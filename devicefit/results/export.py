@@ -17,7 +17,7 @@ from devicefit.results._io import copy_atomic, write_atomic
 from devicefit.results.pareto import compare, pareto_front
 from devicefit.results.records import StudyRecord, TrialRecord
 from devicefit.results.report import finite
-from devicefit.results.table import fmt_num, fmt_signed, fmt_speedup
+from devicefit.results.table import fmt_signed, fmt_speedup, fmt_value
 from devicefit.search import attrs
 
 MODEL_FILE = "model.tflite"
@@ -287,13 +287,9 @@ def _keras_line(info: dict[str, Any] | None) -> str:
 
 def _num(value: Any, sign: str = "") -> str:
     # Same rounding as the report tables, so the card and report.html agree digit for digit.
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return fmt_signed(value) if sign else fmt_num(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+    if sign and isinstance(value, float):
+        return fmt_signed(value)
+    return fmt_value(value, "n/a")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -32,10 +32,8 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
     front: list[list[float]] = []
     for p in points:
         point = [float(x) for x in p]
-        if all(x < r for x, r in zip(point, ref, strict=True)) and not any(
-            _weakly_dominates(q, point) for q in front
-        ):
-            front = [q for q in front if not _weakly_dominates(point, q)] + [point]
+        if all(x < r for x, r in zip(point, ref, strict=True)):
+            front = _with(front, point) or front
     if len(ref) > 3 and len(front) > 30:
         fast = _wfg(front, ref)
         if fast is not None:
@@ -73,13 +71,19 @@ def _volume(points: list[list[float]], ref: list[float]) -> float:
     ordered = sorted(points, key=lambda p: p[-1])
     total, section = 0.0, []
     for i, point in enumerate(ordered):
-        head = point[:-1]
-        if not any(_weakly_dominates(q, head) for q in section):
-            section = [q for q in section if not _weakly_dominates(head, q)] + [head]
+        section = _with(section, point[:-1]) or section
         upper = ordered[i + 1][-1] if i + 1 < len(ordered) else ref[-1]
         if upper > point[-1]:
             total += _volume(section, ref[:-1]) * (upper - point[-1])
     return total
+
+
+def _with(front: list[list[float]], point: list[float]) -> list[list[float]] | None:
+    """``front`` with ``point`` added and what it dominates removed; None if some member
+    already (weakly) dominates it, which leaves every volume as it was."""
+    if any(_weakly_dominates(q, point) for q in front):
+        return None
+    return [q for q in front if not _weakly_dominates(point, q)] + [point]
 
 
 def _weakly_dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -164,9 +168,9 @@ def hypervolume_history(
     for i, trial in enumerate(done):
         point = as_minimised(record, trial) if eligible(record, trial) else None
         # A dominated trial leaves the volume as it was: recomputed only if the front changed.
-        if point is not None and not any(_weakly_dominates(q, point) for q in front):
-            front = [q for q in front if not _weakly_dominates(point, q)] + [point]
-            changed = True
+        grown = _with(front, point) if point is not None else None
+        if grown is not None:
+            front, changed = grown, True
         if i not in keep:
             continue
         if changed and ref is not None:

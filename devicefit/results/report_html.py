@@ -28,7 +28,7 @@ from devicefit.results.hypervolume import (
     study_hypervolume,
 )
 from devicefit.results.importance import param_importances
-from devicefit.results.pareto import pareto_front, status
+from devicefit.results.pareto import status
 from devicefit.results.records import StudyRecord, TrialRecord
 from devicefit.results.table import headline, recipe_line
 from devicefit.results.trial_detail import detail_html, original_layer_macs
@@ -174,7 +174,7 @@ def _status_select(record: StudyRecord, front_numbers: set[int]) -> str:
 
 def compare_html(c: StudyComparison) -> str:
     """Several studies' fronts in one page, hypervolumes against one reference point."""
-    fronts = [pareto_front(r) for r in c.records]
+    fronts = c.fronts
     first = c.records[0]
     rows = []
     for label, record, front, volume in zip(c.labels, c.records, fronts, c.volumes, strict=True):

@@ -81,6 +81,17 @@ def fmt_num(value: float | None) -> str:
     return f"{value:.2f}" if value == 0 or 0.01 <= abs(value) < 1e5 else f"{value:.3g}"
 
 
+def fmt_value(value: object, missing: str = NA) -> str:
+    """Any cell: floats rounded as fmt_num, integers with thousands separators."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return fmt_num(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
 def fmt_signed(value: float | None) -> str:
     if value is None:
         return NA

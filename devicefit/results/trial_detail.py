@@ -12,7 +12,7 @@ from typing import Any
 
 from devicefit.results.pareto import compare, float32_baseline
 from devicefit.results.records import StudyRecord, TrialRecord
-from devicefit.results.table import NA, fmt_num, fmt_signed, fmt_speedup
+from devicefit.results.table import NA, fmt_num, fmt_signed, fmt_speedup, fmt_value
 from devicefit.search import attrs
 
 MEASUREMENT_FIELDS = (
@@ -142,7 +142,9 @@ def _measurements_html(record: StudyRecord, trial: TrialRecord) -> str:
     rows = []
     for dev in devices:
         lat = trial.latency(dev)
-        cells = "".join(f"<td>{escape(_cell(lat.get(key)))}</td>" for key, _ in MEASUREMENT_FIELDS)
+        cells = "".join(
+            f"<td>{escape(fmt_value(lat.get(key)))}</td>" for key, _ in MEASUREMENT_FIELDS
+        )
         rows.append(f"<tr><th>{escape(dev)}</th>{cells}</tr>")
         for key, why in (lat.get("unavailable") or {}).items():
             rows.append(
@@ -150,24 +152,14 @@ def _measurements_html(record: StudyRecord, trial: TrialRecord) -> str:
             )
     m = trial.metrics
     size = (
-        f"size {_cell(m.get('size_bytes'))} bytes, MACs {_cell(m.get('macs'))}, "
-        f"parameters {_cell(m.get('params'))}"
+        f"size {fmt_value(m.get('size_bytes'))} bytes, MACs {fmt_value(m.get('macs'))}, "
+        f"parameters {fmt_value(m.get('params'))}"
     )
     table = (
         f"<table><thead><tr><th>device</th>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     return table + f"<p>{escape(size)}</p>"
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return NA
-    if isinstance(value, float):
-        return fmt_num(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
 
 
 def _layers_html(before: dict[str, int], after: dict[str, int]) -> str:
@@ -179,14 +171,14 @@ def _layers_html(before: dict[str, int], after: dict[str, int]) -> str:
         ratio = f"{r.after / r.before:.2f}×" if r.before else NA
         cls = " class='changed'" if r.before != r.after else ""
         body.append(
-            f"<tr{cls}><td>{escape(r.layer)}</td><td>{_cell(r.before)}</td>"
-            f"<td>{_cell(r.after)}</td><td>{ratio}</td></tr>"
+            f"<tr{cls}><td>{escape(r.layer)}</td><td>{fmt_value(r.before)}</td>"
+            f"<td>{fmt_value(r.after)}</td><td>{ratio}</td></tr>"
         )
     total_b, total_a = sum(before.values()), sum(after.values())
     ratio = f"{total_a / total_b:.2f}×" if total_b else NA
     body.append(
-        f"<tr class='total'><th>total</th><th>{_cell(total_b)}</th><th>{_cell(total_a)}</th>"
-        f"<th>{ratio}</th></tr>"
+        f"<tr class='total'><th>total</th><th>{fmt_value(total_b)}</th>"
+        f"<th>{fmt_value(total_a)}</th><th>{ratio}</th></tr>"
     )
     return (
         "<table class='layers'><thead><tr><th>layer</th><th>MACs before</th><th>MACs after</th>"

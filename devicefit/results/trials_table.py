@@ -13,7 +13,7 @@ from typing import Any
 
 from devicefit.results.pareto import compare, status
 from devicefit.results.records import StudyRecord, TrialRecord
-from devicefit.results.table import NA, fmt_num, fmt_signed
+from devicefit.results.table import NA, fmt_signed, fmt_value
 
 DEVICE_FIELDS = (
     ("median_ms", "median ms"),
@@ -30,16 +30,8 @@ DEVICE_FIELDS = (
 class Column:
     header: str
     value: Callable[[TrialRecord], Any]
-    text: Callable[[Any], str] = lambda v: fmt_num(v) if isinstance(v, float) else _plain(v)
+    text: Callable[[Any], str] = fmt_value
     numeric: bool = True
-
-
-def _plain(value: Any) -> str:
-    if value is None:
-        return NA
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
 
 
 def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
