@@ -118,8 +118,18 @@ def relay() -> Relay:
 
 def test_a_brief_outage_is_retried_and_the_study_completes(tmp_path: Path, relay: Relay) -> None:
     driver, log = _driver(tmp_path, f"postgresql://postgres@127.0.0.1:{relay.port}/test", 8)
-    threading.Timer(1.0, relay.cut).start()
-    threading.Timer(4.0, relay.restore).start()
+
+    def outage() -> None:
+        # Once a trial is told, so the cut lands mid-search even on a loaded machine; cut
+        # and restore in one thread, so they can never run in the wrong order.
+        deadline = time.monotonic() + 60
+        while not _complete_numbers(driver) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        relay.cut()
+        time.sleep(3.0)
+        relay.restore()
+
+    threading.Thread(target=outage, daemon=True).start()
     try:
         assert driver.run() == 0, log.getvalue()
         assert "storage unreachable" in log.getvalue()
