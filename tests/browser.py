@@ -7,7 +7,6 @@ own browser downloads are never used (this machine and CI cannot fetch them).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from no_skips import require_program
 from playwright.sync_api import ConsoleMessage, Page, Request, WebSocket, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_INSTALL = "apt-get install chromium"
 
 # --no-sandbox: tests run as root, where Chromium refuses its sandbox. The rest keep the browser
 # from reaching the network on its own (updates, sync, QUIC probes), so every request recorded is
@@ -109,14 +110,9 @@ _TRACES_JS = """() => {
 
 
 def chromium_path() -> str:
-    """Debian's Chromium, which the report tests need: they fail (not skip) without it, since
-    CI installs it (.ci/run)."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        raise RuntimeError(
-            f"{CHROMIUM} not found: the browser tests use Debian's Chromium; install it with "
-            "`apt-get install chromium chromium-driver` (never `playwright install`)"
-        )
-    return CHROMIUM
+    """Debian's Chromium, which the report tests need. Without it they skip with the line that
+    installs it (never `playwright install`); CI installs it and fails on any skip (no_skips)."""
+    return require_program(CHROMIUM, CHROMIUM_INSTALL)
 
 
 def is_external(url: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,43 @@ import pytest
 from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
+
+# no_skips: with DEVICEFIT_NO_SKIP set (CI), a skipped test fails. pytester: tests of plugins.
+pytest_plugins = ["no_skips", "pytester"]
+
+# Where the workers note the servers they started, for the run's summary (set by the
+# controlling process before pytest-xdist starts the workers, which inherit it).
+SERVERS_LOG = "DEVICEFIT_TEST_SERVERS_LOG"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and SERVERS_LOG not in os.environ:
+        import tempfile
+
+        handle, path = tempfile.mkstemp(prefix="devicefit-test-servers-", suffix=".log")
+        os.close(handle)
+        os.environ[SERVERS_LOG] = path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    path = Path(os.environ.get(SERVERS_LOG, ""))
+    if hasattr(terminalreporter.config, "workerinput") or not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    path.unlink()
+    if lines:
+        terminalreporter.section("servers the tests started")
+        for line in lines:
+            terminalreporter.line(line)
+
+
+def note_server(line: str) -> None:
+    """A line for the run's summary (and for -s output) about a server a fixture started."""
+    print(line)
+    path = os.environ.get(SERVERS_LOG)
+    if path:
+        with open(path, "a") as handle:
+            handle.write(line + "\n")
 
 
 def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -94,6 +132,18 @@ def start_agent():  # noqa: ANN201 - a factory fixture
     yield start
     for server in servers:
         stop_agent_server(server)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server's URL: the one ``DEVICEFIT_TEST_POSTGRES`` names, else one this
+    fixture starts in a temporary folder on a free loopback port and stops at the end of the
+    session (tests/postgres_server.py). Each test worker that needs it starts its own."""
+    from postgres_server import postgres_for_tests
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with postgres_for_tests(lambda line: note_server(f"[{worker}] {line}")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -99,7 +99,7 @@ def test_undrawn_graph_times_out_with_its_id(tmp_path: Path) -> None:
             opened.wait_for_plots(wait_ms=300)
 
 
-def test_missing_chromium_fails_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_chromium_skips_with_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(browser, "CHROMIUM", "/nonexistent/chromium")
-    with pytest.raises(RuntimeError, match="apt-get install chromium chromium-driver"):
+    with pytest.raises(pytest.skip.Exception, match="install it with `apt-get install chromium`"):
         browser.chromium_path()

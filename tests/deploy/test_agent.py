@@ -153,11 +153,11 @@ def test_concurrent_requests_are_measured_one_at_a_time(
 
 
 def test_tls(start_agent: Any, tiny_tflite: bytes, tmp_path: Any) -> None:
-    import shutil
     import ssl
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+    from no_skips import require_program
+
+    require_program("openssl", "apt-get install openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]

@@ -1,5 +1,5 @@
 """Faults on a real Ray cluster on loopback: the driver killed mid-trial and resumed
-with --ray (SQLite, PostgreSQL at 127.0.0.1:5432, Optuna's journal file), and a
+with --ray (SQLite, PostgreSQL from the ``postgres_url`` fixture, Optuna's journal file), and a
 worker node killed mid-trial."""
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ techniques = ["quantization"]
 [ranges.finetune]
 epochs = [0, 0]
 """
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _search(tmp_path: Path, name: str, trials: int, *flags: str) -> subprocess.Popen:
@@ -47,8 +46,10 @@ def _search(tmp_path: Path, name: str, trials: int, *flags: str) -> subprocess.P
     )
 
 
-def _storage_url(kind: str, tmp_path: Path) -> str | None:
-    return {"sqlite": None, "postgresql": POSTGRES, "journal": f"journal:{tmp_path}/j.log"}[kind]
+def _storage_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | None:
+    if kind == "postgresql":  # only this case starts (or reuses) the session's server
+        return request.getfixturevalue("postgres_url")
+    return {"sqlite": None, "journal": f"journal:{tmp_path}/j.log"}[kind]
 
 
 def _load(folder: Path, url: str | None) -> optuna.Study:
@@ -58,10 +59,10 @@ def _load(folder: Path, url: str | None) -> optuna.Study:
 
 @pytest.mark.parametrize("storage", ["sqlite", "postgresql", "journal"])
 def test_kill_driver_mid_trial_then_resume_on_ray(
-    tmp_path: Path, ray_cluster: Any, storage: str
+    tmp_path: Path, ray_cluster: Any, storage: str, request: pytest.FixtureRequest
 ) -> None:
     address = ray_cluster[0]
-    url = _storage_url(storage, tmp_path)
+    url = _storage_url(storage, tmp_path, request)
     name = f"killed-{storage}-{os.getpid()}-{int(time.time())}"
     folder = tmp_path / name
     flags = ["--ray", address] + (["--storage", url] if url else [])
@@ -118,7 +119,7 @@ def test_kill_driver_mid_trial_then_resume_on_ray(
             driver.kill()
         if storage == "postgresql":
             try:
-                optuna.delete_study(study_name=name, storage=POSTGRES)
+                optuna.delete_study(study_name=name, storage=url)
             except KeyError:
                 pass
 

@@ -1,4 +1,4 @@
-"""The study's PostgreSQL storage (the real server at 127.0.0.1:5432) briefly
+"""The study's PostgreSQL storage (a real server, from the ``postgres_url`` fixture) briefly
 unreachable: the driver retries with back-off and goes on; unreachable for good: it
 stops cleanly and keeps every trial already told. The outage is made by a TCP relay
 between the driver and the server that the test cuts and restores."""
@@ -15,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from rich.console import Console
+from sqlalchemy.engine import make_url
 from test_driver_devices import InstantExecutor, SlowRemoteDevice
 
 from devicefit.config import StudyConfig
@@ -27,11 +28,16 @@ from devicefit.tasks.base import TaskSpec
 
 
 class Relay:
-    """Forwards 127.0.0.1:<port> to PostgreSQL; ``cut()`` drops every connection and
-    refuses new ones until ``restore()``."""
+    """Forwards 127.0.0.1:<port> to the PostgreSQL server at ``direct`` (a URL); ``url`` is
+    the same database through the relay. ``cut()`` drops every connection and refuses new
+    ones until ``restore()``."""
 
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
-        self.target = target
+    def __init__(self, direct: str) -> None:
+        self.direct = direct
+        server = make_url(direct)
+        # The relay needs the server's TCP address; a URL without one cannot be relayed.
+        assert server.host and server.port, f"{direct}: give the host and the port"
+        self.target = (server.host, server.port)
         self.port = 0
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -45,6 +51,11 @@ class Relay:
         listener.listen()
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        relayed = make_url(self.direct).set(host="127.0.0.1", port=self.port)
+        return relayed.render_as_string(hide_password=False)
 
     def cut(self) -> None:
         with self._lock:
@@ -110,20 +121,20 @@ def _driver(tmp_path: Path, url: str, trials: int) -> tuple[Driver, io.StringIO]
 
 
 @pytest.fixture()
-def relay() -> Relay:
-    relay = Relay()
+def relay(postgres_url: str) -> Relay:
+    relay = Relay(postgres_url)
     yield relay
     relay.cut()
 
 
 def test_a_brief_outage_is_retried_and_the_study_completes(tmp_path: Path, relay: Relay) -> None:
-    driver, log = _driver(tmp_path, f"postgresql://postgres@127.0.0.1:{relay.port}/test", 8)
+    driver, log = _driver(tmp_path, relay.url, 8)
 
     def outage() -> None:
         # Once a trial is told, so the cut lands mid-search even on a loaded machine; cut
         # and restore in one thread, so they can never run in the wrong order.
         deadline = time.monotonic() + 60
-        while not _complete_numbers(driver) and time.monotonic() < deadline:
+        while not _complete_numbers(driver, relay.direct) and time.monotonic() < deadline:
             time.sleep(0.1)
         relay.cut()
         time.sleep(3.0)
@@ -135,44 +146,42 @@ def test_a_brief_outage_is_retried_and_the_study_completes(tmp_path: Path, relay
         assert "storage unreachable" in log.getvalue()
         assert len(driver.study.get_trials(states=(TrialState.COMPLETE,))) == 8
     finally:
-        _delete(driver.study.study_name)
+        _delete(driver.study.study_name, relay.direct)
 
 
 def test_a_lasting_outage_stops_cleanly_keeping_what_was_told(
     tmp_path: Path, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(driver_module, "STORAGE_RETRIES", 2)
-    driver, log = _driver(tmp_path, f"postgresql://postgres@127.0.0.1:{relay.port}/test", 50)
+    driver, log = _driver(tmp_path, relay.url, 50)
     told: list[int] = []
-    threading.Timer(1.5, lambda: (told.extend(_complete_numbers(driver)), relay.cut())).start()
+    threading.Timer(
+        1.5, lambda: (told.extend(_complete_numbers(driver, relay.direct)), relay.cut())
+    ).start()
     began = time.monotonic()
     try:
         assert driver.run() == 1
         assert time.monotonic() - began < 30
         assert "stayed unreachable" in log.getvalue() and "devicefit resume" in log.getvalue()
-        after = optuna.load_study(study_name=driver.study.study_name, storage=_direct())
+        after = optuna.load_study(study_name=driver.study.study_name, storage=relay.direct)
         complete = {t.number for t in after.get_trials(states=(TrialState.COMPLETE,))}
         assert told and set(told) <= complete  # nothing told before the outage was lost
     finally:
-        _delete(driver.study.study_name)
+        _delete(driver.study.study_name, relay.direct)
 
 
-def _delete(name: str) -> None:
+def _delete(name: str, url: str) -> None:
     """Remove the test's study, without ever hanging the suite on clean-up (a study
     left behind in the test database is harmless: names are unique)."""
     worker = threading.Thread(
-        target=lambda: optuna.delete_study(study_name=name, storage=_direct()), daemon=True
+        target=lambda: optuna.delete_study(study_name=name, storage=url), daemon=True
     )
     worker.start()
     worker.join(timeout=30)
 
 
-def _direct() -> str:
-    return "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _complete_numbers(driver: Driver) -> list[int]:
-    study = optuna.load_study(study_name=driver.study.study_name, storage=_direct())
+def _complete_numbers(driver: Driver, url: str) -> list[int]:
+    study = optuna.load_study(study_name=driver.study.study_name, storage=url)
     return [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))]
 
 
