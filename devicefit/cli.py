@@ -129,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="run trials as tasks on a Ray cluster (default address: auto)",
     )
-    s.add_argument("--cpus-per-trial", type=int, dest="cpus_per_trial", help="Ray CPUs per trial")
+    s.add_argument(
+        "--cpus-per-trial",
+        type=int,
+        dest="cpus_per_trial",
+        help="CPUs (training threads) per trial, on Ray and in the local pool "
+        "(default: 1 on Ray, cores / workers locally)",
+    )
     s.add_argument(
         "--recycle-after",
         type=int,

@@ -40,7 +40,9 @@ class StudyConfig:
     max_temperature_c: float | None = None  # after the timed runs
     threads: int = 1
     ray: str | None = None  # run trials as Ray tasks: a cluster address, or "auto"
-    cpus_per_trial: int = 1  # Ray CPUs each trial asks for
+    # CPUs (training threads) of each trial, Ray or local pool; None: Ray 1, pool cores/workers.
+    # Training is bitwise reproducible at a fixed thread count only (summation order).
+    cpus_per_trial: int | None = None
     recycle_after: int = 20  # trials per worker process before it is replaced
     grace_seconds: float = 120.0  # after Ctrl-C, how long running trials may finish
     # Which trials keep their Keras model (model.keras, for export): "front" drops those of
@@ -102,7 +104,7 @@ class StudyConfig:
             )
         if self.max_metric_drop is not None and self.max_metric_drop < 0:
             raise UsageError(f"--max-metric-drop: must be >= 0, got {self.max_metric_drop}")
-        if self.cpus_per_trial < 1 or self.recycle_after < 1:
+        if (self.cpus_per_trial is not None and self.cpus_per_trial < 1) or self.recycle_after < 1:
             raise UsageError("--cpus-per-trial and --recycle-after must be at least 1")
         if self.min_runs < 1 or self.min_seconds < 0:
             raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
@@ -185,7 +187,7 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "workers": int,
         "threads": int,
         "min_runs": int,
-        "cpus_per_trial": int,
+        "cpus_per_trial": (int, type(None)),
         "recycle_after": int,
         "min_seconds": (int, float),
         "grace_seconds": (int, float),

@@ -178,7 +178,8 @@ def _start(server: PostgresServer) -> bool:
 def _create_database(server: PostgresServer) -> None:
     import psycopg
 
-    admin = f"postgresql://{USER}@127.0.0.1:{server.port}/postgres"
+    # template1: the database every new cluster has, to connect to before ours exists.
+    admin = f"postgresql://{USER}@127.0.0.1:{server.port}/template1"
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
         connection.execute(f"CREATE DATABASE {DATABASE}")
 
@@ -223,14 +224,13 @@ def _as_user(run_as: str | None) -> dict:
 
 
 def _unprivileged_user() -> str:
-    """A system user to run the server as when we are root."""
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    raise RuntimeError("running as root, and no unprivileged user (postgres, nobody) to run as")
+    """The system user to run the server as when we are root: ``nobody``, which every Linux
+    system has (no user of a PostgreSQL installation is assumed)."""
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        raise RuntimeError("running as root, and no user 'nobody' to run PostgreSQL as") from None
+    return "nobody"
 
 
 def _reachable_by(binaries: PostgresBinaries, user: str, root: Path) -> PostgresBinaries:

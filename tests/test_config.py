@@ -48,6 +48,8 @@ def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
         ("seed = 1\n", {}, "nothing to compress"),
         ('task = "digits"\nkeep_keras = "some"\n', {}, "keep_keras must be one of front, all"),
         ('task = "digits"\nkeep_keras = 1\n', {}, "keep_keras must be a string"),
+        ('task = "digits"\ncpus_per_trial = 0\n', {}, "--cpus-per-trial and --recycle-after"),
+        ('task = "digits"\ncpus_per_trial = "two"\n', {}, "cpus_per_trial has the wrong type"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:
@@ -81,3 +83,19 @@ def test_memory_sizes_on_the_command_line() -> None:
 def test_missing_study_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--config: file not found"):
         build_config(tmp_path / "nope.toml", {})
+
+
+def test_cpus_per_trial_sets_the_training_threads_of_the_local_pool() -> None:
+    import os
+
+    from devicefit.search.executors import make_executor
+
+    assert build_config(None, {"task": "digits"}).cpus_per_trial is None  # auto by default
+    chosen = make_executor(2, threads=1)
+    shared_out = make_executor(1)
+    try:
+        assert chosen.threads == 1
+        assert shared_out.threads == max(1, os.cpu_count() or 1)
+    finally:
+        chosen.shutdown()
+        shared_out.shutdown()

@@ -4,6 +4,7 @@ stopped, from either source of binaries) and the CI switch that turns skips into
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -44,6 +45,20 @@ def test_a_server_is_started_in_its_own_folder_on_a_free_port_and_stopped(find: 
     assert not server.data_dir.exists()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(server.url, connect_timeout=3)
+
+
+def test_without_postgresql_on_the_path_the_packaged_binaries_serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # a machine with Python and nothing else
+    assert postgres_server.binaries_on_path() is None
+    server = start_postgres()
+    try:
+        assert server.binaries.source == postgres_server.PACKAGE
+        with psycopg.connect(server.url, connect_timeout=10) as connection:
+            assert "PostgreSQL" in connection.execute("SELECT version()").fetchone()[0]
+    finally:
+        server.stop()
 
 
 def test_two_servers_never_share_a_port_or_a_folder() -> None:
@@ -124,6 +139,23 @@ def test_without_a_named_server_one_is_started_noted_and_stopped(
 
 def _never(*args: object, **kwargs: object) -> None:
     raise AssertionError("a server was started although one was named")
+
+
+def test_no_test_names_a_server_of_this_machine() -> None:
+    """PostgreSQL tests take the fixture's URL: none names the standard port, or a database
+    or a user that a machine's own installation has."""
+    standard_port = "54" + "32"  # split, so this file does not name it either
+    machine_names = {"postgres", "root", "test", "template0"}
+    url = re.compile(r"postgresql(?:\+\w+)?://(?:([^@/\s\"']+)@)?[^/\s\"']*/(\w+)")
+    offending = []
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        text = path.read_text()
+        if standard_port in text:
+            offending.append(f"{path.name}: names port {standard_port}")
+        for user, database in url.findall(text):
+            if {user.split(":")[0], database} & machine_names:
+                offending.append(f"{path.name}: {user}@.../{database}")
+    assert not offending, offending
 
 
 def test_with_the_ci_switch_a_skip_fails(

@@ -60,7 +60,7 @@ class ProcessPoolExecutor(Executor):
     def __init__(
         self, workers: int, threads: int, log_path: str | None = None, recycle_after: int = 20
     ) -> None:
-        self.workers = workers
+        self.workers, self.threads = workers, threads
         self._pool = cf.ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
@@ -159,6 +159,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def make_executor(workers: int, log_path: str | None = None, recycle_after: int = 20) -> Executor:
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+def make_executor(
+    workers: int,
+    log_path: str | None = None,
+    recycle_after: int = 20,
+    threads: int | None = None,
+) -> Executor:
+    """The local pool; each trial trains on ``threads`` threads (default: the cores shared
+    out among the workers)."""
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     return ProcessPoolExecutor(workers, threads, log_path, recycle_after)

@@ -157,10 +157,10 @@ def _drive(study, config, folder, space, metric, spec, devices, console) -> int:
         from devicefit.search.ray_executor import RayExecutor
 
         executor = RayExecutor(
-            config.ray, config.workers, spec, config.cpus_per_trial, config.recycle_after
+            config.ray, config.workers, spec, config.cpus_per_trial or 1, config.recycle_after
         )
     else:
-        executor = make_executor(config.workers, log, config.recycle_after)
+        executor = make_executor(config.workers, log, config.recycle_after, config.cpus_per_trial)
     driver = Driver(study, config, folder, space, metric, spec, executor, devices, console)
     code = driver.run()
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
