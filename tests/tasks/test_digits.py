@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import time
+import platform
 
 import numpy as np
 import pytest
@@ -60,37 +58,20 @@ def test_second_load_reuses_the_cached_model(
                                digits_task.model.predict(x, verbose=0), atol=1e-5)  # fmt: skip
 
 
-def _median_invoke_s(tflite: bytes) -> float:
-    from ai_edge_litert.interpreter import Interpreter
+@pytest.mark.exclusive  # a lower bound on latency: another test's load must not help it pass
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"), reason="the 1 ms bound is stated for x86"
+)
+def test_float32_tflite_takes_at_least_a_millisecond_on_one_thread(digits_tflite: bytes) -> None:
+    # A requirement, not a benchmark: compression must have time to save, so the untouched
+    # file takes >= 1 ms per image on one thread of a 2-core x86 machine, measured exactly as
+    # a search measures it (a fresh child process, warm-up, then timed runs).
+    from devicefit.evaluators.base import BenchmarkSpec
+    from devicefit.evaluators.local import LocalEvaluator
 
-    interp = Interpreter(model_content=tflite, num_threads=1)
-    interp.allocate_tensors()
-    detail = interp.get_input_details()[0]
-    image = np.random.default_rng(0).random(detail["shape"], dtype=np.float32)
-    times = []
-    for i in range(330):
-        interp.set_tensor(detail["index"], image)
-        start = time.perf_counter()
-        interp.invoke()
-        if i >= 30:  # the first invokes pay for XNNPACK's weight packing
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def test_float32_tflite_leaves_compression_time_to_save(digits_tflite: bytes) -> None:
-    # A requirement, not a benchmark: compression must have time to save, so the model's
-    # compute must dwarf the interpreter's fixed cost per invoke. Measured against a
-    # one-layer model on the same input, so it holds on any CPU (digits took ~1.2 ms on the
-    # first VMs, 0.5 ms on later ones; the fixed cost is a few microseconds).
-    import keras
-
-    from devicefit.spaces.convert import to_tflite
-
-    inputs = keras.Input((32, 32, 1))
-    tiny = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
-    with contextlib.redirect_stdout(io.StringIO()):
-        overhead = _median_invoke_s(to_tflite(tiny, (1, 32, 32, 1)))
-    assert _median_invoke_s(digits_tflite) >= 20 * overhead
+    measured = LocalEvaluator().measure(digits_tflite, BenchmarkSpec(threads=1))
+    assert measured.threads == 1 and measured.count >= 50
+    assert measured.median_ms >= 1.0, measured.to_dict()
 
 
 def test_tflite_test_accuracy_is_high(digits_task: Task, digits_tflite: bytes) -> None:
