@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--study", help="resume by name from --storage (no folder given)")
     r.add_argument("--results", help="with --study: the shared results folder (default: results)")
     r.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="trials on Ray")
+    r.add_argument(
+        "--cpus-per-trial", type=int, dest="cpus_per_trial", help="training threads per trial"
+    )
 
     p = _sub(subs, "report", "Print the Pareto front; write report.html, pareto.json, trials.csv.")
     p.add_argument("folder", nargs="?", help="the study's results folder")
@@ -249,7 +252,9 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("resume: give either FOLDER or --study/--results, not both")
     else:
         folder = Path(args.folder)
-    return resume_search(folder, console, storage, args.trials, args.workers, args.ray)
+    return resume_search(
+        folder, console, storage, args.trials, args.workers, args.ray, args.cpus_per_trial
+    )
 
 
 def _megabytes(text: str) -> float:

@@ -214,6 +214,27 @@ def _check_types(config: StudyConfig, where: str) -> None:
             raise UsageError(f"{where}: {name} must be a string, got {value!r}")
 
 
+# The layout of the config a study stores (study.json, the study's user attribute), so an
+# older study resumes as it was made. 2: cpus_per_trial also sets the local pool's threads.
+STORED_FORMAT = 2
+
+
+def stored_config(config: StudyConfig) -> dict[str, Any]:
+    """The config as a study stores it, marked with its layout."""
+    return {**config.to_dict(), "format": STORED_FORMAT}
+
+
+def config_from_stored(data: dict[str, Any], where: str) -> StudyConfig:
+    """A study's stored config, brought up to this version's meaning."""
+    data = dict(data)
+    version = data.pop("format", 1)
+    if version < 2 and data.get("ray") is None and data.get("cpus_per_trial") == 1:
+        # It was Ray's setting only (1 by default) and local trials trained on the cores
+        # shared out among the workers; keep that, or a resumed study trains differently.
+        data["cpus_per_trial"] = None
+    return StudyConfig.from_dict(data, where)
+
+
 def load_study_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML study file into a flat dict of StudyConfig keys."""
     file = Path(path)

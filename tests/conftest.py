@@ -15,68 +15,66 @@ silence_tensorflow()
 # no_skips: with DEVICEFIT_NO_SKIP set (CI), a skipped test fails. pytester: tests of plugins.
 pytest_plugins = ["no_skips", "pytester"]
 
-# Where the workers note the servers they started, for the run's summary (set by the
-# controlling process before pytest-xdist starts the workers, which inherit it).
-SERVERS_LOG = "DEVICEFIT_TEST_SERVERS_LOG"
+# A folder the test workers of one run share (the CPU lock; the task cache unless CI names
+# one): made by the controlling process before pytest-xdist starts the workers, which
+# inherit the variable, and removed at the end of the run.
+RUN_DIR = "DEVICEFIT_TEST_RUN_DIR"
+# Servers the fixtures started, for the run's summary: each worker's lines reach the
+# controlling process in its workeroutput.
+_SERVER_NOTES: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput") and SERVERS_LOG not in os.environ:
+    if not hasattr(config, "workerinput"):
         import tempfile
 
-        handle, path = tempfile.mkstemp(prefix="devicefit-test-servers-", suffix=".log")
-        os.close(handle)
-        os.environ[SERVERS_LOG] = path
+        os.environ[RUN_DIR] = tempfile.mkdtemp(prefix="devicefit-tests-")
+        os.environ.setdefault("DEVICEFIT_CACHE", os.path.join(os.environ[RUN_DIR], "cache"))
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    path = Path(os.environ.get(SERVERS_LOG, ""))
-    if hasattr(terminalreporter.config, "workerinput") or not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    path.unlink()
-    if lines:
-        terminalreporter.section("servers the tests started")
-        for line in lines:
-            terminalreporter.line(line)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and os.environ.get(RUN_DIR):
+        import shutil
+
+        shutil.rmtree(os.environ.pop(RUN_DIR), ignore_errors=True)
 
 
 def note_server(line: str) -> None:
     """A line for the run's summary (and for -s output) about a server a fixture started."""
     print(line)
-    path = os.environ.get(SERVERS_LOG)
-    if path:
-        with open(path, "a") as handle:
-            handle.write(line + "\n")
+    _SERVER_NOTES.append(line)
 
 
-def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder all test workers of this run share (pytest-xdist gives each worker its
-    own base temp folder, under one common parent)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["devicefit_servers"] = list(_SERVER_NOTES)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # CI sets DEVICEFIT_CACHE to a fresh folder; otherwise one fresh folder per run,
-    # shared by the workers (the cache's file lock makes them train each model once).
-    if "DEVICEFIT_CACHE" not in os.environ:
-        folder = _shared_root(tmp_path_factory) / "devicefit-cache"
-        folder.mkdir(exist_ok=True)
-        os.environ["DEVICEFIT_CACHE"] = str(folder)
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_testnodedown(node: object, error: object) -> None:
+    _SERVER_NOTES.extend(getattr(node, "workeroutput", {}).get("devicefit_servers", []))
 
 
-@pytest.fixture(autouse=True)
-def _cpu_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN202
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SERVER_NOTES and not hasattr(terminalreporter.config, "workerinput"):
+        terminalreporter.section("servers the tests started")
+        for line in _SERVER_NOTES:
+            terminalreporter.line(line)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Tests run on two workers (pytest-xdist) but a test marked ``exclusive`` (one that
     compares latencies) runs alone: it takes the machine-wide lock exclusively, every
-    other test takes it shared. While an exclusive test waits, no new test starts."""
+    other test takes it shared. While an exclusive test waits, no new test starts. Held
+    around the whole protocol, so the other worker's fixture set-ups (training a task,
+    starting a cluster) wait too."""
     import fcntl
     import time
 
-    root = _shared_root(tmp_path_factory)
-    exclusive = request.node.get_closest_marker("exclusive") is not None
+    root = Path(os.environ[RUN_DIR])
+    exclusive = item.get_closest_marker("exclusive") is not None
     pending = root / f"exclusive-pending-{os.getpid()}"
     with open(root / "cpu.lock", "a") as handle:
         if exclusive:

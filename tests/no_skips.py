@@ -26,11 +26,24 @@ def require_program(path: str, install: str) -> str:
     return found
 
 
+def _as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+    report.outcome = "failed"
+    report.longrepr = f"skipped, but {ENV} is set (every test must run here): {reason}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator:
     outcome = yield
     report = outcome.get_result()
     if os.environ.get(ENV) and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.outcome = "failed"
-        report.longrepr = f"skipped, but {ENV} is set (every test must run here): {reason}"
+        _as_failure(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator:
+    """A whole module skipped (``pytest.importorskip``, ``allow_module_level``) counts too."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get(ENV) and report.skipped:
+        _as_failure(report)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -41,11 +42,12 @@ class PostgresBinaries:
 
 @dataclass
 class PostgresServer:
-    url: str
+    url: str  # with the password: a throwaway server, but loopback is shared by every user
     port: int
     data_dir: Path
     binaries: PostgresBinaries
     run_as: str | None  # the system user the server runs as (None: this process's user)
+    watchdog: subprocess.Popen | None = None
 
     def stop(self) -> None:
         """Stop the server at once and delete its folder (idempotent)."""
@@ -57,6 +59,9 @@ class PostgresServer:
                 check=False,
             )
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
 
     def describe(self) -> str:
         return (
@@ -71,7 +76,9 @@ def postgres_for_tests(note: Callable[[str], None]) -> Iterator[str]:
     stopped on exit; ``note`` gets a line saying which (port and folder included)."""
     named = os.environ.get(ENV)
     if named:
-        note(f"PostgreSQL named by {ENV}: {named}")
+        from sqlalchemy.engine import make_url
+
+        note(f"PostgreSQL named by {ENV}: {make_url(named).render_as_string(hide_password=True)}")
         yield named
         return
     server = start_postgres()
@@ -124,62 +131,86 @@ def find_binaries() -> PostgresBinaries:
 
 
 def start_postgres(binaries: PostgresBinaries | None = None, attempts: int = 3) -> PostgresServer:
-    """Make and start a new cluster on a free loopback port; the caller must ``stop`` it."""
+    """Make and start a new cluster on a free loopback port; the caller must ``stop`` it
+    (if this process dies first, a watchdog stops it and removes its folder)."""
     binaries = binaries or find_binaries()
     run_as = _unprivileged_user() if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="devicefit-test-postgres-"))
+    server = None
     try:
         if run_as:
             binaries = _reachable_by(binaries, run_as, root)
         data_dir = root / "data"
         data_dir.mkdir()
+        password = secrets.token_urlsafe(18)  # URL-safe characters only
+        (root / "password").write_text(password)
         if run_as:
             entry = pwd.getpwnam(run_as)
-            for path in (root, data_dir):
+            for path in (root, data_dir, root / "password"):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         _run(
-            [binaries.folder / "initdb", "-D", data_dir, "-U", USER, "--auth=trust"]
-            + ["--encoding=UTF8", "--locale=C", "--no-sync"],
+            [binaries.folder / "initdb", "-D", data_dir, "-U", USER, "--auth=scram-sha-256"]
+            + [f"--pwfile={root / 'password'}", "--encoding=UTF8", "--locale=C", "--no-sync"],
             run_as,
         )
-        for attempt in range(attempts):
-            port = _free_port()
-            server = PostgresServer(
-                f"postgresql://{USER}@127.0.0.1:{port}/{DATABASE}", port, data_dir, binaries, run_as
+        with open(data_dir / "postgresql.conf", "a") as conf:
+            # TCP on loopback only, no Unix socket (its path would depend on TMPDIR's
+            # length); a test database: speed matters, durability does not.
+            conf.write(
+                "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
             )
+        for _ in range(attempts):
+            port = _free_port()
+            url = f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
+            server = PostgresServer(url, port, data_dir, binaries, run_as)
             if _start(server):
-                _create_database(server)
+                server.watchdog = _watchdog(root, data_dir)
+                _create_database(server, password)
                 return server
-            if attempt == attempts - 1:
-                log = (data_dir / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"PostgreSQL did not start in {data_dir}:\n{log}")
+            server = None  # the port was taken since we chose it: try another
+        log = (data_dir / "server.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"PostgreSQL did not start in {data_dir}:\n{log}")
     except BaseException:
+        if server is not None:
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
         raise
-    raise AssertionError("unreachable")
 
 
 def _start(server: PostgresServer) -> bool:
-    options = (
-        f"-p {server.port} -c listen_addresses=127.0.0.1"
-        f" -c unix_socket_directories='{server.data_dir}'"
-        # A test database: durability is not the point, speed is.
-        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    )
     done = _run(
         [server.binaries.folder / "pg_ctl", "-D", server.data_dir, "-l"]
-        + [server.data_dir / "server.log", "-o", options, "-w", "-t", "60", "start"],
+        + [server.data_dir / "server.log", "-o", f"-p {server.port}", "-w", "-t", "60", "start"],
         server.run_as,
         check=False,
     )
-    return done.returncode == 0  # a port taken since we chose it: try another
+    return done.returncode == 0
 
 
-def _create_database(server: PostgresServer) -> None:
+def _watchdog(root: Path, data_dir: Path) -> subprocess.Popen:
+    """A process outside this one's session that stops the server (immediate shutdown,
+    SIGQUIT to the postmaster) and removes its folder once this process is gone, however
+    it ended (SIGKILL, a crashed test worker, a CI timeout)."""
+    script = (
+        f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+        f'pid=$(head -n 1 "{data_dir}/postmaster.pid" 2>/dev/null) && kill -QUIT "$pid"; '
+        f'sleep 2; rm -rf "{root}"'
+    )
+    return subprocess.Popen(
+        ["/bin/sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _create_database(server: PostgresServer, password: str) -> None:
     import psycopg
 
     # template1: the database every new cluster has, to connect to before ours exists.
-    admin = f"postgresql://{USER}@127.0.0.1:{server.port}/template1"
+    admin = f"postgresql://{USER}:{password}@127.0.0.1:{server.port}/template1"
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
         connection.execute(f"CREATE DATABASE {DATABASE}")
 

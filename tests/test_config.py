@@ -99,3 +99,17 @@ def test_cpus_per_trial_sets_the_training_threads_of_the_local_pool() -> None:
     finally:
         chosen.shutdown()
         shared_out.shutdown()
+
+
+def test_a_stored_config_keeps_its_meaning_when_resumed() -> None:
+    from devicefit.config import config_from_stored, stored_config
+
+    # Stored before cpus_per_trial set the local pool's threads: 1 was Ray's default only.
+    old = {**StudyConfig(task="digits").to_dict(), "cpus_per_trial": 1}
+    assert config_from_stored(old, "study.json").cpus_per_trial is None
+    on_ray = {**old, "ray": "auto"}
+    assert config_from_stored(on_ray, "study.json").cpus_per_trial == 1
+    # Stored now: an explicit 1 stays 1, the default stays automatic.
+    for value in (1, None):
+        config = StudyConfig(task="digits", cpus_per_trial=value)
+        assert config_from_stored(stored_config(config), "study.json") == config

@@ -9,7 +9,7 @@ from typing import Any
 from optuna.trial import TrialState
 from rich.console import Console
 
-from devicefit.config import StudyConfig
+from devicefit.config import StudyConfig, config_from_stored
 from devicefit.evaluators.devices import build_pools
 from devicefit.search import attrs
 from devicefit.search.driver import Driver
@@ -139,10 +139,13 @@ def resume_search(
     trials: int | None = None,
     workers: int | None = None,
     ray: str | None = None,
+    cpus_per_trial: int | None = None,
 ) -> int:
     stored = read_study_file(folder)
-    config = StudyConfig.from_dict(stored["config"], f"{folder}/{attrs.STUDY_FILE}")
-    config = config.replace(trials=trials, workers=workers, storage=storage, ray=ray)
+    config = config_from_stored(stored["config"], f"{folder}/{attrs.STUDY_FILE}")
+    config = config.replace(
+        trials=trials, workers=workers, storage=storage, ray=ray, cpus_per_trial=cpus_per_trial
+    )
     spec, space, devices, task = _prepare(config)
     study = open_study(folder, storage, config)
     recovered = recover_interrupted(study, "the driver stopped while this trial ran; re-run")

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from devicefit import __version__
-from devicefit.config import StudyConfig
+from devicefit.config import StudyConfig, config_from_stored, stored_config
 from devicefit.errors import UsageError
 from devicefit.evaluators.devices import device_pools
 from devicefit.evaluators.metrics import Metric
@@ -202,7 +202,7 @@ def create_study(
                 "reference_metric": None,
                 "version": __version__,
                 # So another machine can resume it by name (devicefit resume --study).
-                "config": config.to_dict(),
+                "config": stored_config(config),
             },
         )
         # The fixed trials are enqueued one at a time by the driver, just before it asks
@@ -218,7 +218,7 @@ def create_study(
             {
                 "study_name": folder.name,
                 "storage": config.storage,
-                "config": config.to_dict(),
+                "config": stored_config(config),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
@@ -259,7 +259,7 @@ def locate_study_folder(name: str, storage: str, results: str | None) -> Path:
     meta = study.user_attrs.get(attrs.STUDY_KEY) or {}
     if "config" not in meta:
         raise UsageError(f"--study: {name!r} in {storage} is not a devicefit study")
-    config = StudyConfig.from_dict(meta["config"], f"study {name!r}")
+    config = config_from_stored(meta["config"], f"study {name!r}")
     folder = Path(results or config.results) / name
     if not (folder / attrs.STUDY_FILE).exists():
         folder.mkdir(parents=True, exist_ok=True)

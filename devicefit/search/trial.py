@@ -63,7 +63,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     from devicefit.evaluators.tflite_stats import tflite_stats
     from devicefit.search.finetune import finetune, steps_per_epoch
     from devicefit.spaces import get_technique
-    from devicefit.spaces.base import ConvertContext, Plan
+    from devicefit.spaces.base import Plan
     from devicefit.spaces.macs import macs_by_layer
     from devicefit.tasks import load_task
 
@@ -102,13 +102,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         out.keras_model = _keras_file(model, out.notes)
 
     clock = time.perf_counter()
-    converters = [(t, p) for t, p in steps if t.stage == "convert"] or [
-        (get_technique("quantization"), {"mode": "float32"})
-    ]
-    tech, params = converters[-1]
-    sparse = any(t.wants_sparse_file(p) for t, p in weights)
-    ctx = ConvertContext(task.input_shape, task.calibration, sparse)
-    out.tflite = tech.convert(model, params, ctx)
+    out.tflite = convert_candidate(model, steps, task.input_shape, task.calibration)
     out.timings_s["convert"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -122,6 +116,25 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         stats.ops,
     )
     out.timings_s["evaluate"] = time.perf_counter() - clock
+
+
+def convert_candidate(
+    model: Any,
+    steps: list[tuple[Any, dict[str, Any]]],
+    input_shape: tuple[int, ...],
+    calibration: Any,
+) -> bytes:
+    """The TFLite file of a built candidate: the plan's converter decides how (float32 when
+    the plan has none), as a sparse file where a weights technique asks for one."""
+    from devicefit.spaces import get_technique
+    from devicefit.spaces.base import ConvertContext
+
+    converters = [(t, p) for t, p in steps if t.stage == "convert"] or [
+        (get_technique("quantization"), {"mode": "float32"})
+    ]
+    tech, params = converters[-1]
+    sparse = any(t.wants_sparse_file(p) for t, p in steps if t.stage == "weights")
+    return tech.convert(model, params, ConvertContext(input_shape, calibration, sparse))
 
 
 def _copy(model: Any) -> Any:

@@ -29,13 +29,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 TRIALS = 8  # the TPE sampler's random start (n_startup_trials), fixed trials included
 
 
-def _study(tmp_path: Path, name: str, *flags: str) -> dict[int, dict[str, Any]]:
+def _study(tmp_path: Path, name: str, workers: int, *flags: str) -> dict[int, dict[str, Any]]:
     config = tmp_path / "study.toml"
     config.write_text(FAST_DIGITS)
     run = subprocess.run(
         [sys.executable, "-m", "devicefit", "search", "--config", str(config), "--study", name]
         + ["--results", str(tmp_path), "--trials", str(TRIALS), "--seed", "0"]
-        + ["--workers", "2", "--cpus-per-trial", "1", *flags],
+        + ["--workers", str(workers), "--cpus-per-trial", "1", *flags],
         capture_output=True,
         text=True,
         timeout=1200,
@@ -57,8 +57,10 @@ def _study(tmp_path: Path, name: str, *flags: str) -> dict[int, dict[str, Any]]:
 
 def test_local_pool_and_ray_run_the_same_study(tmp_path: Path, ray_cluster: Any) -> None:
     address, _ = ray_cluster
-    pool = _study(tmp_path, "on-pool")
-    ray = _study(tmp_path, "on-ray", "--ray", address)
+    # One pool worker would train on both cores by default: the flag must hold it to one.
+    # Two Ray workers: trials finish in another order, which must not change them.
+    pool = _study(tmp_path, "on-pool", 1)
+    ray = _study(tmp_path, "on-ray", 2, "--ray", address)
 
     assert sorted(pool) == sorted(ray) == list(range(TRIALS))
     tuned = [n for n in pool if pool[n]["plan"]["finetune_epochs"] > 0]

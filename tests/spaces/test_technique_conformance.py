@@ -15,8 +15,9 @@ import optuna
 import pytest
 
 from devicefit.evaluators.tflite_predict import predict
-from devicefit.spaces import all_techniques, get_technique
-from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
+from devicefit.search.trial import convert_candidate
+from devicefit.spaces import all_techniques
+from devicefit.spaces.base import PER_LAYER, Technique
 from devicefit.spaces.blocks import find_blocks
 from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import keras_macs
@@ -46,26 +47,24 @@ def keras_model_after(technique: Technique, zoo: Any, params: dict[str, Any]) ->
     return model, []
 
 
-# Files of models already converted in this process, by fingerprint, newest last: every
-# technique at its identity setting gives the same model, and the big zoo models take 10-25 s
-# per conversion. Bounded in bytes: ResNet-50's file alone is 94 MB.
+# Files already made in this process, by model fingerprint: every technique at its identity
+# setting gives the same model, and the big zoo models take 10-25 s per conversion. Bounded
+# in bytes (ResNet-50's file alone is 94 MB; one cache per test worker).
 _CONVERTED: OrderedDict[str, bytes] = OrderedDict()
-CONVERTED_BYTES = 400 * 2**20
+CONVERTED_BYTES = 200 * 2**20
 
 
 def tflite_of(technique: Technique, zoo: Any, model: Any, params: dict[str, Any]) -> bytes:
-    """The file the trial pipeline would make: the technique converts if it is a converter,
-    else the default float32 conversion does, sparse where a weights technique asks."""
-    # Four calibration samples: enough to calibrate int8 ranges for a conformance check,
-    # and a quarter of the calibration time on ResNet-50.
+    """The file the trial pipeline makes of this model (``convert_candidate``). Four
+    calibration samples: enough for int8 ranges here, a quarter of ResNet-50's time."""
+    steps = [(technique, params)]
     calibration = zoo.inputs(count=4, seed=7)
-    if technique.stage == "convert":
-        return technique.convert(model, params, ConvertContext(zoo.input_shape, calibration))
+    if technique.stage == "convert":  # the file depends on the params: not cached
+        return convert_candidate(model, steps, zoo.input_shape, calibration)
     sparse = technique.stage == "weights" and technique.wants_sparse_file(params)
     key = f"{fingerprint(model)}-{sparse}"
     if key not in _CONVERTED:
-        ctx = ConvertContext(zoo.input_shape, calibration, sparse)
-        _CONVERTED[key] = get_technique("quantization").convert(model, {"mode": "float32"}, ctx)
+        _CONVERTED[key] = convert_candidate(model, steps, zoo.input_shape, calibration)
         while len(_CONVERTED) > 1 and sum(map(len, _CONVERTED.values())) > CONVERTED_BYTES:
             _CONVERTED.popitem(last=False)
     _CONVERTED.move_to_end(key)
@@ -86,6 +85,14 @@ def converts_and_runs(technique: Technique, zoo: Any, model: Any, params: dict[s
     out = predict(tflite_of(technique, zoo, model, params), x)
     assert out.shape == reference(zoo, x).shape
     assert np.all(np.isfinite(out))
+
+
+def computes_the_original(technique: Technique, zoo: Any, model: Any, params: dict) -> None:
+    """The TFLite file gives the original model's outputs within 1e-4."""
+    x = zoo.inputs()
+    out = predict(tflite_of(technique, zoo, model, params), x)
+    assert out.shape == reference(zoo, x).shape
+    assert np.max(np.abs(out - reference(zoo, x))) <= 1e-4
 
 
 def keeps_signature(zoo: Any, model: Any) -> None:
@@ -115,10 +122,7 @@ class TestTechniqueConformance:
     def test_identity_output_matches_original(self, technique: Technique, zoo_model: Any) -> None:
         params = technique.identity_params()
         model, _ = keras_model_after(technique, zoo_model, params)
-        x = zoo_model.inputs()
-        out = predict(tflite_of(technique, zoo_model, model, params), x)
-        assert out.shape == reference(zoo_model, x).shape
-        assert np.max(np.abs(out - reference(zoo_model, x))) <= 1e-4
+        computes_the_original(technique, zoo_model, model, params)
 
     def test_strong_setting_converts_runs_and_cuts_macs(
         self, technique: Technique, zoo_model: Any
@@ -143,10 +147,7 @@ class TestTechniqueConformance:
         structural techniques cut MACs."""
         params = per_unit_params(technique, zoo_model, granularity, lambda i: "identity")
         model, _ = keras_model_after(technique, zoo_model, params)
-        x = zoo_model.inputs()
-        out = predict(tflite_of(technique, zoo_model, model, params), x)
-        assert out.shape == reference(zoo_model, x).shape
-        assert np.max(np.abs(out - reference(zoo_model, x))) <= 1e-4
+        computes_the_original(technique, zoo_model, model, params)
 
         params = per_unit_params(
             technique, zoo_model, granularity, lambda i: "strong" if i % 2 == 0 else "identity"

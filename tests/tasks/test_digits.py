@@ -71,7 +71,8 @@ def test_float32_tflite_takes_at_least_a_millisecond_on_one_thread(digits_tflite
 
     measured = LocalEvaluator().measure(digits_tflite, BenchmarkSpec(threads=1))
     assert measured.threads == 1 and measured.count >= 50
-    assert measured.median_ms >= 1.0, measured.to_dict()
+    # The fastest run too: a lower bound the other test worker's load cannot help pass.
+    assert measured.median_ms >= 1.0 and measured.min_ms >= 1.0, measured.to_dict()
 
 
 def test_tflite_test_accuracy_is_high(digits_task: Task, digits_tflite: bytes) -> None:
