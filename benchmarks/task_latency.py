@@ -12,30 +12,13 @@ Prints a Markdown row per task for benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 from datetime import date
+
+from machine import commit, machine
 
 from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -50,8 +33,8 @@ def main() -> None:
     from devicefit.spaces.macs import keras_macs
     from devicefit.tasks import TaskSpec, load_task
 
-    machine = f"{platform.machine()}, {os.cpu_count()} cores ({_cpu()})"
-    print(f"machine: {machine}; date {date.today()}; commit {_commit()}")
+    where = machine()
+    print(f"machine: {where}; date {date.today()}; commit {commit()}")
     print("| date | machine | commit | task | MMACs | medians of the runs (ms) | min (ms) |")
     print("| --- | --- | --- | --- | ---: | --- | ---: |")
     for name in args.tasks:
@@ -65,7 +48,7 @@ def main() -> None:
         macs = keras_macs(task.model, task.input_shape) / 1e6
         runs = ", ".join(f"{m:.3f}" for m in medians)
         print(
-            f"| {date.today()} | {machine} | {_commit()} | {name} | {macs:.0f} | {runs} "
+            f"| {date.today()} | {where} | {commit()} | {name} | {macs:.0f} | {runs} "
             f"| {min(fastest):.3f} |",
             flush=True,
         )

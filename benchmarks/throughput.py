@@ -31,6 +31,7 @@ task = "digits"
 seed = 0
 min_runs = 20
 min_seconds = 0.3
+confirm_rounds = 6  # paired rounds at the end: enough for an interval
 techniques = ["channel_pruning", "quantization"]
 [ranges.finetune]
 epochs = [0, 1]

@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials per worker process before it is replaced (default 20)",
     )
     s.add_argument("--techniques", help="comma-separated technique names (default: all)")
+    s.add_argument(
+        "--confirm-rounds",
+        type=int,
+        dest="confirm_rounds",
+        help="paired rounds that confirm the report's speed-ups at the end (default 30; 0: none)",
+    )
 
     r = _sub(subs, "resume", "Continue a study until it has the requested complete trials.")
     r.add_argument("folder", nargs="?", help="the study's results folder")
@@ -166,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", nargs="+", metavar="FOLDER", help="overlay the fronts of several studies"
     )
     p.add_argument("--out", help="with --compare: the HTML file to write (default compare.html)")
+    p.add_argument(
+        "--confirm",
+        action="store_true",
+        help="first measure the front, the float32 baseline and the best peer recipe again, "
+        "in paired rounds on the study's devices, and report those speed-ups",
+    )
     p.add_argument("--serve", action="store_true", help="serve the report on 127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="with --serve (0: any free port)")
 
@@ -198,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--techniques", help="comma-separated subset (default: all)")
     i.add_argument("--json", action="store_true", help="print the per-layer report as JSON")
+    i.add_argument(
+        "--device",
+        action="append",
+        dest="devices",
+        metavar="[NAME=]SPEC",
+        help="also measure where the time goes on this device (per-op profile), repeatable",
+    )
+    i.add_argument("--threads", type=int, default=1, help="threads for --device measurements")
+    i.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also score each technique's mild/medium/strong setting on each layer alone, "
+        "without fine-tuning, on validation data (built-in tasks: --task)",
+    )
     return parser
 
 
@@ -230,6 +256,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "ray",
             "cpus_per_trial",
             "recycle_after",
+            "confirm_rounds",
         )
     }
     flags["storage"] = _storage(args.storage)
@@ -286,6 +313,10 @@ def _report(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--out: only with --compare (a study's report goes into its folder)")
     folder, storage = Path(args.folder), _storage(args.storage)
     record = load_study_record(folder, storage)
+    if args.confirm:
+        from devicefit.search.confirm import confirm_folder
+
+        record = confirm_folder(folder, storage, _stderr_console() if args.format else console)
 
     def rebuild() -> None:
         fresh = load_study_record(folder, storage)
@@ -414,11 +445,26 @@ def _benchmark(args: argparse.Namespace, console: Console) -> int:
         def shown(value: float | None, unit: str, digits: int = 3) -> str:
             return "n/a" if value is None else f"{value:.{digits}f} {unit}"
 
+        interval = (
+            f" [95% CI {m.median_low_ms:.3f}–{m.median_high_ms:.3f}]"
+            if m.median_low_ms is not None and m.median_high_ms is not None
+            else ""
+        )
+        disturbed = (
+            f"; host: steal {m.steal_pct:.1f}%, others on its cores {m.core_shared_pct:.1f}%, "
+            f"elsewhere {m.other_load_cpus:.2f} CPUs"
+            + (f", measured {m.remeasured + 1} times" if m.remeasured else "")
+            if m.steal_pct is not None
+            and m.core_shared_pct is not None
+            and m.other_load_cpus is not None
+            else ""
+        )
         console.print(
-            f"{path.name} on {args.device}: median {m.median_ms:.3f} ms, "
+            f"{path.name} on {args.device}: median {m.median_ms:.3f} ms{interval}, "
             f"p90 {shown(m.p90_ms, 'ms')}, min {m.min_ms:.3f} ms, std {m.std_ms:.3f} ms "
             f"over {m.count} runs, {m.threads} thread(s), "
-            f"peak memory {shown(m.peak_memory_mb, 'MB', 1)} ({m.runtime})"
+            f"peak memory {shown(m.peak_memory_mb, 'MB', 1)} ({m.runtime}){disturbed}",
+            markup=False,
         )
     return 0
 
@@ -444,11 +490,76 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     names = [t.strip() for t in (args.techniques or "").split(",") if t.strip()]
     techniques = [get_technique(n) for n in names] if names else all_techniques()
     reports = inspect_model(model, shape, techniques)
+    notes = _profile_devices(args, model, shape, reports)
+    metric_name = _add_sensitivity(args, model, shape, techniques, reports)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in reports]))
     else:
         print_inspection(reports, console)
+        for note in notes:
+            console.print(note)
+        if metric_name:
+            from devicefit.spaces.inspection import print_sensitivity
+
+            print_sensitivity(reports, metric_name, console)
     return 0
+
+
+def _add_sensitivity(
+    args: argparse.Namespace,
+    model: Any,
+    shape: tuple[int, ...],
+    techniques: list[Any],
+    reports: list[Any],
+) -> str | None:
+    """Score the sensitivity settings on the task's validation data; the metric's name."""
+    if not args.sensitivity:
+        return None
+    if not args.task:
+        raise UsageError("--sensitivity: needs validation data; use it with --task")
+    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.inspection import add_sensitivity
+    from devicefit.spaces.sensitivity import sensitivity_profile
+    from devicefit.tasks import TaskSpec, load_task
+
+    task = load_task(TaskSpec(builtin=args.task))
+    x, y = task.data.x_val[:256], task.data.y_val[:256]
+    context = ConvertContext(shape, task.calibration)
+    points = sensitivity_profile(model, techniques, x, y, task.metric, context)
+    add_sensitivity(reports, points)
+    return task.metric.name
+
+
+def _profile_devices(
+    args: argparse.Namespace, model: Any, shape: tuple[int, ...], reports: list[Any]
+) -> list[str]:
+    """Measure the float32 file on each ``--device`` with a per-op profile; notes to print."""
+    if not args.devices:
+        return []
+    if args.threads < 1:
+        raise UsageError(f"--threads: must be >= 1, got {args.threads}")
+    from devicefit.errors import DeviceUnavailable, TrialFailed
+    from devicefit.evaluators.devices import device_pools, make_evaluator
+    from devicefit.spaces.convert import to_tflite
+    from devicefit.spaces.device_profile import device_profile
+    from devicefit.spaces.inspection import add_device_times
+
+    tflite = to_tflite(model, shape)
+    notes = []
+    for name, specs in device_pools(tuple(args.devices)).items():
+        device = make_evaluator(specs[0], name)
+        try:
+            times, median = device_profile(model, shape, device, args.threads, tflite)
+        except (DeviceUnavailable, TrialFailed) as exc:
+            notes.append(f"{name}: not profiled: {exc}")
+            continue
+        add_device_times(reports, name, times)
+        notes.append(
+            f"{name}: float32 file, median {median:.3f} ms; per-op profile: the ops took "
+            f"{times.total_ms:.3f} ms of each {times.run_ms:.3f} ms run "
+            f"({args.threads} thread{'s' if args.threads > 1 else ''})"
+        )
+    return notes
 
 
 def _inspect_target(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:

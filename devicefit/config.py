@@ -50,6 +50,10 @@ class StudyConfig:
     keep_keras: str = "front"
     min_runs: int = 50
     min_seconds: float = 1.0
+    # Timing a file stops when its median's 95% interval is within +-2%, or after this long.
+    max_seconds: float = 10.0
+    # Paired rounds that confirm the report's speed-ups at the end of a search (0: none).
+    confirm_rounds: int = 30
     techniques: tuple[str, ...] | None = None  # None: all
     ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
     # One granularity for every technique, or technique -> granularity (others global).
@@ -108,6 +112,13 @@ class StudyConfig:
             raise UsageError("--cpus-per-trial and --recycle-after must be at least 1")
         if self.min_runs < 1 or self.min_seconds < 0:
             raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
+        if self.max_seconds < self.min_seconds:
+            raise UsageError(
+                f"{where}: max_seconds ({self.max_seconds}) must be at least min_seconds "
+                f"({self.min_seconds})"
+            )
+        if self.confirm_rounds < 0:
+            raise UsageError(f"--confirm-rounds: must be >= 0, got {self.confirm_rounds}")
         if self.keep_keras not in KEEP_KERAS:
             choices = ", ".join(KEEP_KERAS)
             raise UsageError(
@@ -187,9 +198,11 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "workers": int,
         "threads": int,
         "min_runs": int,
+        "confirm_rounds": int,
         "cpus_per_trial": (int, type(None)),
         "recycle_after": int,
         "min_seconds": (int, float),
+        "max_seconds": (int, float),
         "grace_seconds": (int, float),
         "max_metric_drop": (int, float, type(None)),
         "ranges": dict,

@@ -45,6 +45,29 @@ def note_server(line: str) -> None:
     _SERVER_NOTES.append(line)
 
 
+_GROUP_LOST = pytest.StashKey[str]()  # why a grouped test cannot run as grouped
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook has named the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of an ``xdist_group`` must stay on one worker (one Ray cluster at a time, each
+    module fixture built once); under a pytest that pytest-xdist cannot rename items in, they
+    would not, and each of them fails with the reason instead (pytest_runtest_setup)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            item.stash[_GROUP_LOST] = (
+                f"pytest-xdist's --dist loadgroup has no effect under pytest "
+                f"{pytest.__version__}: install the pytest that pyproject.toml asks for"
+            )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _GROUP_LOST in item.stash:
+        pytest.fail(item.stash[_GROUP_LOST], pytrace=False)
+
+
 @pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workeroutput"):

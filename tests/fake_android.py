@@ -29,6 +29,8 @@ def _benchmark_model(root: Path, args: list[str]) -> int:
 
     flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--"))
     content = _local(root, flags["graph"]).read_bytes()
+    if flags.get("enable_op_profiling") == "true":
+        return _op_profile(content, flags)
     spec = {
         "threads": int(flags.get("num_threads", 1)),
         "min_runs": int(flags.get("num_runs", 50)),
@@ -63,6 +65,38 @@ def _benchmark_model(root: Path, args: list[str]) -> int:
     print(
         f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {r['peak_memory_mb']:g}"
     )
+    return 0
+
+
+def _op_profile(content: bytes, flags: dict[str, str]) -> int:
+    """The per-op table of a recent build (the layout of the parser's test files), from
+    LiteRT's real op profiler."""
+    from devicefit.deploy.op_profiler import profile_ops
+
+    runs = int(flags.get("num_runs", 50))
+    profile = profile_ops(content, int(flags.get("num_threads", 1)), runs)
+    print(f"INFO: count={runs} first=0 curr=0 min=0 max=0 avg={profile.run_ms * 1000:g} std=0")
+    print("INFO: Operator-wise Profiling Info for Regular Benchmark Runs:")
+    print("============================== Run Order ==============================")
+    print(
+        f"{'[node type]':>48}{'[first]':>17}{'[avg ms]':>16}{'[%]':>15}{'[cdf%]':>16}"
+        f"{'[mem KB]':>18}{'[times called]':>22}  [Name]"
+    )
+    total = sum(op.ms for op in profile.ops) or 1.0
+    cdf = 0.0
+    for op in profile.ops:
+        share = 100 * op.ms / total
+        cdf += share
+        name = (
+            f"Delegate/{op.kind}:{op.index}"
+            if op.source == "delegate"
+            else f"[t{op.index}]:{op.index}"
+        )
+        print(
+            f"{op.kind:>48}{op.ms:>17.3f}{op.ms:>16.3f}{share:>14.3f}%{cdf:>15.3f}%"
+            f"{0.0:>18.3f}{1:>17}       {name}"
+        )
+    print()
     return 0
 
 

@@ -6,6 +6,8 @@ task = "digits"
 seed = 0
 min_runs = 20
 min_seconds = 0.3
+max_seconds = 0.6  # timing stops here when the interval is still wider than +-2%
+confirm_rounds = 6  # paired rounds at the end: enough for an interval
 techniques = ["channel_pruning", "quantization"]
 [ranges.finetune]
 epochs = [0, 1]

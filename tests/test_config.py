@@ -50,6 +50,9 @@ def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
         ('task = "digits"\nkeep_keras = 1\n', {}, "keep_keras must be a string"),
         ('task = "digits"\ncpus_per_trial = 0\n', {}, "--cpus-per-trial and --recycle-after"),
         ('task = "digits"\ncpus_per_trial = "two"\n', {}, "cpus_per_trial has the wrong type"),
+        ('task = "digits"\nmax_seconds = 0.5\n', {}, "max_seconds (0.5) must be at least"),
+        ('task = "digits"\nmax_seconds = "long"\n', {}, "max_seconds has the wrong type"),
+        ('task = "digits"\n', {"confirm_rounds": -1}, "--confirm-rounds: must be >= 0"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:

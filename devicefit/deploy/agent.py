@@ -4,9 +4,15 @@ JSON API (README, "Device agents"):
   GET  /health     {"status": "ok", "queue": n}
   GET  /info       host, CPU, cores, memory, OS, runtime, sensors, limits
   POST /benchmark  body: the TFLite file; query: threads, min_runs, min_seconds,
-                   warmup, warmup_seconds, cooldown_c, cooldown_timeout_s
+                   warmup, warmup_seconds, cooldown_c, cooldown_timeout_s, target_ci,
+                   max_seconds
                    -> 200 measurement, 400 bad request, 401 no/wrong token,
                       413 too large, 422 the model failed, 503 queue full
+  POST /rounds     body: several TFLite files back to back; query: sizes (their byte
+                   counts, comma-separated), threads, rounds, block_seconds,
+                   block_min_runs, block_warmup
+                   -> 200 {"block_ms": per file, one median per round, ...}: paired
+                      rounds, interleaved on the device in one process
 Every endpoint needs ``Authorization: Bearer TOKEN`` when the agent has a token.
 Stdlib, numpy and a LiteRT runtime only: this runs on a Raspberry Pi.
 """
@@ -38,7 +44,19 @@ SPEC_FIELDS: dict[str, tuple[type, float, float]] = {
     "warmup_seconds": (float, 0, 600),
     "cooldown_c": (float, 0, 150),
     "cooldown_timeout_s": (float, 0, 3600),
+    "target_ci": (float, 0, 1),
+    "max_seconds": (float, 0, 3600),
+    "op_profile_runs": (int, 0, 100_000),  # then a per-op profile (deploy/op_profiler.py)
+    "placements": (int, 1, 64),  # loads the timed runs are shared among (deploy/bench.py)
 }
+ROUNDS_FIELDS: dict[str, tuple[type, float, float]] = {
+    "threads": (int, 1, 256),
+    "rounds": (int, 1, 10_000),
+    "block_seconds": (float, 0, 60),
+    "block_min_runs": (int, 1, 1_000_000),
+    "block_warmup": (int, 0, 1_000_000),
+}
+MAX_ROUND_FILES = 64
 TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier, bytes 4..8
 
 
@@ -96,14 +114,15 @@ class BadRequest(Exception):
         self.status = status
 
 
-def parse_spec(query: str) -> dict[str, Any]:
+def parse_spec(
+    query: str, fields: dict[str, tuple[type, float, float]] | None = None
+) -> dict[str, Any]:
+    fields = SPEC_FIELDS if fields is None else fields
     spec: dict[str, Any] = {}
     for key, text in parse_qsl(query, keep_blank_values=True):
-        if key not in SPEC_FIELDS:
-            raise BadRequest(
-                400, f"unknown benchmark setting {key!r}; known: {', '.join(SPEC_FIELDS)}"
-            )
-        kind, low, high = SPEC_FIELDS[key]
+        if key not in fields:
+            raise BadRequest(400, f"unknown benchmark setting {key!r}; known: {', '.join(fields)}")
+        kind, low, high = fields[key]
         try:
             value = kind(text)
         except ValueError:
@@ -156,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch({"/health": self._health, "/info": self._info})
 
     def do_POST(self) -> None:  # noqa: N802
-        self._dispatch({"/benchmark": self._benchmark})
+        self._dispatch({"/benchmark": self._benchmark, "/rounds": self._rounds})
 
     def _dispatch(self, routes: dict[str, Any]) -> None:
         route = routes.get(urlsplit(self.path).path)
@@ -192,16 +211,46 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _benchmark(self) -> dict[str, Any]:
         spec = parse_spec(urlsplit(self.path).query)
+        self._refuse_when_full()
+        content = self._read_body()
+        _check_tflite(content, "the body")
+        return self._measured([content], spec, rounds=False)
+
+    def _rounds(self) -> dict[str, Any]:
+        pairs = parse_qsl(urlsplit(self.path).query, keep_blank_values=True)
+        sizes_text = dict(pairs).get("sizes")
+        if not sizes_text:
+            raise BadRequest(400, "sizes: give the byte count of each file, comma-separated")
+        try:
+            sizes = [int(part) for part in sizes_text.split(",")]
+        except ValueError:
+            raise BadRequest(400, f"sizes: not a list of numbers: {sizes_text!r}") from None
+        if not 1 <= len(sizes) <= MAX_ROUND_FILES or min(sizes) < 8:
+            raise BadRequest(
+                400, f"sizes: 1 to {MAX_ROUND_FILES} files of at least 8 bytes, got {sizes}"
+            )
+        spec = parse_spec("&".join(f"{k}={v}" for k, v in pairs if k != "sizes"), ROUNDS_FIELDS)
+        self._refuse_when_full()
+        body = self._read_body()
+        if len(body) != sum(sizes):
+            raise BadRequest(400, f"the body has {len(body)} bytes, sizes add up to {sum(sizes)}")
+        contents, offset = [], 0
+        for index, size in enumerate(sizes):
+            contents.append(body[offset : offset + size])
+            _check_tflite(contents[-1], f"file {index + 1}")
+            offset += size
+        return self._measured(contents, spec, rounds=True)
+
+    def _refuse_when_full(self) -> None:
         jobs = self.server.jobs
         if jobs.length >= jobs.max_queued:
             # Refused before the upload is read: queued files are held in memory, and a
             # small device must not take in more than its queue can hold.
             raise JobFailed(f"{jobs.length} measurements already queued; retry later", 503)
-        content = self._read_body()
-        if len(content) < 8 or content[4:8] != TFLITE_MAGIC:
-            raise BadRequest(400, "the body is not a TFLite flatbuffer (no TFL3 identifier)")
+
+    def _measured(self, contents: list[bytes], spec: dict[str, Any], rounds: bool) -> dict:
         began = time.time()
-        result = self.server.jobs.measure(content, spec)
+        result = self.server.jobs.measure(contents, spec, rounds)
         result["node"] = platform.node()
         result["agent_wall_s"] = time.time() - began
         return result
@@ -240,6 +289,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of base
         sys.stderr.write(f"agent {self.address_string()} {format % args}\n")
+
+
+def _check_tflite(content: bytes, what: str) -> None:
+    if len(content) < 8 or content[4:8] != TFLITE_MAGIC:
+        raise BadRequest(400, f"{what} is not a TFLite flatbuffer (no TFL3 identifier)")
 
 
 def serve(config: AgentConfig) -> None:

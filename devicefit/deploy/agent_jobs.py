@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from devicefit.deploy.bench import MEMORY_ENV
+from devicefit.deploy.bench import MEMORY_ENV, write_model_files
 
 
 class JobFailed(Exception):
@@ -32,25 +32,29 @@ class JobFailed(Exception):
 
 @dataclass
 class _Job:
-    content: bytes
+    contents: list[bytes]
     spec: dict[str, Any]
+    rounds: bool  # paired rounds of every file, else one measurement of the one file
     done: threading.Event = field(default_factory=threading.Event)
     result: dict[str, Any] | None = None
     error: JobFailed | None = None
 
 
 def run_in_child(
-    content: bytes, spec: dict[str, Any], timeout_s: float, memory_mb: int | None
+    contents: list[bytes],
+    spec: dict[str, Any],
+    timeout_s: float,
+    memory_mb: int | None,
+    rounds: bool = False,
 ) -> dict[str, Any]:
-    """Measure ``content`` in a fresh process; JobFailed says why it could not be.
+    """Measure ``contents`` in a fresh process (one file, or paired rounds of several);
+    JobFailed says why it could not be.
 
-    The file gets a fixed name in a fresh folder: nothing from the client ever
-    becomes part of a path.
+    Files get fixed names in a fresh folder: nothing from the client ever becomes part
+    of a path.
     """
     with tempfile.TemporaryDirectory(prefix="devicefit-agent-") as folder:
-        path = os.path.join(folder, "model.tflite")
-        with open(path, "wb") as handle:
-            handle.write(content)
+        paths = write_model_files(folder, contents)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         if memory_mb is not None:
             # Set by the child itself (bench.py): a preexec_fn in a threaded server can
@@ -58,7 +62,9 @@ def run_in_child(
             env[MEMORY_ENV] = str(int(memory_mb))
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "devicefit.deploy.bench", path, json.dumps(spec)],
+                [sys.executable, "-m", "devicefit.deploy.bench"]
+                + (["--rounds"] if rounds else [])
+                + [*paths, json.dumps(spec)],
                 capture_output=True,
                 text=True,
                 errors="replace",  # a crashing runtime may print anything
@@ -111,13 +117,16 @@ class MeasurementQueue:
         with self._lock:
             return self._pending
 
-    def measure(self, content: bytes, spec: dict[str, Any]) -> dict[str, Any]:
-        """Queue one measurement and wait for it (callers are HTTP handler threads)."""
+    def measure(
+        self, contents: list[bytes], spec: dict[str, Any], rounds: bool = False
+    ) -> dict[str, Any]:
+        """Queue one measurement (or paired rounds) and wait for it (callers are HTTP
+        handler threads)."""
         with self._lock:
             if self._pending >= self.max_queued:
                 raise JobFailed(f"{self._pending} measurements already queued; retry later", 503)
             self._pending += 1
-        job = _Job(content, spec)
+        job = _Job(contents, spec, rounds)
         self._jobs.put(job)
         job.done.wait()
         if job.error is not None:
@@ -133,7 +142,11 @@ class MeasurementQueue:
                 # A cool-down wait happens inside the child, so it extends the limit.
                 extra = job.spec.get("cooldown_timeout_s", 0) if job.spec.get("cooldown_c") else 0
                 job.result = run_in_child(
-                    job.content, job.spec, self.timeout_s + float(extra), self.memory_mb
+                    job.contents,
+                    job.spec,
+                    self.timeout_s + float(extra),
+                    self.memory_mb,
+                    job.rounds,
                 )
                 # When the device was busy with this file (clients check no overlap).
                 job.result["measured_from"], job.result["measured_until"] = began, time.time()

@@ -19,11 +19,18 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from devicefit.errors import DeviceUnavailable, TrialFailed, UsageError
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.base import (
+    BenchmarkSpec,
+    DeviceEvaluator,
+    Measurement,
+    Rounds,
+    RoundsSpec,
+)
 from devicefit.evaluators.benchmark_model_output import (
     BenchmarkOutputError,
     parse_benchmark_model,
 )
+from devicefit.evaluators.op_profile_output import parse_op_profile, profile_rows
 
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
 REMOTE_DIR = "/data/local/tmp"
@@ -67,42 +74,117 @@ class AdbEvaluator(DeviceEvaluator):
             raise DeviceUnavailable(f"{self.name}: adb state is {state or 'unknown'}")
 
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
-        remote = f"{REMOTE_DIR}/devicefit-{uuid.uuid4().hex}.tflite"
-        with tempfile.TemporaryDirectory(prefix="devicefit-adb-") as folder:
-            local = os.path.join(folder, "model.tflite")
-            with open(local, "wb") as handle:
-                handle.write(tflite)
-            pushed = self._run("push", local, remote, timeout=120)
-            if pushed.returncode != 0:
-                raise DeviceUnavailable(f"{self.name}: adb push failed: {pushed.stderr.strip()}")
+        (remote,) = self._push([tflite])
         try:
             before = self._temperature()
             began = time.time()
+            stats = self._benchmark(remote, spec)
+            until = time.time()
+            after = self._temperature()
+            profile = self._op_profile(remote, spec) if spec.op_profile_runs > 0 else None
+        finally:
+            self._remove([remote])
+        measurement = self._measurement(stats, spec, before, after, began, until)
+        if profile is not None:
+            measurement.op_profile, reason = profile
+            if reason is not None:
+                measurement.unavailable["op_profile"] = reason
+        return measurement
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        """Each file pushed once; every round runs benchmark_model on each in turn."""
+        remotes = self._push(files)
+        blocks: list[list[float]] = [[] for _ in files]
+        try:
+            for round_index in range(spec.rounds):
+                for offset in range(len(files)):
+                    which = (round_index + offset) % len(files)
+                    stats = self._benchmark(remotes[which], spec.block_spec())
+                    if stats["median_ms"] is None:
+                        raise DeviceUnavailable(f"{self.name}: {self.binary} prints no median")
+                    blocks[which].append(stats["median_ms"])
+        finally:
+            self._remove(remotes)
+        return Rounds(
+            blocks,
+            spec.threads,
+            device=self.name,
+            node=f"adb:{self.serial}",
+            unavailable={"steal_pct": "not read on Android", "cores": "not pinned over adb"},
+        )
+
+    def _push(self, files: list[bytes]) -> list[str]:
+        remotes = []
+        with tempfile.TemporaryDirectory(prefix="devicefit-adb-") as folder:
+            for content in files:
+                remote = f"{REMOTE_DIR}/devicefit-{uuid.uuid4().hex}.tflite"
+                local = os.path.join(folder, "model.tflite")
+                with open(local, "wb") as handle:
+                    handle.write(content)
+                pushed = self._run("push", local, remote, timeout=120)
+                if pushed.returncode != 0:
+                    self._remove(remotes)
+                    raise DeviceUnavailable(
+                        f"{self.name}: adb push failed: {pushed.stderr.strip()}"
+                    )
+                remotes.append(remote)
+        return remotes
+
+    def _remove(self, remotes: list[str]) -> None:
+        if remotes:
+            self._run("shell", "rm", "-f", *remotes, timeout=30)
+
+    def _op_profile(self, remote: str, spec: BenchmarkSpec) -> tuple[dict | None, str | None]:
+        """A run of its own with ``--enable_op_profiling`` (profiling slows the runs it
+        times, so never the measurement's): the per-op table, as rows of
+        ``deploy/op_profiler.py``'s form."""
+        try:
             done = self._run(
                 "shell",
                 self.binary,
                 f"--graph={remote}",
                 f"--num_threads={spec.threads}",
-                f"--num_runs={spec.min_runs}",
-                f"--min_secs={spec.min_seconds}",
+                f"--num_runs={spec.op_profile_runs}",
                 f"--warmup_runs={spec.warmup}",
-                f"--warmup_min_secs={spec.warmup_seconds}",
-                "--report_peak_memory_footprint=true",
+                "--enable_op_profiling=true",
                 timeout=spec.timeout_s,
             )
-            until = time.time()
-            after = self._temperature()
-        finally:
-            self._run("shell", "rm", "-f", remote, timeout=30)
+        except (DeviceUnavailable, TrialFailed) as exc:  # the measurement itself stands
+            return None, f"benchmark_model --enable_op_profiling: {exc}"
+        output = done.stdout + done.stderr
+        try:
+            nodes = parse_op_profile(output)
+            stats = parse_benchmark_model(output)
+        except BenchmarkOutputError as exc:
+            return None, f"benchmark_model --enable_op_profiling: {exc}"
+        if stats["mean_ms"] is None:
+            return None, "benchmark_model --enable_op_profiling printed no run time"
+        # benchmark_model may run more than asked (its --min_secs): the count it printed.
+        runs = stats["count"] or spec.op_profile_runs
+        return {"ops": profile_rows(nodes), "run_ms": stats["mean_ms"], "runs": runs}, None
+
+    def _benchmark(self, remote: str, spec: BenchmarkSpec) -> dict[str, Any]:
+        """benchmark_model's statistics for a file already on the phone."""
+        done = self._run(
+            "shell",
+            self.binary,
+            f"--graph={remote}",
+            f"--num_threads={spec.threads}",
+            f"--num_runs={spec.min_runs}",
+            f"--min_secs={spec.min_seconds}",
+            f"--warmup_runs={spec.warmup}",
+            f"--warmup_min_secs={spec.warmup_seconds}",
+            "--report_peak_memory_footprint=true",
+            timeout=spec.timeout_s,
+        )
         output = done.stdout + done.stderr
         if "not found" in output and self.binary in output:
             raise DeviceUnavailable(f"{self.name}: no benchmark_model at {self.binary}")
         try:
-            stats = parse_benchmark_model(output)
+            return parse_benchmark_model(output)
         except BenchmarkOutputError:
             tail = " / ".join(output.strip().splitlines()[-3:])
             raise TrialFailed(f"{self.name}: benchmark_model failed on the model: {tail}") from None
-        return self._measurement(stats, spec, before, after, began, until)
 
     def _measurement(
         self,
@@ -123,6 +205,10 @@ class AdbEvaluator(DeviceEvaluator):
             "p90_ms": "benchmark_model reports p5/median/p95, not p90",
             "wall_s": "benchmark_model does not print how long its timed runs took",
             "energy_mj": "the adb evaluator does not read the battery gauge",
+            "median_low_ms": "benchmark_model prints no run times to bound its median with",
+            "median_high_ms": "benchmark_model prints no run times to bound its median with",
+            "cores": "benchmark_model is not pinned over adb",
+            "steal_pct": "the host load is not read on Android",
         }
         peak = stats.get("peak_memory_mb")
         if peak is None:

@@ -14,7 +14,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from devicefit.errors import DeviceUnavailable, TrialFailed, UsageError
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.base import (
+    BenchmarkSpec,
+    DeviceEvaluator,
+    Measurement,
+    Rounds,
+    RoundsSpec,
+)
 
 # Answers that are the model's fault: the trial fails, the device stays in its pool.
 MODEL_ERRORS = (400, 413, 422)
@@ -70,14 +76,12 @@ class AgentEvaluator(DeviceEvaluator):
         }
         if spec.cooldown_c is not None:
             query.update(cooldown_c=spec.cooldown_c, cooldown_timeout_s=spec.cooldown_timeout_s)
-        limit = self._upload_limit()
-        if limit is not None and len(tflite) > limit:
-            # Checked here: the agent answers 413 and closes while a big upload is still
-            # being sent, which looks like a dead device rather than a too-big model.
-            raise TrialFailed(
-                f"{self.name}: the file ({len(tflite)} bytes) is over its upload limit "
-                f"({limit} bytes)"
-            )
+        # Sent only when not the agent's own default: an agent older than these settings
+        # refuses any it does not know.
+        for key in ("target_ci", "max_seconds", "op_profile_runs", "placements"):
+            if getattr(spec, key) != getattr(BenchmarkSpec, key):
+                query[key] = getattr(spec, key)
+        self._check_upload(len(tflite))
         # The agent may be finishing another client's measurement first.
         timeout = 2 * spec.timeout_s + (spec.cooldown_timeout_s if spec.cooldown_c else 0) + 30
         data = self._request("POST", f"/benchmark?{urlencode(query)}", tflite, timeout)
@@ -87,6 +91,30 @@ class AgentEvaluator(DeviceEvaluator):
             raise DeviceUnavailable(f"{self.name}: unexpected answer: {exc}") from None
         measurement.device = self.name
         return measurement
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        """The agent holds every file and interleaves them itself (POST /rounds)."""
+        query = {k: v for k, v in spec.to_dict().items() if k != "timeout_s"}
+        query["sizes"] = ",".join(str(len(f)) for f in files)
+        self._check_upload(sum(map(len, files)))
+        data = self._request(
+            "POST", f"/rounds?{urlencode(query)}", b"".join(files), 2 * spec.timeout_s + 30
+        )
+        try:
+            rounds = Rounds.from_dict(data)
+        except TypeError as exc:
+            raise DeviceUnavailable(f"{self.name}: unexpected answer: {exc}") from None
+        rounds.device = self.name
+        return rounds
+
+    def _check_upload(self, size: int) -> None:
+        limit = self._upload_limit()
+        if limit is not None and size > limit:
+            # Checked here: the agent answers 413 and closes while a big upload is still
+            # being sent, which looks like a dead device rather than a too-big model.
+            raise TrialFailed(
+                f"{self.name}: the upload ({size} bytes) is over its upload limit ({limit} bytes)"
+            )
 
     def _upload_limit(self) -> int | None:
         """The agent's upload limit in bytes, asked once."""

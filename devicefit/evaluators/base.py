@@ -17,9 +17,70 @@ class BenchmarkSpec:
     warmup_seconds: float = 0.5
     cooldown_c: float | None = None  # wait until the device is at most this hot
     cooldown_timeout_s: float = 300.0
+    target_ci: float = 0.02  # time until the median's 95% interval is within +-2% ...
+    max_seconds: float = 10.0  # ... or the timed runs took this long
+    # After the timed runs, profile this many runs op by op (0: no device profile).
+    op_profile_runs: int = 0
+    # Loads of the file the timed runs are shared among: one load's memory placement sets
+    # its speed (deploy/bench.py). Devices whose tool takes one load (adb) ignore it.
+    placements: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoundsSpec:
+    """Paired rounds: in each round every file is timed for a short block, in rotating
+    order, so the host's slow drift hits all files of a round alike."""
+
+    threads: int = 1
+    rounds: int = 30
+    block_seconds: float = 0.1
+    block_min_runs: int = 5
+    block_warmup: int = 3  # untimed runs before each block (the others evicted the caches)
+    timeout_s: float = 900.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def block_spec(self) -> BenchmarkSpec:
+        """One block as a measurement of its own (devices that take one file at a time)."""
+        return BenchmarkSpec(
+            threads=self.threads,
+            warmup=self.block_warmup,
+            min_runs=self.block_min_runs,
+            min_seconds=self.block_seconds,
+            warmup_seconds=0.0,
+            target_ci=1.0,  # a block is as long as asked, not until a precision
+            max_seconds=self.block_seconds,
+            timeout_s=self.timeout_s,
+            placements=1,  # every block is a load of its own already
+        )
+
+
+@dataclass
+class Rounds:
+    """What paired rounds gave: per file (in the order given), one median per round."""
+
+    block_ms: list[list[float]]
+    threads: int
+    device: str | None = None  # which pool member measured every round
+    node: str | None = None
+    cores: list[int] | None = None
+    steal_pct: float | None = None
+    core_shared_pct: float | None = None
+    other_load_cpus: float | None = None
+    # rounds measured again because something else took the measuring core meanwhile
+    rounds_redone: int | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Rounds:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -34,6 +95,8 @@ class Measurement:
     count: int
     threads: int
     p95_ms: float | None = None
+    median_low_ms: float | None = None  # the median's 95% interval
+    median_high_ms: float | None = None
     mean_ms: float | None = None
     warmup_runs: int | None = None
     wall_s: float | None = None  # how long the timed loop ran
@@ -42,17 +105,29 @@ class Measurement:
     peak_memory_mb: float | None = None
     model_memory_mb: float | None = None
     runtime: str | None = None
-    energy_mj: float | None = None  # over the timed runs
+    energy_mj: float | None = None  # over the timed runs (and the later loads' warm-ups)
     energy_per_inference_mj: float | None = None
     energy_source: str | None = None  # rapl:..., battery:...
     temperature_before_c: float | None = None
     temperature_after_c: float | None = None
     cpu_freq_mhz: float | None = None
     cooldown_s: float | None = None
+    cores: list[int] | None = None  # the cores the measuring process was pinned to
+    # What else used the CPU over the timed runs: the hypervisor (steal) and other
+    # processes, on the measuring cores and anywhere; how often it was measured again.
+    steal_pct: float | None = None
+    core_shared_pct: float | None = None
+    other_load_cpus: float | None = None
+    remeasured: int | None = None
+    placement_medians_ms: list[float] | None = None  # each load's own median (deploy/bench.py)
+    disturbed: bool | None = None  # still over the thresholds after the last attempt
     device: str | None = None  # which member of a device pool measured it
     node: str | None = None  # the host or Ray node id it ran on
     measured_from: float | None = None  # epoch seconds: when the device was busy with it
     measured_until: float | None = None
+    # Per-op time of the file when the spec asked for it: {"ops": [{"source", "kind",
+    # "index", "partition", "ms"}, ...], "run_ms", "runs"} (deploy/op_profiler.py).
+    op_profile: dict[str, Any] | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +155,25 @@ class DeviceEvaluator(ABC):
     @abstractmethod
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
         """Measure ``tflite`` once per ``spec``."""
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        """Paired rounds of ``files`` on this one device (see RoundsSpec). This default
+        measures each block as a measurement of its own; a device that can hold several
+        files at once (local, agent, Ray) interleaves them in one process instead."""
+        blocks: list[list[float]] = [[] for _ in files]
+        last: Measurement | None = None
+        for round_index in range(spec.rounds):
+            for offset in range(len(files)):
+                which = (round_index + offset) % len(files)
+                last = self.measure(files[which], spec.block_spec())
+                blocks[which].append(last.median_ms)
+        return Rounds(
+            blocks,
+            spec.threads,
+            device=last.device if last else None,
+            node=last.node if last else None,
+            unavailable={"steal_pct": "measured block by block; no load over the rounds"},
+        )
 
     def ping(self) -> None:
         """Raise DeviceUnavailable if the device cannot take a measurement now.

@@ -11,9 +11,16 @@ import tempfile
 import time
 from typing import Any
 
+from devicefit.deploy.bench import write_model_files
 from devicefit.deploy.sensors import Sensors
 from devicefit.errors import TrialFailed
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.base import (
+    BenchmarkSpec,
+    DeviceEvaluator,
+    Measurement,
+    Rounds,
+    RoundsSpec,
+)
 
 
 class LocalEvaluator(DeviceEvaluator):
@@ -29,35 +36,20 @@ class LocalEvaluator(DeviceEvaluator):
         self.name = name
 
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
-        with tempfile.TemporaryDirectory(prefix="devicefit-bench-") as folder:
-            path = os.path.join(folder, "model.tflite")
-            with open(path, "wb") as handle:
-                handle.write(tflite)
-            payload = json.dumps({k: v for k, v in spec.to_dict().items() if k != "timeout_s"})
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            began = time.time()
-            try:
-                done = subprocess.run(
-                    [sys.executable, "-m", "devicefit.deploy.bench", path, payload],
-                    capture_output=True,
-                    text=True,
-                    timeout=spec.timeout_s,
-                    env=env,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise TrialFailed(f"benchmark timed out after {spec.timeout_s:.0f} s") from exc
-        if done.returncode != 0:
-            tail = (done.stderr or "").strip().splitlines()[-3:]
-            raise TrialFailed(
-                f"benchmark process exited with {done.returncode}: {' / '.join(tail)}"
-            )
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-        if not lines:
-            raise TrialFailed("benchmark process printed no result")
-        measurement = Measurement.from_dict(json.loads(lines[-1]))
+        payload = {k: v for k, v in spec.to_dict().items() if k != "timeout_s"}
+        began = time.time()
+        result = _run_bench([tflite], payload, spec.timeout_s, rounds=False)
+        measurement = Measurement.from_dict(result)
         measurement.node = platform.node()
         measurement.measured_from, measurement.measured_until = began, time.time()
         return measurement
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        """All files loaded in one child process, interleaved there (deploy/bench.py)."""
+        payload = {k: v for k, v in spec.to_dict().items() if k != "timeout_s"}
+        rounds = Rounds.from_dict(_run_bench(files, payload, spec.timeout_s, rounds=True))
+        rounds.node = platform.node()
+        return rounds
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -69,3 +61,32 @@ class LocalEvaluator(DeviceEvaluator):
             "processor": platform.processor() or platform.machine(),
             "sensors": Sensors().available(),
         }
+
+
+def _run_bench(
+    files: list[bytes], payload: dict[str, Any], timeout_s: float, rounds: bool
+) -> dict[str, Any]:
+    """``devicefit.deploy.bench`` in a child process on ``files`` (a measurement of one, or
+    paired rounds); its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="devicefit-bench-") as folder:
+        paths = write_model_files(folder, files)
+        mode = ["--rounds"] if rounds else []
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "devicefit.deploy.bench", *mode, *paths]
+                + [json.dumps(payload)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=env,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TrialFailed(f"benchmark timed out after {timeout_s:.0f} s") from exc
+    if done.returncode != 0:
+        tail = (done.stderr or "").strip().splitlines()[-3:]
+        raise TrialFailed(f"benchmark process exited with {done.returncode}: {' / '.join(tail)}")
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise TrialFailed("benchmark process printed no result")
+    return json.loads(lines[-1])

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from devicefit.errors import DeviceUnavailable
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.base import (
+    BenchmarkSpec,
+    DeviceEvaluator,
+    Measurement,
+    Rounds,
+    RoundsSpec,
+)
+
+T = TypeVar("T")
 
 
 class DevicePool(DeviceEvaluator):
@@ -45,6 +54,19 @@ class DevicePool(DeviceEvaluator):
             return [m for i, m in enumerate(self.members) if i not in self.dead]
 
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+        member, measurement = self._on_a_member(lambda m: m.measure(tflite, spec))
+        measurement.device = measurement.device or member.name
+        return measurement
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        """Every round on one member: a pairing across two devices would compare devices.
+        A member lost midway starts the rounds again on another."""
+        member, rounds = self._on_a_member(lambda m: m.measure_rounds(files, spec))
+        rounds.device = rounds.device or member.name
+        return rounds
+
+    def _on_a_member(self, work: Callable[[DeviceEvaluator], T]) -> tuple[DeviceEvaluator, T]:
+        """``work`` on an idle live member; moved to another when one stops answering."""
         deadline: float | None = None
         while True:
             index = self._acquire()
@@ -61,7 +83,7 @@ class DevicePool(DeviceEvaluator):
                 continue
             member = self.members[index]
             try:
-                measurement = member.measure(tflite, spec)
+                return member, work(member)
             except DeviceUnavailable as exc:
                 # The wait goes on across revivals: a member that answers probes but
                 # fails every measurement must not keep the pool waiting forever.
@@ -69,8 +91,6 @@ class DevicePool(DeviceEvaluator):
                 continue
             finally:
                 self._release(index)
-            measurement.device = measurement.device or member.name
-            return measurement
 
     def _acquire(self) -> int | None:
         """A live, idle member (round robin), waiting while all live ones are busy."""

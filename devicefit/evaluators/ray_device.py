@@ -17,7 +17,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from devicefit.errors import DeviceUnavailable, TrialFailed, UsageError
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.base import (
+    BenchmarkSpec,
+    DeviceEvaluator,
+    Measurement,
+    Rounds,
+    RoundsSpec,
+)
 
 _CONNECT = threading.Lock()
 
@@ -57,6 +63,17 @@ def measure_here(tflite: bytes, spec: dict[str, Any]) -> dict[str, Any]:
     return {**measurement.to_dict(), "host": platform.node()}
 
 
+def rounds_here(files: list[bytes], spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs on the device node: paired rounds by the local evaluator there."""
+    import ray
+
+    from devicefit.evaluators.local import LocalEvaluator
+
+    rounds = LocalEvaluator().measure_rounds(files, RoundsSpec(**spec))
+    rounds.node = ray.get_runtime_context().get_node_id()
+    return rounds.to_dict()
+
+
 class RayDeviceEvaluator(DeviceEvaluator):
     def __init__(self, spec: str, name: str | None = None) -> None:
         body = spec.split(":", 1)[1]
@@ -76,18 +93,31 @@ class RayDeviceEvaluator(DeviceEvaluator):
             )
 
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+        data = self._on_node(measure_here, (tflite, spec.to_dict()), 2 * spec.timeout_s + 60)
+        data.pop("host", None)
+        measurement = Measurement.from_dict(data)
+        measurement.device = self.name
+        return measurement
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        data = self._on_node(rounds_here, (files, spec.to_dict()), 2 * spec.timeout_s + 60)
+        rounds = Rounds.from_dict(data)
+        rounds.device = self.name
+        return rounds
+
+    def _on_node(self, function: Any, args: tuple, timeout: float) -> dict[str, Any]:
+        """``function(*args)`` as a Ray task on a node with this device's resource.
+        Waiting in line behind another client's measurement on the node is allowed."""
         ray = connect(self.address)
         self.ping()
-        task = ray.remote(measure_here).options(
+        task = ray.remote(function).options(
             resources={self.resource: 1},
             num_cpus=0,  # the custom resource, not CPU slots, decides where and when
             max_retries=0,  # a retry belongs to the pool, which knows the other members
         )
-        ref = task.remote(tflite, spec.to_dict())
-        # Waiting in line behind another client's measurement on the node is allowed.
-        timeout = 2 * spec.timeout_s + 60
+        ref = task.remote(*args)
         try:
-            data = ray.get(ref, timeout=timeout)
+            return ray.get(ref, timeout=timeout)
         except TrialFailed as exc:  # the model failed on the device (Ray re-raises it)
             raise TrialFailed(f"{self.name}: {getattr(exc, 'cause', exc)}") from None
         except ray.exceptions.GetTimeoutError:
@@ -95,10 +125,6 @@ class RayDeviceEvaluator(DeviceEvaluator):
             raise DeviceUnavailable(f"{self.name}: no answer within {timeout:.0f} s") from None
         except ray.exceptions.RayError as exc:  # node died, worker crashed, task lost
             raise DeviceUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from None
-        data.pop("host", None)
-        measurement = Measurement.from_dict(data)
-        measurement.device = self.name
-        return measurement
 
     def describe(self) -> dict[str, Any]:
         ray = connect(self.address)

@@ -70,7 +70,7 @@ def front_figure(record: StudyRecord, front: Sequence[TrialRecord]) -> go.Figure
     front_numbers = {t.number for t in front}
     groups: dict[str, list[TrialRecord]] = {}
     for t in record.trials:
-        if t.complete:
+        if t.complete and t.same_as is None:  # one point per file: its first trial
             groups.setdefault(category(t, front_numbers, record), []).append(t)
     order = ["dominated", "infeasible", "front"]
     order += sorted(g for g in groups if g.startswith("recipe "))

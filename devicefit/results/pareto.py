@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from devicefit.results.records import StudyRecord, TrialRecord
 
 FLOAT32 = "float32"
+SAME_FILE = "same file"  # status of a trial that is one candidate with an earlier one
 
 
 def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
@@ -47,6 +48,7 @@ def eligible(record: StudyRecord, trial: TrialRecord) -> bool:
     return (
         trial.complete
         and trial.feasible
+        and trial.same_as is None  # the first trial with the file stands for it
         and all(math.isfinite(trial.values.get(o.name, math.nan)) for o in record.objectives)
     )
 
@@ -63,6 +65,8 @@ def status(record: StudyRecord, trial: TrialRecord, front_numbers: set[int]) -> 
     """One word for plots and tables: front, dominated, infeasible, or the trial state."""
     if not trial.complete:
         return trial.state.lower()
+    if trial.same_as is not None:
+        return SAME_FILE
     if not trial.feasible:
         return "infeasible"
     return "front" if trial.number in front_numbers else "dominated"

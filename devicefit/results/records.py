@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +60,9 @@ class TrialRecord:
     params: dict[str, Any] = field(default_factory=dict)  # Optuna's sampled parameters
     # Optuna distributions of ``params``, kept for importance evaluation only.
     distributions: dict[str, Any] = field(default_factory=dict)
+    same_as: int | None = None  # one candidate with this earlier trial (the same file)
+    # device -> {"median_ms", "measurements"}: every measurement of this file pooled
+    pooled: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -76,8 +80,11 @@ class TrialRecord:
         return dict((self.metrics.get("latency") or {}).get(device) or {})
 
     def latency_median(self, objective: Objective) -> float | None:
-        """Median ms on the objective's device; the objective value if the dict lacks it."""
-        median = self.latency(objective.device or "").get("median_ms")
+        """Median ms on the objective's device: over every measurement of the file when it
+        was measured more than once, else this trial's; the objective value if neither."""
+        device = objective.device or ""
+        pooled = self.pooled.get(device)
+        median = pooled["median_ms"] if pooled else self.latency(device).get("median_ms")
         if median is None:
             median = self.values.get(objective.name)
         return None if median is None else float(median)
@@ -98,6 +105,7 @@ class StudyRecord:
     version: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     created: str | None = None
+    confirmed: dict[str, Any] = field(default_factory=dict)  # paired rounds (search/confirm.py)
     # Derived values reports ask for per trial (the float32 trial, the hypervolume): computed
     # once. A record is a snapshot; it is not updated as the study grows.
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -154,12 +162,15 @@ def study_record(
         metric=metric,
         reference_metric=_float_or_none(meta.get("reference_metric")),
         max_metric_drop=_float_or_none(meta.get("max_metric_drop")),
-        trials=[_trial_record(t, objectives) for t in study.get_trials(deepcopy=False)],
+        trials=pool_same_files(
+            [_trial_record(t, objectives) for t in study.get_trials(deepcopy=False)], objectives
+        ),
         task=str(meta.get("task", "")),
         devices=dict(meta.get("devices") or {}),
         version=str(meta.get("version", "")),
         config=dict(info.get("config") or {}),
         created=info.get("created"),
+        confirmed=dict(meta.get(attrs.CONFIRMED) or {}),
     )
 
 
@@ -241,7 +252,43 @@ def _trial_record(trial: Any, objectives: list[Objective]) -> TrialRecord:
         recipe=user.get(attrs.RECIPE),
         params=dict(trial.params),
         distributions=dict(trial.distributions),
+        same_as=user.get(attrs.SAME_AS),
     )
+
+
+def pool_same_files(trials: list[TrialRecord], objectives: list[Objective]) -> list[TrialRecord]:
+    """Complete trials whose files are the same bytes are one candidate: the later ones
+    are "same as" the first, and each gets the median of every measurement of the file on
+    each device (as the driver told the last of them)."""
+    groups: dict[str, list[TrialRecord]] = {}
+    for trial in trials:
+        sha = trial.metrics.get("tflite_sha256")
+        if trial.complete and sha:
+            groups.setdefault(str(sha), []).append(trial)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda t: t.number)
+        for later in members[1:]:
+            later.same_as = members[0].number
+        for objective in objectives:
+            if objective.device is None or objective.kind != "latency":
+                continue
+            medians = [
+                float(m.latency(objective.device)["median_ms"])
+                for m in members
+                if m.latency(objective.device).get("median_ms") is not None
+            ]
+            if not medians:
+                continue
+            pooled = statistics.median(medians)
+            for member in members:
+                member.pooled[objective.device] = {
+                    "median_ms": pooled,
+                    "measurements": len(medians),
+                }
+                member.values[objective.name] = pooled
+    return trials
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -19,7 +19,9 @@ from devicefit.results._io import write_atomic
 from devicefit.results.hypervolume import reference_point, study_hypervolume
 from devicefit.results.pareto import compare, pareto_front, status
 from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.speedups import confirmed
 from devicefit.results.table import front_rows, front_table, headline, recipe_line
+from devicefit.results.time_profile import device_profiles
 
 REPORT_HTML = "report.html"
 PARETO_JSON = "pareto.json"
@@ -84,7 +86,11 @@ def front_member(record: StudyRecord, t: TrialRecord) -> dict[str, Any]:
         "vs_float32": {
             "reference": cmp.reference,
             "metric_change": cmp.metric_change,
-            "speedup": cmp.speedup,
+            "speedup": cmp.speedup,  # from the stored medians
+            "paired_speedup": {  # from the paired confirmation, with its 95% interval
+                dev: (s.to_dict() if (s := confirmed(record, t.number, dev, "float32")) else None)
+                for dev in cmp.speedup
+            },
             "size_ratio": cmp.size_ratio,
             "macs_ratio": cmp.macs_ratio,
         },
@@ -109,6 +115,8 @@ def summary(record: StudyRecord, front: Sequence[TrialRecord]) -> dict[str, Any]
             for o in record.objectives
         ],
         "headline": headline(record, front),
+        "recipe_line": recipe_line(record, front),
+        "confirmed": record.confirmed or None,
         "trials": {
             "total": len(record.trials),
             "complete": sum(t.complete for t in record.trials),
@@ -119,6 +127,8 @@ def summary(record: StudyRecord, front: Sequence[TrialRecord]) -> dict[str, Any]
         "reference_point": reference_values(record, ref),
         "hypervolume": study_hypervolume(record, ref),
         "front": [front_member(record, t) for t in front],
+        # Where the untouched model's time goes on each device (device_profile.json)
+        "device_profile": device_profiles(record),
     }
 
 

@@ -31,6 +31,7 @@ from devicefit.results.importance import param_importances
 from devicefit.results.pareto import status
 from devicefit.results.records import StudyRecord, TrialRecord
 from devicefit.results.table import headline, recipe_line
+from devicefit.results.time_profile import time_profile_section
 from devicefit.results.trial_detail import detail_html, original_layer_macs
 from devicefit.results.trials_table import trials_table_html
 
@@ -64,6 +65,7 @@ def render_html(record: StudyRecord, front: Sequence[TrialRecord], *, live: bool
         + plot_div(front_figure(record, front), "front-plot")
         + "</section>",
         _hypervolume_section(record, ref, volume),
+        time_profile_section(record, plot_div),
         "<section id='techniques'><h2>Techniques on the front</h2>"
         + plot_div(techniques_figure(record, front), "techniques-plot")
         + _settings_table(front)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.table import Table
 
 from devicefit.results.pareto import best_candidate, best_recipe, by_latency, compare
 from devicefit.results.records import Objective, StudyRecord, TrialRecord
+from devicefit.results.speedups import confirmed, fmt_times
 
 NA = "—"
 
@@ -32,7 +34,7 @@ def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
     headers = ["#", f"{record.metric.name}{unit}", "Δ vs float32"]
     for dev in devices:
         prefix = f"{dev} " if multi else ""
-        headers += [f"{prefix}latency ms (p90)", f"{prefix}speedup"]
+        headers += [f"{prefix}latency ms [95% CI] (p90)", f"{prefix}speedup [95% CI]"]
     # Memory, energy, temperature objectives: a member may be on the front for them alone.
     extra = [o for o in record.objectives[1:] if o.kind != "latency"]
     headers += [f"{o.name} ({o.unit})" if o.unit else o.name for o in extra]
@@ -44,7 +46,9 @@ def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
         label = str(trial.number) + (f" ({trial.baseline})" if trial.baseline else "")
         cells = [label, fmt_num(trial.metric(record.objectives)), fmt_signed(cmp.metric_change)]
         for obj, dev in zip(record.latency_objectives, devices, strict=True):
-            cells += [fmt_latency(trial, obj), fmt_speedup(cmp.speedup.get(dev))]
+            paired = confirmed(record, trial.number, dev, "float32")
+            speedup = paired.text() if paired else fmt_speedup(cmp.speedup.get(dev))
+            cells += [fmt_latency(trial, obj), speedup]
         cells += [fmt_num(trial.values.get(o.name)) for o in extra]
         m = trial.metrics
         cells += [
@@ -103,11 +107,25 @@ def fmt_speedup(value: float | None) -> str:
 
 
 def fmt_latency(trial: TrialRecord, objective: Objective) -> str:
+    """'2.21 [2.20–2.22] (2.30)': the median, its 95% interval, the p90. A file measured
+    several times shows the median over its measurements and how many there were."""
     median = trial.latency_median(objective)
-    p90 = trial.latency(objective.device or "").get("p90_ms")
+    measured = trial.latency(objective.device or "")
     if median is None:
         return NA
-    return fmt_num(median) + (f" ({fmt_num(p90)})" if p90 is not None else "")
+    pooled = trial.pooled.get(objective.device or "")
+    if pooled:
+        return f"{fmt_num(median)} (median of {pooled['measurements']} measurements)"
+    text, interval, p90 = fmt_num(median), fmt_interval(measured), measured.get("p90_ms")
+    if interval is not None:
+        text += f" [{interval}]"
+    return text + (f" ({fmt_num(p90)})" if p90 is not None else "")
+
+
+def fmt_interval(measured: dict[str, Any]) -> str | None:
+    """'2.20–2.22': a measurement's 95% interval of the median; None if it has none."""
+    low, high = measured.get("median_low_ms"), measured.get("median_high_ms")
+    return None if low is None or high is None else f"{fmt_num(low)}–{fmt_num(high)}"
 
 
 def fmt_scaled(value: object, scale: float, pattern: str) -> str:
@@ -135,10 +153,7 @@ def headline(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
     unit = f" {record.metric.unit}" if record.metric.unit else ""
     drop = record.max_metric_drop
     budget = f" ({drop:g}{unit})" if drop is not None else ""
-    gains = [
-        f"{fmt_times(s)} faster on {dev}" if s is not None else f"speed n/a on {dev}"
-        for dev, s in cmp.speedup.items()
-    ]
+    gains = [_gain(record, best, dev, stored) for dev, stored in cmp.speedup.items()]
     if cmp.size_ratio:
         gains.append(f"{fmt_times(1.0 / cmp.size_ratio)} smaller")
     if cmp.metric_change is None:
@@ -152,24 +167,51 @@ def headline(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
     )
 
 
+def _gain(record: StudyRecord, trial: TrialRecord, device: str, stored: float | None) -> str:
+    """The trial against float32 on one device: from paired rounds when confirmed (with
+    the interval), else from the stored medians (said to be unconfirmed)."""
+    paired = confirmed(record, trial.number, device, "float32")
+    if paired is not None:
+        if paired.faster:
+            return f"{paired.text()} faster on {device}"
+        return f"no faster than float32 on {device} ({paired.text()})"
+    if stored is None:
+        return f"speed n/a on {device}"
+    return f"{fmt_times(stored)} faster on {device} (unconfirmed)"
+
+
 def recipe_line(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
-    """How the headline pick compares with the best obvious one-technique recipe."""
+    """How the headline pick compares with the best obvious one-technique recipe.
+
+    "Faster" only when paired rounds say so (their interval excludes 1); the same file, or
+    an interval that contains 1, is "no faster than"."""
     best = best_candidate(record, front)
     recipe = best_recipe(record)
     objs = record.latency_objectives
     if best is None or recipe is None or not objs:
         return ""
+    what = f"{recipe.baseline or recipe.recipe}, trial #{recipe.number}"
+    if recipe.number == best.number:
+        # Also when a searched trial made the recipe's very file: one candidate, one trial.
+        return f"No faster than the best one-technique recipe ({what}): it is the pick itself."
+    device = objs[0].device or objs[0].name
+    paired = confirmed(record, best.number, device, "peer")
+    if paired is not None and record.confirmed.get("peer") == recipe.number:
+        if paired.faster:
+            return (
+                f"Against the best one-technique recipe ({what}): {paired.text()} faster on "
+                f"{device} (paired rounds)."
+            )
+        verdict = "slower than" if paired.slower else "no faster than"
+        return (
+            f"{verdict.capitalize()} the best one-technique recipe ({what}) on {device}: "
+            f"{paired.text()} (paired rounds)."
+        )
     mine, theirs = best.latency_median(objs[0]), recipe.latency_median(objs[0])
     if not mine or not theirs:
         return ""
-    what = recipe.baseline or recipe.recipe
-    if recipe.number == best.number:
-        return f"The best one-technique recipe ({what}, trial #{recipe.number}) is the pick itself."
     return (
-        f"Against the best one-technique recipe ({what}, trial #{recipe.number}, "
-        f"{fmt_num(theirs)} ms): {fmt_times(theirs / mine)} faster on {objs[0].device}."
+        f"Against the best one-technique recipe ({what}, {fmt_num(theirs)} ms): "
+        f"{fmt_times(theirs / mine)} on {device} by stored medians, unconfirmed "
+        "(devicefit report --confirm measures both in paired rounds)."
     )
-
-
-def fmt_times(value: float) -> str:
-    return f"{value:.1f}×" if value >= 10 else f"{value:.2f}×"

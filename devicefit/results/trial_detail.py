@@ -12,6 +12,7 @@ from typing import Any
 
 from devicefit.results.pareto import compare, float32_baseline
 from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.speedups import confirmed
 from devicefit.results.table import NA, fmt_num, fmt_signed, fmt_speedup, fmt_value
 from devicefit.search import attrs
 
@@ -115,7 +116,12 @@ def _summary(record: StudyRecord, trial: TrialRecord, status: str) -> str:
         unit = f" {record.metric.unit}" if record.metric.unit else ""
         bits.append(f"{record.metric.name} {fmt_num(trial.metric(record.objectives))}{unit}")
         bits.append(f"{fmt_signed(cmp.metric_change)}{unit} vs {cmp.reference or 'n/a'}")
-        bits += [f"{fmt_speedup(s)} on {d}" for d, s in cmp.speedup.items()]
+        for device, stored in cmp.speedup.items():
+            paired = confirmed(record, trial.number, device, "float32")
+            shown = f"{paired.text()} (paired)" if paired else fmt_speedup(stored)
+            bits.append(f"{shown} on {device}")
+        if trial.same_as is not None:
+            bits.append(f"same file as trial #{trial.same_as}")
     return "; ".join(bits)
 
 

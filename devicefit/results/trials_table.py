@@ -13,7 +13,8 @@ from typing import Any
 
 from devicefit.results.pareto import compare, status
 from devicefit.results.records import StudyRecord, TrialRecord
-from devicefit.results.table import NA, fmt_signed, fmt_value
+from devicefit.results.speedups import confirmed
+from devicefit.results.table import NA, fmt_interval, fmt_signed, fmt_value
 
 DEVICE_FIELDS = (
     ("median_ms", "median ms"),
@@ -51,6 +52,22 @@ def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
         for key, label in DEVICE_FIELDS:
             if any(t.latency(dev).get(key) is not None for t in record.trials):
                 cols.append(Column(prefix + label, lambda t, d=dev, k=key: t.latency(d).get(k)))
+        if any(t.latency(dev).get("median_low_ms") is not None for t in record.trials):
+            cols.append(
+                Column(
+                    prefix + "median 95% CI",
+                    lambda t, d=dev: fmt_interval(t.latency(d)),
+                    numeric=False,
+                )
+            )
+        if record.confirmed:
+            cols.append(
+                Column(
+                    prefix + "speedup [95% CI] (paired)",
+                    lambda t, d=dev: _paired(record, t, d),
+                    numeric=False,
+                )
+            )
     cols += [
         Column("size KB", lambda t: _scaled(t.metrics.get("size_bytes"), 1024.0)),
         Column("MACs M", lambda t: _scaled(t.metrics.get("macs"), 1e6)),
@@ -59,6 +76,11 @@ def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
         Column("fail reason", lambda t: t.fail_reason or "", numeric=False),
     ]
     return cols
+
+
+def _paired(record: StudyRecord, trial: TrialRecord, device: str) -> str | None:
+    speedup = confirmed(record, trial.number, device, "float32")
+    return speedup.text() if speedup else None
 
 
 def _scaled(value: Any, scale: float) -> float | None:

@@ -6,7 +6,13 @@ Study user attributes:
                                 "field"?}, ...],
                 "max_metric_drop": float, "reference_metric": float | None,
                 "devices": {name: {"name", "members": [description, ...]}},
-                "version": str}
+                "version": str,
+                "confirmed": {"at", "rounds", "float32": n, "peer": n, "trials": [n, ...],
+                              "devices": {name: {"measured_on", "node", "median_ms": {n: ms},
+                                                 "vs_float32": {n: speed-up},
+                                                 "vs_peer": {n: speed-up}, ...}}}}
+  ``confirmed``: the paired rounds of search/confirm.py; a speed-up is {"median", "low",
+  "high", "rounds"} (the median of per-round ratios and its 95% interval).
   ``objectives`` is in the order of the trial values; the first is the task metric,
   then one latency objective (ms) per device name, named "latency_<name>" (kind
   "latency", field "median_ms"), then any extra kinds per device name:
@@ -19,7 +25,13 @@ Trial user attributes:
   "metrics": {"metric": float, "metric_drop": float, "size_bytes": int, "macs": int,
               "params": int, "latency": {device: measurement dict (median_ms, p90_ms,
               min_ms, std_ms, count, threads, peak_memory_mb, ...)},
-              "notes": [str], "timings_s": {stage: seconds}}
+              "notes": [str], "timings_s": {stage: seconds},
+              "tflite_sha256": str, "same_as": int | None,
+              "pooled": {device: {"median_ms", "measurements"}} (a file measured before:
+                        the median over all its measurements, what the trial was told),
+              "paused_trials": int (trials held paused while this one measured here)}
+  "same_as": int                                (the same candidate as that earlier trial:
+                                                 the same plan or the same file bytes)
   "fail_reason": str                            (failed trials)
   "retry_of": int                               (a re-run of a trial a dead driver left)
   "recipe": technique name                      (the enqueued one-technique recipes),
@@ -36,6 +48,10 @@ machine). Artifacts live in ``<results folder>/trials/<number>/``:
 
 Results folder file ``inspect.json``: the per-layer report ``devicefit inspect`` prints
 (MACs, parameters, block, channel group, techniques that apply and why others do not).
+Results folder file ``device_profile.json``: {device: {"float32": profile, "int8": profile}},
+a file that did not convert or profile being {"unavailable": why}, a profile being
+spaces/layer_times.py's LayerTimes as a dict ("layers", "blocks", "groups", "unmapped":
+name -> ms per run; "run_ms") plus "median_ms".
 Results folder file ``study.json``: {"study_name", "storage" (null = the folder's
 study.db), "config": StudyConfig as a dict, "created": ISO time}.
 """
@@ -47,9 +63,13 @@ BASELINE = "baseline"
 METRICS = "metrics"
 FAIL_REASON = "fail_reason"
 RETRY_OF = "retry_of"
+SAME_AS = "same_as"
+CONFIRMED = "confirmed"
 RECIPE = "recipe"
 CONSTRAINT = "metric_drop"
 STUDY_FILE = "study.json"
 INSPECT_FILE = "inspect.json"  # devicefit inspect's per-layer report of the model searched
+# Where the untouched model's time goes on each device (results/time_profile.py)
+DEVICE_PROFILE_FILE = "device_profile.json"
 DB_FILE = "study.db"
 TRIALS_DIR = "trials"

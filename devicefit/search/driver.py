@@ -30,6 +30,7 @@ from devicefit.search import attrs
 from devicefit.search.artifacts import write_folder_atomic
 from devicefit.search.executors import Executor
 from devicefit.search.progress import SearchProgress
+from devicefit.search.same_file import KnownCandidates, reuse_output
 from devicefit.search.study import enqueue_next_fixed, set_study_info, study_info
 from devicefit.search.trial import TrialOutput, TrialRequest
 from devicefit.spaces.base import Plan
@@ -69,6 +70,7 @@ class Driver:
     _report_cost: float = 0.0  # how long writing it took
     _reporter: threading.Thread | None = None  # writing it now
     _remote: cf.ThreadPoolExecutor | None = None
+    known: KnownCandidates = field(default_factory=KnownCandidates)  # files and plans told
 
     def complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -87,6 +89,7 @@ class Driver:
         info = study_info(self.study)
         if info.get("reference_metric") is None:
             self._ensure_reference_trial()
+        self.known = KnownCandidates.from_trials(self.study.get_trials(deepcopy=False))
         target = self.config.trials
         failures, max_failures = 0, max(5, target)
         with SearchProgress(self.console, target, self.complete(), info) as progress:
@@ -277,18 +280,31 @@ class Driver:
             plan = baseline_plan(mode) if mode else self.space.sample(trial)
             trial.set_user_attr(attrs.PLAN, plan.to_dict())
             trial.set_user_attr(attrs.PLAN_SHORT, plan.short())
-            request = TrialRequest(
-                trial.number,
-                plan.to_dict(),
-                self.task,
-                self.config.seed,
-                self.config.threads,
-                keep_keras=self.config.keep_keras != "none",
-            )
-            self.in_flight[self.executor.submit(request)] = _InFlight(trial, plan)
+            self.in_flight[self._build(trial, plan)] = _InFlight(trial, plan)
             self._asked = None
             if not reference_known:
                 return
+
+    def _build(self, trial: optuna.Trial, plan: Plan) -> cf.Future[TrialOutput]:
+        """The candidate of ``plan``: built by the executor, or, when an earlier trial had
+        this plan, that trial's file and scores (nothing is built; it is measured again)."""
+        earlier = self.known.same_plan(plan.to_dict())
+        if earlier is not None:
+            reused = reuse_output(self.folder, trial.number, earlier, self.known)
+            if reused is not None:
+                done: cf.Future[TrialOutput] = cf.Future()
+                done.set_result(reused)
+                return done
+        request = TrialRequest(
+            trial.number,
+            plan.to_dict(),
+            self.task,
+            self.config.seed,
+            self.config.threads,
+            keep_keras=self.config.keep_keras != "none",
+            known_files=frozenset(self.known.files),
+        )
+        return self.executor.submit(request)
 
     def _built(self, future: cf.Future[TrialOutput], job: _InFlight, progress: Any) -> bool:
         """A candidate is built: measure it (now if a device shares this CPU, else in
@@ -299,10 +315,17 @@ class Driver:
             return self._fail(job, f"worker process died: {type(exc).__name__}: {exc}", progress)
         if out.error:
             return self._fail(job, out.error, progress)
+        earlier = self.known.files.get(out.tflite_sha256)
+        if out.same_as is None and earlier is not None:
+            # Converted to a file an earlier trial made and scored: not scored here
+            # (known_file), or scored while that trial was still in flight.
+            self.known.fill_scores(out, earlier)
+            out.notes.append(f"same file as trial #{earlier}: its scores, measured again")
         if not math.isfinite(out.metric):
             return self._fail(job, f"metric is not finite ({out.metric})", progress)
         if any(d.shares_host_cpu for d in self.devices.values()):
             done: cf.Future[dict[str, Measurement]] = cf.Future()
+            out.paused_trials = len(self.in_flight)  # held while it measures here
             try:
                 done.set_result(self._measure(out.tflite))
             except (TrialFailed, DeviceUnavailable) as exc:
@@ -316,13 +339,24 @@ class Driver:
     def _measure(self, tflite: bytes) -> dict[str, Measurement]:
         """One measurement per device name. Devices on this machine go one at a time
         with trial work paused; remote ones measure meanwhile, in parallel."""
-        spec = BenchmarkSpec(self.config.threads, 5, self.config.min_runs, self.config.min_seconds)
+        spec = BenchmarkSpec(
+            self.config.threads,
+            5,
+            self.config.min_runs,
+            self.config.min_seconds,
+            max_seconds=self.config.max_seconds,
+        )
         here = {n: d for n, d in self.devices.items() if d.shares_host_cpu}
         remote = {n: d for n, d in self.devices.items() if not d.shares_host_cpu}
         results: dict[str, Measurement] = {}
         with cf.ThreadPoolExecutor(max(1, len(remote))) as threads:
             futures = {n: threads.submit(d.measure, tflite, spec) for n, d in remote.items()}
             if here:
+                # A quiet host: nothing of the search's own runs meanwhile. Trial work is
+                # paused, and the live report (rendered in a thread of this process) is
+                # let finish first and not started again until the measurement is over;
+                # artifacts and storage writes come after it, in this thread.
+                self._finish_live_report()
                 self.executor.pause()
                 try:
                     for name, device in here.items():
@@ -355,12 +389,18 @@ class Driver:
         reference = info.get("reference_metric")
         drop = self.metric.drop(reference, out.metric) if reference is not None else 0.0
         values = [out.metric]
+        pooled: dict[str, dict[str, Any]] = {}
         for objective in info["objectives"][1:]:
-            m = measurements[objective.get("device") or next(iter(self.devices))]
-            value = getattr(m, objective.get("field", "median_ms"))
+            device = objective.get("device") or next(iter(self.devices))
+            m, key = measurements[device], objective.get("field", "median_ms")
+            value = getattr(m, key)
             if value is None:
-                why = m.unavailable.get(objective.get("field", ""), "not reported")
+                why = m.unavailable.get(key, "not reported")
                 return self._fail(job, f"{m.device} gave no {objective['name']}: {why}", progress)
+            if out.same_as is not None and key == "median_ms":
+                # The same file measured again: told the median over all its measurements.
+                value, count = self.known.pooled(out.tflite_sha256, device, float(value))
+                pooled[device] = {"median_ms": value, "measurements": count}
             values.append(float(value))
         limits = {}
         for key, limit in device_limits(self.config).items():
@@ -382,6 +422,10 @@ class Driver:
             "timings_s": out.timings_s,
             "built_on": out.node,  # the Ray node that ran the trial (None: this machine)
             "worker_rss_mb": out.worker_rss_mb,
+            "tflite_sha256": out.tflite_sha256,
+            "same_as": out.same_as,
+            "pooled": pooled,
+            "paused_trials": out.paused_trials,
         }
         folder = self.folder / attrs.TRIALS_DIR / str(job.trial.number)
         files = {"model.keras": out.keras_model} if out.keras_model else {}
@@ -396,6 +440,8 @@ class Driver:
         )
         try:
             job.trial.set_user_attr(attrs.METRICS, metrics)
+            if out.same_as is not None:
+                job.trial.set_user_attr(attrs.SAME_AS, out.same_as)
             job.trial.set_constraint(attrs.CONSTRAINT, drop - float(info["max_metric_drop"]))
             for key, excess in limits.items():
                 job.trial.set_constraint(key, excess)
@@ -404,6 +450,7 @@ class Driver:
             if self._finished_state(job) != TrialState.COMPLETE:
                 raise
         self.told += 1
+        self.known.add(job.trial.number, job.plan.to_dict(), metrics)
         progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
 

@@ -107,6 +107,9 @@ def start_search(config: StudyConfig, console: Console) -> int:
     )
     console.print(f"study [bold]{name}[/] in {folder}  (resume: devicefit resume {folder})")
     _write_inspection(folder, task, space, console)
+    from devicefit.search.device_profiles import write_device_profiles
+
+    write_device_profiles(folder, task, devices, config.threads, console)
     return _drive(study, config, folder, space, metric, spec, devices, console)
 
 
@@ -130,6 +133,21 @@ def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Cons
         )
         + f"; details in {attrs.INSPECT_FILE}"
     )
+
+
+def _confirmed(study: Any, record: Any, config: StudyConfig, devices: Any, console: Console) -> Any:
+    """The record after the report's claims were measured in paired rounds; as it was if a
+    device could not (the report then says its speed-ups are unconfirmed)."""
+    from devicefit.errors import DeviceUnavailable, TrialFailed
+    from devicefit.results.records import study_record
+    from devicefit.search.confirm import confirm_study
+
+    try:
+        confirm_study(study, record, devices, config.threads, console, config.confirm_rounds)
+    except (DeviceUnavailable, TrialFailed, OSError) as exc:
+        console.print(f"speed-ups not confirmed: {exc}", style="yellow", markup=False)
+        return record
+    return study_record(study, record.folder, record.storage)
 
 
 def resume_search(
@@ -171,6 +189,8 @@ def _drive(study, config, folder, space, metric, spec, devices, console) -> int:
         from devicefit.results import load_study_record, print_report, write_report
 
         record = load_study_record(folder, config.storage)
+        if code == 0 and config.confirm_rounds:
+            record = _confirmed(study, record, config, devices, console)
         print_report(record, console)
         paths = write_report(record, folder)
         if config.keep_keras == "front":

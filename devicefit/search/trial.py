@@ -6,6 +6,7 @@ that no measurement ever shares the CPU with another trial's work.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ class TrialRequest:
     seed: int
     threads: int = 1
     keep_keras: bool = True  # save the Keras model before conversion
+    # sha256 of files the study already scored: a candidate that converts to one of them
+    # is the same candidate and is not scored again.
+    known_files: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -42,6 +46,10 @@ class TrialOutput:
     error: str | None = None  # set when the candidate failed; the trial fails with it
     node: str | None = None  # the Ray node that built it (None: this machine)
     worker_rss_mb: float | None = None  # the worker's resident memory after the trial
+    tflite_sha256: str = ""
+    known_file: bool = False  # the file is one in ``known_files``: not scored here
+    same_as: int | None = None  # the earlier trial whose file (and scores) this one reuses
+    paused_trials: int | None = None  # other trials held paused while it measured here
 
 
 def run_trial(request: TrialRequest) -> TrialOutput:
@@ -103,7 +111,11 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
 
     clock = time.perf_counter()
     out.tflite = convert_candidate(model, steps, task.input_shape, task.calibration)
+    out.tflite_sha256 = hashlib.sha256(out.tflite).hexdigest()
     out.timings_s["convert"] = time.perf_counter() - clock
+    if out.tflite_sha256 in request.known_files:
+        out.known_file = True  # the driver takes its scores from the trial that made it
+        return
 
     clock = time.perf_counter()
     pred = predict(out.tflite, task.data.x_test, num_threads=request.threads)

@@ -9,6 +9,7 @@ from devicefit.quiet import silence_tensorflow
 from devicefit.spaces.base import Technique, weighted_layers
 from devicefit.spaces.blocks import block_of, find_blocks
 from devicefit.spaces.graph import dependency_graph
+from devicefit.spaces.layer_times import LayerTimes
 from devicefit.spaces.macs import layer_macs, layer_shapes
 from devicefit.spaces.rebuild import as_functional
 
@@ -28,6 +29,12 @@ class LayerReport:
     block: str  # the per-block granularity unit it belongs to
     applies: dict[str, str] = field(default_factory=dict)  # technique -> what it would do
     not_applicable: dict[str, str] = field(default_factory=dict)  # technique -> why not
+    # device -> this layer's measured time per run (ms) and its share of the profiled time
+    time_ms: dict[str, float] = field(default_factory=dict)
+    time_share: dict[str, float] = field(default_factory=dict)
+    # technique -> level (identity, mild, medium, strong) -> metric drop without fine-tuning
+    # (None where the setting failed on this layer)
+    sensitivity: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def inspect_model(
@@ -68,28 +75,76 @@ def inspect_model(
     return reports
 
 
+def add_device_times(reports: list[LayerReport], device: str, times: LayerTimes) -> None:
+    """Each layer's measured time on ``device``; ops no layer explains become rows of kind
+    "unmapped op" (the converter's QUANTIZE at the input, say), so the rows hold all of it."""
+    total = times.total_ms or 1.0
+    by_name = {r.name: r for r in reports}
+    for name, ms in times.layers.items():
+        if name not in by_name:  # a layer with time but no MACs or weights (a Flatten)
+            by_name[name] = LayerReport(name, "(no weights)", (), 0, 0, "", "")
+            reports.append(by_name[name])
+        by_name[name].time_ms[device] = ms
+        by_name[name].time_share[device] = ms / total
+    for label, ms in times.unmapped.items():
+        row = by_name.get(label)
+        if row is None:
+            row = by_name[label] = LayerReport(label, "unmapped op", (), 0, 0, "", "")
+            reports.append(row)
+        row.time_ms[device] = ms
+        row.time_share[device] = ms / total
+
+
+def add_sensitivity(reports: list[LayerReport], points: list[Any]) -> None:
+    """Per-layer sensitivity points (spaces/sensitivity.py) onto the layers' rows."""
+    by_name = {r.name: r for r in reports}
+    for point in points:
+        row = by_name.get(point.unit)
+        if row is not None:
+            row.sensitivity.setdefault(point.technique, {})[point.level] = point.drop
+
+
+def print_sensitivity(reports: list[LayerReport], metric: str, console: Any) -> None:
+    from rich.table import Table
+
+    from devicefit.spaces.sensitivity import LEVEL_NAMES
+
+    table = Table(title=f"Sensitivity: {metric} lost without fine-tuning, one layer at a time")
+    for column in ("layer", "technique", *LEVEL_NAMES):
+        table.add_column(column, justify="left" if column in ("layer", "technique") else "right")
+    for r in reports:
+        for technique, drops in sorted(r.sensitivity.items()):
+            cells = [
+                "failed" if drops.get(level) is None else f"{drops[level]:+.2f}"
+                for level in LEVEL_NAMES
+            ]
+            table.add_row(r.name, technique, *cells)
+    console.print(table)
+
+
 def print_inspection(reports: list[LayerReport], console: Any) -> None:
     from rich.table import Table
 
     total_macs = sum(r.macs for r in reports) or 1
+    devices = sorted({d for r in reports for d in r.time_ms})
     table = Table(title="What the search can touch", show_lines=False)
-    for column in (
-        "layer",
-        "type",
-        "MACs",
-        "params",
-        "channel group",
-        "techniques",
-        "not, because",
-    ):
+    columns = ["layer", "type", "block", "MACs"]
+    columns += [f"time on {d}" for d in devices]
+    columns += ["params", "channel group", "techniques", "not, because"]
+    for column in columns:
         table.add_column(column, overflow="fold")
     for r in reports:
         share = f"{r.macs:,} ({r.macs / total_macs:.0%})" if r.macs else "0"
+        times = [
+            f"{r.time_ms[d]:.3f} ms ({r.time_share[d]:.0%})" if d in r.time_ms else ""
+            for d in devices
+        ]
         table.add_row(
             r.name,
             r.kind,
             r.block,
             share,
+            *times,
             f"{r.params:,}",
             r.group,
             ", ".join(sorted(r.applies)),

@@ -208,3 +208,29 @@ def test_a_full_queue_refuses_before_reading_the_upload(
         assert response.status == 503 and "queued" in json.loads(response.read())["error"]
     finally:
         slow.join()
+
+
+def test_rounds_interleave_several_posted_files(start_agent: Any, tiny_tflite: bytes) -> None:
+    server = start_agent(token=TOKEN)
+    sizes = f"{len(tiny_tflite)},{len(tiny_tflite)}"
+    query = f"sizes={sizes}&rounds=3&block_seconds=0.01&block_min_runs=2"
+    status, answer = call(server, "POST", f"/rounds?{query}", tiny_tflite * 2)
+    assert status == 200, answer
+    assert [len(blocks) for blocks in answer["block_ms"]] == [3, 3]
+    assert answer["rounds"] == 3 and answer["node"]
+
+
+def test_bad_rounds_requests_get_400(start_agent: Any, tiny_tflite: bytes) -> None:
+    server = start_agent(token=TOKEN)
+    size = len(tiny_tflite)
+    cases = {
+        "rounds=3": (tiny_tflite, "sizes"),  # no sizes
+        f"sizes={size},x": (tiny_tflite, "sizes"),
+        f"sizes={size},{size}": (tiny_tflite, "add up to"),  # body shorter than the sizes
+        f"sizes={size},16": (tiny_tflite + b"\0" * 16, "file 2 is not a TFLite"),
+        f"sizes={size}&rounds=0": (tiny_tflite, "rounds"),
+        f"sizes={size}&min_runs=5": (tiny_tflite, "min_runs"),  # a /benchmark setting
+    }
+    for query, (body, message) in cases.items():
+        status, answer = call(server, "POST", f"/rounds?{query}", body)
+        assert status == 400 and message in answer["error"], (query, answer)

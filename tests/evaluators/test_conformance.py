@@ -7,8 +7,9 @@ from agent_helpers import TOKEN
 
 from devicefit.errors import TrialFailed
 from devicefit.evaluators.agent_client import AgentEvaluator
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator
+from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, RoundsSpec
 from devicefit.evaluators.local import LocalEvaluator
+from devicefit.evaluators.op_attribution import attribute, file_ops
 from devicefit.evaluators.pool import DevicePool
 
 # Shares the session's Ray cluster: kept on one test worker.
@@ -125,3 +126,57 @@ class TestDeviceEvaluatorConformance:
     def test_describe_names_the_device(self, evaluator: DeviceEvaluator) -> None:
         evaluator.ping()
         assert evaluator.describe()["name"] == evaluator.name
+
+    def test_the_median_comes_with_its_interval_or_a_reason(
+        self, evaluator: DeviceEvaluator, tiny_tflite: bytes
+    ) -> None:
+        m = evaluator.measure(tiny_tflite, BenchmarkSpec(min_runs=20, min_seconds=0))
+        if m.median_low_ms is None or m.median_high_ms is None:
+            assert "median_low_ms" in m.unavailable and "median_high_ms" in m.unavailable
+        else:
+            assert m.median_low_ms <= m.median_ms <= m.median_high_ms
+
+    def test_timing_goes_on_until_the_interval_is_tight(
+        self, evaluator: DeviceEvaluator, tiny_tflite: bytes
+    ) -> None:
+        """An unreachable precision: timing stops at ``max_seconds``, not at ``min_runs``."""
+        spec = BenchmarkSpec(min_runs=10, min_seconds=0.0, target_ci=1e-9, max_seconds=0.3)
+        m = evaluator.measure(tiny_tflite, spec)
+        if m.median_low_ms is None:  # a tool with no precision target says why
+            assert "median_low_ms" in m.unavailable
+            return
+        assert m.count > 10 and m.wall_s is not None and m.wall_s >= 0.3
+
+    def test_what_disturbed_it_is_recorded_or_explained(
+        self, evaluator: DeviceEvaluator, tiny_tflite: bytes
+    ) -> None:
+        m = evaluator.measure(tiny_tflite, BenchmarkSpec(min_runs=5, min_seconds=0))
+        if m.steal_pct is None:
+            assert "steal_pct" in m.unavailable
+        else:
+            assert m.steal_pct >= 0 and m.core_shared_pct is not None
+            assert m.other_load_cpus is not None and m.remeasured is not None
+        assert m.cores is not None or "cores" in m.unavailable
+
+    def test_paired_rounds_time_every_file_once_a_round(
+        self, evaluator: DeviceEvaluator, tiny_tflite: bytes
+    ) -> None:
+        spec = RoundsSpec(rounds=4, block_seconds=0.02, block_min_runs=3)
+        rounds = evaluator.measure_rounds([tiny_tflite, tiny_tflite], spec)
+        assert [len(blocks) for blocks in rounds.block_ms] == [4, 4]
+        assert all(ms > 0 for blocks in rounds.block_ms for ms in blocks)
+        assert rounds.node and rounds.threads == 1
+
+    def test_a_per_op_profile_when_asked_and_only_then(
+        self, evaluator: DeviceEvaluator, tiny_tflite: bytes
+    ) -> None:
+        quick = {"min_runs": 5, "min_seconds": 0.0, "warmup": 2, "warmup_seconds": 0.0}
+        assert evaluator.measure(tiny_tflite, BenchmarkSpec(**quick)).op_profile is None
+        m = evaluator.measure(tiny_tflite, BenchmarkSpec(**quick, op_profile_runs=30))
+        assert m.op_profile is not None, m.unavailable
+        ops, run_ms = m.op_profile["ops"], m.op_profile["run_ms"]
+        assert ops and m.op_profile["runs"] == 30
+        # The ops ran inside the runs: their times add up to no more than the runs took.
+        assert 0 < sum(op["ms"] for op in ops) <= run_ms * 1.05
+        # Every op's time is traced to an op of the file.
+        assert all(t.op is not None for t in attribute(ops, file_ops(tiny_tflite)))

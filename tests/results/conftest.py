@@ -83,6 +83,7 @@ class FakeStudy:
         recipe: str | None = None,
         params: dict[str, Any] | None = None,
         layer_macs: dict[str, int] | None = None,
+        sha: str | None = None,
     ) -> int:
         """A COMPLETE trial; ``drop`` defaults to reference - metric, as the pipeline computes."""
         lat = latency if isinstance(latency, dict) else {d: latency for d in self.devices}
@@ -117,6 +118,8 @@ class FakeStudy:
             user[attrs.RECIPE] = recipe
         if layer_macs is not None:
             metrics["layer_macs"] = layer_macs
+        if sha is not None:  # the file's bytes: trials with one sha are one candidate
+            metrics["tflite_sha256"] = sha
         # Feasible when the drop is within the budget: constraint = drop - max_drop <= 0.
         trial = optuna.trial.create_trial(
             values=[metric, *[lat[d] for d in self.devices]],

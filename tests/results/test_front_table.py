@@ -12,10 +12,10 @@ def test_rows_sorted_by_first_device_with_device_columns(make_study):
     rows = front_rows(rec, pareto_front(rec))
 
     assert rows.headers[3:7] == [
-        "pi latency ms (p90)",
-        "pi speedup",
-        "laptop latency ms (p90)",
-        "laptop speedup",
+        "pi latency ms [95% CI] (p90)",
+        "pi speedup [95% CI]",
+        "laptop latency ms [95% CI] (p90)",
+        "laptop speedup [95% CI]",
     ]
     assert rows.numbers == [1, 2, 0]  # fastest on pi first
     assert rows.rows[0][:7] == [

@@ -123,7 +123,9 @@ def test_recipes_are_marked_and_compared_in_the_headline(make_study):
     print_report(rec, console)
     text = console.export_text()
     assert "Against the best one-technique recipe (channel_pruning, trial #1, 4.00 ms): " in text
-    assert "2.00× faster on local" in text
+    # Unconfirmed (no paired rounds): the stored medians' ratio, and said to be unconfirmed.
+    assert "2.00× on local by stored medians, unconfirmed" in text
+    assert "faster on local (unconfirmed)" in text.splitlines()[0]
 
 
 def test_print_report_shows_headline_and_front(make_study):

@@ -12,7 +12,9 @@ import concurrent.futures as cf
 import io
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from optuna.trial import TrialState
 from rich.console import Console
@@ -118,6 +120,23 @@ def test_remote_measurements_overlap_the_search_but_not_the_baseline(tmp_path: P
     assert overlapping
 
 
+def test_the_study_s_timing_settings_reach_the_device(tmp_path: Path) -> None:
+    class Recording(SlowRemoteDevice):
+        specs: list[BenchmarkSpec] = []
+
+        def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+            self.specs.append(spec)
+            return super().measure(tflite, spec)
+
+    device = Recording()
+    driver, _ = _driver(tmp_path, device, trials=2)
+    driver.config = replace(driver.config, min_runs=7, min_seconds=0.2, max_seconds=3.0)
+    assert driver.run() == 0
+    assert {(s.min_runs, s.min_seconds, s.max_seconds, s.target_ci) for s in device.specs} == {
+        (7, 0.2, 3.0, 0.02)
+    }
+
+
 def test_an_unavailable_device_fails_the_trial_as_device_unavailable(tmp_path: Path) -> None:
     driver, _ = _driver(tmp_path, SlowRemoteDevice(fail_after=2), trials=4)
     assert driver.run() == 1  # too many failures: the device is gone for good
@@ -164,10 +183,61 @@ def _interrupt_after(seconds: float, times: int = 1) -> threading.Timer:
     return timer
 
 
+def test_a_file_scored_while_its_twin_was_in_flight_is_still_one_candidate(
+    tmp_path: Path,
+) -> None:
+    """Workers that score a file anyway (its twin still in flight when they were handed
+    the trial, so nobody told them it is known): every trial told after the first with
+    those bytes is "same as" it, with its scores."""
+
+    class SameBytes(SlowExecutor):
+        def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
+            built = super().submit(request)
+            future: cf.Future[TrialOutput] = cf.Future()
+
+            def same(done: cf.Future[TrialOutput]) -> None:
+                out = done.result()
+                out.tflite_sha256, out.metric = "f" * 64, 90.0 + request.number  # scored anew
+                future.set_result(out)
+
+            built.add_done_callback(same)
+            return future
+
+    driver, _ = _driver(tmp_path, SlowRemoteDevice(), trials=4)
+    driver.executor = SameBytes(seconds=0.2)
+    assert driver.run() == 0
+    complete = sorted(
+        driver.study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number
+    )
+    assert len(complete) == 4
+    first = complete[0]  # the float32 baseline: told before anything else is built
+    assert attrs.SAME_AS not in first.user_attrs
+    for trial in complete[1:]:
+        assert trial.user_attrs[attrs.SAME_AS] == first.number
+        assert trial.values[0] == first.values[0]  # the first file's metric, not its own
+
+
+def _interrupt_when(ready: Any, timeout_s: float = 30.0) -> threading.Thread:
+    import os
+    import signal
+
+    def press() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=press, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_first_ctrl_c_lets_running_trials_finish(tmp_path: Path) -> None:
     driver, _ = _driver(tmp_path, SlowRemoteDevice(), trials=20)
-    driver.executor = SlowExecutor(seconds=1.0)
-    _interrupt_after(1.5)  # the baseline is in; two candidates are being built
+    driver.executor = executor = SlowExecutor(seconds=1.0)
+    # Pressed once the baseline is in and two candidates are being built (whenever that is,
+    # on a loaded machine): both must still be finished, measured and told.
+    _interrupt_when(lambda: len(executor.submitted) >= 3)
     began = time.monotonic()
     assert driver.run() == 130
     assert time.monotonic() - began < 10

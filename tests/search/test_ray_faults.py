@@ -28,6 +28,8 @@ task = "digits"
 seed = 0
 min_runs = 10
 min_seconds = 0.1
+max_seconds = 0.6
+confirm_rounds = 6  # paired rounds at the end: enough for an interval
 techniques = ["quantization"]
 [ranges.finetune]
 epochs = [0, 0]

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from test_driver_devices import InstantExecutor, SlowRemoteDevice
 
 from devicefit.config import StudyConfig
+from devicefit.evaluators.base import BenchmarkSpec, Measurement
 from devicefit.evaluators.metrics import get_metric
 from devicefit.search import driver as driver_module
 from devicefit.search.driver import Driver
@@ -93,7 +94,9 @@ class Relay:
                 pass
 
 
-def _driver(tmp_path: Path, url: str, trials: int) -> tuple[Driver, io.StringIO]:
+def _driver(
+    tmp_path: Path, url: str, trials: int, device: SlowRemoteDevice | None = None
+) -> tuple[Driver, io.StringIO]:
     name = f"outage-{tmp_path.name}-{int(time.time() * 1000)}"
     config = StudyConfig(
         task="digits",
@@ -114,7 +117,7 @@ def _driver(tmp_path: Path, url: str, trials: int) -> tuple[Driver, io.StringIO]
         metric,
         TaskSpec("digits"),
         InstantExecutor(),
-        {"pi": SlowRemoteDevice()},
+        {"pi": device or SlowRemoteDevice()},
         Console(file=log, width=200),
     )
     return driver, log
@@ -127,20 +130,29 @@ def relay(postgres_url: str) -> Relay:
     relay.cut()
 
 
+class CutsMidSearch(SlowRemoteDevice):
+    """Cuts the storage as it finishes measuring the third candidate and restores it 3 s
+    later: the outage lands mid-search, just before that trial is told, however loaded
+    the machine is."""
+
+    def __init__(self, relay: Relay) -> None:
+        super().__init__()
+        self.relay = relay
+        self.finished = 0
+
+    def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+        measured = super().measure(tflite, spec)
+        with self._lock:
+            self.finished += 1
+            cut = self.finished == 3
+        if cut:
+            self.relay.cut()
+            threading.Timer(3.0, self.relay.restore).start()
+        return measured
+
+
 def test_a_brief_outage_is_retried_and_the_study_completes(tmp_path: Path, relay: Relay) -> None:
-    driver, log = _driver(tmp_path, relay.url, 8)
-
-    def outage() -> None:
-        # Once a trial is told, so the cut lands mid-search even on a loaded machine; cut
-        # and restore in one thread, so they can never run in the wrong order.
-        deadline = time.monotonic() + 60
-        while not _complete_numbers(driver, relay.direct) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        relay.cut()
-        time.sleep(3.0)
-        relay.restore()
-
-    threading.Thread(target=outage, daemon=True).start()
+    driver, log = _driver(tmp_path, relay.url, 8, CutsMidSearch(relay))
     try:
         assert driver.run() == 0, log.getvalue()
         assert "storage unreachable" in log.getvalue()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from rich.console import Console
 from spaces_zoo import build_zoo_model
 
@@ -75,12 +78,13 @@ def test_inspect_lists_residual_groups_of_resnet50() -> None:
     assert reports["conv2_block1_0_conv"].group == reports["conv2_block3_3_conv"].group
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "devicefit", "inspect", *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "COLUMNS": str(columns)},
     )
 
 
@@ -108,3 +112,31 @@ def test_cli_refuses_bad_input_shapes_and_missing_targets(tmp_path: Path) -> Non
     ok = _cli("--model", str(path), "--input-shape", "1,16,16,1", "--techniques", "lowrank")
     assert ok.returncode == 0, ok.stderr
     assert "patch" in ok.stdout
+
+
+def test_cli_shows_where_the_time_goes_on_a_device(tmp_path: Path) -> None:
+    """``--device local``: every layer's measured time beside its MACs, from a per-op profile
+    of the float32 file; layers and unmapped ops hold the whole profiled time."""
+    path = tmp_path / "unet.keras"
+    build_zoo_model("unet").model.save(path)
+    run = _cli("--model", str(path), "--device", "local", "--json")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    timed = [row for row in rows if "local" in row["time_ms"]]
+    weighted = {"enc1", "enc2", "bottleneck", "up", "dec", "mask"}
+    assert weighted <= {row["name"] for row in timed}
+    assert all(row["time_ms"]["local"] >= 0 for row in timed)
+    assert sum(row["time_share"]["local"] for row in timed) == pytest.approx(1.0)
+    table = _cli("--model", str(path), "--device", "local", columns=250)
+    assert table.returncode == 0, table.stderr
+    assert "per-op profile: the ops took" in table.stdout
+    assert re.search(r"\d+\.\d{3} ms \(\d+%\)", table.stdout)  # a layer's time and share
+
+
+def test_cli_refuses_a_bad_device_or_thread_count(tmp_path: Path) -> None:
+    path = tmp_path / "unet.keras"
+    build_zoo_model("unet").model.save(path)
+    threads = _cli("--model", str(path), "--device", "local", "--threads", "0")
+    assert threads.returncode == 2 and "--threads: must be >= 1" in threads.stderr
+    device = _cli("--model", str(path), "--device", "nonsense://x")
+    assert device.returncode == 2 and "nonsense://x" in device.stderr

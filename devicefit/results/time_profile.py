@@ -1,0 +1,80 @@
+"""The report's "Where the time goes": each layer's share of the measured time on a device
+beside its share of the MACs, from the study's ``device_profile.json`` (written when the
+search starts: the float32 and int8 files of the untouched model, profiled op by op)."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from devicefit.results.records import StudyRecord
+from devicefit.results.trial_detail import original_layer_macs
+from devicefit.search import attrs
+
+
+def device_profiles(record: StudyRecord) -> dict[str, Any] | None:
+    """device -> {"float32": profile, "int8": profile}, a file the device could not profile
+    being {"unavailable": why}; None when the study has none (made before profiles)."""
+    path = Path(record.folder) / attrs.DEVICE_PROFILE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def share_rows(profile: dict[str, Any], macs: dict[str, int]) -> list[tuple[str, float, float]]:
+    """(layer or unmapped op, share of the profiled time, share of the MACs), by time."""
+    total = sum(profile["layers"].values()) + sum(profile["unmapped"].values()) or 1.0
+    total_macs = sum(macs.values()) or 1
+    rows = [(n, ms / total, macs.get(n, 0) / total_macs) for n, ms in profile["layers"].items()]
+    rows += [(f"unmapped: {n}", ms / total, 0.0) for n, ms in profile["unmapped"].items()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def time_profile_figure(rows: list[tuple[str, float, float]], title: str) -> Any:
+    import plotly.graph_objects as go
+
+    names = [r[0] for r in rows][::-1]  # the largest share on top
+    fig = go.Figure()
+    fig.add_bar(y=names, x=[r[1] * 100 for r in rows][::-1], orientation="h", name="measured time")
+    fig.add_bar(y=names, x=[r[2] * 100 for r in rows][::-1], orientation="h", name="MACs")
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        xaxis_title="share (%)",
+        height=max(260, 40 + 28 * len(rows)),
+        margin={"l": 10, "r": 10, "t": 40, "b": 40},
+        legend={"orientation": "h"},
+    )
+    return fig
+
+
+def time_profile_section(record: StudyRecord, plot_div: Any) -> str:
+    profiles = device_profiles(record)
+    head = "<section id='time-profile'><h2>Where the time goes</h2>"
+    if not profiles:
+        return head + "<p>No device profile in this study.</p></section>"
+    macs = original_layer_macs(record)
+    parts = [
+        head,
+        "<p class='note'>Each layer's share of the measured time of the untouched model's "
+        "float32 file (LiteRT's per-op profile, 200 warm runs) beside its share of the MACs. "
+        "Ops no layer made are shown as unmapped.</p>",
+    ]
+    for i, (device, files) in enumerate(sorted(profiles.items())):
+        profile = files.get("float32") or {}
+        if "layers" not in profile:
+            why = profile.get("unavailable") or files.get("unavailable") or "no float32 profile"
+            parts.append(f"<p>{escape(device)}: no profile: {escape(str(why))}</p>")
+            continue
+        rows = share_rows(profile, macs)
+        ops_ms = sum(profile["layers"].values()) + sum(profile["unmapped"].values())
+        covered = f"{ops_ms / profile['run_ms']:.0%}" if profile.get("run_ms") else "n/a"
+        title = (
+            f"{device}: float32, median {profile['median_ms']:.3f} ms; in the profiled runs "
+            f"({profile.get('run_ms') or 0:.3f} ms each) the ops took {covered}"
+        )
+        parts.append(plot_div(time_profile_figure(rows, title), f"time-profile-plot-{i}"))
+    return "".join(parts) + "</section>"

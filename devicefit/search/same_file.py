@@ -1,0 +1,108 @@
+"""Trials that are one candidate: the same plan as an earlier trial, or a file whose bytes
+hash to an earlier file's.
+
+Such a trial is not built (same plan) or not scored (same file) again: it reuses the earlier
+trial's file and scores, records "same as #n", and only its latency is measured afresh. The
+fresh median joins the earlier ones of that file, and the trial is told their median, so a
+repeat sharpens the estimate instead of adding a second, noisy point to the front.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from devicefit.search import attrs
+from devicefit.search.trial import TrialOutput
+
+# What a reusing trial copies from the trial that made its file (its own measurement aside).
+SCORES = (
+    "metric",
+    "size_bytes",
+    "macs",
+    "params",
+    "ops",
+    "layer_macs",
+    "tflite_sha256",
+    "built_on",
+)
+
+
+def plan_key(plan: dict[str, Any]) -> str:
+    return json.dumps(plan, sort_keys=True)
+
+
+@dataclass
+class KnownCandidates:
+    files: dict[str, int] = field(default_factory=dict)  # sha256 -> first trial with it
+    plans: dict[str, int] = field(default_factory=dict)  # plan_key -> first trial with it
+    # sha256 -> device -> the median of every measurement of that file, in order
+    medians: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    scores: dict[int, dict[str, Any]] = field(default_factory=dict)  # trial -> its SCORES
+
+    @classmethod
+    def from_trials(cls, trials: list[FrozenTrial]) -> KnownCandidates:
+        known = cls()
+        for trial in sorted(trials, key=lambda t: t.number):
+            if trial.state == TrialState.COMPLETE:
+                metrics = trial.user_attrs.get(attrs.METRICS) or {}
+                known.add(trial.number, trial.user_attrs.get(attrs.PLAN), metrics)
+        return known
+
+    def add(self, number: int, plan: dict[str, Any] | None, metrics: dict[str, Any]) -> None:
+        """Index a complete trial (its measurement dicts are under ``metrics["latency"]``)."""
+        sha = metrics.get("tflite_sha256")
+        if not sha:
+            return  # a study from before files were hashed
+        first = self.files.setdefault(sha, number)
+        if first == number:
+            self.scores[number] = {k: metrics.get(k) for k in SCORES}
+        if plan is not None:
+            self.plans.setdefault(plan_key(plan), first)
+        for device, measured in (metrics.get("latency") or {}).items():
+            median = (measured or {}).get("median_ms")
+            if median is not None:
+                self.medians.setdefault(sha, {}).setdefault(device, []).append(float(median))
+
+    def same_plan(self, plan: dict[str, Any]) -> int | None:
+        return self.plans.get(plan_key(plan))
+
+    def pooled(self, sha: str, device: str, fresh: float) -> tuple[float, int]:
+        """The median over every measurement of the file, this fresh one included, and
+        how many there are."""
+        medians = [*self.medians.get(sha, {}).get(device, []), fresh]
+        return statistics.median(medians), len(medians)
+
+    def fill_scores(self, out: TrialOutput, earlier: int) -> None:
+        """``out`` takes the scores of trial ``earlier``, whose file it is."""
+        scores = self.scores[earlier]
+        out.metric = float(scores["metric"])
+        out.size_bytes, out.macs, out.params = (
+            int(scores["size_bytes"] or 0),
+            int(scores["macs"] or 0),
+            int(scores["params"] or 0),
+        )
+        out.ops = dict(scores.get("ops") or {})
+        out.layer_macs = dict(scores.get("layer_macs") or {})
+        out.tflite_sha256 = str(scores["tflite_sha256"])
+        out.same_as = earlier
+
+
+def reuse_output(
+    folder: Path, number: int, earlier: int, known: KnownCandidates
+) -> TrialOutput | None:
+    """Trial ``number``'s output made of trial ``earlier``'s file and scores, without
+    building anything; None when that file is not in the results folder (then build)."""
+    path = folder / attrs.TRIALS_DIR / str(earlier) / "model.tflite"
+    if earlier not in known.scores or not path.is_file():
+        return None
+    out = TrialOutput(number, tflite=path.read_bytes())
+    known.fill_scores(out, earlier)
+    out.node = known.scores[earlier].get("built_on")  # where the file was built
+    out.notes.append(f"same plan as trial #{earlier}: its file and scores, measured again")
+    return out
