@@ -201,10 +201,18 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
         assert (folder / "trials" / str(trial.number) / "model.tflite").is_file()
 
 
-def _alone_median(path: Path) -> float:
-    alone = _cli("benchmark", str(path), "--min-seconds", "1.5", "--json")
-    assert alone.returncode == 0, alone.stderr
-    return json.loads(alone.stdout.strip().splitlines()[-1])["median_ms"]
+def _alone_medians(paths: list[Path], times: int = 3) -> list[list[float]]:
+    """Each file measured standalone ``times`` times (always all of them, in rounds A B A B
+    ...): one standalone median of the digits float32 file moved by up to 13% between two
+    runs seconds apart on a 2-core EPYC VM (benchmarks/README.md, "Huge pages"), so the
+    reference a stored median is held to is the median of three, not one such draw."""
+    medians: list[list[float]] = [[] for _ in paths]
+    for _ in range(times):
+        for path, found in zip(paths, medians, strict=True):
+            alone = _cli("benchmark", str(path), "--min-seconds", "1.5", "--json")
+            assert alone.returncode == 0, alone.stderr
+            found.append(json.loads(alone.stdout.strip().splitlines()[-1])["median_ms"])
+    return medians
 
 
 @pytest.mark.exclusive  # compares latencies: nothing else may run meanwhile
@@ -212,7 +220,8 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
     """With two workers, a candidate is measured while the other worker holds a trial: the
     quiet host (work paused, the measuring process pinned, nothing of the driver's running)
     must keep its stored median within 10% of the file measured alone afterwards, either
-    way; so must the float32 baseline's. One measurement each, no retries."""
+    way; so must the float32 baseline's. One stored measurement each, no retries; the
+    standalone reference is the median of three runs (``_alone_medians``)."""
     config = _config(tmp_path)
     config.write_text(config.read_text().replace("min_seconds = 0.3", "min_seconds = 1.5"))
     run = _cli(
@@ -235,10 +244,12 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
     base = next(t.number for t in complete if t.user_attrs.get(attrs.BASELINE) == "float32")
     beside = [n for n, m in metrics.items() if (m.get("paused_trials") or 0) >= 1]
     assert beside, "no trial was measured while the other worker held one"
-    for number in (base, beside[0]):
+    numbers = [base, beside[0]]
+    alone = _alone_medians([folder / "trials" / str(n) / "model.tflite" for n in numbers])
+    for number, runs in zip(numbers, alone, strict=True):
         stored = metrics[number]["latency"]["local"]["median_ms"]  # its own measurement
-        alone = _alone_median(folder / "trials" / str(number) / "model.tflite")
-        assert abs(stored / alone - 1) <= 0.10, (number, stored, alone)
+        reference = float(np.median(runs))
+        assert abs(stored / reference - 1) <= 0.10, (number, stored, runs)
 
 
 def test_per_layer_search_runs_mixed_precision_end_to_end(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ the device has fails its own request and the agent keeps serving.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from devicefit.deploy.bench import MEMORY_ENV, write_model_files
+from devicefit.deploy.bench import MEMORY_ENV, child_env, write_model_files
 
 
 class JobFailed(Exception):
@@ -55,7 +54,7 @@ def run_in_child(
     """
     with tempfile.TemporaryDirectory(prefix="devicefit-agent-") as folder:
         paths = write_model_files(folder, contents)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = child_env()
         if memory_mb is not None:
             # Set by the child itself (bench.py): a preexec_fn in a threaded server can
             # deadlock between fork and exec.

@@ -16,6 +16,15 @@ AMD EPYC VM, six loads of the digits float32 file in one process ran at 3.43-4.0
 with a tight interval), so a median over one load carries that load's luck and a median over
 several averages it (benchmarks/README.md, "Placements"). The host's own drift over minutes
 is not averaged by this; paired rounds cancel it where files are compared.
+
+The measuring process runs with huge pages for its heap (``child_env``: glibc's malloc asks
+for transparent huge pages). Which 4 KiB pages a load's buffers got was the larger part of
+that luck: on the same VM, right after a search, the digits float32 file (a 16 MB Dense
+head) measured alone at 2.79-3.08 ms over five runs with 4 KiB pages and at 2.53-2.62 ms
+with huge pages (52 MB of the process in them), the speed it also had during the search.
+With 2 MB pages the weights span a few TLB entries, not thousands, and a guest's page walks
+(costly under a hypervisor) no longer depend on where its pages landed. The amount in huge
+pages is recorded with each measurement (``huge_pages_mb``).
 """
 
 from __future__ import annotations
@@ -51,6 +60,45 @@ DEFAULT_SPEC: dict[str, Any] = {
     "op_profile_runs": 0,  # then profile this many runs op by op (0: none)
     "placements": 4,  # loads of the file the timed runs are shared among (see above)
 }
+# glibc >= 2.35: malloc marks its arenas and large blocks for transparent huge pages (needs
+# /sys/kernel/mm/transparent_hugepage/enabled at "madvise" or "always"). Read at process
+# start, so it is set by whoever starts the measuring process (``child_env``).
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def child_env() -> dict[str, str]:
+    """The environment to start a measuring process in: quiet TensorFlow logs, and malloc
+    on huge pages (the module's docstring says why); other glibc tunables are kept."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    kept = [
+        t
+        for t in env.get("GLIBC_TUNABLES", "").split(":")
+        if t and not t.startswith("glibc.malloc.hugetlb=")
+    ]
+    env["GLIBC_TUNABLES"] = ":".join([*kept, HUGE_PAGES_TUNABLE])
+    return env
+
+
+def huge_pages_mb() -> Reading:
+    """How much of this process's memory is in transparent huge pages, or why unknown."""
+    try:
+        with open("/proc/self/smaps_rollup") as handle:
+            rollup = handle.read()
+    except OSError:
+        return Reading(None, "no /proc/self/smaps_rollup (not Linux, or a kernel before 4.14)")
+    try:
+        with open(THP_SETTING) as handle:
+            if "[never]" in handle.read():
+                return Reading(None, f"transparent huge pages are off ({THP_SETTING}: never)")
+    except OSError:
+        return Reading(None, f"no transparent huge pages in this kernel (no {THP_SETTING})")
+    for line in rollup.splitlines():
+        if line.startswith("AnonHugePages:"):
+            return Reading(int(line.split()[1]) / 1024.0)
+    return Reading(None, "no AnonHugePages line in /proc/self/smaps_rollup")
+
+
 # Beyond these a measurement was disturbed and is taken again: the hypervisor took more than
 # 2% of the measuring cores, or other processes ran on them more than 5% of the time. Other
 # processes on other cores are recorded (other_load_cpus), not a reason to measure again: on
@@ -239,6 +287,7 @@ def benchmark(
     warm = warm_up(interp, int(spec["warmup"]), float(spec["warmup_seconds"]))
     # Memory of the first load alone: the later ones replace it, one at a time.
     peak = _rss_mb()
+    readings["huge_pages_mb"] = huge_pages_mb()
     attempts: list[_Attempt] = []
     while True:
         energy_before, counters = sensors.energy_uj(), read_counters()

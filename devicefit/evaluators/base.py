@@ -120,6 +120,7 @@ class Measurement:
     other_load_cpus: float | None = None
     remeasured: int | None = None
     placement_medians_ms: list[float] | None = None  # each load's own median (deploy/bench.py)
+    huge_pages_mb: float | None = None  # of the measuring process, in transparent huge pages
     disturbed: bool | None = None  # still over the thresholds after the last attempt
     device: str | None = None  # which member of a device pool measured it
     node: str | None = None  # the host or Ray node id it ran on

@@ -11,7 +11,7 @@ import tempfile
 import time
 from typing import Any
 
-from devicefit.deploy.bench import write_model_files
+from devicefit.deploy.bench import child_env, write_model_files
 from devicefit.deploy.sensors import Sensors
 from devicefit.errors import TrialFailed
 from devicefit.evaluators.base import (
@@ -71,7 +71,6 @@ def _run_bench(
     with tempfile.TemporaryDirectory(prefix="devicefit-bench-") as folder:
         paths = write_model_files(folder, files)
         mode = ["--rounds"] if rounds else []
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "devicefit.deploy.bench", *mode, *paths]
@@ -79,7 +78,7 @@ def _run_bench(
                 capture_output=True,
                 text=True,
                 timeout=timeout_s,
-                env=env,
+                env=child_env(),
             )
         except subprocess.TimeoutExpired as exc:
             raise TrialFailed(f"benchmark timed out after {timeout_s:.0f} s") from exc

@@ -51,6 +51,7 @@ def _measure_in_child(path: Path, spec: dict) -> dict:
         text=True,
         timeout=300,
         check=True,
+        env=bench.child_env(),
     )
     return json.loads(run.stdout.strip().splitlines()[-1])
 
