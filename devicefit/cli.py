@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="confirm_rounds",
         help="paired rounds that confirm the report's speed-ups at the end (default 30; 0: none)",
     )
+    s.add_argument(
+        "--sensitivity",
+        action="store_true",
+        default=None,
+        help="profile what each unit gives up to each technique before the first trial "
+        "(sensitivity.json, shown in the report; resumable)",
+    )
 
     r = _sub(subs, "resume", "Continue a study until it has the requested complete trials.")
     r.add_argument("folder", nargs="?", help="the study's results folder")
@@ -257,6 +264,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "cpus_per_trial",
             "recycle_after",
             "confirm_rounds",
+            "sensitivity",
         )
     }
     flags["storage"] = _storage(args.storage)

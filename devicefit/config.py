@@ -54,6 +54,10 @@ class StudyConfig:
     max_seconds: float = 10.0
     # Paired rounds that confirm the report's speed-ups at the end of a search (0: none).
     confirm_rounds: int = 30
+    # Profile what each unit gives up to each technique when the study starts
+    # (search/sensitivity_profiles.py). Off by default: on the digits task it costs about
+    # 3.7 min, a third of a 30-trial search (benchmarks/README.md, "Profile cost").
+    sensitivity: bool = False
     techniques: tuple[str, ...] | None = None  # None: all
     ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
     # One granularity for every technique, or technique -> granularity (others global).
@@ -211,6 +215,8 @@ def _check_types(config: StudyConfig, where: str) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, types):
             raise UsageError(f"{where}: {name} has the wrong type ({value!r})")
+    if not isinstance(config.sensitivity, bool):
+        raise UsageError(f"{where}: sensitivity must be true or false, got {config.sensitivity!r}")
     for name in (
         "task",
         "model",

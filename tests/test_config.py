@@ -53,6 +53,7 @@ def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
         ('task = "digits"\nmax_seconds = 0.5\n', {}, "max_seconds (0.5) must be at least"),
         ('task = "digits"\nmax_seconds = "long"\n', {}, "max_seconds has the wrong type"),
         ('task = "digits"\n', {"confirm_rounds": -1}, "--confirm-rounds: must be >= 0"),
+        ('task = "digits"\nsensitivity = "yes"\n', {}, "sensitivity must be true or false"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:
@@ -116,3 +117,11 @@ def test_a_stored_config_keeps_its_meaning_when_resumed() -> None:
     for value in (1, None):
         config = StudyConfig(task="digits", cpus_per_trial=value)
         assert config_from_stored(stored_config(config), "study.json") == config
+
+
+def test_sensitivity_is_off_unless_asked_for(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'task = "digits"\n')
+    assert build_config(path, {}).sensitivity is False
+    assert build_config(path, {"sensitivity": True}).sensitivity is True  # --sensitivity
+    on = _write(tmp_path, 'task = "digits"\nsensitivity = true\n')
+    assert build_config(on, {}).sensitivity is True

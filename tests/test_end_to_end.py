@@ -201,6 +201,25 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
         assert (folder / "trials" / str(trial.number) / "model.tflite").is_file()
 
 
+def test_search_with_a_sensitivity_profile(tmp_path: Path) -> None:
+    """--sensitivity: what each block gives up to channel pruning, made before the first
+    trial, saved in the study folder and shown by the report."""
+    folder = _search(tmp_path, "sens", 4, "--sensitivity", "--techniques", "channel_pruning")
+    sensitivity = json.loads((folder / attrs.SENSITIVITY_FILE).read_text())
+    assert sensitivity["complete"] and sensitivity["key"]["granularity"] == "per-block"
+    points = sensitivity["points"]
+    assert {p["technique"] for p in points} == {"channel_pruning"}
+    blocks = {p["unit"] for p in points}
+    assert len(points) == 4 * len(blocks) and len(blocks) >= 3  # every block at every level
+    assert all(p["error"] is None for p in points), points
+    assert all(p["drop"] == 0.0 for p in points if p["level"] == "identity")
+    # Pruning 70% of a block's channels without fine-tuning costs accuracy somewhere.
+    assert max(p["drop"] for p in points if p["level"] == "strong") > 1.0
+    page = (folder / "report.html").read_text()
+    assert 'id="sensitivity-plot"' in page and "What each unit tolerates" in page
+    assert json.loads((folder / "pareto.json").read_text())["sensitivity"] == sensitivity
+
+
 def _alone_medians(paths: list[Path], times: int = 3) -> list[list[float]]:
     """Each file measured standalone ``times`` times (always all of them, in rounds A B A B
     ...): one standalone median of the digits float32 file moved by up to 13% between two

@@ -19,6 +19,7 @@ from devicefit.results._io import write_atomic
 from devicefit.results.hypervolume import reference_point, study_hypervolume
 from devicefit.results.pareto import compare, pareto_front, status
 from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.sensitivity_table import sensitivity_of
 from devicefit.results.speedups import confirmed
 from devicefit.results.table import front_rows, front_table, headline, recipe_line
 from devicefit.results.time_profile import device_profiles
@@ -129,6 +130,8 @@ def summary(record: StudyRecord, front: Sequence[TrialRecord]) -> dict[str, Any]
         "front": [front_member(record, t) for t in front],
         # Where the untouched model's time goes on each device (device_profile.json)
         "device_profile": device_profiles(record),
+        # What each unit gives up to each technique, without fine-tuning (sensitivity.json)
+        "sensitivity": sensitivity_of(record),
     }
 
 

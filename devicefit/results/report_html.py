@@ -1,8 +1,9 @@
 """report.html: one self-contained page (plotly.js inlined, nothing fetched) to decide from.
 
-Sections: headline, the front, hypervolume over trials and time, techniques on the front,
-parameter importances, a sortable and filterable table of every trial, and a detail view
-per trial (shown when the address ends in ``#trial-<N>``: a table row or a plot point).
+Sections: headline, the front, hypervolume over trials and time, where the time goes, what
+each unit tolerates, techniques on the front, parameter importances, a sortable and
+filterable table of every trial, and a detail view per trial (shown when the address ends
+in ``#trial-<N>``: a table row or a plot point).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from devicefit.results.hypervolume import (
 from devicefit.results.importance import param_importances
 from devicefit.results.pareto import status
 from devicefit.results.records import StudyRecord, TrialRecord
+from devicefit.results.sensitivity_table import sensitivity_section
 from devicefit.results.table import headline, recipe_line
 from devicefit.results.time_profile import time_profile_section
 from devicefit.results.trial_detail import detail_html, original_layer_macs
@@ -66,6 +68,7 @@ def render_html(record: StudyRecord, front: Sequence[TrialRecord], *, live: bool
         + "</section>",
         _hypervolume_section(record, ref, volume),
         time_profile_section(record, plot_div),
+        sensitivity_section(record, plot_div),
         "<section id='techniques'><h2>Techniques on the front</h2>"
         + plot_div(techniques_figure(record, front), "techniques-plot")
         + _settings_table(front)

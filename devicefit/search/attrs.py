@@ -52,6 +52,10 @@ Results folder file ``device_profile.json``: {device: {"float32": profile, "int8
 a file that did not convert or profile being {"unavailable": why}, a profile being
 spaces/layer_times.py's LayerTimes as a dict ("layers", "blocks", "groups", "unmapped":
 name -> ms per run; "run_ms") plus "median_ms".
+Results folder file ``sensitivity.json``: {"key": what the profile was made for
+("granularity", "samples", "techniques"), "points": spaces/sensitivity.py's
+SensitivityPoint as dicts, "complete": bool, "seconds": time spent on it, summed over
+resumes}.
 Results folder file ``study.json``: {"study_name", "storage" (null = the folder's
 study.db), "config": StudyConfig as a dict, "created": ISO time}.
 """
@@ -71,5 +75,7 @@ STUDY_FILE = "study.json"
 INSPECT_FILE = "inspect.json"  # devicefit inspect's per-layer report of the model searched
 # Where the untouched model's time goes on each device (results/time_profile.py)
 DEVICE_PROFILE_FILE = "device_profile.json"
+# What each unit gives up to each technique, without fine-tuning (search/sensitivity_profiles.py)
+SENSITIVITY_FILE = "sensitivity.json"
 DB_FILE = "study.db"
 TRIALS_DIR = "trials"

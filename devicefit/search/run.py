@@ -110,7 +110,26 @@ def start_search(config: StudyConfig, console: Console) -> int:
     from devicefit.search.device_profiles import write_device_profiles
 
     write_device_profiles(folder, task, devices, config.threads, console)
+    _write_sensitivity(folder, task, space, config, console)
     return _drive(study, config, folder, space, metric, spec, devices, console)
+
+
+def _write_sensitivity(
+    folder: Path, task: Any, space: SearchSpace, config: StudyConfig, console: Console
+) -> None:
+    """The sensitivity profile, or the rest of it when a resumed study stopped while
+    making it; nothing for a model without validation data or when switched off."""
+    if not config.sensitivity or getattr(task, "data", None) is None:
+        return
+    from devicefit.search.sensitivity_profiles import profile_granularity, write_sensitivity
+
+    granularity = profile_granularity(config.granularity)
+    # The techniques the study was asked to search (quantization is in every space, as the
+    # converter, but is profiled only when it was asked for).
+    asked = [
+        t for t in space.techniques if config.techniques is None or t.name in config.techniques
+    ]
+    write_sensitivity(folder, task, asked, granularity, console)
 
 
 def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Console) -> None:
@@ -169,6 +188,7 @@ def resume_search(
     recovered = recover_interrupted(study, "the driver stopped while this trial ran; re-run")
     if recovered:
         console.print(f"re-running trial(s) {recovered} left unfinished by a stopped driver")
+    _write_sensitivity(folder, task, space, config, console)  # the rest, if it was stopped
     return _drive(study, config, folder, space, task.metric, spec, devices, console)  # type: ignore[attr-defined]
 
 

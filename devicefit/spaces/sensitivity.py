@@ -61,11 +61,15 @@ def sensitivity_profile(
     context: ConvertContext,
     granularity: str = "per-layer",
     progress: Callable[[int, int], None] | None = None,
+    done: set[tuple[str, str, str]] | None = None,
+    on_point: Callable[[SensitivityPoint], None] | None = None,
 ) -> list[SensitivityPoint]:
     """Every unit x technique x level (identity first), on the validation subset ``x, y``.
 
     ``metric`` is a Metric (callable on y_true, y_pred, with ``drop``). A setting that fails
-    on a unit is recorded with its error; the profile goes on.
+    on a unit is recorded with its error; the profile goes on. ``done``: the (unit,
+    technique, level) points already scored (a resumed profile), skipped; ``on_point`` is
+    called with each new point as soon as it is scored (to save it).
     """
     blocks = find_blocks(graph_view(model))
     jobs = []
@@ -75,7 +79,11 @@ def sensitivity_profile(
         param, identity, values = SENSITIVITY_LEVELS[technique.name]
         settings = list(zip(LEVEL_NAMES, (identity, *values), strict=True))
         for unit, layers in technique.units(model, granularity, blocks).items():
-            jobs += [(technique, param, unit, tuple(layers), level, v) for level, v in settings]
+            jobs += [
+                (technique, param, unit, tuple(layers), level, v)
+                for level, v in settings
+                if (unit, technique.name, level) not in (done or set())
+            ]
     references: dict[str, float] = {}
     points = []
     for done, (technique, param, unit, layers, level, value) in enumerate(jobs):
@@ -95,6 +103,8 @@ def sensitivity_profile(
             points.append(
                 SensitivityPoint(unit, layers, technique.name, level, value, None, None, message)
             )
+        if on_point is not None:
+            on_point(points[-1])
         if progress is not None:
             progress(done + 1, len(jobs))
     return points

@@ -27,7 +27,17 @@ from devicefit.search import attrs
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report-browser")]
 
-SECTIONS = ("headline", "front", "hypervolume", "techniques", "importance", "trials", "details")
+SECTIONS = (
+    "headline",
+    "front",
+    "hypervolume",
+    "time-profile",
+    "sensitivity",
+    "techniques",
+    "importance",
+    "trials",
+    "details",
+)
 
 
 def _cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,92 @@
+"""The report's "What each unit tolerates": the metric each unit gives up to each technique
+at its mild, medium and strong settings, alone and without fine-tuning, from the study's
+``sensitivity.json`` (search/sensitivity_profiles.py)."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from devicefit.results.records import StudyRecord
+from devicefit.search.sensitivity_profiles import read_sensitivity
+
+LEVELS = ("mild", "medium", "strong")
+
+
+def sensitivity_of(record: StudyRecord) -> dict[str, Any] | None:
+    """The study's sensitivity profile; None when it has none."""
+    return read_sensitivity(Path(record.folder))
+
+
+def drop_rows(profile: dict[str, Any]) -> list[tuple[str, str, list[float | str | None]]]:
+    """(unit, technique, [drop or error per level]) in the profile's order; a level not
+    scored (a profile stopped early) is None."""
+    cells: dict[tuple[str, str], dict[str, float | str | None]] = {}
+    for p in profile["points"]:
+        if p["level"] in LEVELS:
+            row = cells.setdefault((p["unit"], p["technique"]), {})
+            row[p["level"]] = p["drop"] if p.get("error") is None else f"failed: {p['error']}"
+    return [(u, t, [row.get(level) for level in LEVELS]) for (u, t), row in cells.items()]
+
+
+def sensitivity_figure(rows: list[tuple[str, str, list[Any]]], metric: str) -> Any:
+    """Heat map: one row per unit x technique, one column per setting, the drop as colour."""
+    import plotly.graph_objects as go
+
+    names = [f"{unit} · {technique}" for unit, technique, _ in rows][::-1]
+    values = [[v if isinstance(v, float | int) else None for v in d] for _, _, d in rows][::-1]
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(LEVELS),
+            y=names,
+            colorscale="Reds",
+            colorbar={"title": f"{metric} drop"},
+            hovertemplate="%{y}<br>%{x}: drop %{z:.4g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=max(260, 60 + 22 * len(rows)), margin={"l": 10, "r": 10, "t": 30, "b": 40}
+    )
+    return fig
+
+
+def _cell(value: float | str | None) -> str:
+    if value is None:
+        return "<td>n/a</td>"
+    if isinstance(value, str):
+        return f"<td title='{escape(value)}'>failed</td>"
+    return f"<td>{value:+.3g}</td>"
+
+
+def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
+    head = "<section id='sensitivity'><h2>What each unit tolerates</h2>"
+    profile = sensitivity_of(record)
+    if not profile or not profile["points"]:
+        return head + "<p>No sensitivity profile in this study.</p></section>"
+    rows = drop_rows(profile)
+    key = profile.get("key") or {}
+    metric = record.metric.name
+    note = (
+        f"<p class='note'>The {escape(metric)} each unit gives up ({escape(metric)} drop; "
+        "higher is worse) when one technique is applied to it alone at a mild, medium and "
+        f"strong setting, without fine-tuning, on {key.get('samples', '?')} validation "
+        f"examples; units: {escape(str(key.get('granularity', '?')))}. "
+        f"Made in {profile.get('seconds') or 0:.0f} s"
+        + ("" if profile.get("complete") else "; not finished (the study stopped first)")
+        + ".</p>"
+    )
+    body = "".join(
+        f"<tr><td>{escape(unit)}</td><td>{escape(technique)}</td>"
+        + "".join(_cell(v) for v in drops)
+        + "</tr>"
+        for unit, technique, drops in rows
+    )
+    table = (
+        "<table class='sensitivity'><thead><tr><th>unit</th><th>technique</th>"
+        + "".join(f"<th>{level}</th>" for level in LEVELS)
+        + f"</tr></thead><tbody>{body}</tbody></table>"
+    )
+    figure = plot_div(sensitivity_figure(rows, metric), "sensitivity-plot")
+    return head + note + figure + table + "</section>"
