@@ -2,12 +2,15 @@
 
     python benchmarks/sensitivity_cost.py             # digits and sr, per-block and per-layer
     python benchmarks/sensitivity_cost.py digits --granularity per-block
+    python benchmarks/sensitivity_cost.py digits --granularity per-block --workers 1 --workers 2
 
 Per task: the device profile of the float32 and int8 files on ``local`` (what a search writes
 as device_profile.json) and the sensitivity profile of every technique a default search
 uses (sensitivity.json), both made the way a search makes them, in a fresh folder; their
 time is printed beside a tenth of the task's default 30-trial search, from
-benchmarks/README.md's search rows (``--search-minutes`` to give another). Markdown rows.
+benchmarks/README.md's search rows (``--search-minutes`` to give another). ``--workers N``
+(repeatable): the sensitivity profile shared among a local pool of N workers, as a study with
+``--workers N`` makes it (1: in the driver's process). Markdown rows.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ silence_tensorflow()
 # A default 30-trial search of each task here (minutes), benchmarks/README.md: digits 30
 # trials (2026-11-26); sr from its 60-trial search (54.5 min), halved.
 SEARCH_MINUTES = {"digits": 10.9, "sr": 54.5 * 30 / 60}
+HEADER = (
+    "| task | profile | units | workers | points | seconds | a tenth of a 30-trial search (s) |"
+)
 
 
 def main() -> None:
@@ -35,6 +41,7 @@ def main() -> None:
     parser.add_argument("tasks", nargs="*", default=["digits", "sr"])
     parser.add_argument("--granularity", action="append", choices=["per-block", "per-layer"])
     parser.add_argument("--search-minutes", type=float)
+    parser.add_argument("--workers", type=int, action="append")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -42,14 +49,15 @@ def main() -> None:
     from devicefit.config import StudyConfig
     from devicefit.evaluators.local import LocalEvaluator
     from devicefit.search.device_profiles import write_device_profiles
+    from devicefit.search.executors import make_executor
     from devicefit.search.run import build_space
     from devicefit.search.sensitivity_profiles import write_sensitivity
     from devicefit.tasks import TaskSpec, load_task
 
     console = Console(file=io.StringIO())
     print(f"machine: {machine()}; date {date.today()}; commit {commit()}")
-    print("| task | profile | units | points | seconds | a tenth of a 30-trial search (s) |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+    print(HEADER)
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     for name in args.tasks:
         task = load_task(TaskSpec(name))
         space = build_space(StudyConfig(task=name), task.model)
@@ -58,18 +66,31 @@ def main() -> None:
             began = time.perf_counter()
             write_device_profiles(Path(folder), task, {"local": LocalEvaluator()}, 1, console)
             seconds = time.perf_counter() - began
-            print(f"| {name} | device (float32 + int8) | layers | | {seconds:.1f} | {tenth:.0f} |")
+            row = f"| {name} | device (float32 + int8) | layers | 1 | | {seconds:.1f} |"
+            print(f"{row} {tenth:.0f} |")
         for granularity in args.granularity or ["per-block", "per-layer"]:
-            with tempfile.TemporaryDirectory() as folder:
-                began = time.perf_counter()
-                profile = write_sensitivity(
-                    Path(folder), task, space.techniques, granularity, console
-                )
-                seconds = time.perf_counter() - began
+            for workers in args.workers or [1]:
+                with tempfile.TemporaryDirectory() as folder:
+                    began = time.perf_counter()  # the pool's start is part of the cost
+                    executor = make_executor(workers) if workers > 1 else None
+                    try:
+                        profile = write_sensitivity(
+                            Path(folder),
+                            task,
+                            space.techniques,
+                            granularity,
+                            console,
+                            executor,
+                            TaskSpec(name),
+                        )
+                    finally:
+                        if executor is not None:
+                            executor.shutdown()
+                    seconds = time.perf_counter() - began
                 failed = sum(p["error"] is not None for p in profile["points"])
                 print(
                     f"| {name} | sensitivity ({len(space.techniques)} techniques"
-                    f"{f', {failed} failed' if failed else ''}) | {granularity} "
+                    f"{f', {failed} failed' if failed else ''}) | {granularity} | {workers} "
                     f"| {len(profile['points'])} | {seconds:.1f} | {tenth:.0f} |",
                     flush=True,
                 )

@@ -203,8 +203,11 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
 
 def test_search_with_a_sensitivity_profile(tmp_path: Path) -> None:
     """--sensitivity: what each block gives up to channel pruning, made before the first
-    trial, saved in the study folder and shown by the report."""
-    folder = _search(tmp_path, "sens", 4, "--sensitivity", "--techniques", "channel_pruning")
+    trial on the study's two workers, with the time each setting saves (predicted, and
+    measured for three), saved in the study folder and shown by the report."""
+    folder = _search(
+        tmp_path, "sens", 4, "--sensitivity", "--techniques", "channel_pruning", "--workers", "2"
+    )
     sensitivity = json.loads((folder / attrs.SENSITIVITY_FILE).read_text())
     assert sensitivity["complete"] and sensitivity["key"]["granularity"] == "per-block"
     points = sensitivity["points"]
@@ -215,8 +218,17 @@ def test_search_with_a_sensitivity_profile(tmp_path: Path) -> None:
     assert all(p["drop"] == 0.0 for p in points if p["level"] == "identity")
     # Pruning 70% of a block's channels without fine-tuning costs accuracy somewhere.
     assert max(p["drop"] for p in points if p["level"] == "strong") > 1.0
+    # Time saved: predicted from the device profile for every point, checked by measuring
+    # the three settings predicted to save the most (the most first).
+    assert all(set(p["saved_ms"]) == {"local"} for p in points)
+    checks = sensitivity["savings_check"]
+    assert len(checks) == 3 and all("error" not in c for c in checks), checks
+    predicted = [c["predicted_ms"] for c in checks]
+    assert predicted == sorted(predicted, reverse=True) and predicted[-1] > 0
+    assert 0 < checks[0]["measured_ms"] < checks[0]["untouched_ms"]
     page = (folder / "report.html").read_text()
     assert 'id="sensitivity-plot"' in page and "What each unit tolerates" in page
+    assert "Time saved: predicted and measured" in page
     assert json.loads((folder / "pareto.json").read_text())["sensitivity"] == sensitivity
 
 

@@ -89,4 +89,32 @@ def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
         + f"</tr></thead><tbody>{body}</tbody></table>"
     )
     figure = plot_div(sensitivity_figure(rows, metric), "sensitivity-plot")
-    return head + note + figure + table + "</section>"
+    return head + note + figure + table + savings_check_table(profile) + "</section>"
+
+
+def savings_check_table(profile: dict[str, Any]) -> str:
+    """The settings whose time saved was predicted from the device profile and then
+    measured (search/sensitivity_savings.py); empty when none was checked."""
+    checks = profile.get("savings_check") or []
+    if not checks:
+        return ""
+
+    def measured(entry: dict[str, Any]) -> str:
+        if "error" in entry:
+            return f"<td title='{escape(entry['error'])}'>not measured</td>"
+        return f"<td>{entry['measured_ms']:.3f}</td>"
+
+    body = "".join(
+        f"<tr><td>{escape(c['unit'])}</td><td>{escape(c['technique'])}</td>"
+        f"<td>{escape(c['level'])}</td><td>{escape(c['device'])}</td>"
+        f"<td>{c['predicted_ms']:.3f}</td>{measured(c)}</tr>"
+        for c in checks
+    )
+    return (
+        "<h3>Time saved: predicted and measured</h3><p class='note'>Predicted from the "
+        "untouched model's time per layer on the device and the share of each layer's MACs "
+        "the setting removes; measured in paired rounds of the untouched and the changed "
+        "float32 file.</p><table class='savings-check'><thead><tr><th>unit</th>"
+        "<th>technique</th><th>setting</th><th>device</th><th>predicted ms</th>"
+        f"<th>measured ms</th></tr></thead><tbody>{body}</tbody></table>"
+    )

@@ -4,24 +4,18 @@ search starts: the float32 and int8 files of the untouched model, profiled op by
 
 from __future__ import annotations
 
-import json
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from devicefit.results.records import StudyRecord
 from devicefit.results.trial_detail import original_layer_macs
-from devicefit.search import attrs
+from devicefit.search.device_profiles import read_device_profiles
 
 
 def device_profiles(record: StudyRecord) -> dict[str, Any] | None:
-    """device -> {"float32": profile, "int8": profile}, a file the device could not profile
-    being {"unavailable": why}; None when the study has none (made before profiles)."""
-    path = Path(record.folder) / attrs.DEVICE_PROFILE_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    """The study's device_profile.json (search/device_profiles.py, ``read_device_profiles``)."""
+    return read_device_profiles(Path(record.folder))
 
 
 def share_rows(profile: dict[str, Any], macs: dict[str, int]) -> list[tuple[str, float, float]]:

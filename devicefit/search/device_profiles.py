@@ -8,6 +8,7 @@ study folder; the report shows it as "Where the time goes".
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ from devicefit.search import attrs
 from devicefit.search.artifacts import write_json_atomic
 
 PROFILED_MODES = ("float32", "int8")
+
+
+def read_device_profiles(folder: Path) -> dict[str, Any] | None:
+    """device -> {"float32": profile, "int8": profile}, a file the device could not profile
+    being {"unavailable": why}; None when the study has none (made before profiles)."""
+    try:
+        data = json.loads((folder / attrs.DEVICE_PROFILE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def write_device_profiles(

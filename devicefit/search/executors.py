@@ -9,12 +9,25 @@ import signal
 import sys
 import time
 from abc import ABC, abstractmethod
+from typing import Any, Protocol, TypeVar
 
-from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Request(Protocol[R_co]):
+    """Work for a worker: a TrialRequest (search/trial.py) or a share of a sensitivity
+    profile (search/sensitivity_request.py). Plain data naming its task, so it can be sent
+    to another process or node; ``run`` does the work there."""
+
+    @property
+    def task(self) -> Any: ...
+
+    def run(self) -> R_co: ...
 
 
 class Executor(ABC):
-    """Runs trial requests and hands back futures of TrialOutput.
+    """Runs requests (trials, sensitivity shares) and hands back futures of their results.
 
     Contract (tests/search/test_executors.py): ``submit`` never raises for a bad
     candidate (the output carries the error); ``pause``/``resume`` stop and
@@ -25,7 +38,7 @@ class Executor(ABC):
     workers: int = 1
 
     @abstractmethod
-    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]: ...
+    def submit(self, request: Request[R]) -> cf.Future[R]: ...
 
     def pause(self) -> None:  # noqa: B027 - optional hook
         """Stop all trial work (no-op where nothing runs beside the driver)."""
@@ -44,9 +57,9 @@ class InProcessExecutor(Executor):
         self.workers = 1
         _configure_threads(threads)
 
-    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
-        future: cf.Future[TrialOutput] = cf.Future()
-        future.set_result(run_trial(request))
+    def submit(self, request: Request[R]) -> cf.Future[R]:
+        future: cf.Future[R] = cf.Future()
+        future.set_result(request.run())
         return future
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -70,8 +83,8 @@ class ProcessPoolExecutor(Executor):
         )
         self._paused: list[int] = []
 
-    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
-        return self._pool.submit(run_trial, request)
+    def submit(self, request: Request[R]) -> cf.Future[R]:
+        return self._pool.submit(run_request, request)
 
     def _pids(self) -> list[int]:
         # The pool keeps its live worker processes here; there is no public accessor.
@@ -109,6 +122,11 @@ class ProcessPoolExecutor(Executor):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def run_request(request: Request[R]) -> R:
+    """What a worker process runs (a module-level function, so the pool can pickle it)."""
+    return request.run()
 
 
 def _stopped(pid: int) -> bool:

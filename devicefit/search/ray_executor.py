@@ -16,10 +16,10 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from devicefit.search.executors import Executor
-from devicefit.search.trial import TrialOutput, TrialRequest
+from devicefit.search.executors import Executor, R, Request
+from devicefit.search.trial import TrialOutput
 from devicefit.tasks.base import TaskSpec
 
 # Files of one task, keyed by their path relative to the bundle root.
@@ -84,18 +84,19 @@ def unpack(bundle: Bundle, spec: TaskSpec) -> TaskSpec:
     return replace(spec, **changes)
 
 
-def run_on_node(request: TrialRequest, bundle: Bundle, threads: int) -> TrialOutput:
-    """The Ray task: one trial on whatever node Ray chose, which it records."""
+def run_on_node(request: Request[R], bundle: Bundle, threads: int) -> R:
+    """The Ray task: one request (a trial, a share of a sensitivity profile) on whatever
+    node Ray chose; a trial records the node and the worker's memory."""
     import ray
 
     from devicefit.search.executors import _configure_threads
-    from devicefit.search.trial import run_trial
 
     _configure_threads(threads)
     spec = unpack(bundle, request.task)
-    out = run_trial(replace(request, task=spec))
-    out.node = ray.get_runtime_context().get_node_id()
-    out.worker_rss_mb = resident_mb()
+    out = replace(cast(Any, request), task=spec).run()  # every request is a dataclass
+    if isinstance(out, TrialOutput):
+        out.node = ray.get_runtime_context().get_node_id()
+        out.worker_rss_mb = resident_mb()
     return out
 
 
@@ -133,7 +134,7 @@ class RayExecutor(Executor):
         )(run_on_node)
         self._refs: list[Any] = []
 
-    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
+    def submit(self, request: Request[R]) -> cf.Future[R]:
         ref = self._task.remote(replace(request, task=self.spec), self._bundle, self.cpus_per_trial)
         self._refs.append(ref)
         return ref.future()

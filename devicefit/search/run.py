@@ -13,7 +13,7 @@ from devicefit.config import StudyConfig, config_from_stored
 from devicefit.evaluators.devices import build_pools
 from devicefit.search import attrs
 from devicefit.search.driver import Driver
-from devicefit.search.executors import make_executor
+from devicefit.search.executors import Executor, make_executor
 from devicefit.search.study import (
     create_study,
     open_study,
@@ -110,18 +110,26 @@ def start_search(config: StudyConfig, console: Console) -> int:
     from devicefit.search.device_profiles import write_device_profiles
 
     write_device_profiles(folder, task, devices, config.threads, console)
-    _write_sensitivity(folder, task, space, config, console)
-    return _drive(study, config, folder, space, metric, spec, devices, console)
+    return _drive(study, config, folder, space, metric, spec, devices, console, task)
 
 
 def _write_sensitivity(
-    folder: Path, task: Any, space: SearchSpace, config: StudyConfig, console: Console
+    folder: Path,
+    task: Any,
+    space: SearchSpace,
+    config: StudyConfig,
+    console: Console,
+    executor: Executor,
+    spec: TaskSpec,
+    devices: dict[str, Any],
 ) -> None:
     """The sensitivity profile, or the rest of it when a resumed study stopped while
-    making it; nothing for a model without validation data or when switched off."""
+    making it (on the study's workers), with the time its settings save, predicted and
+    checked on the devices; nothing for a model without validation data or when off."""
     if not config.sensitivity or getattr(task, "data", None) is None:
         return
     from devicefit.search.sensitivity_profiles import profile_granularity, write_sensitivity
+    from devicefit.search.sensitivity_savings import add_savings
 
     granularity = profile_granularity(config.granularity)
     # The techniques the study was asked to search (quantization is in every space, as the
@@ -129,7 +137,8 @@ def _write_sensitivity(
     asked = [
         t for t in space.techniques if config.techniques is None or t.name in config.techniques
     ]
-    write_sensitivity(folder, task, asked, granularity, console)
+    profile = write_sensitivity(folder, task, asked, granularity, console, executor, spec)
+    add_savings(folder, profile, task, devices, config.threads, console)
 
 
 def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Console) -> None:
@@ -188,20 +197,24 @@ def resume_search(
     recovered = recover_interrupted(study, "the driver stopped while this trial ran; re-run")
     if recovered:
         console.print(f"re-running trial(s) {recovered} left unfinished by a stopped driver")
-    _write_sensitivity(folder, task, space, config, console)  # the rest, if it was stopped
-    return _drive(study, config, folder, space, task.metric, spec, devices, console)  # type: ignore[attr-defined]
+    return _drive(study, config, folder, space, task.metric, spec, devices, console, task)  # type: ignore[attr-defined]
 
 
-def _drive(study, config, folder, space, metric, spec, devices, console) -> int:  # noqa: ANN001
+def _drive(study, config, folder, space, metric, spec, devices, console, task) -> int:  # noqa: ANN001
     log = str((folder / "worker.log").resolve())
     if config.ray:
         from devicefit.search.ray_executor import RayExecutor
 
-        executor = RayExecutor(
+        executor: Executor = RayExecutor(
             config.ray, config.workers, spec, config.cpus_per_trial or 1, config.recycle_after
         )
     else:
         executor = make_executor(config.workers, log, config.recycle_after, config.cpus_per_trial)
+    try:  # the profile (or its rest, for a study stopped while making it) on the workers
+        _write_sensitivity(folder, task, space, config, console, executor, spec, devices)
+    except BaseException:  # Ctrl-C or a worker lost: no worker outlives the driver
+        executor.shutdown(cancel=True)
+        raise
     driver = Driver(study, config, folder, space, metric, spec, executor, devices, console)
     code = driver.run()
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -4,20 +4,25 @@ fine-tuning, on a validation subset).
 
 Saved point by point in ``sensitivity.json`` in the study folder, so a study stopped while
 profiling resumes where it stopped and a finished profile is never made again; the report
-shows it as "What each unit tolerates".
+shows it as "What each unit tolerates". A study with several workers (a local pool or Ray)
+shares the points among them (search/sensitivity_request.py); the points are the same.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_json_atomic
+from devicefit.search.executors import Executor
+from devicefit.search.sensitivity_request import profile_inputs, share_jobs
+from devicefit.tasks.base import TaskSpec
 
-SAMPLES = 256  # validation examples each point is scored on
 SAVE_EVERY_S = 5.0  # how often a profile in progress is saved
 
 
@@ -38,15 +43,23 @@ def read_sensitivity(folder: Path) -> dict[str, Any] | None:
 
 
 def write_sensitivity(
-    folder: Path, task: Any, techniques: list[Any], granularity: str, console: Any
+    folder: Path,
+    task: Any,
+    techniques: list[Any],
+    granularity: str,
+    console: Any,
+    executor: Executor | None = None,
+    spec: TaskSpec | None = None,
 ) -> dict[str, Any]:
-    """Profile what is not profiled yet, saving as it goes; the whole profile."""
+    """Profile what is not profiled yet, saving as it goes; the whole profile.
+
+    With an ``executor`` of several workers and the task's ``spec``, the points are shared
+    among the workers (search/sensitivity_request.py); else they are scored here."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from devicefit.spaces.base import ConvertContext
-    from devicefit.spaces.sensitivity import SensitivityPoint, sensitivity_profile
+    from devicefit.spaces.sensitivity import SensitivityPoint, sensitivity_jobs
 
-    x, y = task.data.x_val[:SAMPLES], task.data.y_val[:SAMPLES]
+    x, _ = profile_inputs(task)
     key = {
         "granularity": granularity,
         "samples": int(len(x)),
@@ -61,6 +74,7 @@ def write_sensitivity(
     if profile.get("complete"):
         return profile
     done = {(p["unit"], p["technique"], p["level"]) for p in profile["points"]}
+    jobs = sensitivity_jobs(task.model, techniques, granularity, done)
     began, saved_at = time.monotonic(), time.monotonic()
     spent = float(profile.get("seconds") or 0.0)
 
@@ -83,22 +97,49 @@ def write_sensitivity(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as bar:
-        job = bar.add_task("points", total=None, unit=granularity.removeprefix("per-"))
-        sensitivity_profile(
-            task.model,
-            techniques,
-            x,
-            y,
-            task.metric,
-            ConvertContext(task.input_shape, task.calibration),
-            granularity,
-            progress=lambda n, total: bar.update(job, completed=n, total=total),
-            done=done,
-            on_point=keep,
-        )
+        job = bar.add_task("points", total=len(jobs), unit=granularity.removeprefix("per-"))
+        if executor is not None and executor.workers > 1 and spec is not None:
+            requests = share_jobs(spec, jobs, executor.workers, int(len(x)))
+            for future in cf.as_completed([executor.submit(r) for r in requests]):
+                points = future.result()
+                for point in points:
+                    keep(point)
+                bar.advance(job, len(points))
+        else:
+            _score_here(task, techniques, granularity, done, keep, bar, job)
+    order = {(j.unit, j.technique, j.level): n for n, j in enumerate(jobs)}
+    profile["points"].sort(key=lambda p: order.get((p["unit"], p["technique"], p["level"]), -1))
     save(True)
     console.print(_summary(profile, task.metric.name), markup=False)
     return profile
+
+
+def _score_here(
+    task: Any,
+    techniques: list[Any],
+    granularity: str,
+    done: set[tuple[str, str, str]],
+    keep: Callable[[Any], None],
+    bar: Any,
+    job: Any,
+) -> None:
+    """The jobs scored one after another in this process, on its loaded model."""
+    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.sensitivity import sensitivity_profile
+
+    x, y = profile_inputs(task)
+    sensitivity_profile(
+        task.model,
+        techniques,
+        x,
+        y,
+        task.metric,
+        ConvertContext(task.input_shape, task.calibration),
+        granularity,
+        progress=lambda n, total: bar.update(job, completed=n, total=total),
+        done=done,
+        on_point=keep,
+    )
 
 
 def _summary(profile: dict[str, Any], metric: str) -> str:

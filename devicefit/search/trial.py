@@ -29,6 +29,10 @@ class TrialRequest:
     # is the same candidate and is not scored again.
     known_files: frozenset[str] = frozenset()
 
+    def run(self) -> TrialOutput:
+        """The trial, built, converted and scored here (``run_trial``)."""
+        return run_trial(self)
+
 
 @dataclass
 class TrialOutput:

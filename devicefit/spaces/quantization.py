@@ -56,7 +56,9 @@ class Quantization(Technique):
         if precisions:  # mixed precision starts from the float32 file
             # Dense float32 file: the per-op quantizer does not take sparse tensors.
             dense = ConvertContext(ctx.input_shape, ctx.calibration, sparse=False)
-            tflite = to_tflite(model, ctx.input_shape, lambda c: _configure(c, "float32", dense))
+            tflite = ctx.float_file or to_tflite(
+                model, ctx.input_shape, lambda c: _configure(c, "float32", dense)
+            )
             if all(p == "float" for p in precisions.values()):
                 return tflite  # every layer kept float: nothing to quantize
             return quantize_per_layer(model, tflite, precisions, ctx.calibration)[0]

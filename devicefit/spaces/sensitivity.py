@@ -15,7 +15,7 @@ and from the file for the last, each against the untouched model measured the sa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
 from devicefit.spaces.blocks import find_blocks
 from devicefit.spaces.graph import graph_view
+from devicefit.spaces.macs import macs_by_layer
 
 # Per technique: its per-unit parameter, the value at which it removes nothing, and the
 # values of the mild, medium and strong settings.
@@ -47,9 +48,133 @@ class SensitivityPoint:
     metric: float | None  # None when the setting could not be applied (``error`` says why)
     drop: float | None  # against the untouched model measured the same way; >0 is worse
     error: str | None = None
+    # The share of its MACs each layer of the untouched model keeps, for the layers that
+    # changed (search/sensitivity_savings.py turns it into time saved): a graph technique's
+    # rewrite measured, {} for weight techniques (dense kernels run every weight, zero or
+    # not), None for convert techniques (their kernels, not their MACs, set the time).
+    macs_kept: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SensitivityJob:
+    """One point to score: ``technique`` at ``level`` (its parameter at ``setting``) on the
+    ``layers`` of ``unit``. Plain data, so a job can be sent to a worker process or node."""
+
+    unit: str
+    layers: tuple[str, ...]
+    technique: str
+    level: str
+    setting: Any
+
+
+def sensitivity_jobs(
+    model: Any,
+    techniques: list[Technique],
+    granularity: str = "per-layer",
+    done: set[tuple[str, str, str]] | None = None,
+) -> list[SensitivityJob]:
+    """Every unit x technique x level (identity first) not in ``done`` (the (unit,
+    technique, level) points already scored), in the order a profile lists them."""
+    blocks = find_blocks(graph_view(model))
+    jobs = []
+    for technique in techniques:
+        if technique.name not in SENSITIVITY_LEVELS:
+            continue
+        _, identity, values = SENSITIVITY_LEVELS[technique.name]
+        settings = list(zip(LEVEL_NAMES, (identity, *values), strict=True))
+        for unit, layers in technique.units(model, granularity, blocks).items():
+            jobs += [
+                SensitivityJob(unit, tuple(layers), technique.name, level, value)
+                for level, value in settings
+                if (unit, technique.name, level) not in (done or set())
+            ]
+    return jobs
+
+
+def reference_score(
+    model: Any,
+    technique: Technique,
+    x: np.ndarray,
+    y: np.ndarray,
+    metric: Any,
+    context: ConvertContext,
+) -> float:
+    """The untouched model's metric, measured the way ``technique``'s settings are (on the
+    Keras model, or on the TFLite file): what each of its points' drop is taken against."""
+    return _score(model, None, technique, {}, x, y, metric, context)
+
+
+def scoring_context(
+    model: Any, technique: Technique, job: SensitivityJob, context: ConvertContext
+) -> ConvertContext:
+    """The context ``technique``'s points on ``model`` are scored in: a convert technique's
+    carries the model's float file, made once (``job`` at the identity setting) for all of
+    them instead of once per point."""
+    if technique.stage != "convert":
+        return context
+    identity = replace(job, level="identity", setting=SENSITIVITY_LEVELS[job.technique][1])
+    float_file = technique.convert(model, job_params(identity, technique), context)
+    return replace(context, float_file=float_file)
+
+
+def score_job(
+    model: Any,
+    job: SensitivityJob,
+    technique: Technique,
+    x: np.ndarray,
+    y: np.ndarray,
+    metric: Any,
+    context: ConvertContext,
+    reference: float,
+) -> SensitivityPoint:
+    """The point of ``job`` (``technique`` is its technique); a setting that fails on the
+    unit is recorded with its error instead of raising: a profile goes on past it."""
+    params = job_params(job, technique)
+    where = (job.unit, job.layers, job.technique, job.level, job.setting)
+    try:
+        kept, changed = ({} if technique.stage == "weights" else None), None
+        if technique.stage == "graph":  # rewritten once: for its MACs, then scored
+            changed = technique.rewrite(model, params).model
+            shape = context.input_shape
+            kept = macs_kept(macs_by_layer(model, shape), macs_by_layer(changed, shape))
+        way = scored_on(technique)
+        score = _score(model, way, technique, params, x, y, metric, context, changed)
+        return SensitivityPoint(*where, score, float(metric.drop(reference, score)), None, kept)
+    except Exception as exc:  # noqa: BLE001 - a technique's failure on one unit is data
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return SensitivityPoint(*where, None, None, message)
+
+
+def job_params(job: SensitivityJob, technique: Technique) -> dict[str, Any]:
+    """The technique's parameters for ``job``: its setting on the unit's layers, the
+    identity everywhere else."""
+    param = SENSITIVITY_LEVELS[job.technique][0]
+    return {
+        **technique.identity_params(),
+        PER_LAYER: {layer: {param: job.setting} for layer in job.layers},
+    }
+
+
+def macs_kept(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Per layer of the untouched model whose MACs changed, the share it keeps. A rewrite
+    keeps a replaced layer's name on its last part and names new parts ``<name>_<suffix>``
+    (spaces/macs.py), so a new layer counts toward the layer whose name is the longest
+    prefix of its own; a new layer with no such prefix is not counted."""
+    grouped: dict[str, int] = {}
+    for name, macs in after.items():
+        owner = name if name in before else _owner(name, before)
+        if owner is not None:
+            grouped[owner] = grouped.get(owner, 0) + macs
+    kept = {name: grouped.get(name, 0) / macs for name, macs in before.items() if macs}
+    return {name: share for name, share in kept.items() if share != 1.0}
+
+
+def _owner(name: str, layers: dict[str, int]) -> str | None:
+    owners = [layer for layer in layers if name.startswith(f"{layer}_")]
+    return max(owners, key=len) if owners else None
 
 
 def sensitivity_profile(
@@ -64,53 +189,35 @@ def sensitivity_profile(
     done: set[tuple[str, str, str]] | None = None,
     on_point: Callable[[SensitivityPoint], None] | None = None,
 ) -> list[SensitivityPoint]:
-    """Every unit x technique x level (identity first), on the validation subset ``x, y``.
+    """Every unit x technique x level (identity first), on the validation subset ``x, y``,
+    in this process (search/sensitivity_request.py shares the jobs among workers).
 
     ``metric`` is a Metric (callable on y_true, y_pred, with ``drop``). A setting that fails
     on a unit is recorded with its error; the profile goes on. ``done``: the (unit,
     technique, level) points already scored (a resumed profile), skipped; ``on_point`` is
     called with each new point as soon as it is scored (to save it).
     """
-    blocks = find_blocks(graph_view(model))
-    jobs = []
-    for technique in techniques:
-        if technique.name not in SENSITIVITY_LEVELS:
-            continue
-        param, identity, values = SENSITIVITY_LEVELS[technique.name]
-        settings = list(zip(LEVEL_NAMES, (identity, *values), strict=True))
-        for unit, layers in technique.units(model, granularity, blocks).items():
-            jobs += [
-                (technique, param, unit, tuple(layers), level, v)
-                for level, v in settings
-                if (unit, technique.name, level) not in (done or set())
-            ]
+    jobs = sensitivity_jobs(model, techniques, granularity, done)
+    by_name = {t.name: t for t in techniques}
     references: dict[str, float] = {}
     points = []
-    for done, (technique, param, unit, layers, level, value) in enumerate(jobs):
-        way = _way(technique)
+    contexts: dict[str, ConvertContext] = {}
+    for number, job in enumerate(jobs, start=1):
+        technique = by_name[job.technique]
+        way = scored_on(technique)
         if way not in references:
-            references[way] = _score(model, None, technique, {}, x, y, metric, context)
-        params = {
-            **technique.identity_params(),
-            PER_LAYER: {layer: {param: value} for layer in layers},
-        }
-        try:
-            score = _score(model, way, technique, params, x, y, metric, context)
-            drop = float(metric.drop(references[way], score))
-            points.append(SensitivityPoint(unit, layers, technique.name, level, value, score, drop))
-        except Exception as exc:  # noqa: BLE001 - a technique's failure on one unit is data
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            points.append(
-                SensitivityPoint(unit, layers, technique.name, level, value, None, None, message)
-            )
+            references[way] = reference_score(model, technique, x, y, metric, context)
+            contexts[way] = scoring_context(model, technique, job, context)
+        point = score_job(model, job, technique, x, y, metric, contexts[way], references[way])
+        points.append(point)
         if on_point is not None:
             on_point(points[-1])
         if progress is not None:
-            progress(done + 1, len(jobs))
+            progress(number, len(jobs))
     return points
 
 
-def _way(technique: Technique) -> str:
+def scored_on(technique: Technique) -> str:
     """How a setting is scored: on the Keras model, or on the TFLite file."""
     return "tflite" if technique.stage == "convert" else "keras"
 
@@ -124,10 +231,12 @@ def _score(
     y: np.ndarray,
     metric: Any,
     context: ConvertContext,
+    rewritten: Any = None,
 ) -> float:
     """The metric of ``model`` with ``technique`` at ``params`` (``way`` None: untouched,
-    scored the way the technique's settings will be)."""
-    stage_way = _way(technique)
+    scored the way the technique's settings will be); ``rewritten``: a graph technique's
+    model at ``params`` when the caller has built it already."""
+    stage_way = scored_on(technique)
     if stage_way == "tflite":
         from devicefit.evaluators.tflite_predict import predict
 
@@ -135,7 +244,7 @@ def _score(
         return float(metric(y, predict(technique.convert(model, params, context), x)))
     changed = model
     if way is not None and technique.stage == "graph":
-        changed = technique.rewrite(model, params).model
+        changed = rewritten if rewritten is not None else technique.rewrite(model, params).model
     elif way is not None and technique.stage == "weights":
         changed = _copy(model)
         technique.finalize(changed, params)

@@ -72,6 +72,7 @@ def test_the_report_shows_table_and_heat_map(make_study: Any) -> None:
     )
     assert "title='failed: ValueError: rank too small'" in section
     assert "on 256 validation examples; units: per-block. Made in 12 s; not finished" in section
+    assert "Time saved" not in section  # no savings were checked in this profile
 
 
 def test_json_carries_the_profile(make_study: Any) -> None:
@@ -83,3 +84,26 @@ def test_a_study_without_a_profile_says_so(make_study: Any) -> None:
     record = _study(make_study, None)
     assert "No sensitivity profile in this study." in render_html(record, pareto_front(record))
     assert summary(record, pareto_front(record))["sensitivity"] is None
+
+
+CHECKS = [
+    {"unit": "block1", "technique": "channel_pruning", "level": "strong", "setting": 0.7,
+     "device": "local", "predicted_ms": 0.812, "measured_ms": 0.655, "untouched_ms": 2.2},
+    {"unit": "head", "technique": "lowrank", "level": "medium", "setting": 0.5,
+     "device": "local", "predicted_ms": 0.3, "error": "TrialFailed: did not run"},
+]  # fmt: skip
+
+
+def test_the_report_shows_predicted_against_measured_savings(make_study: Any) -> None:
+    record = _study(make_study, {**PROFILE, "savings_check": CHECKS})
+    page = render_html(record, pareto_front(record))
+    section = page[page.index("<section id='sensitivity'>") :]
+    section = section[: section.index("</section>")]
+    assert "Time saved: predicted and measured" in section
+    assert re.search(
+        r"<td>block1</td><td>channel_pruning</td><td>strong</td><td>local</td>"
+        r"<td>0\.812</td><td>0\.655</td>",
+        section,
+    )
+    assert "title='TrialFailed: did not run'>not measured" in section
+    assert summary(record, pareto_front(record))["sensitivity"]["savings_check"] == CHECKS

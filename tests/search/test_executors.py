@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from devicefit.search.executors import Executor, InProcessExecutor, ProcessPoolExecutor
+from devicefit.search.sensitivity_request import SensitivityRequest
 from devicefit.search.trial import TrialOutput, TrialRequest
 from devicefit.spaces.base import Plan, Step
+from devicefit.spaces.sensitivity import SensitivityPoint, sensitivity_jobs
 from devicefit.tasks.base import TaskSpec
 
 # Shares the session's Ray cluster: kept on one test worker.
@@ -35,16 +37,37 @@ def _executor(kind: str, request: pytest.FixtureRequest) -> Executor:
 KINDS = ["in-process", "process-pool", "ray"]
 
 
+def _sensitivity_share() -> SensitivityRequest:
+    """Part of a digits sensitivity profile: channel pruning of two blocks at every level
+    (scored on the Keras model) and quantization of one block (on the TFLite file)."""
+    from devicefit.spaces import get_technique
+    from devicefit.tasks import load_task
+
+    model = load_task(DIGITS).model
+    names = ("channel_pruning", "quantization")
+    jobs = sensitivity_jobs(model, [get_technique(n) for n in names], "per-block")
+    pruning = [j for j in jobs if j.technique == "channel_pruning"]
+    units = sorted({j.unit for j in pruning})[:2]
+    quantized = [j for j in jobs if j.technique == "quantization"]
+    first = quantized[0].unit
+    chosen = [j for j in pruning if j.unit in units]
+    chosen += [j for j in quantized if j.unit == first and j.level in ("identity", "strong")]
+    return SensitivityRequest(DIGITS, tuple(chosen), samples=128)
+
+
 @pytest.fixture(scope="module")
 def outputs(request: pytest.FixtureRequest) -> dict[str, dict[str, TrialOutput]]:
-    """Each executor runs the same two requests: a real candidate and a broken one."""
+    """Each executor runs the same three requests: a real candidate, a broken one and a
+    share of a sensitivity profile."""
     results = {}
+    share = _sensitivity_share()
     for kind in KINDS:
         executor = _executor(kind, request)
         try:
             futures = {
                 "pruned": executor.submit(TrialRequest(1, PRUNED.to_dict(), DIGITS, seed=0)),
                 "broken": executor.submit(TrialRequest(2, BROKEN.to_dict(), DIGITS, seed=0)),
+                "sensitivity": executor.submit(share),
             }
             results[kind] = {name: f.result(timeout=600) for name, f in futures.items()}
         finally:
@@ -69,6 +92,19 @@ class TestExecutorConformance:
         out, ref = outputs[kind]["pruned"], outputs["in-process"]["pruned"]
         assert out.macs == ref.macs and out.params == ref.params
         assert out.metric == pytest.approx(ref.metric, abs=1.0)
+
+    def test_sensitivity_share_scores_the_same_points(self, outputs: dict, kind: str) -> None:
+        points: list[SensitivityPoint] = outputs[kind]["sensitivity"]
+        ref: list[SensitivityPoint] = outputs["in-process"]["sensitivity"]
+        assert [(p.unit, p.technique, p.level) for p in points] == [
+            (j.unit, j.technique, j.level) for j in _sensitivity_share().jobs
+        ]
+        assert all(p.error is None for p in points), points
+        for point, same in zip(points, ref, strict=True):
+            assert point.drop == pytest.approx(same.drop, abs=100 / 128 + 1e-9)  # one example
+        # Removing nothing costs nothing, whichever way the point is scored.
+        assert {p.drop for p in points if p.level == "identity"} == {0.0}
+        assert max(p.drop for p in points if p.technique == "channel_pruning") > 0
 
     def test_records_where_the_trial_ran(self, outputs: dict, kind: str) -> None:
         node = outputs[kind]["pruned"].node

@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from rich.console import Console
+from tiny_tasks import conv_task
 
-from devicefit.evaluators.metrics import get_metric
 from devicefit.search import attrs, sensitivity_profiles
 from devicefit.search.sensitivity_profiles import (
     profile_granularity,
@@ -31,23 +30,7 @@ def test_units_as_fine_as_the_study_searches() -> None:
 
 def _tiny_task() -> SimpleNamespace:
     """A real Keras model (two conv blocks, a Dense head) on random 10-class data."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(10, activation="softmax", name="head")(x)
-    rng = np.random.default_rng(0)
-    x_val = rng.random((64, 8, 8, 1), dtype=np.float32)
-    return SimpleNamespace(
-        model=keras.Model(inputs, outputs),
-        data=SimpleNamespace(x_val=x_val, y_val=rng.integers(0, 10, 64)),
-        metric=get_metric("accuracy"),
-        input_shape=(1, 8, 8, 1),
-        calibration=x_val[:8],
-    )
+    return conv_task(size=8, channels=1, filters=8, examples=64)
 
 
 REAL_SCORE = sensitivity._score

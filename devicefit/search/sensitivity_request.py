@@ -1,0 +1,87 @@
+"""A share of a sensitivity profile's points, scored on one of the study's workers.
+
+The profile's jobs (spaces/sensitivity.py: unit x technique x level) are independent, so a
+study with several workers (a local pool or Ray) hands them out in requests like trials:
+each worker loads the task once, measures the untouched model's reference once per way of
+scoring (Keras model or TFLite file), converts its float file once for the quantization
+points, and returns its points. Which worker scores a point
+does not change it: the same settings on the same validation subset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from devicefit.spaces.sensitivity import SensitivityJob, SensitivityPoint
+from devicefit.tasks.base import TaskSpec
+
+SAMPLES = 256  # validation examples each point is scored on
+
+# (task, samples, way of scoring) -> the untouched model's metric and the context its
+# points are scored in (spaces/sensitivity.py), made once per process.
+_prepared: dict[tuple[TaskSpec, int, str], tuple[float, Any]] = {}
+
+
+def profile_inputs(task: Any, samples: int = SAMPLES) -> tuple[Any, Any]:
+    """The validation subset every point of a profile is scored on."""
+    return task.data.x_val[:samples], task.data.y_val[:samples]
+
+
+@dataclass(frozen=True)
+class SensitivityRequest:
+    """Score ``jobs`` of the task ``task`` names on its first ``samples`` validation
+    examples; an Executor runs it as it runs a TrialRequest (``run``)."""
+
+    task: TaskSpec
+    jobs: tuple[SensitivityJob, ...]
+    samples: int = SAMPLES
+
+    def run(self) -> list[SensitivityPoint]:
+        """The jobs' points, in the jobs' order; a setting that fails is a point with its
+        error. Raises only when the task itself cannot be loaded."""
+        from devicefit.spaces import get_technique
+        from devicefit.spaces.base import ConvertContext
+        from devicefit.spaces.sensitivity import (
+            reference_score,
+            score_job,
+            scored_on,
+            scoring_context,
+        )
+        from devicefit.tasks import load_task
+
+        task = load_task(self.task)
+        x, y = profile_inputs(task, self.samples)
+        context = ConvertContext(task.input_shape, task.calibration)
+        techniques = {name: get_technique(name) for name in {j.technique for j in self.jobs}}
+        points = []
+        for job in self.jobs:
+            technique = techniques[job.technique]
+            key = (self.task, self.samples, scored_on(technique))
+            if key not in _prepared:
+                _prepared[key] = (
+                    reference_score(task.model, technique, x, y, task.metric, context),
+                    scoring_context(task.model, technique, job, context),
+                )
+            reference, scoring = _prepared[key]
+            points.append(
+                score_job(task.model, job, technique, x, y, task.metric, scoring, reference)
+            )
+        return points
+
+
+def share_jobs(
+    task: TaskSpec, jobs: list[SensitivityJob], workers: int, samples: int = SAMPLES
+) -> list[SensitivityRequest]:
+    """The jobs in about six requests per worker (few enough that a worker's start and its
+    references are paid rarely, enough to keep every worker busy to the end). A unit's
+    levels stay together and the units are dealt out in turn, so every request mixes
+    techniques and none holds all of the slow ones (quantization converts a file per point)."""
+    groups: dict[tuple[str, str], list[SensitivityJob]] = {}
+    for job in jobs:
+        groups.setdefault((job.technique, job.unit), []).append(job)
+    count = max(1, min(len(groups), 6 * workers))
+    shares: list[list[SensitivityJob]] = [[] for _ in range(count)]
+    for number, group in enumerate(groups.values()):
+        shares[number % count].extend(group)
+    return [SensitivityRequest(task, tuple(share), samples) for share in shares if share]
