@@ -10,7 +10,9 @@ uses (sensitivity.json), both made the way a search makes them, in a fresh folde
 time is printed beside a tenth of the task's default 30-trial search, from
 benchmarks/README.md's search rows (``--search-minutes`` to give another). ``--workers N``
 (repeatable): the sensitivity profile shared among a local pool of N workers, as a study with
-``--workers N`` makes it (1: in the driver's process). Markdown rows.
+``--workers N`` makes it (1: in the driver's process). Then, as a search does, the time each
+setting saves predicted from the device profile and checked by measuring three (its own
+time is printed apart). Markdown rows.
 """
 
 from __future__ import annotations
@@ -48,13 +50,17 @@ def main() -> None:
 
     from devicefit.config import StudyConfig
     from devicefit.evaluators.local import LocalEvaluator
+    from devicefit.search import attrs
+    from devicefit.search.artifacts import write_json_atomic
     from devicefit.search.device_profiles import write_device_profiles
     from devicefit.search.executors import make_executor
     from devicefit.search.run import build_space
     from devicefit.search.sensitivity_profiles import write_sensitivity
+    from devicefit.search.sensitivity_savings import add_savings
     from devicefit.tasks import TaskSpec, load_task
 
     console = Console(file=io.StringIO())
+    checks: list[tuple] = []
     print(f"machine: {machine()}; date {date.today()}; commit {commit()}")
     print(HEADER)
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
@@ -62,15 +68,17 @@ def main() -> None:
         task = load_task(TaskSpec(name))
         space = build_space(StudyConfig(task=name), task.model)
         tenth = 60 * (args.search_minutes or SEARCH_MINUTES[name]) / 10
+        devices = {"local": LocalEvaluator()}
         with tempfile.TemporaryDirectory() as folder:
             began = time.perf_counter()
-            write_device_profiles(Path(folder), task, {"local": LocalEvaluator()}, 1, console)
+            device_profiles = write_device_profiles(Path(folder), task, devices, 1, console)
             seconds = time.perf_counter() - began
             row = f"| {name} | device (float32 + int8) | layers | 1 | | {seconds:.1f} |"
             print(f"{row} {tenth:.0f} |")
         for granularity in args.granularity or ["per-block", "per-layer"]:
             for workers in args.workers or [1]:
                 with tempfile.TemporaryDirectory() as folder:
+                    write_json_atomic(Path(folder) / attrs.DEVICE_PROFILE_FILE, device_profiles)
                     began = time.perf_counter()  # the pool's start is part of the cost
                     executor = make_executor(workers) if workers > 1 else None
                     try:
@@ -87,6 +95,10 @@ def main() -> None:
                         if executor is not None:
                             executor.shutdown()
                     seconds = time.perf_counter() - began
+                    began = time.perf_counter()
+                    add_savings(Path(folder), profile, task, devices, 1, console)
+                    checks.append((name, granularity, workers, time.perf_counter() - began))
+                    checks[-1] += (profile["savings_check"],)
                 failed = sum(p["error"] is not None for p in profile["points"])
                 print(
                     f"| {name} | sensitivity ({len(space.techniques)} techniques"
@@ -94,6 +106,20 @@ def main() -> None:
                     f"| {len(profile['points'])} | {seconds:.1f} | {tenth:.0f} |",
                     flush=True,
                 )
+    print("\nTime saved, predicted from the device profile and measured (paired rounds):")
+    print("| task | units | workers | setting | predicted ms | measured ms | untouched ms |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    for name, granularity, workers, seconds, entries in checks:
+        for c in entries:
+            setting = f"{c['technique']} {c['level']} on {c['unit']}"
+            measured = (
+                f"{c['measured_ms']:.3f} | {c['untouched_ms']:.3f}"
+                if "error" not in c
+                else (f"{c['error']} |")
+            )
+            head = f"| {name} | {granularity} | {workers} | {setting}"
+            print(f"{head} | {c['predicted_ms']:.3f} | {measured} |")
+        print(f"| {name} | {granularity} | {workers} | (check took {seconds:.1f} s) | | | |")
 
 
 if __name__ == "__main__":
