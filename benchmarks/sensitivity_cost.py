@@ -97,8 +97,8 @@ def main() -> None:
                     seconds = time.perf_counter() - began
                     began = time.perf_counter()
                     add_savings(Path(folder), profile, task, devices, 1, console)
-                    checks.append((name, granularity, workers, time.perf_counter() - began))
-                    checks[-1] += (profile["savings_check"],)
+                    seconds_check = time.perf_counter() - began
+                    checks.append((name, granularity, workers, seconds_check, profile))
                 failed = sum(p["error"] is not None for p in profile["points"])
                 print(
                     f"| {name} | sensitivity ({len(space.techniques)} techniques"
@@ -109,13 +109,13 @@ def main() -> None:
     print("\nTime saved, predicted from the device profile and measured (paired rounds):")
     print("| task | units | workers | setting | predicted ms | measured ms | untouched ms |")
     print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
-    for name, granularity, workers, seconds, entries in checks:
-        for c in entries:
+    for name, granularity, workers, seconds, profile in checks:
+        for c in profile["savings_check"]:
             setting = f"{c['technique']} {c['level']} on {c['unit']}"
             measured = (
-                f"{c['measured_ms']:.3f} | {c['untouched_ms']:.3f}"
-                if "error" not in c
-                else (f"{c['error']} |")
+                f"{c['error']} |"
+                if "error" in c
+                else f"{c['measured_ms']:.3f} | {c['untouched_ms']:.3f}"
             )
             head = f"| {name} | {granularity} | {workers} | {setting}"
             print(f"{head} | {c['predicted_ms']:.3f} | {measured} |")

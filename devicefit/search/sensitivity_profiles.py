@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +56,10 @@ def write_sensitivity(
     among the workers (search/sensitivity_request.py); else they are scored here."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from devicefit.spaces.sensitivity import SensitivityPoint, sensitivity_jobs
+    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.sensitivity import SensitivityPoint, score_jobs, sensitivity_jobs
 
-    x, _ = profile_inputs(task)
+    x, y = profile_inputs(task)
     key = {
         "granularity": granularity,
         "samples": int(len(x)),
@@ -97,49 +97,31 @@ def write_sensitivity(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as bar:
-        job = bar.add_task("points", total=len(jobs), unit=granularity.removeprefix("per-"))
+        row = bar.add_task("points", total=len(jobs), unit=granularity.removeprefix("per-"))
         if executor is not None and executor.workers > 1 and spec is not None:
             requests = share_jobs(spec, jobs, executor.workers, int(len(x)))
             for future in cf.as_completed([executor.submit(r) for r in requests]):
                 points = future.result()
                 for point in points:
                     keep(point)
-                bar.advance(job, len(points))
-        else:
-            _score_here(task, techniques, granularity, done, keep, bar, job)
+                bar.advance(row, len(points))
+        else:  # here, one after another, on the loaded model
+            score_jobs(
+                task.model,
+                jobs,
+                {t.name: t for t in techniques},
+                x,
+                y,
+                task.metric,
+                ConvertContext(task.input_shape, task.calibration),
+                on_point=keep,
+                progress=lambda n, _: bar.update(row, completed=n),
+            )
     order = {(j.unit, j.technique, j.level): n for n, j in enumerate(jobs)}
     profile["points"].sort(key=lambda p: order.get((p["unit"], p["technique"], p["level"]), -1))
     save(True)
     console.print(_summary(profile, task.metric.name), markup=False)
     return profile
-
-
-def _score_here(
-    task: Any,
-    techniques: list[Any],
-    granularity: str,
-    done: set[tuple[str, str, str]],
-    keep: Callable[[Any], None],
-    bar: Any,
-    job: Any,
-) -> None:
-    """The jobs scored one after another in this process, on its loaded model."""
-    from devicefit.spaces.base import ConvertContext
-    from devicefit.spaces.sensitivity import sensitivity_profile
-
-    x, y = profile_inputs(task)
-    sensitivity_profile(
-        task.model,
-        techniques,
-        x,
-        y,
-        task.metric,
-        ConvertContext(task.input_shape, task.calibration),
-        granularity,
-        progress=lambda n, total: bar.update(job, completed=n, total=total),
-        done=done,
-        on_point=keep,
-    )
 
 
 def _summary(profile: dict[str, Any], metric: str) -> str:

@@ -4,8 +4,8 @@ The profile's jobs (spaces/sensitivity.py: unit x technique x level) are indepen
 study with several workers (a local pool or Ray) hands them out in requests like trials:
 each worker loads the task once, measures the untouched model's reference once per way of
 scoring (Keras model or TFLite file), converts its float file once for the quantization
-points, and returns its points. Which worker scores a point
-does not change it: the same settings on the same validation subset.
+points, and returns its points. Which worker scores a point does not change it: the same
+settings on the same validation subset.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from devicefit.tasks.base import TaskSpec
 
 SAMPLES = 256  # validation examples each point is scored on
 
-# (task, samples, way of scoring) -> the untouched model's metric and the context its
-# points are scored in (spaces/sensitivity.py), made once per process.
-_prepared: dict[tuple[TaskSpec, int, str], tuple[float, Any]] = {}
+# (task, samples) -> the baselines of each way of scoring (spaces/sensitivity.py), made once
+# per worker process.
+_baselines: dict[tuple[TaskSpec, int], dict[str, Any]] = {}
 
 
 def profile_inputs(task: Any, samples: int = SAMPLES) -> tuple[Any, Any]:
@@ -42,32 +42,16 @@ class SensitivityRequest:
         error. Raises only when the task itself cannot be loaded."""
         from devicefit.spaces import get_technique
         from devicefit.spaces.base import ConvertContext
-        from devicefit.spaces.sensitivity import (
-            reference_score,
-            score_job,
-            scored_on,
-            scoring_context,
-        )
+        from devicefit.spaces.sensitivity import score_jobs
         from devicefit.tasks import load_task
 
         task = load_task(self.task)
         x, y = profile_inputs(task, self.samples)
         context = ConvertContext(task.input_shape, task.calibration)
         techniques = {name: get_technique(name) for name in {j.technique for j in self.jobs}}
-        points = []
-        for job in self.jobs:
-            technique = techniques[job.technique]
-            key = (self.task, self.samples, scored_on(technique))
-            if key not in _prepared:
-                _prepared[key] = (
-                    reference_score(task.model, technique, x, y, task.metric, context),
-                    scoring_context(task.model, technique, job, context),
-                )
-            reference, scoring = _prepared[key]
-            points.append(
-                score_job(task.model, job, technique, x, y, task.metric, scoring, reference)
-            )
-        return points
+        baselines = _baselines.setdefault((self.task, self.samples), {})
+        jobs = list(self.jobs)
+        return score_jobs(task.model, jobs, techniques, x, y, task.metric, context, baselines)
 
 
 def share_jobs(

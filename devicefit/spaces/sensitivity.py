@@ -94,30 +94,35 @@ def sensitivity_jobs(
     return jobs
 
 
-def reference_score(
+@dataclass(frozen=True)
+class Baseline:
+    """What the points of one way of scoring (Keras model or TFLite file) are taken against,
+    made once per model: the untouched model's metric, the context its points are scored in
+    (a convert technique's carries the model's float file, converted once for all of them
+    instead of once per point), and the untouched model's MACs per layer."""
+
+    reference: float
+    context: ConvertContext
+    layer_macs: dict[str, int]
+
+
+def baseline(
     model: Any,
     technique: Technique,
+    job: SensitivityJob,
     x: np.ndarray,
     y: np.ndarray,
     metric: Any,
     context: ConvertContext,
-) -> float:
-    """The untouched model's metric, measured the way ``technique``'s settings are (on the
-    Keras model, or on the TFLite file): what each of its points' drop is taken against."""
-    return _score(model, None, technique, {}, x, y, metric, context)
-
-
-def scoring_context(
-    model: Any, technique: Technique, job: SensitivityJob, context: ConvertContext
-) -> ConvertContext:
-    """The context ``technique``'s points on ``model`` are scored in: a convert technique's
-    carries the model's float file, made once (``job`` at the identity setting) for all of
-    them instead of once per point."""
-    if technique.stage != "convert":
-        return context
-    identity = replace(job, level="identity", setting=SENSITIVITY_LEVELS[job.technique][1])
-    float_file = technique.convert(model, job_params(identity, technique), context)
-    return replace(context, float_file=float_file)
+) -> Baseline:
+    """The baseline of ``technique``'s way of scoring (``job``: any of its jobs)."""
+    reference = _score(model, None, technique, {}, x, y, metric, context)
+    scoring = context
+    if technique.stage == "convert":
+        identity = replace(job, level="identity", setting=SENSITIVITY_LEVELS[job.technique][1])
+        float_file = technique.convert(model, job_params(identity, technique), context)
+        scoring = replace(context, float_file=float_file)
+    return Baseline(reference, scoring, macs_by_layer(model, context.input_shape))
 
 
 def score_job(
@@ -127,8 +132,7 @@ def score_job(
     x: np.ndarray,
     y: np.ndarray,
     metric: Any,
-    context: ConvertContext,
-    reference: float,
+    base: Baseline,
 ) -> SensitivityPoint:
     """The point of ``job`` (``technique`` is its technique); a setting that fails on the
     unit is recorded with its error instead of raising: a profile goes on past it."""
@@ -138,14 +142,45 @@ def score_job(
         kept, changed = ({} if technique.stage == "weights" else None), None
         if technique.stage == "graph":  # rewritten once: for its MACs, then scored
             changed = technique.rewrite(model, params).model
-            shape = context.input_shape
-            kept = macs_kept(macs_by_layer(model, shape), macs_by_layer(changed, shape))
+            after = macs_by_layer(changed, base.context.input_shape)
+            kept = macs_kept(base.layer_macs, after)
         way = scored_on(technique)
-        score = _score(model, way, technique, params, x, y, metric, context, changed)
-        return SensitivityPoint(*where, score, float(metric.drop(reference, score)), None, kept)
+        score = _score(model, way, technique, params, x, y, metric, base.context, changed)
+        drop = float(metric.drop(base.reference, score))
+        return SensitivityPoint(*where, score, drop, None, kept)
     except Exception as exc:  # noqa: BLE001 - a technique's failure on one unit is data
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         return SensitivityPoint(*where, None, None, message)
+
+
+def score_jobs(
+    model: Any,
+    jobs: list[SensitivityJob],
+    techniques: dict[str, Technique],
+    x: np.ndarray,
+    y: np.ndarray,
+    metric: Any,
+    context: ConvertContext,
+    baselines: dict[str, Baseline] | None = None,
+    on_point: Callable[[SensitivityPoint], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[SensitivityPoint]:
+    """``jobs`` scored one after another (``techniques``: by name). The baselines are made
+    as the jobs need them and kept in ``baselines`` when given (a worker keeps its own
+    across requests); ``on_point`` and ``progress`` as in ``sensitivity_profile``."""
+    baselines = {} if baselines is None else baselines
+    points = []
+    for number, job in enumerate(jobs, start=1):
+        technique = techniques[job.technique]
+        way = scored_on(technique)
+        if way not in baselines:
+            baselines[way] = baseline(model, technique, job, x, y, metric, context)
+        points.append(score_job(model, job, technique, x, y, metric, baselines[way]))
+        if on_point is not None:
+            on_point(points[-1])
+        if progress is not None:
+            progress(number, len(jobs))
+    return points
 
 
 def job_params(job: SensitivityJob, technique: Technique) -> dict[str, Any]:
@@ -199,22 +234,7 @@ def sensitivity_profile(
     """
     jobs = sensitivity_jobs(model, techniques, granularity, done)
     by_name = {t.name: t for t in techniques}
-    references: dict[str, float] = {}
-    points = []
-    contexts: dict[str, ConvertContext] = {}
-    for number, job in enumerate(jobs, start=1):
-        technique = by_name[job.technique]
-        way = scored_on(technique)
-        if way not in references:
-            references[way] = reference_score(model, technique, x, y, metric, context)
-            contexts[way] = scoring_context(model, technique, job, context)
-        point = score_job(model, job, technique, x, y, metric, contexts[way], references[way])
-        points.append(point)
-        if on_point is not None:
-            on_point(points[-1])
-        if progress is not None:
-            progress(number, len(jobs))
-    return points
+    return score_jobs(model, jobs, by_name, x, y, metric, context, None, on_point, progress)
 
 
 def scored_on(technique: Technique) -> str:
