@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", help="accuracy, top5, psnr, mse or fidelity")
     s.add_argument("--trials", type=int, help="complete trials wanted (default 30)")
     s.add_argument("--seed", type=int, help="sampler and training seed (default 0)")
-    s.add_argument("--sampler", help="tpe (default), nsga2 or random")
+    s.add_argument("--sampler", help="tpe (default), nsga2 or random (auto: see the README)")
     s.add_argument("--workers", type=int, help="trials run in this many processes (default 1)")
     s.add_argument("--study", help="study name (default: task and time)")
     s.add_argument("--storage", help="Optuna storage URL (default: results/<study>/study.db)")

@@ -10,6 +10,13 @@ from typing import Any
 from devicefit.errors import UsageError
 
 SAMPLERS = ("tpe", "nsga2", "random")
+# OptunaHub's AutoSampler is not a package: optunahub.load_module fetches its code from
+# GitHub (optuna/optunahub-registry) when it runs, and no package on the index ships it.
+AUTO_SAMPLER_UNAVAILABLE = (
+    "--sampler: auto (OptunaHub's AutoSampler) is not available: OptunaHub downloads its "
+    "code from GitHub at run time, and devicefit installs only from the package index; "
+    "choose one of " + ", ".join(SAMPLERS)
+)
 KEEP_KERAS = ("front", "all", "none")
 # What a device measurement can add as an objective (per device name) or a limit.
 DEVICE_OBJECTIVES = ("peak_memory", "energy", "temperature")
@@ -106,6 +113,8 @@ class StudyConfig:
             raise UsageError(f"--workers: must be at least 1, got {self.workers}")
         if self.threads < 1:
             raise UsageError(f"--threads: must be at least 1, got {self.threads}")
+        if self.sampler == "auto":
+            raise UsageError(AUTO_SAMPLER_UNAVAILABLE)
         if self.sampler not in SAMPLERS:
             raise UsageError(
                 f"--sampler: unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"

@@ -19,6 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from devicefit.search import attrs
+from devicefit.search.greedy_plan import faster_mode
 
 pytestmark = pytest.mark.slow
 
@@ -206,7 +207,7 @@ def test_search_with_a_sensitivity_profile(tmp_path: Path) -> None:
     trial on the study's two workers, with the time each setting saves (predicted, and
     measured for three), saved in the study folder and shown by the report."""
     folder = _search(
-        tmp_path, "sens", 4, "--sensitivity", "--techniques", "channel_pruning", "--workers", "2"
+        tmp_path, "sens", 5, "--sensitivity", "--techniques", "channel_pruning", "--workers", "2"
     )
     sensitivity = json.loads((folder / attrs.SENSITIVITY_FILE).read_text())
     assert sensitivity["complete"] and sensitivity["key"]["granularity"] == "per-block"
@@ -230,6 +231,24 @@ def test_search_with_a_sensitivity_profile(tmp_path: Path) -> None:
     assert 'id="sensitivity-plot"' in page and "What each unit tolerates" in page
     assert "Time saved: predicted and measured" in page
     assert json.loads((folder / "pareto.json").read_text())["sensitivity"] == sensitivity
+    # The greedy plan from both profiles ran after the recipe, built as it was made: pruning
+    # per block, fine-tuned, converted as the faster file of the untouched model.
+    study = _study(folder)
+    made = study.user_attrs[attrs.STUDY_KEY]["profile_plans"]
+    assert made and all(c["technique"] == "channel_pruning" for c in made["greedy-1x"])
+    (greedy,) = [t for t in _complete(study) if t.user_attrs.get(attrs.PROFILE_PLAN)]
+    assert greedy.user_attrs[attrs.PROFILE_PLAN] == "greedy-1x"
+    steps = greedy.user_attrs[attrs.PLAN]["steps"]
+    pruned = {layer for c in made["greedy-1x"] for layer in c["layers"]}
+    assert set(steps[0]["params"]["per_layer"]) == pruned
+    profile = json.loads((folder / attrs.DEVICE_PROFILE_FILE).read_text())["local"]
+    assert steps[-1]["params"]["mode"] == faster_mode(profile)
+    tuned = greedy.user_attrs[attrs.METRICS]["finetune"]
+    assert tuned["macs_removed"] > 0 and tuned["epochs_run"] >= 1
+    # The space the sampler draws from, as the profiles shaped it, is stored and reported.
+    shaping = study.user_attrs[attrs.STUDY_KEY]["space_shaping"]
+    assert all(d["technique"] == "channel_pruning" for d in shaping)
+    assert "Plans made from the profiles" in page and "greedy-1x" in page
 
 
 def _alone_medians(paths: list[Path], times: int = 3) -> list[list[float]]:

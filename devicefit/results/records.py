@@ -57,6 +57,7 @@ class TrialRecord:
     datetime_start: datetime | None = None
     datetime_complete: datetime | None = None
     recipe: str | None = None  # the enqueued one-technique recipe it runs, or "combined"
+    profile_plan: str | None = None  # the greedy plan from the profiles it runs
     params: dict[str, Any] = field(default_factory=dict)  # Optuna's sampled parameters
     # Optuna distributions of ``params``, kept for importance evaluation only.
     distributions: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +107,10 @@ class StudyRecord:
     config: dict[str, Any] = field(default_factory=dict)
     created: str | None = None
     confirmed: dict[str, Any] = field(default_factory=dict)  # paired rounds (search/confirm.py)
+    # What the profiles left out of the space or ended (search/shaped_space.py), and the
+    # greedy plans made from them: name -> the units' settings (search/greedy_plan.py).
+    shaping: list[dict[str, Any]] = field(default_factory=list)
+    profile_plans: dict[str, Any] = field(default_factory=dict)
     # Derived values reports ask for per trial (the float32 trial, the hypervolume): computed
     # once. A record is a snapshot; it is not updated as the study grows.
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -171,6 +176,8 @@ def study_record(
         config=dict(info.get("config") or {}),
         created=info.get("created"),
         confirmed=dict(meta.get(attrs.CONFIRMED) or {}),
+        shaping=list(meta.get("space_shaping") or []),
+        profile_plans=dict(meta.get("profile_plans") or {}),
     )
 
 
@@ -243,13 +250,15 @@ def _trial_record(trial: Any, objectives: list[Objective]) -> TrialRecord:
         plan_short=str(user.get(attrs.PLAN_SHORT, "")),
         metrics=dict(user.get(attrs.METRICS) or {}),
         baseline=user.get(attrs.BASELINE),
-        fail_reason=user.get(attrs.FAIL_REASON),
+        # Why it did not complete: its failure, or why it was pruned before fine-tuning.
+        fail_reason=user.get(attrs.FAIL_REASON) or user.get(attrs.PRUNED_REASON),
         feasible=all(v <= 0.0 for v in constraints.values()),
         constraints=constraints,
         retry_of=None if retry is None else int(retry),
         datetime_start=trial.datetime_start,
         datetime_complete=trial.datetime_complete,
         recipe=user.get(attrs.RECIPE),
+        profile_plan=user.get(attrs.PROFILE_PLAN),
         params=dict(trial.params),
         distributions=dict(trial.distributions),
         same_as=user.get(attrs.SAME_AS),

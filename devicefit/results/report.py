@@ -41,6 +41,9 @@ def print_report(record: StudyRecord, console: Console) -> None:
         console.print(front_table(record, front))
     if failed:
         console.print(f"{len(failed)} failed trial(s); reasons are in {TRIALS_CSV}.")
+    pruned = sum(t.state == "PRUNED" for t in record.trials)
+    if pruned:
+        console.print(f"{pruned} trial(s) pruned as hopeless before fine-tuning ({TRIALS_CSV}).")
 
 
 def write_report(record: StudyRecord, folder: Path, *, live: bool = False) -> dict[str, Path]:
@@ -122,6 +125,7 @@ def summary(record: StudyRecord, front: Sequence[TrialRecord]) -> dict[str, Any]
             "total": len(record.trials),
             "complete": sum(t.complete for t in record.trials),
             "failed": sum(t.state == "FAIL" for t in record.trials),
+            "pruned": sum(t.state == "PRUNED" for t in record.trials),
         },
         # In the objectives' own units and directions (the volume itself is computed with
         # maximised objectives negated).

@@ -103,6 +103,7 @@ def _facts(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
     completed = sum(t.complete for t in record.trials)
     failed = sum(t.state == "FAIL" for t in record.trials)
     running = sum(t.state == "RUNNING" for t in record.trials)
+    pruned = sum(t.state == "PRUNED" for t in record.trials)
     drop = record.max_metric_drop
     facts = [
         f"task {record.task}" if record.task else "",
@@ -110,6 +111,7 @@ def _facts(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
         f"devices {', '.join(record.devices) or '—'}",
         f"{len(record.trials)} trials ({completed} completed, {failed} failed"
         + (f", {running} running" if running else "")
+        + (f", {pruned} pruned before fine-tuning" if pruned else "")
         + ")",
         f"{len(front)} on the front",
         f"max metric drop {drop:g}" if drop is not None else "",

@@ -89,7 +89,57 @@ def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
         + f"</tr></thead><tbody>{body}</tbody></table>"
     )
     figure = plot_div(sensitivity_figure(rows, metric), "sensitivity-plot")
-    return head + note + figure + table + savings_check_table(profile) + "</section>"
+    return (
+        head
+        + note
+        + figure
+        + table
+        + savings_check_table(profile)
+        + shaping_table(record)
+        + profile_plans_list(record)
+        + "</section>"
+    )
+
+
+def shaping_table(record: StudyRecord) -> str:
+    """What the profiles left out of the sampler's space, and where they ended ranges."""
+    if not record.shaping:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(d['technique'])}</td><td>{escape(d.get('unit') or 'all units')}</td>"
+        f"<td>{escape(_change(d))}</td>"
+        f"<td>{escape(d['why'])}</td></tr>"
+        for d in record.shaping
+    )
+    return (
+        "<h3>Search space shaped by the profiles</h3><p class='note'>Left out of the "
+        "sampler's trials (the recipes keep them), or a range ended where the drop before "
+        "fine-tuning is past reach.</p><table class='shaping'><thead><tr><th>technique</th>"
+        f"<th>unit</th><th>change</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _change(decision: dict[str, Any]) -> str:
+    if decision["action"] == "left out":
+        return "left out"
+    return f"{decision.get('param') or 'range'} ends at {decision['end']}"
+
+
+def profile_plans_list(record: StudyRecord) -> str:
+    """The greedy plans made from the profiles, each as the settings it took in order."""
+    if not record.profile_plans:
+        return ""
+    items = "".join(
+        f"<li>{escape(name)}: "
+        + escape(", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices))
+        + "</li>"
+        for name, choices in record.profile_plans.items()
+    )
+    return (
+        "<h3>Plans made from the profiles</h3><p class='note'>Most time saved per metric "
+        "lost first, until the summed drop reached the plan's allowance (in budgets); run "
+        f"as fixed trials after the recipes.</p><ul class='profile-plans'>{items}</ul>"
+    )
 
 
 def savings_check_table(profile: dict[str, Any]) -> str:

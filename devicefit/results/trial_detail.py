@@ -85,7 +85,8 @@ def detail_html(
     parts.append(f"<h3>{escape(title)} <a href='#trials'>(back to the table)</a></h3>")
     parts.append(f"<p>{escape(_summary(record, trial, status))}</p>")
     if trial.fail_reason:
-        parts.append(f"<p class='fail'>Failed: {escape(trial.fail_reason)}</p>")
+        why = "Pruned" if trial.state == "PRUNED" else "Failed"
+        parts.append(f"<p class='fail'>{why}: {escape(trial.fail_reason)}</p>")
     parts.append("<h4>Plan, step by step</h4>" + _plan_html(trial))
     notes = trial.metrics.get("notes") or []
     if notes:

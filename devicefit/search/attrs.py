@@ -29,13 +29,22 @@ Trial user attributes:
               "tflite_sha256": str, "same_as": int | None,
               "pooled": {device: {"median_ms", "measurements"}} (a file measured before:
                         the median over all its measurements, what the trial was told),
-              "paused_trials": int (trials held paused while this one measured here)}
+              "paused_trials": int (trials held paused while this one measured here),
+              "finetune": {"drop_before", "drop_after", "recovered" (validation split,
+                           metric units), "epochs_planned", "epochs", "epochs_run",
+                           "macs_removed"} ({} when the trial did not fine-tune)}
   "same_as": int                                (the same candidate as that earlier trial:
                                                  the same plan or the same file bytes)
   "fail_reason": str                            (failed trials)
+  "pruned_reason": str                          (trials pruned before fine-tuning, with
+                                                 "metrics" holding only "finetune",
+                                                 "timings_s" and "notes")
   "retry_of": int                               (a re-run of a trial a dead driver left)
   "recipe": technique name                      (the enqueued one-technique recipes),
             or "combined"                        (the feasible recipes together)
+  "profile_plan": name                          (the plans built greedily from the device
+                                                 and sensitivity profiles; "plan" is set
+                                                 when it is enqueued, and is what is built)
 The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)``
 (feasible when <= 0); device limits add one constraint each, keyed by the
 measurement field (``peak_memory_mb``, ``energy_per_inference_mj``,
@@ -66,6 +75,8 @@ PLAN_SHORT = "plan_short"
 BASELINE = "baseline"
 METRICS = "metrics"
 FAIL_REASON = "fail_reason"
+PRUNED_REASON = "pruned_reason"
+PROFILE_PLAN = "profile_plan"  # the greedy plans built from the profiles (search/greedy_plan.py)
 RETRY_OF = "retry_of"
 SAME_AS = "same_as"
 CONFIRMED = "confirmed"

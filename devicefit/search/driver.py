@@ -30,14 +30,19 @@ from devicefit.search import attrs
 from devicefit.search.artifacts import write_folder_atomic
 from devicefit.search.executors import Executor
 from devicefit.search.progress import SearchProgress
+from devicefit.search.rejection import FINETUNE_KEY, recoveries_of, rejection_limit
 from devicefit.search.same_file import KnownCandidates, reuse_output
-from devicefit.search.study import enqueue_next_fixed, set_study_info, study_info
+from devicefit.search.study import FIXED_KEYS, enqueue_next_fixed, set_study_info, study_info
 from devicefit.search.trial import TrialOutput, TrialRequest
 from devicefit.spaces.base import Plan
 from devicefit.spaces.space import SearchSpace, baseline_plan
 from devicefit.tasks.base import TaskSpec
 
 REPORT_EVERY = 3  # completed trials between rewrites of the live report.html
+# Pruned trials do not count toward the trials asked for; past this many per trial asked,
+# candidates are no longer rejected, so a study whose sampler keeps proposing hopeless
+# plans still ends.
+MAX_PRUNED_PER_TRIAL = 2
 
 
 @dataclass
@@ -71,6 +76,8 @@ class Driver:
     _reporter: threading.Thread | None = None  # writing it now
     _remote: cf.ThreadPoolExecutor | None = None
     known: KnownCandidates = field(default_factory=KnownCandidates)  # files and plans told
+    recoveries: list[float] = field(default_factory=list)  # what each fine-tuning recovered
+    pruned: int = 0  # trials of the study pruned before fine-tuning
 
     def complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -89,7 +96,10 @@ class Driver:
         info = study_info(self.study)
         if info.get("reference_metric") is None:
             self._ensure_reference_trial()
-        self.known = KnownCandidates.from_trials(self.study.get_trials(deepcopy=False))
+        trials = self.study.get_trials(deepcopy=False)
+        self.known = KnownCandidates.from_trials(trials)
+        self.recoveries = recoveries_of(trials)
+        self.pruned = sum(t.state == TrialState.PRUNED for t in trials)
         target = self.config.trials
         failures, max_failures = 0, max(5, target)
         with SearchProgress(self.console, target, self.complete(), info) as progress:
@@ -276,14 +286,23 @@ class Driver:
                 # Kept until submitted: if the storage fails below, the retried _fill
                 # takes up this trial instead of asking (and stranding) another.
                 trial = self._asked = self.study.ask()
-            mode = trial.user_attrs.get(attrs.BASELINE)
-            plan = baseline_plan(mode) if mode else self.space.sample(trial)
+            plan = self._plan(trial)
             trial.set_user_attr(attrs.PLAN, plan.to_dict())
             trial.set_user_attr(attrs.PLAN_SHORT, plan.short())
             self.in_flight[self._build(trial, plan)] = _InFlight(trial, plan)
             self._asked = None
             if not reference_known:
                 return
+
+    def _plan(self, trial: optuna.Trial) -> Plan:
+        """A baseline's plan, a profile plan as it was made, or the sampler's draw."""
+        mode = trial.user_attrs.get(attrs.BASELINE)
+        if mode:
+            return baseline_plan(mode)
+        if attrs.PROFILE_PLAN in trial.user_attrs and attrs.PLAN in trial.user_attrs:
+            return Plan.from_dict(trial.user_attrs[attrs.PLAN])
+        # Recipes are the obvious settings, drawn from the whole space; the rest are shaped.
+        return self.space.sample(trial, shaped=attrs.RECIPE not in trial.user_attrs)
 
     def _build(self, trial: optuna.Trial, plan: Plan) -> cf.Future[TrialOutput]:
         """The candidate of ``plan``: built by the executor, or, when an earlier trial had
@@ -303,8 +322,19 @@ class Driver:
             self.config.threads,
             keep_keras=self.config.keep_keras != "none",
             known_files=frozenset(self.known.files),
+            reject_drop=self._reject_drop(trial),
         )
         return self.executor.submit(request)
+
+    def _reject_drop(self, trial: optuna.Trial) -> float | None:
+        """The drop before fine-tuning beyond which a sampled trial is pruned; None for the
+        fixed trials (baselines, recipes, profile plans), which are the references."""
+        if any(key in trial.user_attrs for key in FIXED_KEYS):
+            return None
+        if self.pruned >= MAX_PRUNED_PER_TRIAL * self.config.trials:
+            return None  # the sampler keeps proposing hopeless plans: let the study end
+        budget = float(study_info(self.study)["max_metric_drop"])
+        return rejection_limit(budget, self.recoveries)
 
     def _built(self, future: cf.Future[TrialOutput], job: _InFlight, progress: Any) -> bool:
         """A candidate is built: measure it (now if a device shares this CPU, else in
@@ -315,6 +345,8 @@ class Driver:
             return self._fail(job, f"worker process died: {type(exc).__name__}: {exc}", progress)
         if out.error:
             return self._fail(job, out.error, progress)
+        if out.rejected:
+            return self._prune(job, out, progress)
         earlier = self.known.files.get(out.tflite_sha256)
         if out.same_as is None and earlier is not None:
             # Converted to a file an earlier trial made and scored: not scored here
@@ -426,6 +458,7 @@ class Driver:
             "same_as": out.same_as,
             "pooled": pooled,
             "paused_trials": out.paused_trials,
+            FINETUNE_KEY: out.finetune,
         }
         folder = self.folder / attrs.TRIALS_DIR / str(job.trial.number)
         files = {"model.keras": out.keras_model} if out.keras_model else {}
@@ -451,6 +484,8 @@ class Driver:
                 raise
         self.told += 1
         self.known.add(job.trial.number, job.plan.to_dict(), metrics)
+        if out.finetune.get("recovered") is not None:
+            self.recoveries.append(float(out.finetune["recovered"]))
         progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
 
@@ -466,6 +501,23 @@ class Driver:
                 raise
         progress.trial_failed(job.trial.number, job.plan, reason)
         return False
+
+    def _prune(self, job: _InFlight, out: TrialOutput, progress: Any) -> bool:
+        """A candidate rejected before fine-tuning: told PRUNED (Optuna's state for a trial
+        stopped early on purpose) with its reason, drops and timings; not a failure."""
+        try:
+            job.trial.set_user_attr(attrs.PRUNED_REASON, out.rejected)
+            job.trial.set_user_attr(
+                attrs.METRICS,
+                {FINETUNE_KEY: out.finetune, "timings_s": out.timings_s, "notes": out.notes},
+            )
+            self.study.tell(job.trial, state=TrialState.PRUNED)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            if self._finished_state(job) is None:
+                raise
+        self.pruned += 1
+        progress.trial_pruned(job.trial.number, job.plan, str(out.rejected))
+        return True
 
     def _finished_state(self, job: _InFlight) -> TrialState | None:
         """The stored state of a trial found finished when this step was retried.

@@ -1,7 +1,10 @@
-"""Fine-tuning with knowledge distillation from the original model, keeping the best epoch."""
+"""Fine-tuning with knowledge distillation from the original model: a warmed-up cosine
+learning rate, more epochs for heavier structural changes, and early stopping on the
+validation metric, keeping the best epoch."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,13 @@ from devicefit.tasks.base import Task  # noqa: E402
 TEMPERATURE = 4.0
 ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the teacher
 LEARNING_RATE = 1e-3
+WARMUP = 0.1  # share of the steps over which the learning rate rises to LEARNING_RATE
+PATIENCE = 2  # epochs without a better validation metric before fine-tuning stops
+# A plan that removed a share r of the model's MACs gets up to (1 + STRUCTURAL * r) times
+# its epochs, at most MAX_FACTOR times: a network cut in half needs longer to recover than
+# one with a few channels less, and early stopping ends it when it stops gaining.
+STRUCTURAL = 2.0
+MAX_FACTOR = 3.0
 _TEACHER_CACHE: dict[int, np.ndarray] = {}
 
 
@@ -76,13 +86,16 @@ def _regression_loss(channels: int) -> Any:
 
 class _KeepBest(keras.callbacks.Callback):
     """Scores the task metric on the validation split after each epoch (and before the
-    first) and restores the best weights at the end."""
+    first), stops after ``patience`` epochs without a better one, and restores the best
+    weights at the end."""
 
-    def __init__(self, task: Task, enabled: bool) -> None:
+    def __init__(self, task: Task, enabled: bool, patience: int = PATIENCE) -> None:
         super().__init__()
-        self.task, self.enabled = task, enabled
+        self.task, self.enabled, self.patience = task, enabled, patience
         self.best: tuple[float, list[np.ndarray]] | None = None
         self.scores: list[float] = []
+        self.since_best = 0
+        self.epochs_run = 0
 
     def _score(self) -> float:
         pred = self.model.predict(self.task.data.x_val, verbose=0, batch_size=64)
@@ -95,11 +108,17 @@ class _KeepBest(keras.callbacks.Callback):
             self.best = (self._score(), self.model.get_weights())
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.epochs_run = epoch + 1
         if not self.enabled:
             return
         score = self._score()
         if self.best is None or score > self.best[0]:
             self.best = (score, self.model.get_weights())
+            self.since_best = 0
+            return
+        self.since_best += 1
+        if self.since_best >= self.patience:
+            self.model.stop_training = True
 
     def on_train_end(self, logs: Any = None) -> None:
         if self.enabled and self.best is not None:
@@ -112,10 +131,12 @@ def finetune(
     epochs: int,
     callbacks: list[keras.callbacks.Callback],
     keep_best: bool = True,
+    patience: int = PATIENCE,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` on the training split against labels and
     the original model's outputs. ``keep_best`` restores the best validation epoch
-    (callers turn it off when a technique's schedule must finish, e.g. sparsity)."""
+    (callers turn it off when a technique's schedule must finish, e.g. sparsity), and
+    with it early stopping. Returns the validation scores and the epochs run."""
     data = task.data
     subset = training_subset(task)
     x_train, y_train = data.x_train[subset], data.y_train[subset]
@@ -129,9 +150,16 @@ def finetune(
         target = np.concatenate([y_train, teacher], axis=-1)
         loss = _regression_loss(y_train.shape[-1])
     steps = epochs * steps_per_epoch(task)
-    schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, max(1, steps))
+    warmup = int(WARMUP * steps)
+    # A cold start at the full rate can wreck a freshly rewritten network's good weights.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        LEARNING_RATE * WARMUP if warmup else LEARNING_RATE,
+        max(1, steps - warmup),
+        warmup_target=LEARNING_RATE if warmup else None,
+        warmup_steps=warmup,
+    )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-    keeper = _KeepBest(task, keep_best)
+    keeper = _KeepBest(task, keep_best, patience)
     model.fit(
         x_train,
         target,
@@ -141,7 +169,14 @@ def finetune(
         verbose=0,
         shuffle=True,
     )
-    return {"val_scores": keeper.scores}
+    return {"val_scores": keeper.scores, "epochs_run": keeper.epochs_run}
+
+
+def epochs_for(planned: int, macs_removed: float) -> int:
+    """The epochs a plan fine-tunes for: its own, more when it removed a larger share of
+    the model's MACs (``macs_removed`` in [0, 1])."""
+    share = min(max(macs_removed, 0.0), 1.0)
+    return int(min(MAX_FACTOR * planned, math.ceil(planned * (1.0 + STRUCTURAL * share))))
 
 
 def batch_size(task: Task) -> int:

@@ -64,5 +64,8 @@ class SearchProgress:
             self.best = f"best: {latency:.3f} ms{speed}"
         self.progress.update(self.task_id, advance=1, best=self.best)
 
+    def trial_pruned(self, number: int, plan: Plan, reason: str) -> None:
+        self.console.print(f"#{number:<3} [yellow]pruned[/]: {reason[:200]}  ({plan.short()})")
+
     def trial_failed(self, number: int, plan: Plan, reason: str) -> None:
         self.console.print(f"#{number:<3} [red]failed[/]: {reason[:200]}  ({plan.short()})")

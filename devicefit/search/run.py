@@ -114,6 +114,7 @@ def start_search(config: StudyConfig, console: Console) -> int:
 
 
 def _write_sensitivity(
+    study: Any,
     folder: Path,
     task: Any,
     space: SearchSpace,
@@ -125,7 +126,9 @@ def _write_sensitivity(
 ) -> None:
     """The sensitivity profile, or the rest of it when a resumed study stopped while
     making it (on the study's workers), with the time its settings save, predicted and
-    checked on the devices; nothing for a model without validation data or when off."""
+    checked on the devices, the greedy plans made from them (search/greedy_plan.py) and
+    the search space they shape (search/shaped_space.py);
+    nothing for a model without validation data or when off."""
     if not config.sensitivity or getattr(task, "data", None) is None:
         return
     from devicefit.search.sensitivity_profiles import profile_granularity, write_sensitivity
@@ -139,6 +142,12 @@ def _write_sensitivity(
     ]
     profile = write_sensitivity(folder, task, asked, granularity, console, executor, spec)
     add_savings(folder, profile, task, devices, config.threads, console)
+    from devicefit.search.greedy_plan import add_profile_plans
+
+    add_profile_plans(study, folder, space, console)
+    from devicefit.search.shaped_space import add_space_shaping
+
+    add_space_shaping(study, folder, space, console)
 
 
 def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Console) -> None:
@@ -211,7 +220,7 @@ def _drive(study, config, folder, space, metric, spec, devices, console, task) -
     else:
         executor = make_executor(config.workers, log, config.recycle_after, config.cpus_per_trial)
     try:  # the profile (or its rest, for a study stopped while making it) on the workers
-        _write_sensitivity(folder, task, space, config, console, executor, spec, devices)
+        _write_sensitivity(study, folder, task, space, config, console, executor, spec, devices)
     except BaseException:  # Ctrl-C or a worker lost: no worker outlives the driver
         executor.shutdown(cancel=True)
         raise

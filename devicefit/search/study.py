@@ -24,6 +24,7 @@ from devicefit.search.storages import open_storage
 
 BASELINE_MODES = ("float32", "float16", "int8")
 COMBINED = "combined"  # the recipe attr of the combined-recipes trial
+FIXED_KEYS = (attrs.BASELINE, attrs.RECIPE, attrs.PROFILE_PLAN)  # attrs naming a fixed trial
 
 
 def enqueue_next_fixed(study: optuna.Study) -> bool:
@@ -36,7 +37,7 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
     trials = study.get_trials(deepcopy=False)
     present = set()
     for trial in trials:
-        for key in (attrs.BASELINE, attrs.RECIPE):
+        for key in FIXED_KEYS:
             if key in trial.user_attrs:
                 present.add((key, trial.user_attrs[key]))
     for spec in study_info(study).get("fixed_trials", []):
@@ -48,7 +49,9 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
             params = combined_params(trials, params)
             if params is None:
                 return False  # recipes still running, or too few within budget
-        study.enqueue_trial(params, user_attrs=spec["attrs"])
+        # A plan made outside the space (a profile plan) is stored with it and built as is.
+        plan = {attrs.PLAN: spec["plan"]} if "plan" in spec else {}
+        study.enqueue_trial(params, user_attrs={**spec["attrs"], **plan})
         return True
     return False
 
@@ -303,7 +306,9 @@ def recover_interrupted(study: optuna.Study, reason: str) -> list[int]:
             continue
         if trial.number not in retried:
             user_attrs = {attrs.RETRY_OF: trial.number}
-            for key in (attrs.BASELINE, attrs.RECIPE):
+            # A profile plan is not sampled: its re-run needs the plan itself.
+            profile = attrs.PROFILE_PLAN in trial.user_attrs
+            for key in (*FIXED_KEYS, attrs.PLAN) if profile else FIXED_KEYS:
                 if key in trial.user_attrs:
                     user_attrs[key] = trial.user_attrs[key]
             study.enqueue_trial(dict(trial.params), user_attrs=user_attrs)

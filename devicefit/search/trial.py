@@ -28,6 +28,9 @@ class TrialRequest:
     # sha256 of files the study already scored: a candidate that converts to one of them
     # is the same candidate and is not scored again.
     known_files: frozenset[str] = frozenset()
+    # The largest validation drop before fine-tuning worth fine-tuning (search/rejection.py);
+    # None: never rejected (references, and until the study knows what fine-tuning recovers).
+    reject_drop: float | None = None
 
     def run(self) -> TrialOutput:
         """The trial, built, converted and scored here (``run_trial``)."""
@@ -54,6 +57,10 @@ class TrialOutput:
     known_file: bool = False  # the file is one in ``known_files``: not scored here
     same_as: int | None = None  # the earlier trial whose file (and scores) this one reuses
     paused_trials: int | None = None  # other trials held paused while it measured here
+    # Drops on the validation split before and after fine-tuning, what it recovered, the
+    # epochs planned and run; empty when the trial did not fine-tune.
+    finetune: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None  # hopeless before fine-tuning: pruned, not fine-tuned
 
 
 def run_trial(request: TrialRequest) -> TrialOutput:
@@ -73,7 +80,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
 
     from devicefit.evaluators.tflite_predict import predict
     from devicefit.evaluators.tflite_stats import tflite_stats
-    from devicefit.search.finetune import finetune, steps_per_epoch
+    from devicefit.search.rejection import validation_drop
     from devicefit.spaces import get_technique
     from devicefit.spaces.base import Plan
     from devicefit.spaces.macs import macs_by_layer
@@ -98,13 +105,16 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     weights = [(t, p) for t, p in steps if t.stage == "weights"]
     changed = any(t.stage in ("graph", "weights") for t, _ in steps)
     if plan.finetune_epochs > 0 and changed:
-        total = plan.finetune_epochs * steps_per_epoch(task)
-        callbacks = [cb for t, p in weights for cb in t.training_callbacks(model, p, total)]
-        finetune(model, task, plan.finetune_epochs, callbacks, keep_best=not weights)
+        if not _finetuned(model, task, plan, weights, request, out):
+            out.timings_s["score_before_finetune"] = time.perf_counter() - clock
+            return
     for tech, params in weights:
         applied = tech.finalize(model, params)
         model = applied.model
         out.notes += [f"{tech.name}: {note}" for note in applied.notes]
+    if out.finetune:
+        after = validation_drop(model, task)
+        out.finetune.update(drop_after=after, recovered=out.finetune["drop_before"] - after)
     out.timings_s["finetune"] = time.perf_counter() - clock
     try:  # for the report only: a model it cannot count must not fail the trial
         out.layer_macs = macs_by_layer(model, task.input_shape)
@@ -132,6 +142,51 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         stats.ops,
     )
     out.timings_s["evaluate"] = time.perf_counter() - clock
+
+
+def _finetuned(
+    model: Any,
+    task: Any,
+    plan: Any,
+    weights: list[tuple[Any, dict[str, Any]]],
+    request: TrialRequest,
+    out: TrialOutput,
+) -> bool:
+    """Fine-tune ``model`` in place, for longer the more of its MACs the plan removed;
+    False (and ``out.rejected`` set) when its drop before fine-tuning is hopeless."""
+    from devicefit.search.finetune import epochs_for, finetune, steps_per_epoch
+    from devicefit.search.rejection import rejection_reason, validation_drop
+
+    before = validation_drop(model, task)
+    out.finetune = {"drop_before": before, "epochs_planned": plan.finetune_epochs}
+    if request.reject_drop is not None and before > request.reject_drop:
+        out.rejected = rejection_reason(before, request.reject_drop, task.metric.name)
+        return False
+    removed = _macs_removed(model, task)
+    epochs = epochs_for(plan.finetune_epochs, removed)
+    total = epochs * steps_per_epoch(task)
+    callbacks = [cb for t, p in weights for cb in t.training_callbacks(model, p, total)]
+    # A weights technique's schedule must run to its end: no early stop, no best epoch.
+    ran = finetune(model, task, epochs, callbacks, keep_best=not weights)
+    out.finetune.update(macs_removed=removed, epochs=epochs, epochs_run=ran["epochs_run"])
+    return True
+
+
+_MACS: dict[int, int] = {}
+
+
+def _macs_removed(model: Any, task: Any) -> float:
+    """The share of the task model's MACs (counted once per process) that ``model`` no
+    longer has; 0 for a model whose MACs cannot be counted (it is then fine-tuned for
+    the plan's own epochs)."""
+    from devicefit.spaces.macs import keras_macs
+
+    try:
+        if id(task) not in _MACS:
+            _MACS[id(task)] = keras_macs(task.model, task.input_shape)
+        return 1.0 - keras_macs(model, task.input_shape) / max(1, _MACS[id(task)])
+    except Exception:  # noqa: BLE001 - only the epochs depend on it
+        return 0.0
 
 
 def convert_candidate(

@@ -71,6 +71,11 @@ class SearchSpace:
                 {k: v for k, v in mine.items() if k in t.layer_params},
                 f"ranges.{t.name}",
             )
+        # The profiles' shaping (search/shaped_space.py), for the sampler's trials only.
+        self.left_out: set[str] = set()
+        self.left_out_units: dict[str, set[str]] = {}
+        self.shaped_ranges: dict[str, dict[str, ParamSpec]] = {}
+        self.unit_ranges: dict[str, dict[str, dict[str, ParamSpec]]] = {}
         if not any(t.stage == "convert" for t in self.techniques):
             from devicefit.spaces import get_technique
 
@@ -82,32 +87,71 @@ class SearchSpace:
                 )
             }
 
-    def sample(self, trial: optuna.Trial) -> Plan:
+    def shape(self, decisions: list[dict[str, Any]]) -> None:
+        """Leave out techniques and units, and end ranges, as the profiles decided
+        (search/shaped_space.py's decisions as dicts); for trials sampled ``shaped``."""
+        for d in decisions:
+            tech, unit = d["technique"], d.get("unit")
+            if tech not in self.ranges:
+                continue
+            if d["action"] == "left out":
+                if unit is None:
+                    self.left_out.add(tech)
+                else:
+                    self.left_out_units.setdefault(tech, set()).add(unit)
+                continue
+            key = d["param"]
+            if unit is None and key in self.ranges[tech]:
+                ended = _ending(self.ranges[tech][key], d["end"], d["bound"])
+                self.shaped_ranges.setdefault(tech, {})[key] = ended
+            elif unit is not None and key in self.layer_ranges[tech]:
+                ended = _ending(self.layer_ranges[tech][key], d["end"], d["bound"])
+                self.unit_ranges.setdefault(tech, {}).setdefault(unit, {})[key] = ended
+
+    def sample(self, trial: optuna.Trial, shaped: bool = True) -> Plan:
+        """A plan drawn by the sampler; ``shaped=False`` draws from the whole space (the
+        recipes, whose settings are fixed, must not lose a unit the profiles left out)."""
         steps: list[Step] = []
         for tech in self.techniques:
             if tech.stage != "convert":
+                if shaped and tech.name in self.left_out:
+                    continue
                 if not trial.suggest_categorical(f"{tech.name}.on", [False, True]):
                     continue
-            steps.append(Step(tech.name, self._sample_technique(trial, tech)))
+            steps.append(Step(tech.name, self._sample_technique(trial, tech, shaped)))
         changed = any(s.technique != "quantization" for s in steps)
         epochs = self.epochs.suggest(trial, f"{FINETUNE}.epochs") if changed else 0
         return Plan(tuple(steps), int(epochs))
 
-    def _sample_technique(self, trial: optuna.Trial, tech: Technique) -> dict[str, Any]:
+    def _sample_technique(
+        self, trial: optuna.Trial, tech: Technique, shaped: bool = False
+    ) -> dict[str, Any]:
         units = self.units.get(tech.name)
+        ranges = dict(self.ranges[tech.name])
+        if shaped:
+            ranges.update(self.shaped_ranges.get(tech.name, {}))
         if not units:
-            return tech.sample(trial, self.ranges[tech.name])
+            return tech.sample(trial, ranges)
         per_unit = self.layer_ranges[tech.name]
         shared = {
             key: spec
-            for key, spec in self.ranges[tech.name].items()
+            for key, spec in ranges.items()
             if key not in per_unit and key not in tech.global_only
         }
         params = tech.sample(trial, shared)
         per_layer: dict[str, dict[str, Any]] = {}
+        skipped = self.left_out_units.get(tech.name, set()) if shaped else set()
         for unit, layers in units.items():
+            if unit in skipped:  # left untouched: the identity, said explicitly
+                identity = tech.identity_params()
+                for layer in layers:
+                    per_layer.setdefault(layer, {}).update(
+                        {key: identity[key] for key in per_unit if key in identity}
+                    )
+                continue
+            ended = self.unit_ranges.get(tech.name, {}).get(unit, {}) if shaped else {}
             for key, spec in per_unit.items():
-                value = spec.suggest(trial, f"{tech.name}.{key}@{unit}")
+                value = ended.get(key, spec).suggest(trial, f"{tech.name}.{key}@{unit}")
                 for layer in layers:
                     per_layer.setdefault(layer, {})[key] = value
         params[PER_LAYER] = per_layer
@@ -167,3 +211,17 @@ def baseline_plan(mode: str) -> Plan:
     """The original model, converted at ``mode``; built directly, not sampled, so the
     references exist even when the study file narrows the quantization choices."""
     return Plan((Step("quantization", {"mode": mode}),), 0)
+
+
+def _ending(spec: ParamSpec, end: Any, bound: str) -> ParamSpec:
+    """``spec`` ending at ``end``: its high bound lowered to it (``bound`` "high") or its
+    low bound raised to it ("low"), never past the other bound."""
+    import dataclasses
+
+    low, high = getattr(spec, "low", None), getattr(spec, "high", None)
+    if low is None or high is None:
+        return spec  # a choice: not shaped
+    kind = type(low)
+    if bound == "high":
+        return dataclasses.replace(spec, high=kind(max(low, min(high, end))))
+    return dataclasses.replace(spec, low=kind(min(high, max(low, end))))

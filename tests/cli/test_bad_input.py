@@ -57,6 +57,7 @@ CASES = {
     "unknown technique": (["--task", "digits", "--techniques", "lowrank,magic"], "magic"),
     "unknown metric": (["--model", "{model}", "--data", "{good}", "--metric", "f1"], "--metric"),
     "unknown sampler": (["--task", "digits", "--sampler", "cmaes"], "--sampler"),
+    "auto sampler": (["--task", "digits", "--sampler", "auto"], "OptunaHub's AutoSampler"),
     "invalid range": (["--config", "{bad_range}"], "ranges.lowrank.rank_ratio"),
     "unknown task": (["--task", "imagenet"], "--task"),
     "unknown device": (["--task", "digits", "--device", "pi=ftp://x"], "--device"),

@@ -6,7 +6,13 @@ import keras
 import numpy as np
 
 from devicefit.evaluators.metrics import get_metric
-from devicefit.search.finetune import finetune, steps_per_epoch, training_subset
+from devicefit.search.finetune import (
+    PATIENCE,
+    epochs_for,
+    finetune,
+    steps_per_epoch,
+    training_subset,
+)
 from devicefit.tasks.base import Splits, Task
 
 
@@ -36,9 +42,34 @@ def test_keeps_the_best_validation_epoch() -> None:
     student = keras.models.clone_model(task.model)
     student.set_weights([w * 0 for w in task.model.get_weights()])  # a broken candidate
     before = task.metric(task.data.y_val, student.predict(task.data.x_val, verbose=0))
-    log = finetune(student, task, epochs=3, callbacks=[])
+    log = finetune(student, task, epochs=3, callbacks=[], patience=3)
     scores = log["val_scores"]
     assert len(scores) == 4  # before training, then after each epoch
     after = task.metric(task.data.y_val, student.predict(task.data.x_val, verbose=0))
     assert scores[0] == before
     assert after == max(scores)  # the restored weights are the best epoch's
+
+
+def test_stops_when_the_validation_metric_stops_improving() -> None:
+    task = _task()
+    student = keras.models.clone_model(task.model)
+    student.set_weights([w * 0 for w in task.model.get_weights()])  # stuck at chance
+    log = finetune(student, task, epochs=8, callbacks=[])
+    scores = log["val_scores"]
+    assert log["epochs_run"] < 8
+    best = max(range(len(scores)), key=lambda n: (scores[n], -n))  # the first best
+    # It stopped exactly PATIENCE epochs after the last improvement.
+    assert log["epochs_run"] == best + PATIENCE
+    # Without keep_best (a weights technique's schedule must finish) every epoch runs.
+    again = keras.models.clone_model(task.model)
+    again.set_weights([w * 0 for w in task.model.get_weights()])
+    assert finetune(again, task, epochs=4, callbacks=[], keep_best=False)["epochs_run"] == 4
+
+
+def test_heavier_structural_changes_fine_tune_longer() -> None:
+    assert epochs_for(3, 0.0) == 3
+    assert epochs_for(3, 0.25) == 5  # ceil(3 * 1.5)
+    assert epochs_for(3, 0.5) == 6
+    assert epochs_for(3, 0.95) == 9  # at most three times the plan's epochs
+    assert epochs_for(0, 0.9) == 0  # a plan without fine-tuning gets none
+    assert epochs_for(2, -0.4) == 2  # a model that grew: its own epochs

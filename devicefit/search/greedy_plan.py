@@ -1,0 +1,184 @@
+"""Profile-guided plans, made before the search samples anything (NetAdapt-style greedy).
+
+From the sensitivity profile (what each unit gives up to each setting, without fine-tuning)
+and the time each setting is predicted to save on the primary device (from the device
+profile), the greedy repeatedly takes the step — a unit, a graph technique, a setting, or a
+stronger setting of a unit's technique — with the most time saved per metric lost, until the
+summed drops reach an allowance; the plan then fine-tunes and converts with the faster of
+the float32 and int8 files of the untouched model. Drops before fine-tuning overstate what
+remains after it, so plans are made for a few allowances (``ALLOWANCES`` times the budget):
+the first is the cautious one, the others its stronger neighbours. They run as fixed trials
+after the recipes, so the sampler starts beside a strong multi-technique point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from devicefit.spaces.base import PER_LAYER, Plan, Step
+
+ALLOWANCES = (1.0, 3.0, 8.0)  # summed drops before fine-tuning, in budgets
+GRAPH_TECHNIQUES = ("channel_pruning", "lowrank", "kernel_reduction")
+_FLOOR = 0.01  # the least metric a step is charged, in budgets (a free step still ranks)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One unit's setting in a greedy plan, with what the profile says it costs and saves."""
+
+    unit: str
+    layers: tuple[str, ...]
+    technique: str
+    level: str
+    setting: Any
+    drop: float
+    saved_ms: float
+
+
+def greedy_choices(
+    points: list[dict[str, Any]], device: str, allowance: float, floor: float
+) -> list[Choice]:
+    """The units' settings the greedy takes, in the order it took them: each step the one
+    with the most ms saved per metric lost (charged at least ``floor``) among those whose
+    summed drop stays within ``allowance``; a unit holds one technique's setting, which a
+    later step may replace with a stronger one."""
+    options = [_option(p, device) for p in points]
+    candidates = [c for c in options if c is not None]
+    chosen: dict[str, Choice] = {}
+    spent = 0.0
+    order: list[Choice] = []
+    while True:
+        best, best_rate = None, 0.0
+        for option in candidates:
+            current = chosen.get(option.unit)
+            if current is not None and current.technique != option.technique:
+                continue
+            gain = option.saved_ms - (current.saved_ms if current else 0.0)
+            cost = option.drop - (current.drop if current else 0.0)
+            if gain <= 0 or spent + cost > allowance:
+                continue
+            rate = gain / max(cost, floor)
+            if rate > best_rate:
+                best, best_rate = option, rate
+        if best is None:
+            return order
+        current = chosen.get(best.unit)
+        spent += best.drop - (current.drop if current else 0.0)
+        chosen[best.unit] = best
+        order = [c for c in order if c.unit != best.unit] + [best]
+
+
+def _option(point: dict[str, Any], device: str) -> Choice | None:
+    saved = (point.get("saved_ms") or {}).get(device)
+    usable = (
+        point.get("technique") in GRAPH_TECHNIQUES
+        and point.get("level") != "identity"
+        and point.get("drop") is not None
+        and not point.get("error")
+        and saved is not None
+        and saved > 0
+    )
+    if not usable:
+        return None
+    return Choice(
+        point["unit"],
+        tuple(point.get("layers") or ()),
+        point["technique"],
+        point["level"],
+        point["setting"],
+        max(0.0, float(point["drop"])),
+        float(saved),
+    )
+
+
+def plan_of(choices: list[Choice], mode: str, epochs: int) -> Plan:
+    """The plan that applies ``choices`` (each unit's setting on its layers, the identity
+    elsewhere), fine-tunes for ``epochs`` and converts at ``mode``."""
+    from devicefit.spaces import get_technique
+    from devicefit.spaces.sensitivity import SENSITIVITY_LEVELS
+
+    steps = []
+    for name in GRAPH_TECHNIQUES:
+        mine = [c for c in choices if c.technique == name]
+        if not mine:
+            continue
+        param = SENSITIVITY_LEVELS[name][0]
+        per_layer = {layer: {param: c.setting} for c in mine for layer in c.layers}
+        steps.append(Step(name, {**get_technique(name).identity_params(), PER_LAYER: per_layer}))
+    steps.append(Step("quantization", {"mode": mode}))
+    return Plan(tuple(steps), epochs if len(steps) > 1 else 0)
+
+
+def faster_mode(device_profile: dict[str, Any]) -> str:
+    """int8 when the untouched model's int8 file ran faster than its float32 one on the
+    device (full-integer kernels are not faster everywhere), else float32."""
+    timed = {
+        mode: (device_profile.get(mode) or {}).get("median_ms") for mode in ("float32", "int8")
+    }
+    if timed["int8"] is not None and timed["float32"] is not None:
+        return "int8" if timed["int8"] < timed["float32"] else "float32"
+    return "float32"
+
+
+def greedy_plans(
+    profile: dict[str, Any],
+    device_profiles: dict[str, Any],
+    device: str,
+    budget: float,
+    epochs: int,
+) -> list[dict[str, Any]]:
+    """One fixed-trial spec per distinct non-empty plan, cautious first: {"attrs":
+    {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}."""
+    from dataclasses import asdict
+
+    from devicefit.search import attrs
+
+    mode = faster_mode(device_profiles.get(device) or {})
+    specs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    points = profile.get("points", [])
+    for factor in ALLOWANCES:
+        choices = greedy_choices(points, device, factor * budget, _FLOOR * budget)
+        plan = plan_of(choices, mode, epochs)
+        if not choices or plan.to_json() in seen:
+            continue
+        seen.add(plan.to_json())
+        specs.append(
+            {
+                "attrs": {attrs.PROFILE_PLAN: f"greedy-{factor:g}x"},
+                "params": {},
+                "plan": plan.to_dict(),
+                "choices": [asdict(c) | {"layers": list(c.layers)} for c in choices],
+            }
+        )
+    return specs
+
+
+def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None:
+    """Put the greedy plans among the study's fixed trials, before the combined recipes
+    (which wait for every recipe); once per study, so a resumed study keeps its plans."""
+    from devicefit.search.device_profiles import read_device_profiles
+    from devicefit.search.sensitivity_profiles import read_sensitivity
+    from devicefit.search.study import COMBINED, set_study_info, study_info
+
+    info = study_info(study)
+    profile = read_sensitivity(folder)
+    if "profile_plans" in info or profile is None or not profile.get("complete"):
+        return
+    device = next((o["device"] for o in info["objectives"] if o.get("device")), None)
+    specs = greedy_plans(
+        profile,
+        read_device_profiles(folder) or {},
+        str(device),
+        float(info["max_metric_drop"]),
+        space.epochs.high,
+    )
+    fixed = list(info.get("fixed_trials", []))
+    at = next((n for n, s in enumerate(fixed) if s["attrs"].get("recipe") == COMBINED), len(fixed))
+    fixed[at:at] = [{k: v for k, v in s.items() if k != "choices"} for s in specs]
+    plans = {s["attrs"]["profile_plan"]: s["choices"] for s in specs}
+    set_study_info(study, fixed_trials=fixed, profile_plans=plans)
+    for name, choices in plans.items():
+        taken = ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices)
+        console.print(f"profile plan {name}: {taken}", markup=False)

@@ -1,0 +1,185 @@
+"""The search space shaped by the profiles: what is not worth searching on this model and
+device is left out, and each range ends where the sensitivity profile says the budget is gone.
+
+For each graph technique (the ones whose saving the device profile predicts):
+- a unit (per-block or per-layer study) whose strongest setting is predicted to save less
+  than ``MIN_TIME_SHARE`` of the untouched model's time is not searched (left at the
+  identity); a technique left with no unit, or, searched globally, saving that little on all
+  units at once, is not searched at all;
+- a range ends at the first profiled setting whose drop before fine-tuning is over
+  ``ALLOWANCE`` times the budget (on the unit, or summed over all units for a global
+  setting): settings beyond it cost even more and fine-tuning has to win it all back.
+
+The decisions are made once, when the profiles are complete, stored with the study (so a
+resumed study searches the same space) and listed by the report. They shape the sampler's
+trials only: the baselines and one-technique recipes stay the obvious settings they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MIN_TIME_SHARE = 0.02
+ALLOWANCE = 8.0  # in budgets, as the boldest greedy plan (search/greedy_plan.py)
+GRAPH_TECHNIQUES = ("channel_pruning", "lowrank", "kernel_reduction")
+LEVELS = ("mild", "medium", "strong")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One change to the space: ``unit`` None for a global range or a whole technique."""
+
+    technique: str
+    unit: str | None
+    action: str  # "left out" or "range"
+    why: str
+    end: Any = None  # for "range": the setting the range now ends at ...
+    param: str | None = None  # ... of this parameter ...
+    bound: str | None = None  # ... as its "high" (stronger is higher) or "low" bound
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def shape(
+    profile: dict[str, Any],
+    device: str,
+    run_ms: float,
+    budget: float,
+    units: dict[str, dict[str, list[str]]],
+    techniques: list[str],
+) -> list[Decision]:
+    """The decisions for the ``techniques`` searched, ``units`` being the space's units
+    per technique (none: searched globally); ``run_ms`` the untouched model's time."""
+    decisions: list[Decision] = []
+    by_technique: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for point in profile.get("points", []):
+        if point.get("error") or point.get("drop") is None:
+            continue
+        by_technique.setdefault(point["technique"], {}).setdefault(point["unit"], {})[
+            point["level"]
+        ] = point
+    allowance = ALLOWANCE * budget
+    for name in techniques:
+        levels_by_unit = by_technique.get(name)
+        if name not in GRAPH_TECHNIQUES or not levels_by_unit:
+            continue
+        mine = units.get(name)
+        if mine:
+            decisions += _per_unit(name, levels_by_unit, mine, device, run_ms, allowance)
+        else:
+            decisions += _global(name, levels_by_unit, device, run_ms, allowance)
+    return decisions
+
+
+def _saved(point: dict[str, Any], device: str) -> float:
+    return float((point.get("saved_ms") or {}).get(device) or 0.0)
+
+
+def _end(levels: dict[str, dict[str, Any]], drop_of: Any, allowance: float) -> Any:
+    """The setting of the first level over the allowance, None when none is."""
+    for level in LEVELS:
+        if level in levels and drop_of(level) > allowance:
+            return levels[level]["setting"]
+    return None
+
+
+def _per_unit(
+    name: str,
+    levels_by_unit: dict[str, dict[str, dict[str, Any]]],
+    units: dict[str, list[str]],
+    device: str,
+    run_ms: float,
+    allowance: float,
+) -> list[Decision]:
+    out = []
+    kept = 0
+    for unit in units:
+        levels = levels_by_unit.get(unit)
+        if not levels:
+            kept += 1  # not profiled at this granularity: searched as asked
+            continue
+        most = max(_saved(p, device) for p in levels.values())
+        if most < MIN_TIME_SHARE * run_ms:
+            why = f"saves at most {most:.3g} of {run_ms:.3g} ms ({most / run_ms:.1%})"
+            out.append(Decision(name, unit, "left out", why))
+            continue
+        kept += 1
+        end = _end(levels, lambda lv, ls=levels: float(ls[lv]["drop"]), allowance)
+        if end is not None:
+            why = f"drop before fine-tuning over {allowance:g} beyond {end}"
+            out.append(Decision(name, unit, "range", why, end, *_param(name)))
+    if not kept:
+        out.append(Decision(name, None, "left out", "no unit saves enough time"))
+    return out
+
+
+def _global(
+    name: str,
+    levels_by_unit: dict[str, dict[str, dict[str, Any]]],
+    device: str,
+    run_ms: float,
+    allowance: float,
+) -> list[Decision]:
+    """A global setting acts on every unit at once: its drop and saving are the units'
+    summed (an estimate: drops compound, savings of neighbouring units overlap)."""
+    summed: dict[str, dict[str, Any]] = {}
+    for level in LEVELS:
+        points = [ls[level] for ls in levels_by_unit.values() if level in ls]
+        if points:
+            summed[level] = {
+                "setting": points[0]["setting"],
+                "drop": sum(float(p["drop"]) for p in points),
+                "saved": sum(_saved(p, device) for p in points),
+            }
+    if not summed:
+        return []
+    most = max(s["saved"] for s in summed.values())
+    if most < MIN_TIME_SHARE * run_ms:
+        why = f"saves at most {most:.3g} of {run_ms:.3g} ms ({most / run_ms:.1%})"
+        return [Decision(name, None, "left out", why)]
+    end = _end(summed, lambda lv: summed[lv]["drop"], allowance)
+    if end is None:
+        return []
+    why = f"summed drop before fine-tuning over {allowance:g} beyond {end}"
+    return [Decision(name, None, "range", why, end, *_param(name))]
+
+
+def _param(technique: str) -> tuple[str, str]:
+    """The technique's per-unit parameter and which of its bounds is the stronger end."""
+    from devicefit.spaces.sensitivity import SENSITIVITY_LEVELS
+
+    param, identity, values = SENSITIVITY_LEVELS[technique]
+    return param, "high" if values[-1] > identity else "low"
+
+
+def add_space_shaping(study: Any, folder: Any, space: Any, console: Any) -> None:
+    """Decide the shaping once the profiles are complete (once per study: stored with it)
+    and apply the stored decisions to ``space``."""
+    from devicefit.search.device_profiles import read_device_profiles
+    from devicefit.search.sensitivity_profiles import read_sensitivity
+    from devicefit.search.study import set_study_info, study_info
+
+    info = study_info(study)
+    if "space_shaping" not in info:
+        profile = read_sensitivity(folder)
+        device = next((o["device"] for o in info["objectives"] if o.get("device")), None)
+        timed = ((read_device_profiles(folder) or {}).get(str(device)) or {}).get("float32")
+        if profile is None or not profile.get("complete") or not (timed or {}).get("median_ms"):
+            return
+        decisions = shape(
+            profile,
+            str(device),
+            float(timed["median_ms"]),
+            float(info["max_metric_drop"]),
+            space.units,
+            [t.name for t in space.techniques],
+        )
+        info["space_shaping"] = [d.to_dict() for d in decisions]
+        set_study_info(study, space_shaping=info["space_shaping"])
+        for d in decisions:
+            where = f" on {d.unit}" if d.unit else ""
+            what = "left out" if d.action == "left out" else f"range ends at {d.end}"
+            console.print(f"space: {d.technique}{where} {what}: {d.why}", markup=False)
+    space.shape(info["space_shaping"])

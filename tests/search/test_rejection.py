@@ -1,0 +1,138 @@
+"""Hopeless candidates are pruned before fine-tuning, from what fine-tuning has recovered in
+the study so far; the rest fine-tune and record what they recovered.
+
+The trial tests build real candidates of the digits task. The driver test uses an executor
+double (candidates with made-up drops): what it checks is the driver's bookkeeping beside it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+from pathlib import Path
+
+from optuna.trial import TrialState
+from rich.console import Console
+
+from devicefit.config import StudyConfig
+from devicefit.evaluators.metrics import get_metric
+from devicefit.search import attrs
+from devicefit.search.driver import MAX_PRUNED_PER_TRIAL, Driver
+from devicefit.search.executors import Executor
+from devicefit.search.rejection import MARGIN, MIN_RECOVERIES, rejection_limit
+from devicefit.search.run import build_space
+from devicefit.search.study import create_study
+from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
+from devicefit.spaces.base import Plan, Step
+from devicefit.tasks.base import TaskSpec
+
+
+def test_the_limit_follows_the_largest_recovery() -> None:
+    assert rejection_limit(1.0, [5.0] * (MIN_RECOVERIES - 1)) is None  # too little seen
+    assert rejection_limit(1.0, [2.0, 7.0, -3.0]) == MARGIN * (1.0 + 7.0)
+    assert rejection_limit(1.0, [-2.0, -1.0, -4.0]) == MARGIN * 1.0  # never below the budget
+
+
+PRUNED_HARD = Plan(
+    (
+        Step("channel_pruning", {"ratio": 0.9, "importance": "l1"}),
+        Step("quantization", {"mode": "float32"}),
+    ),
+    finetune_epochs=2,
+).to_dict()
+
+
+def test_a_hopeless_candidate_stops_before_fine_tuning() -> None:
+    out = run_trial(TrialRequest(0, PRUNED_HARD, TaskSpec("digits"), seed=0, reject_drop=1.0))
+    assert out.error is None
+    assert out.rejected and "hopeless before fine-tuning" in out.rejected
+    assert out.finetune["drop_before"] > 1.0
+    assert "finetune" not in out.timings_s and out.tflite == b""  # nothing trained or made
+    assert out.timings_s["score_before_finetune"] < 10
+
+
+def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered() -> None:
+    out = run_trial(TrialRequest(0, PRUNED_HARD, TaskSpec("digits"), seed=0))
+    assert out.error is None and out.rejected is None and out.tflite
+    tuned = out.finetune
+    assert tuned["drop_before"] > 1.0  # 90% of the channels gone, not yet retrained
+    assert tuned["recovered"] == tuned["drop_before"] - tuned["drop_after"]
+    assert tuned["recovered"] > 0
+    # Most of the MACs removed: more epochs than planned, early stopping may end them sooner.
+    assert tuned["macs_removed"] > 0.5 and tuned["epochs"] > tuned["epochs_planned"] == 2
+    assert 1 <= tuned["epochs_run"] <= tuned["epochs"]
+
+
+class RecoveringExecutor(Executor):
+    """Candidates at once: each recovers 1.0 in fine-tuning from a drop of 10 before it,
+    unless the request's limit rejects it."""
+
+    def __init__(self) -> None:
+        self.workers = 1
+        self.requests: list[TrialRequest] = []
+
+    def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
+        self.requests.append(request)
+        out = TrialOutput(request.number, tflite=b"1234TFL3", metric=90.0)
+        out.finetune = {"drop_before": 10.0, "drop_after": 9.0, "recovered": 1.0}
+        out.timings_s = {"build": 0.1}
+        if request.reject_drop is not None and 10.0 > request.reject_drop:
+            out.rejected, out.tflite = f"hopeless: 10 > {request.reject_drop}", b""
+        future: cf.Future[TrialOutput] = cf.Future()
+        future.set_result(out)
+        return future
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass
+
+
+def test_the_driver_prunes_hopeless_trials_and_still_ends(tmp_path: Path) -> None:
+    from tests.search.test_driver_devices import SlowRemoteDevice
+
+    config = StudyConfig(
+        task="digits",
+        trials=8,
+        devices=("pi=http://10.9.9.9:8765",),
+        techniques=("channel_pruning", "quantization"),
+    )
+    metric = get_metric("accuracy")
+    study = create_study(config, tmp_path / "s", metric, 1.0, "digits", [], None)
+    executor = RecoveringExecutor()
+    driver = Driver(
+        study,
+        config,
+        tmp_path / "s",
+        build_space(config),
+        metric,
+        TaskSpec("digits"),
+        executor,
+        {"pi": SlowRemoteDevice()},
+        Console(file=io.StringIO()),
+    )
+    assert driver.run() == 0
+    trials = study.get_trials()
+    fixed = [r for r in executor.requests if r.number < 3]  # the three baselines
+    assert all(r.reject_drop is None for r in fixed)
+    # Sampled trials get the limit once three fine-tunings were told (the remote device
+    # measures in the background, so not from the fourth trial on exactly).
+    limit = MARGIN * (1.0 + 1.0)
+    assert {r.reject_drop for r in executor.requests[3:]} == {None, limit}
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    # Pruned trials do not count toward the eight asked for; past the cap, none is rejected.
+    assert len(pruned) == MAX_PRUNED_PER_TRIAL * config.trials
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == config.trials
+    for trial in pruned:
+        assert trial.user_attrs[attrs.PRUNED_REASON].startswith("hopeless")
+        metrics = trial.user_attrs[attrs.METRICS]
+        assert metrics["finetune"]["drop_before"] == 10.0 and metrics["timings_s"]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert all(t.user_attrs[attrs.METRICS]["finetune"]["recovered"] == 1.0 for t in complete)
+    # The report counts them and says why each was pruned.
+    from devicefit.results.pareto import pareto_front
+    from devicefit.results.records import study_record
+    from devicefit.results.report import summary
+
+    record = study_record(study, tmp_path / "s")
+    assert summary(record, pareto_front(record))["trials"]["pruned"] == len(pruned)
+    reasons = {t.number: t.fail_reason for t in record.trials if t.state == "PRUNED"}
+    assert len(reasons) == len(pruned) and all(r.startswith("hopeless") for r in reasons.values())
