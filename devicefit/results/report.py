@@ -158,7 +158,7 @@ def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
     header += [f"latency_{d}_{f}" for d in devices for f in LATENCY_FIELDS]
     header += [f"speedup_{d}" for d in devices]
     header += ["size_bytes", "macs", "params", "plan_short", "baseline", "recipe", "retry_of"]
-    header += ["fail_reason"]
+    header += ["fail_reason", "profile_plan"]
     front_numbers = {t.number for t in front}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -173,7 +173,7 @@ def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
         row += [t.latency(d).get(f) for d in devices for f in LATENCY_FIELDS]
         row += [_round(cmp.speedup.get(d)) if cmp else None for d in devices]
         row += [t.metrics.get(k) for k in ("size_bytes", "macs", "params")]
-        row += [t.plan_short, t.baseline, t.recipe, t.retry_of, t.fail_reason]
+        row += [t.plan_short, t.baseline, t.recipe, t.retry_of, t.fail_reason, t.profile_plan]
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()
 

@@ -69,14 +69,15 @@ class Driver:
     fatal: str | None = None
     interrupts: int = 0  # Ctrl-C presses seen
     _asked: optuna.Trial | None = None  # asked, not yet submitted
-    told: int = 0  # trials this driver completed
+    told: int = 0  # trials this driver completed or pruned
     reported: int = 0  # ``told`` when the live report was last written
     _report_at: float = 0.0  # when it was written (monotonic)
     _report_cost: float = 0.0  # how long writing it took
     _reporter: threading.Thread | None = None  # writing it now
     _remote: cf.ThreadPoolExecutor | None = None
     known: KnownCandidates = field(default_factory=KnownCandidates)  # files and plans told
-    recoveries: list[float] = field(default_factory=list)  # what each fine-tuning recovered
+    # (drop before, drop after) of each fine-tuning told (search/rejection.py)
+    recoveries: list[tuple[float, float]] = field(default_factory=list)
     pruned: int = 0  # trials of the study pruned before fine-tuning
 
     def complete(self) -> int:
@@ -300,9 +301,13 @@ class Driver:
         if mode:
             return baseline_plan(mode)
         if attrs.PROFILE_PLAN in trial.user_attrs and attrs.PLAN in trial.user_attrs:
-            return Plan.from_dict(trial.user_attrs[attrs.PLAN])
-        # Recipes are the obvious settings, drawn from the whole space; the rest are shaped.
-        return self.space.sample(trial, shaped=attrs.RECIPE not in trial.user_attrs)
+            plan = Plan.from_dict(trial.user_attrs[attrs.PLAN])
+            if self.space.expressed(plan):  # enqueued with them: let the sampler see them
+                self.space.sample(trial, leave_out=False)
+            return plan
+        # Recipes are the obvious settings, on every unit; the sampler's trials leave out
+        # what the profiles did.
+        return self.space.sample(trial, leave_out=attrs.RECIPE not in trial.user_attrs)
 
     def _build(self, trial: optuna.Trial, plan: Plan) -> cf.Future[TrialOutput]:
         """The candidate of ``plan``: built by the executor, or, when an earlier trial had
@@ -484,8 +489,9 @@ class Driver:
                 raise
         self.told += 1
         self.known.add(job.trial.number, job.plan.to_dict(), metrics)
-        if out.finetune.get("recovered") is not None:
-            self.recoveries.append(float(out.finetune["recovered"]))
+        tuned = out.finetune
+        if tuned.get("drop_after") is not None and not tuned.get("weights"):
+            self.recoveries.append((float(tuned["drop_before"]), float(tuned["drop_after"])))
         progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
 
@@ -516,6 +522,7 @@ class Driver:
             if self._finished_state(job) is None:
                 raise
         self.pruned += 1
+        self.told += 1  # the live report shows it
         progress.trial_pruned(job.trial.number, job.plan, str(out.rejected))
         return True
 

@@ -110,13 +110,16 @@ def plan_of(choices: list[Choice], mode: str, epochs: int) -> Plan:
     return Plan(tuple(steps), epochs if len(steps) > 1 else 0)
 
 
-def faster_mode(device_profile: dict[str, Any]) -> str:
-    """int8 when the untouched model's int8 file ran faster than its float32 one on the
-    device (full-integer kernels are not faster everywhere), else float32."""
+def faster_mode(
+    device_profile: dict[str, Any], modes: tuple[str, ...] = ("float32", "int8")
+) -> str:
+    """int8 when the study may convert to it (``modes``) and the untouched model's int8 file
+    ran faster than its float32 one on the device (full-integer kernels are not faster
+    everywhere), else float32."""
     timed = {
         mode: (device_profile.get(mode) or {}).get("median_ms") for mode in ("float32", "int8")
     }
-    if timed["int8"] is not None and timed["float32"] is not None:
+    if "int8" in modes and timed["int8"] is not None and timed["float32"] is not None:
         return "int8" if timed["int8"] < timed["float32"] else "float32"
     return "float32"
 
@@ -127,19 +130,23 @@ def greedy_plans(
     device: str,
     budget: float,
     epochs: int,
+    modes: tuple[str, ...] = ("float32", "int8"),
 ) -> list[dict[str, Any]]:
     """One fixed-trial spec per distinct non-empty plan, cautious first: {"attrs":
-    {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}."""
+    {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}.
+    ``modes``: the whole-model conversions the study may use."""
     from dataclasses import asdict
 
     from devicefit.search import attrs
 
-    mode = faster_mode(device_profiles.get(device) or {})
+    mode = faster_mode(device_profiles.get(device) or {}, modes)
     specs: list[dict[str, Any]] = []
     seen: set[str] = set()
     points = profile.get("points", [])
+    # A zero budget still ranks steps that cost nothing (or gain metric) first.
+    floor = max(_FLOOR * budget, 1e-9)
     for factor in ALLOWANCES:
-        choices = greedy_choices(points, device, factor * budget, _FLOOR * budget)
+        choices = greedy_choices(points, device, factor * budget, floor)
         plan = plan_of(choices, mode, epochs)
         if not choices or plan.to_json() in seen:
             continue
@@ -167,13 +174,19 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
     if "profile_plans" in info or profile is None or not profile.get("complete"):
         return
     device = next((o["device"] for o in info["objectives"] if o.get("device")), None)
+    mode_range = space.ranges.get("quantization", {}).get("mode")
     specs = greedy_plans(
         profile,
         read_device_profiles(folder) or {},
         str(device),
         float(info["max_metric_drop"]),
         space.epochs.high,
+        tuple(getattr(mode_range, "options", ("float32",))),
     )
+    for spec in specs:  # what the sampler reads of the plan, where the space can say it
+        said = space.expressed(Plan.from_dict(spec["plan"]))
+        if said is not None:
+            spec["params"], spec["plan"] = said[0], said[1].to_dict()
     fixed = list(info.get("fixed_trials", []))
     at = next((n for n, s in enumerate(fixed) if s["attrs"].get("recipe") == COMBINED), len(fixed))
     fixed[at:at] = [{k: v for k, v in s.items() if k != "choices"} for s in specs]

@@ -21,27 +21,39 @@ from devicefit.search import attrs
 # heavier change can recover more than any trial has so far.
 MARGIN = 2.0
 MIN_RECOVERIES = 3  # fine-tuned trials seen before any candidate is rejected
+SHARE_CAP = 0.95  # the most of a drop fine-tuning is counted on to recover
 FINETUNE_KEY = "finetune"  # in a trial's metrics: drops before and after fine-tuning
 _REFERENCE: dict[int, float] = {}
 
 
-def rejection_limit(max_drop: float, recoveries: list[float]) -> float | None:
+def rejection_limit(max_drop: float, recoveries: list[tuple[float, float]]) -> float | None:
     """The largest drop before fine-tuning that a candidate may show and still be
-    fine-tuned; None (reject nothing) until the study has seen ``MIN_RECOVERIES``."""
+    fine-tuned; None (reject nothing) until the study has seen ``MIN_RECOVERIES``.
+
+    ``recoveries``: (drop before, drop after) of each fine-tuned trial. A heavier change
+    can recover more than any lighter one has, so the limit is the larger of two readings:
+    the most recovered in metric units, and the largest share of a drop recovered (a
+    candidate that keeps only the rest of its drop within the budget is worth trying)."""
     if len(recoveries) < MIN_RECOVERIES:
         return None
-    return MARGIN * (max(max_drop, 0.0) + max(0.0, max(recoveries)))
+    budget = max(max_drop, 0.0)
+    most = max(0.0, *(before - after for before, after in recoveries))
+    shares = [(before - after) / before for before, after in recoveries if before > budget]
+    share = min(max([0.0, *shares]), SHARE_CAP)
+    return MARGIN * max(budget + most, budget / (1.0 - share))
 
 
-def recoveries_of(trials: list[FrozenTrial]) -> list[float]:
-    """What fine-tuning recovered in each complete fine-tuned trial."""
+def recoveries_of(trials: list[FrozenTrial]) -> list[tuple[float, float]]:
+    """(drop before, drop after) fine-tuning of each complete trial whose fine-tuning
+    recovered something measurable: not plans with a weights technique, whose masks or
+    clusters are made during fine-tuning (their drop before is not the candidate's)."""
     found = []
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
             continue
         tuned = (trial.user_attrs.get(attrs.METRICS) or {}).get(FINETUNE_KEY) or {}
-        if tuned.get("recovered") is not None:
-            found.append(float(tuned["recovered"]))
+        if tuned.get("drop_after") is not None and not tuned.get("weights"):
+            found.append((float(tuned["drop_before"]), float(tuned["drop_after"])))
     return found
 
 

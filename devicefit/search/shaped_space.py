@@ -6,13 +6,15 @@ For each graph technique (the ones whose saving the device profile predicts):
   than ``MIN_TIME_SHARE`` of the untouched model's time is not searched (left at the
   identity); a technique left with no unit, or, searched globally, saving that little on all
   units at once, is not searched at all;
-- a range ends at the first profiled setting whose drop before fine-tuning is over
-  ``ALLOWANCE`` times the budget (on the unit, or summed over all units for a global
-  setting): settings beyond it cost even more and fine-tuning has to win it all back.
+- a range ends at the last profiled setting before the first whose drop before fine-tuning
+  is over ``ALLOWANCE`` times the budget (on the unit, or summed over all units for a global
+  setting): settings beyond it cost even more and fine-tuning has to win it all back; a
+  unit whose mildest setting is over already is left out (a global range keeps its mildest).
 
 The decisions are made once, when the profiles are complete, stored with the study (so a
 resumed study searches the same space) and listed by the report. They shape the sampler's
-trials only: the baselines and one-technique recipes stay the obvious settings they are.
+trials' choices: the baselines and one-technique recipes keep every unit (their settings are
+fixed; the ended ranges are the same for every trial, one distribution per parameter).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from typing import Any
 MIN_TIME_SHARE = 0.02
 ALLOWANCE = 8.0  # in budgets, as the boldest greedy plan (search/greedy_plan.py)
 GRAPH_TECHNIQUES = ("channel_pruning", "lowrank", "kernel_reduction")
+# Whose ranges end: the profile's settings mean the same for every draw of the technique's
+# other parameters. Not low-rank: its profiled ``rank_ratio`` is a share of the ranks, but
+# under ``rank_rule = energy`` the same number is a share of the singular-value energy.
+RANGE_SHAPED = ("channel_pruning", "kernel_reduction")
 LEVELS = ("mild", "medium", "strong")
 
 
@@ -77,12 +83,17 @@ def _saved(point: dict[str, Any], device: str) -> float:
     return float((point.get("saved_ms") or {}).get(device) or 0.0)
 
 
-def _end(levels: dict[str, dict[str, Any]], drop_of: Any, allowance: float) -> Any:
-    """The setting of the first level over the allowance, None when none is."""
+def _end(levels: dict[str, dict[str, Any]], drop_of: Any, allowance: float) -> tuple[bool, Any]:
+    """(whether some level is over the allowance, the setting of the last level before
+    the first such one: None when even the mildest is over)."""
+    within = None
     for level in LEVELS:
-        if level in levels and drop_of(level) > allowance:
-            return levels[level]["setting"]
-    return None
+        if level not in levels:
+            continue
+        if drop_of(level) > allowance:
+            return True, within
+        within = levels[level]["setting"]
+    return False, within
 
 
 def _per_unit(
@@ -105,10 +116,15 @@ def _per_unit(
             why = f"saves at most {most:.3g} of {run_ms:.3g} ms ({most / run_ms:.1%})"
             out.append(Decision(name, unit, "left out", why))
             continue
+        over, end = _end(levels, lambda lv, ls=levels: float(ls[lv]["drop"]), allowance)
+        if over and end is None:
+            mildest = next(levels[lv] for lv in LEVELS if lv in levels)
+            why = f"its mildest setting drops {float(mildest['drop']):.3g} before fine-tuning"
+            out.append(Decision(name, unit, "left out", why + f" (over {allowance:g})"))
+            continue
         kept += 1
-        end = _end(levels, lambda lv, ls=levels: float(ls[lv]["drop"]), allowance)
-        if end is not None:
-            why = f"drop before fine-tuning over {allowance:g} beyond {end}"
+        if over and name in RANGE_SHAPED:
+            why = f"drop before fine-tuning over {allowance:g} past {end}"
             out.append(Decision(name, unit, "range", why, end, *_param(name)))
     if not kept:
         out.append(Decision(name, None, "left out", "no unit saves enough time"))
@@ -139,10 +155,12 @@ def _global(
     if most < MIN_TIME_SHARE * run_ms:
         why = f"saves at most {most:.3g} of {run_ms:.3g} ms ({most / run_ms:.1%})"
         return [Decision(name, None, "left out", why)]
-    end = _end(summed, lambda lv: summed[lv]["drop"], allowance)
-    if end is None:
+    over, end = _end(summed, lambda lv: summed[lv]["drop"], allowance)
+    if not over or name not in RANGE_SHAPED:
         return []
-    why = f"summed drop before fine-tuning over {allowance:g} beyond {end}"
+    # Even the mildest over: the range still reaches it (fine-tuning may win it back).
+    end = end if end is not None else next(iter(summed.values()))["setting"]
+    why = f"summed drop before fine-tuning over {allowance:g} past {end}"
     return [Decision(name, None, "range", why, end, *_param(name))]
 
 
@@ -176,10 +194,12 @@ def add_space_shaping(study: Any, folder: Any, space: Any, console: Any) -> None
             space.units,
             [t.name for t in space.techniques],
         )
-        info["space_shaping"] = [d.to_dict() for d in decisions]
+        # Only what changes the space is kept (a range already ending there is not news).
+        info["space_shaping"] = space.shape([d.to_dict() for d in decisions])
         set_study_info(study, space_shaping=info["space_shaping"])
-        for d in decisions:
-            where = f" on {d.unit}" if d.unit else ""
-            what = "left out" if d.action == "left out" else f"range ends at {d.end}"
-            console.print(f"space: {d.technique}{where} {what}: {d.why}", markup=False)
+        for d in info["space_shaping"]:
+            where = f" on {d['unit']}" if d["unit"] else ""
+            what = "left out" if d["action"] == "left out" else f"range ends at {d['end']}"
+            console.print(f"space: {d['technique']}{where} {what}: {d['why']}", markup=False)
+        return
     space.shape(info["space_shaping"])

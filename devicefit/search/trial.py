@@ -158,7 +158,11 @@ def _finetuned(
     from devicefit.search.rejection import rejection_reason, validation_drop
 
     before = validation_drop(model, task)
-    out.finetune = {"drop_before": before, "epochs_planned": plan.finetune_epochs}
+    out.finetune = {
+        "drop_before": before,
+        "epochs_planned": plan.finetune_epochs,
+        "weights": bool(weights),  # its masks or clusters came during fine-tuning
+    }
     if request.reject_drop is not None and before > request.reject_drop:
         out.rejected = rejection_reason(before, request.reject_drop, task.metric.name)
         return False

@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 
 from devicefit.errors import UsageError
-from devicefit.spaces.base import PER_LAYER, STAGE_ORDER, Plan, Step, Technique
+from devicefit.spaces.base import PER_LAYER, STAGE_ORDER, Plan, Step, Technique, layer_value
 from devicefit.spaces.params import IntRange, ParamSpec, apply_overrides
 
 FINETUNE = "finetune"
@@ -71,7 +71,8 @@ class SearchSpace:
                 {k: v for k, v in mine.items() if k in t.layer_params},
                 f"ranges.{t.name}",
             )
-        # The profiles' shaping (search/shaped_space.py), for the sampler's trials only.
+        # The profiles' shaping (search/shaped_space.py): ranges ended for every trial, units
+        # and techniques left out of the sampler's own.
         self.left_out: set[str] = set()
         self.left_out_units: dict[str, set[str]] = {}
         self.shaped_ranges: dict[str, dict[str, ParamSpec]] = {}
@@ -87,9 +88,11 @@ class SearchSpace:
                 )
             }
 
-    def shape(self, decisions: list[dict[str, Any]]) -> None:
+    def shape(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Leave out techniques and units, and end ranges, as the profiles decided
-        (search/shaped_space.py's decisions as dicts); for trials sampled ``shaped``."""
+        (search/shaped_space.py's decisions as dicts); the decisions that changed the
+        space (a range already ending there is not changed)."""
+        changed = []
         for d in decisions:
             tech, unit = d["technique"], d.get("unit")
             if tech not in self.ranges:
@@ -97,39 +100,80 @@ class SearchSpace:
             if d["action"] == "left out":
                 if unit is None:
                     self.left_out.add(tech)
-                else:
+                elif unit in self.units.get(tech, {}):
                     self.left_out_units.setdefault(tech, set()).add(unit)
+                else:
+                    continue
+                changed.append(d)
                 continue
             key = d["param"]
             if unit is None and key in self.ranges[tech]:
-                ended = _ending(self.ranges[tech][key], d["end"], d["bound"])
-                self.shaped_ranges.setdefault(tech, {})[key] = ended
-            elif unit is not None and key in self.layer_ranges[tech]:
-                ended = _ending(self.layer_ranges[tech][key], d["end"], d["bound"])
-                self.unit_ranges.setdefault(tech, {}).setdefault(unit, {})[key] = ended
+                spec = self.ranges[tech][key]
+                ended = self.shaped_ranges.setdefault(tech, {})
+            elif unit in self.units.get(tech, {}) and key in self.layer_ranges[tech]:
+                spec = self.layer_ranges[tech][key]
+                ended = self.unit_ranges.setdefault(tech, {}).setdefault(unit, {})
+            else:
+                continue
+            shorter = _ending(spec, d["end"], d["bound"])
+            if shorter != spec:
+                ended[key] = shorter
+                changed.append(d)
+        return changed
 
-    def sample(self, trial: optuna.Trial, shaped: bool = True) -> Plan:
-        """A plan drawn by the sampler; ``shaped=False`` draws from the whole space (the
-        recipes, whose settings are fixed, must not lose a unit the profiles left out)."""
+    def sample(self, trial: optuna.Trial, leave_out: bool = True) -> Plan:
+        """A plan drawn by the sampler, from ranges as the profiles ended them (every trial
+        alike: one distribution per parameter); ``leave_out=False`` keeps what the profiles
+        left out (a recipe's fixed settings must not lose a unit)."""
         steps: list[Step] = []
         for tech in self.techniques:
             if tech.stage != "convert":
-                if shaped and tech.name in self.left_out:
+                if leave_out and tech.name in self.left_out:
                     continue
                 if not trial.suggest_categorical(f"{tech.name}.on", [False, True]):
                     continue
-            steps.append(Step(tech.name, self._sample_technique(trial, tech, shaped)))
+            steps.append(Step(tech.name, self._sample_technique(trial, tech, leave_out)))
         changed = any(s.technique != "quantization" for s in steps)
         epochs = self.epochs.suggest(trial, f"{FINETUNE}.epochs") if changed else 0
         return Plan(tuple(steps), int(epochs))
 
+    def expressed(self, plan: Plan) -> tuple[dict[str, Any], Plan] | None:
+        """The trial parameters under which :meth:`sample` draws a plan doing what ``plan``
+        does, and that plan (so the sampler learns from a plan made outside it); None when
+        the space cannot say it: a per-unit setting of a technique searched globally, a
+        setting that differs within one of the space's units."""
+        steps = {s.technique: s.params for s in plan.steps}
+        params: dict[str, Any] = {}
+        for tech in self.techniques:
+            chosen = steps.get(tech.name)
+            if tech.stage != "convert":
+                params[f"{tech.name}.on"] = chosen is not None
+            if chosen is None:
+                continue
+            units = self.units.get(tech.name) or {}
+            if chosen.get(PER_LAYER) and not units:
+                return None
+            for key, value in chosen.items():
+                if key != PER_LAYER and not (units and key in self.layer_ranges[tech.name]):
+                    params[f"{tech.name}.{key}"] = value
+            for unit, layers in units.items():
+                for key in self.layer_ranges[tech.name]:
+                    seen = {layer_value(chosen, layer, key) for layer in layers}
+                    if len(seen) != 1:
+                        return None
+                    params[f"{tech.name}.{key}@{unit}"] = seen.pop()
+        params[f"{FINETUNE}.epochs"] = plan.finetune_epochs
+        try:  # the round trip decides: a plan the space draws differently is not said
+            again = self.sample(optuna.trial.FixedTrial(params), leave_out=False)
+        except (ValueError, KeyError):
+            return None
+        return (params, again) if _same_effect(plan, again) else None
+
     def _sample_technique(
-        self, trial: optuna.Trial, tech: Technique, shaped: bool = False
+        self, trial: optuna.Trial, tech: Technique, leave_out: bool = False
     ) -> dict[str, Any]:
         units = self.units.get(tech.name)
-        ranges = dict(self.ranges[tech.name])
-        if shaped:
-            ranges.update(self.shaped_ranges.get(tech.name, {}))
+        ranges = {**self.ranges[tech.name], **self.shaped_ranges.get(tech.name, {})}
         if not units:
             return tech.sample(trial, ranges)
         per_unit = self.layer_ranges[tech.name]
@@ -140,7 +184,7 @@ class SearchSpace:
         }
         params = tech.sample(trial, shared)
         per_layer: dict[str, dict[str, Any]] = {}
-        skipped = self.left_out_units.get(tech.name, set()) if shaped else set()
+        skipped = self.left_out_units.get(tech.name, set()) if leave_out else set()
         for unit, layers in units.items():
             if unit in skipped:  # left untouched: the identity, said explicitly
                 identity = tech.identity_params()
@@ -149,7 +193,7 @@ class SearchSpace:
                         {key: identity[key] for key in per_unit if key in identity}
                     )
                 continue
-            ended = self.unit_ranges.get(tech.name, {}).get(unit, {}) if shaped else {}
+            ended = self.unit_ranges.get(tech.name, {}).get(unit, {})
             for key, spec in per_unit.items():
                 value = ended.get(key, spec).suggest(trial, f"{tech.name}.{key}@{unit}")
                 for layer in layers:
@@ -225,3 +269,25 @@ def _ending(spec: ParamSpec, end: Any, bound: str) -> ParamSpec:
     if bound == "high":
         return dataclasses.replace(spec, high=kind(max(low, min(high, end))))
     return dataclasses.replace(spec, low=kind(min(high, max(low, end))))
+
+
+def _same_effect(a: Plan, b: Plan) -> bool:
+    """Whether two plans do the same: the same techniques, global settings and epochs,
+    and every layer either one names set alike (an explicit identity equals none)."""
+    if [s.technique for s in a.steps] != [s.technique for s in b.steps]:
+        return False
+    if a.finetune_epochs != b.finetune_epochs:
+        return False
+    for x, y in zip(a.steps, b.steps, strict=True):
+        layers = {*x.params.get(PER_LAYER, {}), *y.params.get(PER_LAYER, {})}
+        keys = {k for p in (x.params, y.params) for s in p.get(PER_LAYER, {}).values() for k in s}
+        if any(
+            layer_value(x.params, layer, key) != layer_value(y.params, layer, key)
+            for layer in layers
+            for key in keys
+        ):
+            return False
+        shared = (set(x.params) | set(y.params)) - {PER_LAYER} - keys
+        if any(x.params.get(k) != y.params.get(k) for k in shared):
+            return False
+    return True

@@ -3,6 +3,7 @@ one technique per unit; the plans it makes are built as stored."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from devicefit.search.greedy_plan import faster_mode, greedy_choices, greedy_plans, plan_of
@@ -81,3 +82,119 @@ def test_plans_for_growing_allowances_are_distinct_and_cautious_first() -> None:
     saved = [sum(c["saved_ms"] for c in s["choices"]) for s in specs]
     assert saved == sorted(saved) and len(set(saved)) == 3
     assert all(s["plan"]["steps"][-1]["params"] == {"mode": "int8"} for s in specs)
+
+
+def test_only_a_conversion_the_study_may_use_and_a_zero_budget_still_plans() -> None:
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    assert faster_mode(profiles["local"], ("float32", "float16")) == "float32"
+    specs = greedy_plans({"points": POINTS}, profiles, "local", 1.0, 3, ("float32",))
+    assert all(s["plan"]["steps"][-1]["params"] == {"mode": "float32"} for s in specs)
+    # No metric may be lost: only what costs nothing (b4, better than the original).
+    (spec,) = greedy_plans({"points": POINTS}, profiles, "local", budget=0.0, epochs=3)
+    assert [c["unit"] for c in spec["choices"]] == ["b4"]
+
+
+def _per_block_space() -> Any:
+    from devicefit.spaces.space import SearchSpace
+
+    techniques = [get_technique(n) for n in ("channel_pruning", "lowrank", "quantization")]
+    units = {"channel_pruning": {u: [f"{u}_conv"] for u in ("b1", "b2", "b4")}}
+    units["lowrank"] = {"b2": ["b2_conv"]}
+    granularity = {"channel_pruning": "per-block", "lowrank": "per-block"}
+    return SearchSpace(techniques, {}, granularity, units)
+
+
+def test_a_plan_the_space_can_say_is_enqueued_with_its_parameters() -> None:
+    import optuna
+
+    space = _per_block_space()
+    taken = greedy_choices(POINTS, "local", allowance=0.5, floor=0.01)
+    plan = plan_of(taken, "int8", epochs=3)
+    said = space.expressed(plan)
+    assert said is not None
+    params, same = said
+    assert params["channel_pruning.ratio@b1"] == 0.25 and params["lowrank.rank_ratio@b2"] == 0.5
+    assert params["channel_pruning.ratio@b2"] == 0.0  # untouched units said as the identity
+    assert params["quantization.mode"] == "int8" and params["finetune.epochs"] == 3
+    assert space.sample(optuna.trial.FixedTrial(params), leave_out=False) == same
+    ratios = {n: s["ratio"] for n, s in same.step("channel_pruning").params[PER_LAYER].items()}
+    assert ratios == {"b1_conv": 0.25, "b2_conv": 0.0, "b4_conv": 0.25}
+    # Searched globally, per-unit settings cannot be said: no parameters.
+    from devicefit.spaces.space import SearchSpace
+
+    flat = SearchSpace([get_technique("channel_pruning"), get_technique("quantization")])
+    assert flat.expressed(plan_of(taken[:2], "int8", 3)) is None
+    # A unit whose layers the plan sets differently cannot be said either.
+    wide = SearchSpace(
+        [get_technique("channel_pruning"), get_technique("quantization")],
+        {},
+        {"channel_pruning": "per-block"},
+        {"channel_pruning": {"b1": ["b1_conv", "x_conv"], "b4": ["b4_conv"]}},
+    )
+    assert wide.expressed(plan_of(taken[:2], "int8", 3)) is None
+    both = [replace(taken[1], layers=("b1_conv", "x_conv")), taken[0]]
+    assert wide.expressed(plan_of(both, "int8", 3)) is not None
+
+
+def test_profile_plans_run_after_the_recipes_once_and_survive_a_crash(tmp_path: Any) -> None:
+    import io
+    import json
+
+    from optuna.trial import TrialState
+    from rich.console import Console
+
+    from devicefit.config import StudyConfig
+    from devicefit.evaluators.metrics import get_metric
+    from devicefit.search import attrs
+    from devicefit.search.greedy_plan import add_profile_plans
+    from devicefit.search.run import build_space
+    from devicefit.search.study import (
+        COMBINED,
+        create_study,
+        enqueue_next_fixed,
+        recover_interrupted,
+        study_info,
+    )
+
+    config = StudyConfig(task="digits", techniques=("channel_pruning", "lowrank"))
+    space = build_space(config)
+    folder = tmp_path / "s"
+    study = create_study(
+        config,
+        folder,
+        get_metric("accuracy"),
+        1.0,
+        "digits",
+        space.recipe_params({"channel_pruning": {"ratio": 0.3}, "lowrank": {"rank_ratio": 0.5}}),
+        space.combined_settings(),
+    )
+    (folder / attrs.SENSITIVITY_FILE).write_text(json.dumps({"points": POINTS, "complete": True}))
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    (folder / attrs.DEVICE_PROFILE_FILE).write_text(json.dumps(profiles))
+    add_profile_plans(study, folder, space, Console(file=io.StringIO()))
+    add_profile_plans(study, folder, space, Console(file=io.StringIO()))  # once only
+    kinds = [next(iter(s["attrs"].items())) for s in study_info(study)["fixed_trials"]]
+    assert kinds == [
+        ("baseline", "float32"),
+        ("baseline", "float16"),
+        ("baseline", "int8"),
+        ("recipe", "channel_pruning"),
+        ("recipe", "lowrank"),
+        ("profile_plan", "greedy-1x"),
+        ("profile_plan", "greedy-3x"),
+        ("profile_plan", "greedy-8x"),
+        ("recipe", COMBINED),
+    ]
+    for _ in range(6):  # the baselines and recipes run and finish; greedy-1x is enqueued
+        enqueue_next_fixed(study)
+        trial = study.ask()
+        if attrs.PROFILE_PLAN not in trial.user_attrs:
+            study.tell(trial, state=TrialState.FAIL)
+    assert trial.user_attrs[attrs.PROFILE_PLAN] == "greedy-1x"
+    made = study_info(study)["fixed_trials"][5]["plan"]
+    assert trial.user_attrs[attrs.PLAN] == made
+    # The driver died while it ran: its re-run builds the same plan.
+    assert recover_interrupted(study, "driver died") == [trial.number]
+    rerun = study.ask()
+    assert rerun.user_attrs[attrs.PROFILE_PLAN] == "greedy-1x"
+    assert rerun.user_attrs[attrs.PLAN] == made

@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import io
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -19,7 +20,7 @@ from devicefit.evaluators.metrics import get_metric
 from devicefit.search import attrs
 from devicefit.search.driver import MAX_PRUNED_PER_TRIAL, Driver
 from devicefit.search.executors import Executor
-from devicefit.search.rejection import MARGIN, MIN_RECOVERIES, rejection_limit
+from devicefit.search.rejection import MARGIN, MIN_RECOVERIES, SHARE_CAP, rejection_limit
 from devicefit.search.run import build_space
 from devicefit.search.study import create_study
 from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
@@ -28,9 +29,17 @@ from devicefit.tasks.base import TaskSpec
 
 
 def test_the_limit_follows_the_largest_recovery() -> None:
-    assert rejection_limit(1.0, [5.0] * (MIN_RECOVERIES - 1)) is None  # too little seen
-    assert rejection_limit(1.0, [2.0, 7.0, -3.0]) == MARGIN * (1.0 + 7.0)
-    assert rejection_limit(1.0, [-2.0, -1.0, -4.0]) == MARGIN * 1.0  # never below the budget
+    assert rejection_limit(1.0, [(9.0, 4.0)] * (MIN_RECOVERIES - 1)) is None  # too few seen
+    # The most recovered in points: 7 (from 30 to 23; a share of only 0.23).
+    assert rejection_limit(1.0, [(3.0, 1.0), (30.0, 23.0), (0.5, 0.6)]) == MARGIN * (1.0 + 7.0)
+    # The largest share recovered: 90% of 5 points; a drop of 10 would keep 1 after it.
+    limit = rejection_limit(1.0, [(5.0, 0.5), (2.0, 1.5), (0.2, 0.1)])
+    assert limit == pytest.approx(MARGIN * 1.0 / 0.1)
+    # Fine-tuning that won nothing back: never below the budget.
+    assert rejection_limit(1.0, [(2.0, 2.5), (1.0, 1.0), (3.0, 3.0)]) == MARGIN * 1.0
+    # All of it recovered: counted on for at most SHARE_CAP of a drop.
+    limit = rejection_limit(1.0, [(9.0, 0.0)] * 3)
+    assert limit == pytest.approx(MARGIN * 1.0 / (1.0 - SHARE_CAP))
 
 
 PRUNED_HARD = Plan(
@@ -115,7 +124,7 @@ def test_the_driver_prunes_hopeless_trials_and_still_ends(tmp_path: Path) -> Non
     assert all(r.reject_drop is None for r in fixed)
     # Sampled trials get the limit once three fine-tunings were told (the remote device
     # measures in the background, so not from the fourth trial on exactly).
-    limit = MARGIN * (1.0 + 1.0)
+    limit = MARGIN * (1.0 + 1.0)  # 1 point recovered from 10 before
     assert {r.reject_drop for r in executor.requests[3:]} == {None, limit}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     # Pruned trials do not count toward the eight asked for; past the cap, none is rejected.

@@ -38,35 +38,53 @@ PROFILE = {
         *_points("b1", (0.5, 3.0, 12.0), saved=3.0),  # strong is past reach
         *_points("b2", (0.1, 0.2, 0.4), saved=2.0),  # tolerant: untouched range
         *_points("b3", (0.1, 0.2, 0.4), saved=0.1),  # saves under 2% of the time
+        *_points("b4", (9.0, 10.0, 11.0), saved=1.0),  # even the mildest is past reach
     ]
 }
-UNITS = {"channel_pruning": {"b1": ["b1_conv"], "b2": ["b2_conv"], "b3": ["b3_conv"]}}
+UNITS = {"channel_pruning": {u: [f"{u}_conv"] for u in ("b1", "b2", "b3", "b4")}}
 
 
 def test_per_unit_decisions() -> None:
     decisions = shape(PROFILE, "local", 10.0, 1.0, UNITS, ["channel_pruning", "quantization"])
     by_unit = {d.unit: d for d in decisions}
-    assert set(by_unit) == {"b1", "b3"}
-    assert by_unit["b1"].action == "range" and by_unit["b1"].end == 0.7
+    assert set(by_unit) == {"b1", "b3", "b4"}
+    # b1: strong (12) is the first over 8 budgets: the range ends at the level before it.
+    assert by_unit["b1"].action == "range" and by_unit["b1"].end == 0.5
     assert (by_unit["b1"].param, by_unit["b1"].bound) == ("ratio", "high")
     assert by_unit["b3"].action == "left out" and "1.0%" in by_unit["b3"].why
-    assert MIN_TIME_SHARE * 10.0 > 0.1 and 12.0 > ALLOWANCE
+    assert by_unit["b4"].action == "left out" and "mildest" in by_unit["b4"].why
+    assert MIN_TIME_SHARE * 10.0 > 0.1 and 9.0 > ALLOWANCE
+    tight = {d.unit: d.end for d in shape(PROFILE, "local", 10.0, 0.3, UNITS, ["channel_pruning"])}
+    assert tight["b1"] == 0.25  # medium (3.0) is over 2.4
 
 
 def test_global_decisions_sum_the_units() -> None:
-    # All three units at once: medium sums to 3.4, strong to 12.8 (past 8): the global
-    # ratio ends at the strong setting. Times saved sum to over 2% of the time.
-    (decision,) = shape(PROFILE, "local", 10.0, 1.0, {}, ["channel_pruning"])
-    assert (decision.unit, decision.action, decision.end) == (None, "range", 0.7)
-    tight = shape(PROFILE, "local", 10.0, 0.4, {}, ["channel_pruning"])  # allowance 3.2
-    assert tight[0].end == 0.5
+    # All four units at once, summed: mild 9.7, medium 13.4, strong 23.8.
+    (decision,) = shape(PROFILE, "local", 10.0, 2.0, {}, ["channel_pruning"])  # allowance 16
+    assert (decision.unit, decision.action, decision.end) == (None, "range", 0.5)
+    assert shape(PROFILE, "local", 10.0, 1.25, {}, ["channel_pruning"])[0].end == 0.25
+    # Mild over 8 * 0.5 already: a global range keeps its mildest setting.
+    assert shape(PROFILE, "local", 10.0, 0.5, {}, ["channel_pruning"])[0].end == 0.25
+    assert shape(PROFILE, "local", 10.0, 10.0, {}, ["channel_pruning"]) == []  # all within
     (out,) = shape(PROFILE, "local", 1000.0, 1.0, {}, ["channel_pruning"])
-    assert out.action == "left out"  # 5.1 ms of 1000 ms
+    assert out.action == "left out"  # 6.1 ms of 1000 ms
     # Every unit left out: the technique is not searched at all.
     alone = {"channel_pruning": {"b3": ["b3_conv"]}}
-    assert [(d.unit, d.action) for d in shape(PROFILE, "local", 10.0, 1.0, alone, [])] == []
     decided = shape(PROFILE, "local", 10.0, 1.0, alone, ["channel_pruning"])
     assert [(d.unit, d.action) for d in decided] == [("b3", "left out"), (None, "left out")]
+    # Low-rank ranges are not ended (its ratio means another thing under rank_rule=energy).
+    lowrank = [{**p, "technique": "lowrank"} for p in PROFILE["points"]]
+    assert all(
+        d.action == "left out"
+        for d in shape(
+            {"points": lowrank},
+            "local",
+            10.0,
+            1.0,
+            {"lowrank": UNITS["channel_pruning"]},
+            ["lowrank"],
+        )
+    )
 
 
 def _space() -> SearchSpace:
@@ -74,30 +92,38 @@ def _space() -> SearchSpace:
     return SearchSpace(techniques, {}, {"channel_pruning": "per-block"}, UNITS)
 
 
-def _draws(space: SearchSpace, shaped: bool, n: int = 40) -> list[dict[str, Any]]:
+def _draws(space: SearchSpace, leave_out: bool, n: int = 40) -> list[dict[str, Any]]:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     plans = []
     for _ in range(n):
         study.enqueue_trial({"channel_pruning.on": True})
         trial = study.ask()
-        step = space.sample(trial, shaped=shaped).step("channel_pruning")
+        step = space.sample(trial, leave_out=leave_out).step("channel_pruning")
         assert step is not None
         plans.append(step.params[PER_LAYER])
         study.tell(trial, 0.0)
     return plans
 
 
-def test_only_the_sampler_s_trials_are_shaped() -> None:
+def test_ranges_end_for_every_trial_units_are_left_out_of_sampled_ones() -> None:
     space = _space()
-    decisions = shape(PROFILE, "local", 10.0, 0.3, UNITS, ["channel_pruning"])  # b1 ends 0.5
-    space.shape([d.to_dict() for d in decisions])
-    shaped = _draws(space, shaped=True)
-    assert all(p["b3_conv"] == {"ratio": 0.0} for p in shaped)  # left out: untouched
-    assert max(p["b1_conv"]["ratio"] for p in shaped) <= 0.5
-    assert max(p["b2_conv"]["ratio"] for p in shaped) > 0.5  # its own range is whole
-    whole = _draws(space, shaped=False)
-    assert max(p["b1_conv"]["ratio"] for p in whole) > 0.5
-    assert any(p["b3_conv"]["ratio"] > 0 for p in whole)
+    decisions = shape(PROFILE, "local", 10.0, 0.3, UNITS, ["channel_pruning"])  # b1 ends 0.25
+    changed = space.shape([d.to_dict() for d in decisions])
+    assert {(d["unit"], d["action"]) for d in changed} == {
+        ("b1", "range"),
+        ("b3", "left out"),
+        ("b4", "left out"),
+    }
+    # A range that already ends there is no change, and is not reported as one.
+    full = {"technique": "channel_pruning", "unit": "b2", "action": "range", "why": ""}
+    assert space.shape([{**full, "end": 0.9, "param": "ratio", "bound": "high"}]) == []
+    sampled = _draws(space, leave_out=True)
+    assert all(p["b3_conv"] == {"ratio": 0.0} for p in sampled)  # left out: untouched
+    assert max(p["b1_conv"]["ratio"] for p in sampled) <= 0.25
+    assert max(p["b2_conv"]["ratio"] for p in sampled) > 0.5  # its own range is whole
+    recipes = _draws(space, leave_out=False)  # every unit drawn, from the same ranges
+    assert max(p["b1_conv"]["ratio"] for p in recipes) <= 0.25
+    assert any(p["b3_conv"]["ratio"] > 0 for p in recipes)
 
 
 def test_a_technique_left_out_is_off_in_shaped_trials() -> None:
