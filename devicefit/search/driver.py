@@ -287,6 +287,12 @@ class Driver:
                 # Kept until submitted: if the storage fails below, the retried _fill
                 # takes up this trial instead of asking (and stranding) another.
                 trial = self._asked = self.study.ask()
+            else:
+                # The storage failed while this trial was sampled. Read back what it holds:
+                # a parameter whose commit went through before the connection dropped is
+                # then kept, not drawn again (the storage would ignore the second value,
+                # and the plan would not be the one its parameters say).
+                trial = self._asked = optuna.Trial(self.study, trial._trial_id)
             plan = self._plan(trial)
             trial.set_user_attr(attrs.PLAN, plan.to_dict())
             trial.set_user_attr(attrs.PLAN_SHORT, plan.short())
@@ -565,12 +571,18 @@ def storage_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _lost_connection(exc: BaseException) -> bool:
+    # SQLAlchemy marks any database error it recognised as a dropped connection (psycopg
+    # reports some as a plain DatabaseError, e.g. "SSL SYSCALL error: EOF detected").
+    return bool(getattr(exc, "connection_invalidated", False))
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it: Optuna wraps failed commits) is the storage
     being unreachable."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, storage_errors()):
+        if isinstance(seen, storage_errors()) or _lost_connection(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

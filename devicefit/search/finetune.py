@@ -1,10 +1,8 @@
 """Fine-tuning with knowledge distillation from the original model: a warmed-up cosine
-learning rate, more epochs for heavier structural changes, and early stopping on the
-validation metric, keeping the best epoch."""
+learning rate and early stopping on the validation metric, keeping the best epoch."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -22,11 +20,6 @@ ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the te
 LEARNING_RATE = 1e-3
 WARMUP = 0.1  # share of the steps over which the learning rate rises to LEARNING_RATE
 PATIENCE = 2  # epochs without a better validation metric before fine-tuning stops
-# A plan that removed a share r of the model's MACs gets up to (1 + STRUCTURAL * r) times
-# its epochs, at most MAX_FACTOR times: a network cut in half needs longer to recover than
-# one with a few channels less, and early stopping ends it when it stops gaining.
-STRUCTURAL = 2.0
-MAX_FACTOR = 3.0
 _TEACHER_CACHE: dict[int, np.ndarray] = {}
 
 
@@ -170,13 +163,6 @@ def finetune(
         shuffle=True,
     )
     return {"val_scores": keeper.scores, "epochs_run": keeper.epochs_run}
-
-
-def epochs_for(planned: int, macs_removed: float) -> int:
-    """The epochs a plan fine-tunes for: its own, more when it removed a larger share of
-    the model's MACs (``macs_removed`` in [0, 1])."""
-    share = min(max(macs_removed, 0.0), 1.0)
-    return int(min(MAX_FACTOR * planned, math.ceil(planned * (1.0 + STRUCTURAL * share))))
 
 
 def batch_size(task: Task) -> int:

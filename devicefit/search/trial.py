@@ -152,9 +152,9 @@ def _finetuned(
     request: TrialRequest,
     out: TrialOutput,
 ) -> bool:
-    """Fine-tune ``model`` in place, for longer the more of its MACs the plan removed;
-    False (and ``out.rejected`` set) when its drop before fine-tuning is hopeless."""
-    from devicefit.search.finetune import epochs_for, finetune, steps_per_epoch
+    """Fine-tune ``model`` in place (recording the share of MACs the plan removed); False
+    (and ``out.rejected`` set) when its drop before fine-tuning is hopeless."""
+    from devicefit.search.finetune import finetune, steps_per_epoch
     from devicefit.search.rejection import rejection_reason, validation_drop
 
     before = validation_drop(model, task)
@@ -167,7 +167,7 @@ def _finetuned(
         out.rejected = rejection_reason(before, request.reject_drop, task.metric.name)
         return False
     removed = _macs_removed(model, task)
-    epochs = epochs_for(plan.finetune_epochs, removed)
+    epochs = plan.finetune_epochs
     total = epochs * steps_per_epoch(task)
     callbacks = [cb for t, p in weights for cb in t.training_callbacks(model, p, total)]
     # A weights technique's schedule must run to its end: no early stop, no best epoch.
@@ -181,15 +181,14 @@ _MACS: dict[int, int] = {}
 
 def _macs_removed(model: Any, task: Any) -> float:
     """The share of the task model's MACs (counted once per process) that ``model`` no
-    longer has; 0 for a model whose MACs cannot be counted (it is then fine-tuned for
-    the plan's own epochs)."""
+    longer has; 0 for a model whose MACs cannot be counted."""
     from devicefit.spaces.macs import keras_macs
 
     try:
         if id(task) not in _MACS:
             _MACS[id(task)] = keras_macs(task.model, task.input_shape)
         return 1.0 - keras_macs(model, task.input_shape) / max(1, _MACS[id(task)])
-    except Exception:  # noqa: BLE001 - only the epochs depend on it
+    except Exception:  # noqa: BLE001 - only recorded, for the report
         return 0.0
 
 

@@ -42,6 +42,7 @@ def chains() -> tuple[bytes, bytes]:
 
 
 @pytest.mark.exclusive  # compares latencies: nothing else may run meanwhile
+@pytest.mark.exclusive  # a trial training on the other core moves the rounds' ratios
 def test_a_file_doing_twice_the_work_is_reported_as_2x(chains: tuple[bytes, bytes]) -> None:
     short, long = chains
     rounds = LocalEvaluator().measure_rounds([long, short], RoundsSpec(rounds=30))

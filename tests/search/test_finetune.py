@@ -8,7 +8,6 @@ import numpy as np
 from devicefit.evaluators.metrics import get_metric
 from devicefit.search.finetune import (
     PATIENCE,
-    epochs_for,
     finetune,
     steps_per_epoch,
     training_subset,
@@ -64,12 +63,3 @@ def test_stops_when_the_validation_metric_stops_improving() -> None:
     again = keras.models.clone_model(task.model)
     again.set_weights([w * 0 for w in task.model.get_weights()])
     assert finetune(again, task, epochs=4, callbacks=[], keep_best=False)["epochs_run"] == 4
-
-
-def test_heavier_structural_changes_fine_tune_longer() -> None:
-    assert epochs_for(3, 0.0) == 3
-    assert epochs_for(3, 0.25) == 5  # ceil(3 * 1.5)
-    assert epochs_for(3, 0.5) == 6
-    assert epochs_for(3, 0.95) == 9  # at most three times the plan's epochs
-    assert epochs_for(0, 0.9) == 0  # a plan without fine-tuning gets none
-    assert epochs_for(2, -0.4) == 2  # a model that grew: its own epochs

@@ -198,3 +198,24 @@ def test_profile_plans_run_after_the_recipes_once_and_survive_a_crash(tmp_path: 
     rerun = study.ask()
     assert rerun.user_attrs[attrs.PROFILE_PLAN] == "greedy-1x"
     assert rerun.user_attrs[attrs.PLAN] == made
+
+
+def test_an_int8_plan_is_ranked_on_the_int8_file_s_times() -> None:
+    # Two units whose float32 times favour b1, whose int8 times favour b2.
+    points = [
+        {**_point("b1", "channel_pruning", "mild", 0.25, 0.1, 2.0), "macs_kept": {"c1": 0.5}},
+        {**_point("b2", "channel_pruning", "mild", 0.25, 0.1, 1.0), "macs_kept": {"c2": 0.5}},
+    ]
+    profiles = {
+        "local": {
+            "float32": {"median_ms": 2.0, "layers": {"c1": 4.0, "c2": 2.0}},
+            "int8": {"median_ms": 0.5, "layers": {"c1": 0.1, "c2": 0.4}},
+        }
+    }
+    (spec, *_) = greedy_plans({"points": points}, profiles, "local", budget=0.1, epochs=3)
+    assert [c["unit"] for c in spec["choices"]] == ["b2"]  # only one fits; int8 says b2
+    assert spec["choices"][0]["saved_ms"] == 0.2  # half of c2's 0.4 ms in the int8 file
+    (flat, *_) = greedy_plans(
+        {"points": points}, profiles, "local", budget=0.1, epochs=3, modes=("float32",)
+    )
+    assert [c["unit"] for c in flat["choices"]] == ["b1"]

@@ -220,3 +220,44 @@ def test_a_tell_that_committed_before_the_connection_dropped_is_not_told_twice(
     trials = driver.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     assert driver.told == 6
+
+
+def test_a_parameter_that_committed_before_the_connection_dropped_is_not_drawn_again(
+    tmp_path: Path,
+) -> None:
+    """The outage lands between a parameter's commit and its answer: the retried sampling
+    keeps the stored value, so each trial's plan is the one its parameters say."""
+    from optuna.trial import FixedTrial
+    from sqlalchemy.exc import OperationalError
+
+    driver, log = _driver(tmp_path, f"sqlite:///{tmp_path / 'study.db'}", 6)
+    storage = driver.study._storage
+    real_set, calls = storage.set_trial_param, []
+
+    def set_trial_param(trial_id: int, name: str, *args: object) -> None:
+        real_set(trial_id, name, *args)
+        calls.append((trial_id, name))
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, ConnectionResetError("connection lost"))
+
+    storage.set_trial_param = set_trial_param  # type: ignore[method-assign]
+    assert driver.run() == 0, log.getvalue()
+    assert calls and "storage unreachable" in log.getvalue()
+    assert len(calls) == len(set(calls))  # no parameter of any trial set twice
+    space = build_space(driver.config)
+    for trial in driver.study.get_trials(states=(TrialState.COMPLETE,)):
+        if trial.params:
+            said = space.sample(FixedTrial(trial.params), leave_out=False).to_dict()
+            assert trial.user_attrs["plan"] == said
+
+
+def test_a_dropped_connection_is_an_outage_whatever_the_driver_calls_it() -> None:
+    from sqlalchemy.exc import DatabaseError, IntegrityError
+
+    dropped = DatabaseError("COMMIT", {}, Exception("SSL SYSCALL error: EOF detected"))
+    dropped.connection_invalidated = True
+    assert not driver_module.is_outage(optuna.exceptions.StorageInternalError("bad data"))
+    wrapped = optuna.exceptions.StorageInternalError("commit failed")
+    wrapped.__cause__ = dropped
+    assert driver_module.is_outage(wrapped)
+    assert not driver_module.is_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
