@@ -1,6 +1,7 @@
 """Does the search beat the obvious recipe? Issue 14's numbers, computed from studies.
 
     python benchmarks/beat_recipes.py run digits --seed 0 [--sampler random]
+    python benchmarks/beat_recipes.py run resnet20 --seed 0    # or mobilenetv2: user models
     python benchmarks/beat_recipes.py numbers results/benchmarks/<study> [...]
 
 ``run`` starts the real CLI on a target (profiles on: ``--sensitivity``; the study's own
@@ -28,16 +29,27 @@ from pathlib import Path
 from typing import Any
 
 TARGETS = {
-    # name: (task, trials); the metric budget is the task's default
+    # name: (built-in task or None for a user model of user_models.py, trials); the metric
+    # budget is the task's default (1 point of accuracy, 0.3 dB)
     "digits": ("digits", 50),
     "sr": ("sr", 60),
+    "resnet20": (None, 50),
+    "mobilenetv2": (None, 50),
 }
 
 
 def run(target: str, seed: int, sampler: str, results: str, workers: int) -> Path:
     task, trials = TARGETS[target]
     name = f"beat-{target}-{sampler}-s{seed}-{int(time.time())}"
-    command = [sys.executable, "-m", "devicefit", "search", "--task", task]
+    command = [sys.executable, "-m", "devicefit", "search"]
+    if task:
+        command += ["--task", task]
+    else:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from user_models import prepare
+
+        model, data = prepare(target)
+        command += ["--model", str(model), "--data", str(data), "--metric", "accuracy"]
     command += ["--trials", str(trials), "--seed", str(seed), "--sampler", sampler]
     command += ["--sensitivity", "--study", name, "--results", results]
     command += ["--workers", str(workers)]

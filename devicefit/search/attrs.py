@@ -32,7 +32,9 @@ Trial user attributes:
               "paused_trials": int (trials held paused while this one measured here),
               "finetune": {"drop_before", "drop_after", "recovered" (validation split,
                            metric units), "epochs_planned", "epochs", "epochs_run",
-                           "macs_removed"} ({} when the trial did not fine-tune)}
+                           "macs_removed", and "epochs_extra", "epochs_extra_run" when a
+                           structural change still over the budget got more epochs}
+                           ({} when the trial did not fine-tune)}
   "same_as": int                                (the same candidate as that earlier trial:
                                                  the same plan or the same file bytes)
   "fail_reason": str                            (failed trials)

@@ -334,6 +334,7 @@ class Driver:
             keep_keras=self.config.keep_keras != "none",
             known_files=frozenset(self.known.files),
             reject_drop=self._reject_drop(trial),
+            max_drop=float(study_info(self.study)["max_metric_drop"]),
         )
         return self.executor.submit(request)
 

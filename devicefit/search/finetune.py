@@ -1,8 +1,11 @@
 """Fine-tuning with knowledge distillation from the original model: a warmed-up cosine
-learning rate and early stopping on the validation metric, keeping the best epoch."""
+learning rate, early stopping on the validation metric keeping the best epoch, and more
+epochs for a heavier structural change that is still gaining but not yet within the
+budget (``extra_epochs``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -13,14 +16,21 @@ silence_tensorflow()
 
 import keras  # noqa: E402
 
-from devicefit.tasks.base import Task  # noqa: E402
+from devicefit.tasks.base import Task, once_per_task  # noqa: E402
 
 TEMPERATURE = 4.0
 ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the teacher
 LEARNING_RATE = 1e-3
 WARMUP = 0.1  # share of the steps over which the learning rate rises to LEARNING_RATE
 PATIENCE = 2  # epochs without a better validation metric before fine-tuning stops
-_TEACHER_CACHE: dict[int, np.ndarray] = {}
+# A plan that removed a share r of the model's MACs may fine-tune up to STRUCTURAL * r times
+# its planned epochs more (at most MAX_EXTRA times): a network cut in half needs longer to
+# recover than one with a few channels less. Only a candidate that needs it gets them (see
+# extra_epochs), at RESTART_RATE times the first rate: a warm restart from its best weights.
+STRUCTURAL = 2.0
+MAX_EXTRA = 2.0
+RESTART_RATE = 0.3
+_TEACHER_CACHE: dict[int, tuple[Task, np.ndarray]] = {}
 
 
 def outputs_are_probabilities(model: keras.Model) -> bool:
@@ -41,11 +51,12 @@ def training_subset(task: Task) -> np.ndarray:
 
 def teacher_outputs(task: Task) -> np.ndarray:
     """The original model's outputs on the fine-tuning inputs, computed once per process."""
-    key = id(task)
-    if key not in _TEACHER_CACHE:
+
+    def compute() -> np.ndarray:
         x = task.data.x_train[training_subset(task)]
-        _TEACHER_CACHE[key] = task.model.predict(x, verbose=0, batch_size=64)
-    return _TEACHER_CACHE[key]
+        return np.asarray(task.model.predict(x, verbose=0, batch_size=64))
+
+    return once_per_task(_TEACHER_CACHE, task, compute)
 
 
 def _classification_loss(classes: int, probabilities: bool) -> Any:
@@ -125,11 +136,13 @@ def finetune(
     callbacks: list[keras.callbacks.Callback],
     keep_best: bool = True,
     patience: int = PATIENCE,
+    learning_rate: float = LEARNING_RATE,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` on the training split against labels and
     the original model's outputs. ``keep_best`` restores the best validation epoch
     (callers turn it off when a technique's schedule must finish, e.g. sparsity), and
-    with it early stopping. Returns the validation scores and the epochs run."""
+    with it early stopping. Returns the validation scores, the epochs run and whether the
+    last epoch was the best so far (``improving``: more epochs may gain more)."""
     data = task.data
     subset = training_subset(task)
     x_train, y_train = data.x_train[subset], data.y_train[subset]
@@ -146,9 +159,9 @@ def finetune(
     warmup = int(WARMUP * steps)
     # A cold start at the full rate can wreck a freshly rewritten network's good weights.
     schedule = keras.optimizers.schedules.CosineDecay(
-        LEARNING_RATE * WARMUP if warmup else LEARNING_RATE,
+        learning_rate * WARMUP if warmup else learning_rate,
         max(1, steps - warmup),
-        warmup_target=LEARNING_RATE if warmup else None,
+        warmup_target=learning_rate if warmup else None,
         warmup_steps=warmup,
     )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
@@ -162,7 +175,23 @@ def finetune(
         verbose=0,
         shuffle=True,
     )
-    return {"val_scores": keeper.scores, "epochs_run": keeper.epochs_run}
+    improving = keeper.enabled and keeper.since_best == 0 and len(keeper.scores) > 1
+    return {"val_scores": keeper.scores, "epochs_run": keeper.epochs_run, "improving": improving}
+
+
+def extra_epochs(
+    planned: int, macs_removed: float, drop_before: float, drop_after: float, budget: float
+) -> int:
+    """More epochs for a candidate that fine-tuned for ``planned`` epochs, was still
+    improving at the end, and removed a share ``macs_removed`` of the model's MACs: none
+    when it is already within ``budget`` (more would only polish it), or when what is
+    left over the budget is more than what the planned epochs recovered (another round
+    as long would not bring it in, so the time is better spent on other candidates)."""
+    share = min(max(macs_removed, 0.0), 1.0)
+    gap, recovered = drop_after - budget, drop_before - drop_after
+    if planned <= 0 or share <= 0.0 or gap <= 0.0 or gap > recovered:
+        return 0
+    return int(min(MAX_EXTRA * planned, math.ceil(planned * STRUCTURAL * share)))
 
 
 def batch_size(task: Task) -> int:

@@ -23,7 +23,7 @@ MARGIN = 2.0
 MIN_RECOVERIES = 3  # fine-tuned trials seen before any candidate is rejected
 SHARE_CAP = 0.95  # the most of a drop fine-tuning is counted on to recover
 FINETUNE_KEY = "finetune"  # in a trial's metrics: drops before and after fine-tuning
-_REFERENCE: dict[int, float] = {}
+_REFERENCE: dict[int, tuple[Any, float]] = {}
 
 
 def rejection_limit(max_drop: float, recoveries: list[tuple[float, float]]) -> float | None:
@@ -66,10 +66,10 @@ def validation_score(model: Any, task: Any) -> float:
 def validation_drop(model: Any, task: Any) -> float:
     """How much worse ``model`` scores than the task's own model on the validation split
     (metric units, positive = worse); the reference is scored once per process."""
-    key = id(task)
-    if key not in _REFERENCE:
-        _REFERENCE[key] = validation_score(task.model, task)
-    return task.metric.drop(_REFERENCE[key], validation_score(model, task))
+    from devicefit.tasks.base import once_per_task
+
+    reference = once_per_task(_REFERENCE, task, lambda: validation_score(task.model, task))
+    return task.metric.drop(reference, validation_score(model, task))
 
 
 def rejection_reason(drop: float, limit: float, metric: str) -> str:

@@ -31,6 +31,9 @@ class TrialRequest:
     # The largest validation drop before fine-tuning worth fine-tuning (search/rejection.py);
     # None: never rejected (references, and until the study knows what fine-tuning recovers).
     reject_drop: float | None = None
+    # The study's metric budget (validation drop, metric units): a heavier structural
+    # change still over it after fine-tuning may get more epochs. None: never more.
+    max_drop: float | None = None
 
     def run(self) -> TrialOutput:
         """The trial, built, converted and scored here (``run_trial``)."""
@@ -173,10 +176,28 @@ def _finetuned(
     # A weights technique's schedule must run to its end: no early stop, no best epoch.
     ran = finetune(model, task, epochs, callbacks, keep_best=not weights)
     out.finetune.update(macs_removed=removed, epochs=epochs, epochs_run=ran["epochs_run"])
+    if ran["improving"] and request.max_drop is not None:
+        _finetune_longer(model, task, request.max_drop, out.finetune)
     return True
 
 
-_MACS: dict[int, int] = {}
+def _finetune_longer(model: Any, task: Any, budget: float, record: dict[str, Any]) -> None:
+    """A warm restart of fine-tuning, for as many more epochs as ``extra_epochs`` gives a
+    structural change still gaining and still over the budget (recorded as
+    ``epochs_extra`` and ``epochs_extra_run``)."""
+    from devicefit.search.finetune import LEARNING_RATE, RESTART_RATE, extra_epochs, finetune
+    from devicefit.search.rejection import validation_drop
+
+    after = validation_drop(model, task)
+    more = extra_epochs(
+        record["epochs"], record["macs_removed"], record["drop_before"], after, budget
+    )
+    if more:
+        ran = finetune(model, task, more, [], learning_rate=RESTART_RATE * LEARNING_RATE)
+        record.update(epochs_extra=more, epochs_extra_run=ran["epochs_run"])
+
+
+_MACS: dict[int, tuple[Any, int]] = {}
 
 
 def _macs_removed(model: Any, task: Any) -> float:
@@ -185,9 +206,10 @@ def _macs_removed(model: Any, task: Any) -> float:
     from devicefit.spaces.macs import keras_macs
 
     try:
-        if id(task) not in _MACS:
-            _MACS[id(task)] = keras_macs(task.model, task.input_shape)
-        return 1.0 - keras_macs(model, task.input_shape) / max(1, _MACS[id(task)])
+        from devicefit.tasks.base import once_per_task
+
+        whole = once_per_task(_MACS, task, lambda: keras_macs(task.model, task.input_shape))
+        return 1.0 - keras_macs(model, task.input_shape) / max(1, whole)
     except Exception:  # noqa: BLE001 - only recorded, for the report
         return 0.0
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,19 @@ class Task:
     def calibration(self) -> np.ndarray:
         """Training inputs for full-integer calibration (never the test split)."""
         return self.data.x_train[:128].astype(np.float32)
+
+
+T = TypeVar("T")
+
+
+def once_per_task(cache: dict[int, tuple[Task, Any]], task: Task, compute: Callable[[], T]) -> T:
+    """``compute()`` once per task object in this process. Tasks are unhashable dataclasses,
+    so ``cache`` is keyed by identity and keeps the task: a freed task's id, reused by a
+    new task, must not hand that one the old value."""
+    entry = cache.get(id(task))
+    if entry is None or entry[0] is not task:
+        entry = cache[id(task)] = (task, compute())
+    return entry[1]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Fine-tuning: distillation targets, a fixed training subset, best-epoch selection."""
+"""Fine-tuning: distillation targets, a fixed training subset, best-epoch selection, and
+more epochs only for a structural change still gaining and still over the budget."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import numpy as np
 
 from devicefit.evaluators.metrics import get_metric
 from devicefit.search.finetune import (
+    MAX_EXTRA,
     PATIENCE,
+    extra_epochs,
     finetune,
     steps_per_epoch,
     training_subset,
 )
+from devicefit.search.rejection import validation_drop
+from devicefit.search.trial import _finetune_longer
 from devicefit.tasks.base import Splits, Task
 
 
@@ -63,3 +68,46 @@ def test_stops_when_the_validation_metric_stops_improving() -> None:
     again = keras.models.clone_model(task.model)
     again.set_weights([w * 0 for w in task.model.get_weights()])
     assert finetune(again, task, epochs=4, callbacks=[], keep_best=False)["epochs_run"] == 4
+
+
+def test_more_epochs_only_where_they_can_bring_a_structural_change_within_the_budget() -> None:
+    # Half the MACs gone, 2 planned epochs, 6 points over a budget of 1 after recovering 10.
+    assert extra_epochs(2, 0.5, drop_before=17.0, drop_after=7.0, budget=1.0) == 2
+    assert extra_epochs(2, 0.25, 17.0, 7.0, 1.0) == 1  # a lighter change: fewer
+    assert extra_epochs(3, 1.0, 17.0, 7.0, 1.0) == MAX_EXTRA * 3  # capped
+    assert extra_epochs(2, 0.5, 17.0, 0.5, 1.0) == 0  # already within the budget
+    assert extra_epochs(2, 0.5, 10.0, 7.0, 1.0) == 0  # 6 over, only 3 recovered: hopeless
+    assert extra_epochs(2, 0.0, 17.0, 7.0, 1.0) == 0  # nothing structural removed
+    assert extra_epochs(0, 0.5, 17.0, 7.0, 1.0) == 0  # the plan asked for no fine-tuning
+
+
+def test_fine_tuning_says_whether_it_was_still_improving() -> None:
+    task = _task()
+    student = keras.models.clone_model(task.model)
+    student.set_weights([w * 0 for w in task.model.get_weights()])  # stuck at chance
+    assert finetune(student, task, epochs=3, callbacks=[], patience=3)["improving"] is False
+    learner = keras.models.clone_model(task.model)  # fresh weights on a learnable task
+    log = finetune(learner, task, epochs=3, callbacks=[], patience=3)
+    assert log["improving"] == (log["val_scores"][-1] > max(log["val_scores"][:-1]))
+    # Without best-epoch selection nothing is scored, so nothing says it was improving.
+    assert finetune(learner, task, epochs=1, callbacks=[], keep_best=False)["improving"] is False
+
+
+def test_a_candidate_over_the_budget_and_still_gaining_fine_tunes_longer() -> None:
+    task = _task()
+    task.model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    task.model.fit(task.data.x_train, task.data.y_train, epochs=40, verbose=0)
+    student = keras.models.clone_model(task.model)  # re-initialised: far from the teacher
+    drop = validation_drop(student, task)
+    assert drop > 10  # the trained teacher is far better on the validation split
+    record = {"epochs": 2, "macs_removed": 0.5, "drop_before": 3 * drop}
+    _finetune_longer(student, task, budget=1.0, record=record)
+    assert record["epochs_extra"] == 2 and 1 <= record["epochs_extra_run"] <= 2
+    assert validation_drop(student, task) <= drop  # the best epoch is kept: never worse
+    # Within the budget already: not one epoch more.
+    within = {"epochs": 2, "macs_removed": 0.5, "drop_before": 3 * drop}
+    _finetune_longer(student, task, budget=100.0, record=within)
+    assert "epochs_extra" not in within

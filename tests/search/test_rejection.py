@@ -133,6 +133,8 @@ def test_the_driver_prunes_hopeless_trials_and_still_ends(tmp_path: Path) -> Non
     # were), and none once the cap of pruned trials is reached.
     assert [r.reject_drop for r in sampled] == [limit] * cap + [None] * (len(sampled) - cap)
     assert all(r.reject_drop is None for r in executor.requests if r.number in fixed)
+    # Every candidate knows the budget, so a structural change over it may fine-tune longer.
+    assert {r.max_drop for r in executor.requests} == {1.0}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     # Pruned trials do not count toward the eight asked for; past the cap, none is rejected.
     assert len(pruned) == MAX_PRUNED_PER_TRIAL * config.trials

@@ -65,3 +65,27 @@ def test_tasks_are_loaded_once_per_process(tmp_path: Path) -> None:
     clear_loaded_tasks()
     assert load_task(spec) is not first
     clear_loaded_tasks()
+
+
+def test_values_kept_per_task_are_computed_once_for_each_task_object() -> None:
+    from devicefit.evaluators.metrics import get_metric
+    from devicefit.tasks.base import Splits, Task, once_per_task
+
+    def task(name: str) -> Task:
+        empty = np.zeros((1, 1), np.float32)
+        splits = Splits(empty, empty, empty, empty, empty, empty)
+        return Task(name, None, splits, get_metric("accuracy"), (1, 1))
+
+    cache: dict = {}
+    calls: list[str] = []
+
+    def value_of(t: Task) -> str:
+        return once_per_task(cache, t, lambda: calls.append(t.name) or t.name)
+
+    first = task("a")
+    assert value_of(first) == value_of(first) == "a" and calls == ["a"]
+    # A task with the id of one the cache holds (as a freed task's id is reused) is
+    # another task: it gets its own value.
+    other = task("b")
+    cache[id(other)] = cache.pop(id(first))
+    assert value_of(other) == "b" and calls == ["a", "b"]
