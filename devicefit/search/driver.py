@@ -101,6 +101,7 @@ class Driver:
         self.known = KnownCandidates.from_trials(trials)
         self.recoveries = recoveries_of(trials)
         self.pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        self.budget = float(info["max_metric_drop"])  # fixed when the study was created
         target = self.config.trials
         failures, max_failures = 0, max(5, target)
         with SearchProgress(self.console, target, self.complete(), info) as progress:
@@ -334,7 +335,7 @@ class Driver:
             keep_keras=self.config.keep_keras != "none",
             known_files=frozenset(self.known.files),
             reject_drop=self._reject_drop(trial),
-            max_drop=float(study_info(self.study)["max_metric_drop"]),
+            max_drop=self.budget,
         )
         return self.executor.submit(request)
 
@@ -345,8 +346,7 @@ class Driver:
             return None
         if self.pruned >= MAX_PRUNED_PER_TRIAL * self.config.trials:
             return None  # the sampler keeps proposing hopeless plans: let the study end
-        budget = float(study_info(self.study)["max_metric_drop"])
-        return rejection_limit(budget, self.recoveries)
+        return rejection_limit(self.budget, self.recoveries)
 
     def _built(self, future: cf.Future[TrialOutput], job: _InFlight, progress: Any) -> bool:
         """A candidate is built: measure it (now if a device shares this CPU, else in

@@ -141,8 +141,9 @@ def finetune(
     """Train ``model`` in place for ``epochs`` on the training split against labels and
     the original model's outputs. ``keep_best`` restores the best validation epoch
     (callers turn it off when a technique's schedule must finish, e.g. sparsity), and
-    with it early stopping. Returns the validation scores, the epochs run and whether the
-    last epoch was the best so far (``improving``: more epochs may gain more)."""
+    with it early stopping. Returns the validation scores, the epochs run, whether the
+    last epoch was the best so far (``improving``: more epochs may gain more) and the
+    score of the weights kept (``kept_score``)."""
     data = task.data
     subset = training_subset(task)
     x_train, y_train = data.x_train[subset], data.y_train[subset]
@@ -176,7 +177,15 @@ def finetune(
         shuffle=True,
     )
     improving = keeper.enabled and keeper.since_best == 0 and len(keeper.scores) > 1
-    return {"val_scores": keeper.scores, "epochs_run": keeper.epochs_run, "improving": improving}
+    kept = None  # the validation metric of the weights kept (None without keep_best)
+    if keeper.best is not None:
+        kept = keeper.best[0] if task.metric.higher_is_better else -keeper.best[0]
+    return {
+        "val_scores": keeper.scores,
+        "epochs_run": keeper.epochs_run,
+        "improving": improving,
+        "kept_score": kept,
+    }
 
 
 def extra_epochs(

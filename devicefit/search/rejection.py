@@ -66,10 +66,14 @@ def validation_score(model: Any, task: Any) -> float:
 def validation_drop(model: Any, task: Any) -> float:
     """How much worse ``model`` scores than the task's own model on the validation split
     (metric units, positive = worse); the reference is scored once per process."""
+    return task.metric.drop(validation_reference(task), validation_score(model, task))
+
+
+def validation_reference(task: Any) -> float:
+    """The task's own model's metric on the validation split, scored once per process."""
     from devicefit.tasks.base import once_per_task
 
-    reference = once_per_task(_REFERENCE, task, lambda: validation_score(task.model, task))
-    return task.metric.drop(reference, validation_score(model, task))
+    return once_per_task(_REFERENCE, task, lambda: validation_score(task.model, task))
 
 
 def rejection_reason(drop: float, limit: float, metric: str) -> str:

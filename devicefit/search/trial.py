@@ -158,7 +158,7 @@ def _finetuned(
     """Fine-tune ``model`` in place (recording the share of MACs the plan removed); False
     (and ``out.rejected`` set) when its drop before fine-tuning is hopeless."""
     from devicefit.search.finetune import finetune, steps_per_epoch
-    from devicefit.search.rejection import rejection_reason, validation_drop
+    from devicefit.search.rejection import rejection_reason, validation_drop, validation_reference
 
     before = validation_drop(model, task)
     out.finetune = {
@@ -177,18 +177,19 @@ def _finetuned(
     ran = finetune(model, task, epochs, callbacks, keep_best=not weights)
     out.finetune.update(macs_removed=removed, epochs=epochs, epochs_run=ran["epochs_run"])
     if ran["improving"] and request.max_drop is not None:
-        _finetune_longer(model, task, request.max_drop, out.finetune)
+        after = task.metric.drop(validation_reference(task), ran["kept_score"])
+        _finetune_longer(model, task, request.max_drop, after, out.finetune)
     return True
 
 
-def _finetune_longer(model: Any, task: Any, budget: float, record: dict[str, Any]) -> None:
+def _finetune_longer(
+    model: Any, task: Any, budget: float, after: float, record: dict[str, Any]
+) -> None:
     """A warm restart of fine-tuning, for as many more epochs as ``extra_epochs`` gives a
-    structural change still gaining and still over the budget (recorded as
-    ``epochs_extra`` and ``epochs_extra_run``)."""
+    structural change still gaining and still over the budget (``after``: its validation
+    drop now); recorded as ``epochs_extra`` and ``epochs_extra_run``."""
     from devicefit.search.finetune import LEARNING_RATE, RESTART_RATE, extra_epochs, finetune
-    from devicefit.search.rejection import validation_drop
 
-    after = validation_drop(model, task)
     more = extra_epochs(
         record["epochs"], record["macs_removed"], record["drop_before"], after, budget
     )

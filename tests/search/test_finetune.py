@@ -52,6 +52,7 @@ def test_keeps_the_best_validation_epoch() -> None:
     after = task.metric(task.data.y_val, student.predict(task.data.x_val, verbose=0))
     assert scores[0] == before
     assert after == max(scores)  # the restored weights are the best epoch's
+    assert log["kept_score"] == after  # and the score returned is theirs
 
 
 def test_stops_when_the_validation_metric_stops_improving() -> None:
@@ -90,7 +91,8 @@ def test_fine_tuning_says_whether_it_was_still_improving() -> None:
     log = finetune(learner, task, epochs=3, callbacks=[], patience=3)
     assert log["improving"] == (log["val_scores"][-1] > max(log["val_scores"][:-1]))
     # Without best-epoch selection nothing is scored, so nothing says it was improving.
-    assert finetune(learner, task, epochs=1, callbacks=[], keep_best=False)["improving"] is False
+    unscored = finetune(learner, task, epochs=1, callbacks=[], keep_best=False)
+    assert unscored["improving"] is False and unscored["kept_score"] is None
 
 
 def test_a_candidate_over_the_budget_and_still_gaining_fine_tunes_longer() -> None:
@@ -104,10 +106,11 @@ def test_a_candidate_over_the_budget_and_still_gaining_fine_tunes_longer() -> No
     drop = validation_drop(student, task)
     assert drop > 10  # the trained teacher is far better on the validation split
     record = {"epochs": 2, "macs_removed": 0.5, "drop_before": 3 * drop}
-    _finetune_longer(student, task, budget=1.0, record=record)
+    _finetune_longer(student, task, budget=1.0, after=drop, record=record)
     assert record["epochs_extra"] == 2 and 1 <= record["epochs_extra_run"] <= 2
     assert validation_drop(student, task) <= drop  # the best epoch is kept: never worse
     # Within the budget already: not one epoch more.
     within = {"epochs": 2, "macs_removed": 0.5, "drop_before": 3 * drop}
-    _finetune_longer(student, task, budget=100.0, record=within)
+    now = validation_drop(student, task)
+    _finetune_longer(student, task, budget=100.0, after=now, record=within)
     assert "epochs_extra" not in within
