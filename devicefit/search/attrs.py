@@ -30,17 +30,21 @@ Trial user attributes:
               "pooled": {device: {"median_ms", "measurements"}} (a file measured before:
                         the median over all its measurements, what the trial was told),
               "paused_trials": int (trials held paused while this one measured here),
-              "finetune": {"drop_before", "drop_after", "recovered" (validation split,
-                           metric units), "epochs_planned", "epochs", "epochs_run",
-                           "macs_removed", and "epochs_extra", "epochs_extra_run" when a
-                           structural change still over the budget got more epochs}
+              "finetune": {"drop_before" (its weights techniques applied at once when
+                           "one_shot"), "drops" (after each epoch), "drop_after",
+                           "recovered" (validation split, metric units), "epochs_planned",
+                           "epochs", "epochs_run", "macs_removed", "weights", and
+                           "epochs_extra", "epochs_extra_run" when a structural change
+                           still over the budget got more epochs}
                            ({} when the trial did not fine-tune)}
   "same_as": int                                (the same candidate as that earlier trial:
                                                  the same plan or the same file bytes)
   "fail_reason": str                            (failed trials)
-  "pruned_reason": str                          (trials pruned before fine-tuning, with
-                                                 "metrics" holding only "finetune",
-                                                 "timings_s" and "notes")
+  "pruned_reason": str                          (trials pruned as hopeless: before or
+                                                 during fine-tuning, or before conversion
+                                                 when they do not fine-tune; "metrics"
+                                                 holds only "finetune", "timings_s" and
+                                                 "notes")
   "retry_of": int                               (a re-run of a trial a dead driver left)
   "recipe": technique name                      (the enqueued one-technique recipes),
             or "combined"                        (the feasible recipes together)

@@ -30,7 +30,15 @@ from devicefit.search import attrs
 from devicefit.search.artifacts import write_folder_atomic
 from devicefit.search.executors import Executor
 from devicefit.search.progress import SearchProgress
-from devicefit.search.rejection import FINETUNE_KEY, recoveries_of, rejection_limit
+from devicefit.search.rejection import (
+    FINETUNE_KEY,
+    UNRECOVERED_MARGIN,
+    Trajectory,
+    epoch_limits,
+    history_of,
+    learned_from,
+    rejection_limit,
+)
 from devicefit.search.same_file import KnownCandidates, reuse_output
 from devicefit.search.study import FIXED_KEYS, enqueue_next_fixed, set_study_info, study_info
 from devicefit.search.trial import TrialOutput, TrialRequest
@@ -76,8 +84,10 @@ class Driver:
     _reporter: threading.Thread | None = None  # writing it now
     _remote: cf.ThreadPoolExecutor | None = None
     known: KnownCandidates = field(default_factory=KnownCandidates)  # files and plans told
-    # (drop before, drop after) of each fine-tuning told (search/rejection.py)
+    # (drop before, drop after) of each fine-tuning told, and its drops after each epoch
+    # (search/rejection.py)
     recoveries: list[tuple[float, float]] = field(default_factory=list)
+    trajectories: list[Trajectory] = field(default_factory=list)
     pruned: int = 0  # trials of the study pruned before fine-tuning
 
     def complete(self) -> int:
@@ -99,7 +109,7 @@ class Driver:
             self._ensure_reference_trial()
         trials = self.study.get_trials(deepcopy=False)
         self.known = KnownCandidates.from_trials(trials)
-        self.recoveries = recoveries_of(trials)
+        self.recoveries, self.trajectories = history_of(trials)
         self.pruned = sum(t.state == TrialState.PRUNED for t in trials)
         self.budget = float(info["max_metric_drop"])  # fixed when the study was created
         target = self.config.trials
@@ -334,19 +344,28 @@ class Driver:
             self.config.threads,
             keep_keras=self.config.keep_keras != "none",
             known_files=frozenset(self.known.files),
-            reject_drop=self._reject_drop(trial),
             max_drop=self.budget,
+            **self._rejection(trial, plan),
         )
         return self.executor.submit(request)
 
-    def _reject_drop(self, trial: optuna.Trial) -> float | None:
-        """The drop before fine-tuning beyond which a sampled trial is pruned; None for the
-        fixed trials (baselines, recipes, profile plans), which are the references."""
+    def _rejection(self, trial: optuna.Trial, plan: Plan) -> dict[str, Any]:
+        """The limits beyond which a sampled trial is pruned (TrialRequest's ``reject_*``):
+        its drop before fine-tuning, after each epoch but the last, or without fine-tuning.
+        None for the fixed trials (baselines, recipes, profile plans): they are the
+        references."""
         if any(key in trial.user_attrs for key in FIXED_KEYS):
-            return None
+            return {}
         if self.pruned >= MAX_PRUNED_PER_TRIAL * self.config.trials:
-            return None  # the sampler keeps proposing hopeless plans: let the study end
-        return rejection_limit(self.budget, self.recoveries)
+            return {}  # the sampler keeps proposing hopeless plans: let the study end
+        return {
+            "reject_drop": rejection_limit(self.budget, self.recoveries),
+            "reject_after_epoch": epoch_limits(
+                self.budget, self.trajectories, plan.finetune_epochs
+            ),
+            # With no loss allowed, a validation drop of one sample may still test within it.
+            "reject_unrecovered": UNRECOVERED_MARGIN * self.budget if self.budget > 0 else None,
+        }
 
     def _built(self, future: cf.Future[TrialOutput], job: _InFlight, progress: Any) -> bool:
         """A candidate is built: measure it (now if a device shares this CPU, else in
@@ -496,9 +515,11 @@ class Driver:
                 raise
         self.told += 1
         self.known.add(job.trial.number, job.plan.to_dict(), metrics)
-        tuned = out.finetune
-        if tuned.get("drop_after") is not None and not tuned.get("weights"):
-            self.recoveries.append((float(tuned["drop_before"]), float(tuned["drop_after"])))
+        recovery, trajectory = learned_from(out.finetune)
+        if recovery is not None:
+            self.recoveries.append(recovery)
+        if trajectory is not None:
+            self.trajectories.append(trajectory)
         progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
 

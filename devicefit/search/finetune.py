@@ -6,6 +6,7 @@ budget (``extra_epochs``)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -91,15 +92,27 @@ def _regression_loss(channels: int) -> Any:
 class _KeepBest(keras.callbacks.Callback):
     """Scores the task metric on the validation split after each epoch (and before the
     first), stops after ``patience`` epochs without a better one, and restores the best
-    weights at the end."""
+    weights at the end (``enabled``). With ``limits`` (the largest validation drop worth
+    the remaining epochs, after epoch 1, 2, ...; search/rejection.py ``epoch_limits``) it
+    also stops a candidate whose best drop so far is beyond the limit of its epoch: it is
+    ``hopeless``, and the trial is pruned."""
 
-    def __init__(self, task: Task, enabled: bool, patience: int = PATIENCE) -> None:
+    def __init__(
+        self,
+        task: Task,
+        enabled: bool,
+        patience: int = PATIENCE,
+        limits: Sequence[float | None] = (),
+    ) -> None:
         super().__init__()
         self.task, self.enabled, self.patience = task, enabled, patience
+        self.limits = tuple(limits)
         self.best: tuple[float, list[np.ndarray]] | None = None
         self.scores: list[float] = []
+        self.epoch_scores: list[float] = []  # after each epoch, as the metric reads
         self.since_best = 0
         self.epochs_run = 0
+        self.hopeless: dict[str, float] | None = None  # epoch, drop and limit that stopped it
 
     def _score(self) -> float:
         pred = self.model.predict(self.task.data.x_val, verbose=0, batch_size=64)
@@ -113,9 +126,12 @@ class _KeepBest(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         self.epochs_run = epoch + 1
-        if not self.enabled:
+        if not (self.enabled or self.limits):
             return
         score = self._score()
+        self.epoch_scores.append(self.scores[-1])
+        if self._stop_hopeless(epoch + 1) or not self.enabled:
+            return
         if self.best is None or score > self.best[0]:
             self.best = (score, self.model.get_weights())
             self.since_best = 0
@@ -123,6 +139,21 @@ class _KeepBest(keras.callbacks.Callback):
         self.since_best += 1
         if self.since_best >= self.patience:
             self.model.stop_training = True
+
+    def _stop_hopeless(self, epoch: int) -> bool:
+        limit = self.limits[epoch - 1] if epoch <= len(self.limits) else None
+        if limit is None:
+            return False
+        from devicefit.search.rejection import validation_reference
+
+        metric = self.task.metric
+        best = max(self.epoch_scores) if metric.higher_is_better else min(self.epoch_scores)
+        drop = metric.drop(validation_reference(self.task), best)
+        if drop <= limit:
+            return False
+        self.hopeless = {"epoch": epoch, "drop": drop, "limit": limit}
+        self.model.stop_training = True
+        return True
 
     def on_train_end(self, logs: Any = None) -> None:
         if self.enabled and self.best is not None:
@@ -137,13 +168,18 @@ def finetune(
     keep_best: bool = True,
     patience: int = PATIENCE,
     learning_rate: float = LEARNING_RATE,
+    hopeless_after: Sequence[float | None] = (),
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` on the training split against labels and
     the original model's outputs. ``keep_best`` restores the best validation epoch
     (callers turn it off when a technique's schedule must finish, e.g. sparsity), and
-    with it early stopping. Returns the validation scores, the epochs run, whether the
-    last epoch was the best so far (``improving``: more epochs may gain more) and the
-    score of the weights kept (``kept_score``)."""
+    with it early stopping. ``hopeless_after``: the largest best-so-far validation drop
+    after epoch 1, 2, ... worth going on (None: no limit); past it, training stops.
+    Returns the validation scores (``val_scores``: before training when ``keep_best``,
+    then after each epoch; ``epoch_scores``: after each epoch, when anything was scored),
+    the epochs run, whether the last epoch was the best so far (``improving``: more
+    epochs may gain more), the score of the weights kept (``kept_score``) and, when a
+    limit stopped it, ``hopeless``: the epoch, its drop and the limit."""
     data = task.data
     subset = training_subset(task)
     x_train, y_train = data.x_train[subset], data.y_train[subset]
@@ -166,7 +202,7 @@ def finetune(
         warmup_steps=warmup,
     )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-    keeper = _KeepBest(task, keep_best, patience)
+    keeper = _KeepBest(task, keep_best, patience, hopeless_after)
     model.fit(
         x_train,
         target,
@@ -182,6 +218,8 @@ def finetune(
         kept = keeper.best[0] if task.metric.higher_is_better else -keeper.best[0]
     return {
         "val_scores": keeper.scores,
+        "epoch_scores": keeper.epoch_scores,
+        "hopeless": keeper.hopeless,
         "epochs_run": keeper.epochs_run,
         "improving": improving,
         "kept_score": kept,

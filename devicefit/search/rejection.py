@@ -1,9 +1,19 @@
-"""Rejecting hopeless candidates before fine-tuning, from what fine-tuning has recovered.
+"""Rejecting hopeless candidates early, from what fine-tuning has recovered in this study.
 
 Fine-tuning is most of a trial's time. A candidate whose structure costs far more metric
 than fine-tuning has ever won back in this study will not come back within the budget, so
-it is scored on the validation split before fine-tuning and pruned when its drop is beyond
-``rejection_limit``. Every fine-tuned trial scores its model before and after fine-tuning
+it is scored on the validation split, and pruned when its drop is beyond a limit, at three
+points:
+
+- before fine-tuning (``rejection_limit`` of the drops before and after every fine-tuning
+  told: the weights techniques applied at once, as they would end);
+- after each fine-tuning epoch but the last (``epoch_limits``: what the remaining epochs
+  recovered in the trials that ran past that epoch), so a plan that is not coming back
+  costs one epoch, not all of them;
+- for a plan with no fine-tuning at all, before it is converted (``UNRECOVERED_MARGIN``
+  times the budget: nothing will win its drop back).
+
+Every fine-tuned trial records its drops before, after each epoch and at the end
 (``metrics["finetune"]``), so the study learns how much fine-tuning recovers on this model.
 """
 
@@ -22,6 +32,9 @@ from devicefit.search import attrs
 MARGIN = 2.0
 MIN_RECOVERIES = 3  # fine-tuned trials seen before any candidate is rejected
 SHARE_CAP = 0.95  # the most of a drop fine-tuning is counted on to recover
+# A plan without fine-tuning ends about where it starts (conversion moves the metric by a
+# fraction of a point): past this many times the budget it cannot end within it.
+UNRECOVERED_MARGIN = 2.0
 FINETUNE_KEY = "finetune"  # in a trial's metrics: drops before and after fine-tuning
 _REFERENCE: dict[int, tuple[Any, float]] = {}
 
@@ -43,18 +56,53 @@ def rejection_limit(max_drop: float, recoveries: list[tuple[float, float]]) -> f
     return MARGIN * max(budget + most, budget / (1.0 - share))
 
 
-def recoveries_of(trials: list[FrozenTrial]) -> list[tuple[float, float]]:
-    """(drop before, drop after) fine-tuning of each complete trial whose fine-tuning
-    recovered something measurable: not plans with a weights technique, whose masks or
-    clusters are made during fine-tuning (their drop before is not the candidate's)."""
-    found = []
+Trajectory = tuple[tuple[float, ...], float]  # drops after each epoch, drop at the end
+
+
+def epoch_limits(
+    max_drop: float, trajectories: list[Trajectory], epochs: int
+) -> tuple[float | None, ...]:
+    """For a candidate planned for ``epochs`` epochs: the largest best-so-far drop after
+    epoch e (e = 1 .. epochs-1) that is still worth the remaining epochs; None for an
+    epoch before which too few trials ran past it. ``rejection_limit`` read from what the
+    trials that ran past epoch e recovered after it."""
+    return tuple(
+        rejection_limit(
+            max_drop,
+            [(min(drops[:e]), after) for drops, after in trajectories if len(drops) > e],
+        )
+        for e in range(1, epochs)
+    )
+
+
+def learned_from(tuned: dict[str, Any]) -> tuple[tuple[float, float] | None, Trajectory | None]:
+    """What a told trial's fine-tuning record (``metrics["finetune"]``) teaches: its
+    (drop before, drop after), and its drops after each epoch with the drop at the end.
+    Neither from a record whose drop before is not the candidate's (a weights technique's
+    masks or clusters made during fine-tuning, by versions that did not apply them at
+    once to score it)."""
+    if tuned.get("drop_after") is None or (tuned.get("weights") and not tuned.get("one_shot")):
+        return None, None
+    after = float(tuned["drop_after"])
+    drops = tuple(float(d) for d in tuned.get("drops") or ())
+    return (float(tuned["drop_before"]), after), ((drops, after) if drops else None)
+
+
+def history_of(
+    trials: list[FrozenTrial],
+) -> tuple[list[tuple[float, float]], list[Trajectory]]:
+    """The recoveries and epoch trajectories of the complete trials (``learned_from``)."""
+    recoveries, trajectories = [], []
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
             continue
         tuned = (trial.user_attrs.get(attrs.METRICS) or {}).get(FINETUNE_KEY) or {}
-        if tuned.get("drop_after") is not None and not tuned.get("weights"):
-            found.append((float(tuned["drop_before"]), float(tuned["drop_after"])))
-    return found
+        recovery, trajectory = learned_from(tuned)
+        if recovery is not None:
+            recoveries.append(recovery)
+        if trajectory is not None:
+            trajectories.append(trajectory)
+    return recoveries, trajectories
 
 
 def validation_score(model: Any, task: Any) -> float:
@@ -80,4 +128,20 @@ def rejection_reason(drop: float, limit: float, metric: str) -> str:
     return (
         f"hopeless before fine-tuning: {metric} drop {drop:.3g} on the validation split, over "
         f"{limit:.3g} ({MARGIN:g}x the budget plus the most fine-tuning has recovered here)"
+    )
+
+
+def epoch_rejection_reason(epoch: int, epochs: int, drop: float, limit: float, metric: str) -> str:
+    return (
+        f"hopeless after epoch {epoch} of {epochs}: {metric} drop {drop:.3g} on the validation "
+        f"split, over {limit:.3g} ({MARGIN:g}x the budget plus the most the epochs after it "
+        "have recovered here)"
+    )
+
+
+def unrecovered_reason(drop: float, limit: float, metric: str) -> str:
+    return (
+        f"hopeless without fine-tuning: {metric} drop {drop:.3g} on the validation split, "
+        f"over {limit:.3g} ({UNRECOVERED_MARGIN:g}x the budget), and the plan fine-tunes for "
+        "no epoch to win it back"
     )

@@ -31,6 +31,10 @@ class TrialRequest:
     # The largest validation drop before fine-tuning worth fine-tuning (search/rejection.py);
     # None: never rejected (references, and until the study knows what fine-tuning recovers).
     reject_drop: float | None = None
+    # The largest best-so-far drop after epoch 1, 2, ... worth the remaining epochs (None:
+    # no limit at that epoch), and the largest drop of a plan that does not fine-tune.
+    reject_after_epoch: tuple[float | None, ...] = ()
+    reject_unrecovered: float | None = None
     # The study's metric budget (validation drop, metric units): a heavier structural
     # change still over it after fine-tuning may get more epochs. None: never more.
     max_drop: float | None = None
@@ -109,12 +113,13 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     changed = any(t.stage in ("graph", "weights") for t, _ in steps)
     if plan.finetune_epochs > 0 and changed:
         if not _finetuned(model, task, plan, weights, request, out):
-            out.timings_s["score_before_finetune"] = time.perf_counter() - clock
+            spent = "finetune" if "epochs_run" in out.finetune else "score_before_finetune"
+            out.timings_s[spent] = time.perf_counter() - clock
             return
-    for tech, params in weights:
-        applied = tech.finalize(model, params)
-        model = applied.model
-        out.notes += [f"{tech.name}: {note}" for note in applied.notes]
+    model = _finalized(model, weights, out.notes)
+    if changed and not out.finetune and _unrecovered(model, task, request, out):
+        out.timings_s["score_before_convert"] = time.perf_counter() - clock
+        return
     if out.finetune:
         after = validation_drop(model, task)
         out.finetune.update(drop_after=after, recovered=out.finetune["drop_before"] - after)
@@ -147,6 +152,30 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     out.timings_s["evaluate"] = time.perf_counter() - clock
 
 
+def _finalized(model: Any, weights: list[tuple[Any, dict[str, Any]]], notes: list[str]) -> Any:
+    """``model`` with each weights technique's final masks or clusters applied."""
+    for tech, params in weights:
+        applied = tech.finalize(model, params)
+        model = applied.model
+        notes += [f"{tech.name}: {note}" for note in applied.notes]
+    return model
+
+
+def _unrecovered(model: Any, task: Any, request: TrialRequest, out: TrialOutput) -> bool:
+    """Whether a changed candidate that fine-tunes for no epoch is already beyond
+    ``request.reject_unrecovered`` on the validation split (``out.rejected`` set)."""
+    from devicefit.search.rejection import unrecovered_reason, validation_drop
+
+    if request.reject_unrecovered is None:
+        return False
+    drop = validation_drop(model, task)
+    if drop <= request.reject_unrecovered:
+        return False
+    out.finetune = {"drop_before": drop, "epochs_planned": 0}
+    out.rejected = unrecovered_reason(drop, request.reject_unrecovered, task.metric.name)
+    return True
+
+
 def _finetuned(
     model: Any,
     task: Any,
@@ -155,16 +184,25 @@ def _finetuned(
     request: TrialRequest,
     out: TrialOutput,
 ) -> bool:
-    """Fine-tune ``model`` in place (recording the share of MACs the plan removed); False
-    (and ``out.rejected`` set) when its drop before fine-tuning is hopeless."""
+    """Fine-tune ``model`` in place (recording the share of MACs the plan removed and the
+    validation drop after each epoch); False (and ``out.rejected`` set) when its drop
+    before fine-tuning, or after an epoch but the last, is hopeless."""
     from devicefit.search.finetune import finetune, steps_per_epoch
-    from devicefit.search.rejection import rejection_reason, validation_drop, validation_reference
+    from devicefit.search.rejection import (
+        epoch_rejection_reason,
+        rejection_reason,
+        validation_drop,
+        validation_reference,
+    )
 
-    before = validation_drop(model, task)
+    # With its weights techniques applied at once, as they will end: a plan that clusters
+    # to 2 bits is judged on what 2-bit clusters cost, not on the model before them.
+    before = validation_drop(_finalized(_copy(model), weights, []) if weights else model, task)
     out.finetune = {
         "drop_before": before,
         "epochs_planned": plan.finetune_epochs,
-        "weights": bool(weights),  # its masks or clusters came during fine-tuning
+        "weights": bool(weights),  # its masks or clusters are remade during fine-tuning
+        "one_shot": bool(weights),  # and were applied at once to score it before
     }
     if request.reject_drop is not None and before > request.reject_drop:
         out.rejected = rejection_reason(before, request.reject_drop, task.metric.name)
@@ -174,8 +212,27 @@ def _finetuned(
     total = epochs * steps_per_epoch(task)
     callbacks = [cb for t, p in weights for cb in t.training_callbacks(model, p, total)]
     # A weights technique's schedule must run to its end: no early stop, no best epoch.
-    ran = finetune(model, task, epochs, callbacks, keep_best=not weights)
-    out.finetune.update(macs_removed=removed, epochs=epochs, epochs_run=ran["epochs_run"])
+    ran = finetune(
+        model,
+        task,
+        epochs,
+        callbacks,
+        keep_best=not weights,
+        hopeless_after=request.reject_after_epoch,
+    )
+    reference = validation_reference(task)
+    out.finetune.update(
+        macs_removed=removed,
+        epochs=epochs,
+        epochs_run=ran["epochs_run"],
+        drops=[task.metric.drop(reference, score) for score in ran["epoch_scores"]],
+    )
+    if ran["hopeless"]:
+        stop = ran["hopeless"]
+        out.rejected = epoch_rejection_reason(
+            stop["epoch"], epochs, stop["drop"], stop["limit"], task.metric.name
+        )
+        return False
     if ran["improving"] and request.max_drop is not None:
         after = task.metric.drop(validation_reference(task), ran["kept_score"])
         _finetune_longer(model, task, request.max_drop, after, out.finetune)

@@ -1,5 +1,6 @@
-"""Hopeless candidates are pruned before fine-tuning, from what fine-tuning has recovered in
-the study so far; the rest fine-tune and record what they recovered.
+"""Hopeless candidates are pruned before fine-tuning, after an epoch, or before conversion
+when they do not fine-tune, from what fine-tuning has recovered in the study so far; the
+rest fine-tune and record what they recovered.
 
 The trial tests build real candidates of the digits task. The driver test uses an executor
 double (candidates with made-up drops): what it checks is the driver's bookkeeping beside it.
@@ -20,7 +21,15 @@ from devicefit.evaluators.metrics import get_metric
 from devicefit.search import attrs
 from devicefit.search.driver import MAX_PRUNED_PER_TRIAL, Driver
 from devicefit.search.executors import Executor
-from devicefit.search.rejection import MARGIN, MIN_RECOVERIES, SHARE_CAP, rejection_limit
+from devicefit.search.rejection import (
+    MARGIN,
+    MIN_RECOVERIES,
+    SHARE_CAP,
+    UNRECOVERED_MARGIN,
+    epoch_limits,
+    learned_from,
+    rejection_limit,
+)
 from devicefit.search.run import build_space
 from devicefit.search.study import FIXED_KEYS, create_study
 from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
@@ -42,6 +51,33 @@ def test_the_limit_follows_the_largest_recovery() -> None:
     assert limit == pytest.approx(MARGIN * 1.0 / (1.0 - SHARE_CAP))
 
 
+def test_the_limit_after_an_epoch_follows_what_the_later_epochs_recovered() -> None:
+    trajectories = [
+        ((20.0, 5.0, 1.0), 0.5),  # 19.5 recovered after epoch 1, 4.5 after epoch 2
+        ((30.0, 10.0), 2.0),  # 28 after epoch 1; did not run past epoch 2
+        ((4.0,), 0.5),  # one epoch: says nothing about what more epochs recover
+        ((8.0, 3.0, 2.0), 2.0),
+    ]
+    after_first = [(20.0, 0.5), (30.0, 2.0), (8.0, 2.0)]
+    # After epoch 2 only two trials ran on (MIN_RECOVERIES is 3): no limit there.
+    assert epoch_limits(1.0, trajectories, 3) == (rejection_limit(1.0, after_first), None)
+    assert rejection_limit(1.0, after_first) == MARGIN * (1.0 + 28.0)
+    # The best drop so far counts, not the last: (9, 12) after two epochs is at 9.
+    limits = epoch_limits(1.0, [((9.0, 12.0, 1.0), 1.0)] * 3, 3)
+    assert limits[1] == rejection_limit(1.0, [(9.0, 1.0)] * 3)
+    assert epoch_limits(1.0, trajectories, 1) == ()  # one epoch: nothing after it
+
+
+def test_a_record_teaches_only_where_its_drop_before_was_the_candidates() -> None:
+    tuned = {"drop_before": 9.0, "drop_after": 1.0, "drops": [4.0, 1.0]}
+    assert learned_from(tuned) == ((9.0, 1.0), ((4.0, 1.0), 1.0))
+    # A weights technique's masks made during fine-tuning, not applied to score it before.
+    assert learned_from({**tuned, "weights": True}) == (None, None)
+    assert learned_from({**tuned, "weights": True, "one_shot": True})[0] == (9.0, 1.0)
+    assert learned_from({"drop_before": 9.0, "drop_after": 1.0}) == ((9.0, 1.0), None)
+    assert learned_from({"drop_before": 9.0}) == (None, None)  # pruned: no end
+
+
 PRUNED_HARD = Plan(
     (
         Step("channel_pruning", {"ratio": 0.9, "importance": "l1"}),
@@ -60,6 +96,41 @@ def test_a_hopeless_candidate_stops_before_fine_tuning() -> None:
     assert out.timings_s["score_before_finetune"] < 10
 
 
+def test_a_candidate_hopeless_after_its_first_epoch_stops_there() -> None:
+    plan = {**PRUNED_HARD, "finetune_epochs": 3}
+    request = TrialRequest(0, plan, TaskSpec("digits"), seed=0, reject_after_epoch=(0.0, 0.0))
+    out = run_trial(request)
+    assert out.error is None and out.tflite == b""
+    assert out.rejected and out.rejected.startswith("hopeless after epoch 1 of 3")
+    assert out.finetune["epochs_run"] == 1 and len(out.finetune["drops"]) == 1
+    assert out.finetune["drops"][0] > 0.0  # over the limit it was stopped at
+    assert "finetune" in out.timings_s and "convert" not in out.timings_s
+
+
+def test_a_plan_that_does_not_fine_tune_is_pruned_before_conversion() -> None:
+    plan = {**PRUNED_HARD, "finetune_epochs": 0}
+    out = run_trial(TrialRequest(0, plan, TaskSpec("digits"), seed=0, reject_unrecovered=2.0))
+    assert out.error is None and out.tflite == b""
+    assert out.rejected and out.rejected.startswith("hopeless without fine-tuning")
+    assert out.finetune["drop_before"] > 2.0 and out.finetune["epochs_planned"] == 0
+    assert "score_before_convert" in out.timings_s and "convert" not in out.timings_s
+    # The same plan within the limit is converted and scored as before.
+    kept = run_trial(TrialRequest(0, plan, TaskSpec("digits"), seed=0, reject_unrecovered=1e9))
+    assert kept.error is None and kept.rejected is None and kept.tflite
+
+
+def test_a_weights_technique_is_scored_as_it_will_end_before_fine_tuning() -> None:
+    plan = Plan(
+        (Step("clustering", {"bits": 1}), Step("quantization", {"mode": "float32"})),
+        finetune_epochs=2,
+    ).to_dict()
+    out = run_trial(TrialRequest(0, plan, TaskSpec("digits"), seed=0, reject_drop=1.0))
+    # Two shared values per kernel cost far more than a point before any fine-tuning; the
+    # model before clustering (what was scored before) costs nothing.
+    assert out.rejected and out.rejected.startswith("hopeless before fine-tuning")
+    assert out.finetune["drop_before"] > 1.0 and out.finetune["one_shot"] is True
+
+
 def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered() -> None:
     out = run_trial(TrialRequest(0, PRUNED_HARD, TaskSpec("digits"), seed=0))
     assert out.error is None and out.rejected is None and out.tflite
@@ -69,6 +140,8 @@ def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered() -> None:
     assert tuned["recovered"] > 0
     assert tuned["macs_removed"] > 0.5  # most of the MACs gone with 90% of the channels
     assert tuned["epochs"] == tuned["epochs_planned"] == 2 and 1 <= tuned["epochs_run"] <= 2
+    assert len(tuned["drops"]) == tuned["epochs_run"]  # the validation drop after each epoch
+    assert min(tuned["drops"]) == pytest.approx(tuned["drop_after"])  # the best one kept
 
 
 class RecoveringExecutor(Executor):
@@ -82,7 +155,12 @@ class RecoveringExecutor(Executor):
     def submit(self, request: TrialRequest) -> cf.Future[TrialOutput]:
         self.requests.append(request)
         out = TrialOutput(request.number, tflite=b"1234TFL3", metric=90.0)
-        out.finetune = {"drop_before": 10.0, "drop_after": 9.0, "recovered": 1.0}
+        out.finetune = {
+            "drop_before": 10.0,
+            "drop_after": 9.0,
+            "recovered": 1.0,
+            "drops": [9.5, 9.2],  # 0.5 recovered after the first epoch
+        }
         out.timings_s = {"build": 0.1}
         if request.reject_drop is not None and 10.0 > request.reject_drop:
             out.rejected, out.tflite = f"hopeless: 10 > {request.reject_drop}", b""
@@ -133,6 +211,18 @@ def test_the_driver_prunes_hopeless_trials_and_still_ends(tmp_path: Path) -> Non
     # were), and none once the cap of pruned trials is reached.
     assert [r.reject_drop for r in sampled] == [limit] * cap + [None] * (len(sampled) - cap)
     assert all(r.reject_drop is None for r in executor.requests if r.number in fixed)
+    # After the first epoch, what the second recovered; no limit after the second (no told
+    # trial ran past it); without fine-tuning, twice the budget.
+    after_first = MARGIN * (1.0 + 0.5)
+    for request in sampled[:cap]:
+        epochs = request.plan["finetune_epochs"]
+        assert (
+            request.reject_after_epoch
+            == ((after_first,) + (None,) * (epochs - 2))[: max(0, epochs - 1)]
+        )
+        assert request.reject_unrecovered == UNRECOVERED_MARGIN * 1.0
+    for request in [r for r in executor.requests if r.number in fixed] + sampled[cap:]:
+        assert request.reject_after_epoch == () and request.reject_unrecovered is None
     # Every candidate knows the budget, so a structural change over it may fine-tune longer.
     assert {r.max_drop for r in executor.requests} == {1.0}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
