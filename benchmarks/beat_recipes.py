@@ -107,7 +107,10 @@ def numbers(folder: Path) -> dict[str, Any]:
         "searched": len(searched),
         "over_5x_budget": len(over),
         "over_5x_share": len(over) / len(searched) if searched else None,
+        # The same share among the searched trials that completed (pruned ones left out).
+        "over_5x_share_of_complete": len(over) / max(1, sum(t.complete for t in searched)),
         "pruned": len(pruned),
+        "pruned_by_kind": _pruned_by_kind(pruned),
         "pruned_median_s": statistics.median(map(_total_s, pruned)) if pruned else None,
         "finetuned_median_s": statistics.median(map(_total_s, tuned)) if tuned else None,
         "profile_plans": {
@@ -117,6 +120,20 @@ def numbers(folder: Path) -> dict[str, Any]:
         },
     }
     return out
+
+
+def _pruned_by_kind(pruned: list[Any]) -> dict[str, dict[str, float]]:
+    """How many were pruned at each point (before fine-tuning, after an epoch, without
+    fine-tuning) and their median cost."""
+    kinds: dict[str, list[float]] = {}
+    for trial in pruned:
+        reason = str(trial.fail_reason or "")
+        kind = reason.split(":", 1)[0].split(" of ")[0]  # "hopeless after epoch 1", ...
+        kinds.setdefault(kind, []).append(_total_s(trial))
+    return {
+        kind: {"count": len(costs), "median_s": statistics.median(costs)}
+        for kind, costs in sorted(kinds.items())
+    }
 
 
 def _trial(trial: Any, record: Any, objective: str, f32: Any) -> dict[str, Any] | None:
