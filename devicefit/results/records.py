@@ -250,7 +250,7 @@ def _trial_record(trial: Any, objectives: list[Objective]) -> TrialRecord:
         plan_short=str(user.get(attrs.PLAN_SHORT, "")),
         metrics=dict(user.get(attrs.METRICS) or {}),
         baseline=user.get(attrs.BASELINE),
-        # Why it did not complete: its failure, or why it was pruned before fine-tuning.
+        # Why it did not complete: its failure, or why it was pruned as hopeless.
         fail_reason=user.get(attrs.FAIL_REASON) or user.get(attrs.PRUNED_REASON),
         feasible=all(v <= 0.0 for v in constraints.values()),
         constraints=constraints,

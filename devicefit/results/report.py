@@ -43,7 +43,7 @@ def print_report(record: StudyRecord, console: Console) -> None:
         console.print(f"{len(failed)} failed trial(s); reasons are in {TRIALS_CSV}.")
     pruned = sum(t.state == "PRUNED" for t in record.trials)
     if pruned:
-        console.print(f"{pruned} trial(s) pruned as hopeless before fine-tuning ({TRIALS_CSV}).")
+        console.print(f"{pruned} trial(s) pruned as hopeless ({TRIALS_CSV}).")
 
 
 def write_report(record: StudyRecord, folder: Path, *, live: bool = False) -> dict[str, Path]:

@@ -111,7 +111,7 @@ def _facts(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
         f"devices {', '.join(record.devices) or '—'}",
         f"{len(record.trials)} trials ({completed} completed, {failed} failed"
         + (f", {running} running" if running else "")
-        + (f", {pruned} pruned before fine-tuning" if pruned else "")
+        + (f", {pruned} pruned as hopeless" if pruned else "")
         + ")",
         f"{len(front)} on the front",
         f"max metric drop {drop:g}" if drop is not None else "",

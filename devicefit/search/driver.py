@@ -88,7 +88,7 @@ class Driver:
     # (search/rejection.py)
     recoveries: list[tuple[float, float]] = field(default_factory=list)
     trajectories: list[Trajectory] = field(default_factory=list)
-    pruned: int = 0  # trials of the study pruned before fine-tuning
+    pruned: int = 0  # trials of the study pruned as hopeless (search/rejection.py)
 
     def complete(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

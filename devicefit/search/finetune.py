@@ -147,7 +147,9 @@ class _KeepBest(keras.callbacks.Callback):
         from devicefit.search.rejection import validation_reference
 
         metric = self.task.metric
-        best = max(self.epoch_scores) if metric.higher_is_better else min(self.epoch_scores)
+        # Kept weights may be those from before training (``self.scores`` has their score).
+        seen = self.scores if self.enabled else self.epoch_scores
+        best = max(seen) if metric.higher_is_better else min(seen)
         drop = metric.drop(validation_reference(self.task), best)
         if drop <= limit:
             return False

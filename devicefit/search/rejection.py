@@ -56,7 +56,8 @@ def rejection_limit(max_drop: float, recoveries: list[tuple[float, float]]) -> f
     return MARGIN * max(budget + most, budget / (1.0 - share))
 
 
-Trajectory = tuple[tuple[float, ...], float]  # drops after each epoch, drop at the end
+# Drops after each epoch, the drop at the end, and the epochs planned.
+Trajectory = tuple[tuple[float, ...], float, int]
 
 
 def epoch_limits(
@@ -64,12 +65,17 @@ def epoch_limits(
 ) -> tuple[float | None, ...]:
     """For a candidate planned for ``epochs`` epochs: the largest best-so-far drop after
     epoch e (e = 1 .. epochs-1) that is still worth the remaining epochs; None for an
-    epoch before which too few trials ran past it. ``rejection_limit`` read from what the
-    trials that ran past epoch e recovered after it."""
+    epoch after which too few trials ran on. ``rejection_limit`` read from what the trials
+    that ran past epoch e recovered after it, among those planned for at least as many
+    epochs (a trial with fewer epochs left recovered less than this one still can)."""
     return tuple(
         rejection_limit(
             max_drop,
-            [(min(drops[:e]), after) for drops, after in trajectories if len(drops) > e],
+            [
+                (min(drops[:e]), after)
+                for drops, after, planned in trajectories
+                if len(drops) > e and planned >= epochs
+            ],
         )
         for e in range(1, epochs)
     )
@@ -85,7 +91,8 @@ def learned_from(tuned: dict[str, Any]) -> tuple[tuple[float, float] | None, Tra
         return None, None
     after = float(tuned["drop_after"])
     drops = tuple(float(d) for d in tuned.get("drops") or ())
-    return (float(tuned["drop_before"]), after), ((drops, after) if drops else None)
+    planned = int(tuned.get("epochs") or tuned.get("epochs_planned") or len(drops))
+    return (float(tuned["drop_before"]), after), ((drops, after, planned) if drops else None)
 
 
 def history_of(

@@ -195,14 +195,17 @@ def _finetuned(
         validation_reference,
     )
 
-    # With its weights techniques applied at once, as they will end: a plan that clusters
-    # to 2 bits is judged on what 2-bit clusters cost, not on the model before them.
-    before = validation_drop(_finalized(_copy(model), weights, []) if weights else model, task)
+    # With the weights techniques that act before the first step applied, as fine-tuning
+    # will start: a plan that clusters to 2 bits is judged on what 2-bit clusters cost, not
+    # on the model before them. A gradual one (magnitude pruning) starts from the model
+    # without its masks; all at once they would cost more than fine-tuning ever faces.
+    one_shot = bool(weights) and all(t.applied_before_training for t, _ in weights)
+    before = validation_drop(_finalized(_copy(model), weights, []) if one_shot else model, task)
     out.finetune = {
         "drop_before": before,
         "epochs_planned": plan.finetune_epochs,
         "weights": bool(weights),  # its masks or clusters are remade during fine-tuning
-        "one_shot": bool(weights),  # and were applied at once to score it before
+        "one_shot": one_shot,  # and were all applied to score it before
     }
     if request.reject_drop is not None and before > request.reject_drop:
         out.rejected = rejection_reason(before, request.reject_drop, task.metric.name)

@@ -128,6 +128,10 @@ class Technique(ABC):
     name: ClassVar[str]
     stage: ClassVar[Stage]
     structural: ClassVar[bool] = False  # whether it changes the computation (and so MACs)
+    # A weights technique whose final state is in place before the first training step
+    # (clustering), so a copy with it applied at once (``finalize``) is what fine-tuning
+    # starts from; False for one that ramps up during training (gradual magnitude pruning).
+    applied_before_training: ClassVar[bool] = False
     default_ranges: ClassVar[dict[str, ParamSpec]] = {}
     # Parameters that per-block and per-layer granularity draw once per unit (block,
     # layer or channel group); ``global_only`` ones are dropped at those granularities

@@ -79,6 +79,7 @@ class WeightClustering(Technique):
     name = "clustering"
     stage = "weights"
     structural = False
+    applied_before_training = True  # clustered once, before the first step
     default_ranges = {"bits": IntRange(0, 8)}
     layer_params = {"bits": IntRange(0, 8)}
     iterations: ClassVar[int] = 20

@@ -53,26 +53,31 @@ def test_the_limit_follows_the_largest_recovery() -> None:
 
 def test_the_limit_after_an_epoch_follows_what_the_later_epochs_recovered() -> None:
     trajectories = [
-        ((20.0, 5.0, 1.0), 0.5),  # 19.5 recovered after epoch 1, 4.5 after epoch 2
-        ((30.0, 10.0), 2.0),  # 28 after epoch 1; did not run past epoch 2
-        ((4.0,), 0.5),  # one epoch: says nothing about what more epochs recover
-        ((8.0, 3.0, 2.0), 2.0),
+        ((20.0, 5.0, 1.0), 0.5, 3),  # 19.5 recovered after epoch 1, 4.5 after epoch 2
+        ((30.0, 10.0), 2.0, 3),  # 28 after epoch 1; stopped early: not past epoch 2
+        ((4.0,), 0.5, 1),  # one epoch: says nothing about what more epochs recover
+        ((8.0, 3.0, 2.0), 2.0, 3),
+        ((60.0, 1.0), 0.5, 2),  # two epochs planned: fewer left than a 3-epoch plan has
     ]
     after_first = [(20.0, 0.5), (30.0, 2.0), (8.0, 2.0)]
     # After epoch 2 only two trials ran on (MIN_RECOVERIES is 3): no limit there.
     assert epoch_limits(1.0, trajectories, 3) == (rejection_limit(1.0, after_first), None)
     assert rejection_limit(1.0, after_first) == MARGIN * (1.0 + 28.0)
+    # A 2-epoch plan learns from every trial planned for two epochs or more.
+    assert epoch_limits(1.0, trajectories, 2) == (MARGIN * (1.0 + 59.5),)
     # The best drop so far counts, not the last: (9, 12) after two epochs is at 9.
-    limits = epoch_limits(1.0, [((9.0, 12.0, 1.0), 1.0)] * 3, 3)
+    limits = epoch_limits(1.0, [((9.0, 12.0, 1.0), 1.0, 3)] * 3, 3)
     assert limits[1] == rejection_limit(1.0, [(9.0, 1.0)] * 3)
     assert epoch_limits(1.0, trajectories, 1) == ()  # one epoch: nothing after it
 
 
 def test_a_record_teaches_only_where_its_drop_before_was_the_candidates() -> None:
-    tuned = {"drop_before": 9.0, "drop_after": 1.0, "drops": [4.0, 1.0]}
-    assert learned_from(tuned) == ((9.0, 1.0), ((4.0, 1.0), 1.0))
-    # A weights technique's masks made during fine-tuning, not applied to score it before.
+    tuned = {"drop_before": 9.0, "drop_after": 1.0, "drops": [4.0, 1.0], "epochs": 3}
+    assert learned_from(tuned) == ((9.0, 1.0), ((4.0, 1.0), 1.0, 3))
+    # A weights technique's masks made during fine-tuning, not applied to score it before
+    # (gradual magnitude pruning; or a study from before they were).
     assert learned_from({**tuned, "weights": True}) == (None, None)
+    assert learned_from({**tuned, "weights": True, "one_shot": False}) == (None, None)
     assert learned_from({**tuned, "weights": True, "one_shot": True})[0] == (9.0, 1.0)
     assert learned_from({"drop_before": 9.0, "drop_after": 1.0}) == ((9.0, 1.0), None)
     assert learned_from({"drop_before": 9.0}) == (None, None)  # pruned: no end
@@ -98,12 +103,14 @@ def test_a_hopeless_candidate_stops_before_fine_tuning() -> None:
 
 def test_a_candidate_hopeless_after_its_first_epoch_stops_there() -> None:
     plan = {**PRUNED_HARD, "finetune_epochs": 3}
-    request = TrialRequest(0, plan, TaskSpec("digits"), seed=0, reject_after_epoch=(0.0, 0.0))
+    # No limit after epoch 1; after epoch 2, one no candidate with 90% of its channels
+    # gone is within.
+    request = TrialRequest(0, plan, TaskSpec("digits"), seed=0, reject_after_epoch=(None, 0.0))
     out = run_trial(request)
     assert out.error is None and out.tflite == b""
-    assert out.rejected and out.rejected.startswith("hopeless after epoch 1 of 3")
-    assert out.finetune["epochs_run"] == 1 and len(out.finetune["drops"]) == 1
-    assert out.finetune["drops"][0] > 0.0  # over the limit it was stopped at
+    assert out.rejected and out.rejected.startswith("hopeless after epoch 2 of 3")
+    assert out.finetune["epochs_run"] == 2 and len(out.finetune["drops"]) == 2
+    assert min(out.finetune["drops"]) > 0.0  # its best so far, over the limit
     assert "finetune" in out.timings_s and "convert" not in out.timings_s
 
 
@@ -119,7 +126,7 @@ def test_a_plan_that_does_not_fine_tune_is_pruned_before_conversion() -> None:
     assert kept.error is None and kept.rejected is None and kept.tflite
 
 
-def test_a_weights_technique_is_scored_as_it_will_end_before_fine_tuning() -> None:
+def test_a_weights_technique_is_scored_as_fine_tuning_will_start() -> None:
     plan = Plan(
         (Step("clustering", {"bits": 1}), Step("quantization", {"mode": "float32"})),
         finetune_epochs=2,
@@ -129,6 +136,18 @@ def test_a_weights_technique_is_scored_as_it_will_end_before_fine_tuning() -> No
     # model before clustering (what was scored before) costs nothing.
     assert out.rejected and out.rejected.startswith("hopeless before fine-tuning")
     assert out.finetune["drop_before"] > 1.0 and out.finetune["one_shot"] is True
+    # Gradual magnitude pruning starts from the model without its masks: at 95% it would
+    # cost far more than a point at once, but fine-tuning ramps it up from nothing.
+    gradual = Plan(
+        (
+            Step("magnitude_pruning", {"sparsity": 0.95, "pattern": "unstructured"}),
+            Step("quantization", {"mode": "float32"}),
+        ),
+        finetune_epochs=1,
+    ).to_dict()
+    out = run_trial(TrialRequest(0, gradual, TaskSpec("digits"), seed=0, reject_drop=1.0))
+    assert out.rejected is None and out.tflite
+    assert out.finetune["drop_before"] == 0.0 and out.finetune["one_shot"] is False
 
 
 def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered() -> None:
@@ -160,6 +179,7 @@ class RecoveringExecutor(Executor):
             "drop_after": 9.0,
             "recovered": 1.0,
             "drops": [9.5, 9.2],  # 0.5 recovered after the first epoch
+            "epochs": 3,  # planned (stopped early after two)
         }
         out.timings_s = {"build": 0.1}
         if request.reject_drop is not None and 10.0 > request.reject_drop:

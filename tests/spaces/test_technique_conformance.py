@@ -167,6 +167,30 @@ class TestTechniqueConformance:
             else:
                 assert after <= before
 
+    def test_applied_before_training_means_fine_tuning_starts_from_finalize(
+        self, technique: Technique
+    ) -> None:
+        """A technique that says its final state is in place before the first training
+        step (so a trial scores a copy finalized at once as what fine-tuning starts from)
+        leaves the model, once its callbacks are made, exactly as ``finalize`` would."""
+        if not technique.applied_before_training:
+            return
+        assert technique.stage == "weights"
+        import keras
+
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
+        original = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(x)))
+        params = technique.strong_params()
+        started = copy_model(original)
+        technique.training_callbacks(started, params, total_steps=10)
+        finalized = technique.finalize(copy_model(original), params).model
+        pairs = zip(started.get_weights(), finalized.get_weights(), strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)
+        changed = zip(started.get_weights(), original.get_weights(), strict=True)
+        assert not all(np.array_equal(a, b) for a, b in changed)  # strong: it did act
+
     def test_reference_settings_lie_in_default_ranges(self, technique: Technique) -> None:
         for params in (technique.identity_params(), technique.strong_params()):
             assert set(params) == set(technique.default_ranges)
