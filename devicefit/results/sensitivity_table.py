@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from devicefit.results.records import StudyRecord
+from devicefit.search.greedy_plan import ALLOWANCES
 from devicefit.search.sensitivity_profiles import read_sensitivity
 
 LEVELS = ("mild", "medium", "strong")
@@ -138,7 +139,8 @@ def profile_plans_list(record: StudyRecord) -> str:
     return (
         "<h3>Plans made from the profiles</h3><p class='note'>Most time saved per metric "
         "lost first, until the summed drop reached the plan's allowance (in budgets); run "
-        f"as fixed trials after the recipes.</p><ul class='profile-plans'>{items}</ul>"
+        f"as fixed trials after the recipes, a plan over {ALLOWANCES[-1]:g}x only when the one "
+        f"before it held the budget.</p><ul class='profile-plans'>{items}</ul>"
     )
 
 

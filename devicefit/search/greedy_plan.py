@@ -10,6 +10,12 @@ files of the untouched model. Drops before fine-tuning overstate what remains af
 plans are made for a few allowances (``ALLOWANCES`` times the budget): the first is the
 cautious one, the others its stronger neighbours. They run as fixed trials after the
 recipes, so the sampler starts beside a strong multi-technique point.
+
+How much fine-tuning wins back differs by orders of magnitude between models: on a small
+residual net a channel cut that leaves it at chance before fine-tuning ends within the
+budget after it. So the plans go on growing as NetAdapt does, on what fine-tuning reached:
+each plan of ``ESCALATIONS`` runs only when the one before it ended within the budget
+(its spec names that plan, ``after``), and the first that does not ends the climb.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 from devicefit.spaces.base import PER_LAYER, Plan, Step
 
 ALLOWANCES = (1.0, 3.0, 8.0)  # summed drops before fine-tuning, in budgets
+# Stronger plans, each run only when the plan before it held the budget after fine-tuning.
+ESCALATIONS = (20.0, 50.0, 125.0, 300.0)
 GRAPH_TECHNIQUES = ("channel_pruning", "lowrank", "kernel_reduction")
 _FLOOR = 0.01  # the least metric a step is charged, in budgets (a free step still ranks)
 
@@ -153,7 +161,8 @@ def greedy_plans(
     modes: tuple[str, ...] = ("float32", "int8"),
 ) -> list[dict[str, Any]]:
     """One fixed-trial spec per distinct non-empty plan, cautious first: {"attrs":
-    {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}.
+    {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}, and for
+    a plan of ``ESCALATIONS`` "after": the plan that must hold the budget before it runs.
     ``modes``: the whole-model conversions the study may use."""
     from dataclasses import asdict
 
@@ -165,20 +174,21 @@ def greedy_plans(
     points = timed_in(profile.get("points", []), device_profiles.get(device) or {}, device, mode)
     # A zero budget still ranks steps that cost nothing (or gain metric) first.
     floor = max(_FLOOR * budget, 1e-9)
-    for factor in ALLOWANCES:
+    for factor in (*ALLOWANCES, *ESCALATIONS):
         choices = greedy_choices(points, device, factor * budget, floor)
         plan = plan_of(choices, mode, epochs)
         if not choices or plan.to_json() in seen:
             continue
         seen.add(plan.to_json())
-        specs.append(
-            {
-                "attrs": {attrs.PROFILE_PLAN: f"greedy-{factor:g}x"},
-                "params": {},
-                "plan": plan.to_dict(),
-                "choices": [asdict(c) | {"layers": list(c.layers)} for c in choices],
-            }
-        )
+        spec = {
+            "attrs": {attrs.PROFILE_PLAN: f"greedy-{factor:g}x"},
+            "params": {},
+            "plan": plan.to_dict(),
+            "choices": [asdict(c) | {"layers": list(c.layers)} for c in choices],
+        }
+        if factor in ESCALATIONS and specs:
+            spec["after"] = specs[-1]["attrs"][attrs.PROFILE_PLAN]
+        specs.append(spec)
     return specs
 
 
@@ -212,6 +222,7 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
     fixed[at:at] = [{k: v for k, v in s.items() if k != "choices"} for s in specs]
     plans = {s["attrs"]["profile_plan"]: s["choices"] for s in specs}
     set_study_info(study, fixed_trials=fixed, profile_plans=plans)
-    for name, choices in plans.items():
-        taken = ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices)
-        console.print(f"profile plan {name}: {taken}", markup=False)
+    for spec in specs:
+        taken = ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in spec["choices"])
+        when = f" (runs if {spec['after']} holds the budget)" if "after" in spec else ""
+        console.print(f"profile plan {spec['attrs']['profile_plan']}{when}: {taken}", markup=False)

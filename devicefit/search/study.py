@@ -28,8 +28,9 @@ FIXED_KEYS = (attrs.BASELINE, attrs.RECIPE, attrs.PROFILE_PLAN)  # attrs naming 
 
 
 def enqueue_next_fixed(study: optuna.Study) -> bool:
-    """Enqueue the first fixed trial (baseline, recipe, combined recipe) the study does
-    not hold yet.
+    """Enqueue the first fixed trial (baseline, recipe, profile plan, combined recipe) the
+    study does not hold yet; a profile plan that waits on another (``after``) is skipped
+    when that one did not hold the budget.
 
     Idempotent and derived from the trials themselves: a driver killed at any point
     neither loses a fixed trial for good nor enqueues one twice.
@@ -44,6 +45,12 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
         ((key, value),) = spec["attrs"].items()
         if (key, value) in present:
             continue
+        if "after" in spec:  # a stronger profile plan: only once the one before held
+            held = held_budget(trials, spec["after"])
+            if held is None:
+                return False
+            if not held:
+                continue
         params = spec["params"]
         if spec.get("combine"):
             params = combined_params(trials, params)
@@ -79,21 +86,32 @@ def combined_params(
         ),
         float("inf"),
     )
-    feasible = [
-        t
-        for t in recipes
-        if t.state == TrialState.COMPLETE
-        and all(v <= 0.0 for v in t.constraints.values())
-        and t.values[1] < reference
-    ]
-    if len({t.user_attrs[attrs.RECIPE] for t in feasible}) < 2:
+    paid_off = [t for t in recipes if feasible(t) and t.values[1] < reference]
+    if len({t.user_attrs[attrs.RECIPE] for t in paid_off}) < 2:
         return None
-    params = dict(feasible[0].params)
-    for trial in feasible:
+    params = dict(paid_off[0].params)
+    for trial in paid_off:
         technique = trial.user_attrs[attrs.RECIPE]
         params.update({k: v for k, v in trial.params.items() if k.startswith(f"{technique}.")})
     params.update(base)
     return params
+
+
+def feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a complete trial met every constraint (the metric budget among them)."""
+    return trial.state == TrialState.COMPLETE and all(v <= 0.0 for v in trial.constraints.values())
+
+
+def held_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool | None:
+    """Whether the profile plan ``name`` ended within the budget: True once a run of it
+    completed feasible, None while a run is still to finish, False otherwise (it failed,
+    ended over the budget, or never ran because the plan it waited on did not hold)."""
+    runs = [t for t in trials if t.user_attrs.get(attrs.PROFILE_PLAN) == name]
+    if any(feasible(t) for t in runs):
+        return True
+    if any(not t.state.is_finished() for t in runs):
+        return None
+    return False
 
 
 def storage_url(folder: Path, storage: str | None) -> str:

@@ -219,3 +219,94 @@ def test_an_int8_plan_is_ranked_on_the_int8_file_s_times() -> None:
         {"points": points}, profiles, "local", budget=0.1, epochs=3, modes=("float32",)
     )
     assert [c["unit"] for c in flat["choices"]] == ["b1"]
+
+
+# A unit whose cuts cost far more before fine-tuning than the 1-8x allowances: stronger
+# plans only come from the climb.
+DEEP = [
+    _point("b1", "lowrank", "mild", 0.75, 0.5, 0.2),
+    _point("b2", "channel_pruning", "mild", 0.25, 6.0, 1.0),
+    _point("b2", "channel_pruning", "strong", 0.7, 30.0, 3.0),
+    _point("b3", "channel_pruning", "strong", 0.7, 90.0, 2.0),
+]
+
+
+def test_stronger_plans_wait_on_the_plan_before_them_and_stop_when_nothing_is_added() -> None:
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
+    names = [s["attrs"]["profile_plan"] for s in specs]
+    # 1x and 3x take only b1 (the same plan: once); 8x adds b2 mild; 50x b2 strong (20x
+    # adds nothing new); 125x b3 too; 300x has nothing left to add.
+    assert names == ["greedy-1x", "greedy-8x", "greedy-50x", "greedy-125x"]
+    assert [s.get("after") for s in specs] == [None, None, "greedy-8x", "greedy-50x"]
+    units = [{c["unit"]: c["level"] for c in s["choices"]} for s in specs]
+    assert units[2] == {"b1": "mild", "b2": "strong"}
+    assert units[3] == {"b1": "mild", "b2": "strong", "b3": "strong"}
+
+
+def _climb_study(tmp_path: Any) -> Any:
+    """A study holding the fixed trials of DEEP's plans, with the baselines and recipes
+    already run (none are configured), then the combined recipe."""
+    import optuna
+
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED, set_study_info
+
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr(attrs.STUDY_KEY, {})
+    fixed = [{k: v for k, v in s.items() if k != "choices"} for s in specs]
+    fixed.append({"attrs": {attrs.RECIPE: COMBINED}, "params": {}, "combine": True})
+    set_study_info(study, fixed_trials=fixed)
+    return study
+
+
+def _run_next(study: Any, drop: float | None) -> str:
+    """Enqueue and run the next fixed trial: told within (drop <= 0) or over the budget,
+    or failed (None); returns its profile plan."""
+    from optuna.trial import TrialState
+
+    from devicefit.search import attrs
+    from devicefit.search.study import enqueue_next_fixed
+
+    assert enqueue_next_fixed(study)
+    trial = study.ask()
+    if drop is None:
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        trial.set_constraint(attrs.CONSTRAINT, drop)
+        study.tell(trial, [1.0, 1.0])
+    return trial.user_attrs[attrs.PROFILE_PLAN]
+
+
+def test_the_climb_goes_on_while_plans_hold_the_budget(tmp_path: Any) -> None:
+    from devicefit.search.study import enqueue_next_fixed
+
+    study = _climb_study(tmp_path)
+    assert [_run_next(study, -0.1) for _ in range(3)] == ["greedy-1x", "greedy-8x", "greedy-50x"]
+    # greedy-50x held: greedy-125x runs; while it runs nothing after it is enqueued.
+    assert enqueue_next_fixed(study)
+    running = study.ask()
+    assert running.user_attrs["profile_plan"] == "greedy-125x"
+    assert not enqueue_next_fixed(study)
+
+
+def test_the_climb_stops_at_the_first_plan_over_the_budget_or_failed(tmp_path: Any) -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import enqueue_next_fixed
+
+    for last in (0.5, None):  # over the budget; failed
+        study = _climb_study(tmp_path)
+        assert _run_next(study, -0.1) == "greedy-1x"
+        assert _run_next(study, last) == "greedy-8x"
+        # greedy-50x and greedy-125x (which waits on it) are skipped: the combined recipe
+        # comes next (here it has no recipes to combine, so nothing is enqueued).
+        assert not enqueue_next_fixed(study)
+        assert all(attrs.PROFILE_PLAN not in t.user_attrs or t.number < 2 for t in study.trials)
+        # A failed run re-run later (a driver died): once it holds, the climb resumes.
+        study.enqueue_trial({}, user_attrs={attrs.PROFILE_PLAN: "greedy-8x"})
+        rerun = study.ask()
+        rerun.set_constraint(attrs.CONSTRAINT, 0.0)
+        study.tell(rerun, [1.0, 1.0])
+        assert _run_next(study, -0.1) == "greedy-50x"
