@@ -127,11 +127,13 @@ def _change(decision: dict[str, Any]) -> str:
 
 
 def profile_plans_list(record: StudyRecord) -> str:
-    """The greedy plans made from the profiles, each as the settings it took in order."""
+    """The greedy plans made from the profiles, each as the settings it took in order, with
+    the trial that ran it (a plan of the climb is not run when the one before did not hold)."""
     if not record.profile_plans:
         return ""
+    ran = {t.profile_plan: t.number for t in record.trials if t.profile_plan}
     items = "".join(
-        f"<li>{escape(name)}: "
+        f"<li>{escape(name)} ({f'trial #{ran[name]}' if name in ran else 'not run'}): "
         + escape(", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices))
         + "</li>"
         for name, choices in record.profile_plans.items()

@@ -14,8 +14,10 @@ recipes, so the sampler starts beside a strong multi-technique point.
 How much fine-tuning wins back differs by orders of magnitude between models: on a small
 residual net a channel cut that leaves it at chance before fine-tuning ends within the
 budget after it. So the plans go on growing as NetAdapt does, on what fine-tuning reached:
-each plan of ``ESCALATIONS`` runs only when the one before it ended within the budget
-(its spec names that plan, ``after``), and the first that does not ends the climb.
+each plan of ``ESCALATIONS`` runs only when the one before it ended within the metric
+budget (its spec names that plan, ``after``), and the first that does not (over the
+budget, or failed) ends the climb. When no step fits the smaller allowances (every cut
+costs more before fine-tuning), the first plan made is the first to run, unconditionally.
 """
 
 from __future__ import annotations

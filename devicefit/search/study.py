@@ -29,8 +29,8 @@ FIXED_KEYS = (attrs.BASELINE, attrs.RECIPE, attrs.PROFILE_PLAN)  # attrs naming 
 
 def enqueue_next_fixed(study: optuna.Study) -> bool:
     """Enqueue the first fixed trial (baseline, recipe, profile plan, combined recipe) the
-    study does not hold yet; a profile plan that waits on another (``after``) is skipped
-    when that one did not hold the budget.
+    study does not hold yet; a profile plan that waits on another (``after``) is passed
+    over while that one has not held the budget.
 
     Idempotent and derived from the trials themselves: a driver killed at any point
     neither loses a fixed trial for good nor enqueues one twice.
@@ -45,12 +45,11 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
         ((key, value),) = spec["attrs"].items()
         if (key, value) in present:
             continue
-        if "after" in spec:  # a stronger profile plan: only once the one before held
-            held = held_budget(trials, spec["after"])
-            if held is None:
-                return False
-            if not held:
-                continue
+        # A stronger profile plan runs once the plan before it held the budget. Until then
+        # (or for good, when it did not) it is passed over without holding back the fixed
+        # trials after it: nothing is stored, so each call looks again.
+        if "after" in spec and not held_budget(trials, spec["after"]):
+            continue
         params = spec["params"]
         if spec.get("combine"):
             params = combined_params(trials, params)
@@ -102,16 +101,14 @@ def feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and all(v <= 0.0 for v in trial.constraints.values())
 
 
-def held_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool | None:
-    """Whether the profile plan ``name`` ended within the budget: True once a run of it
-    completed feasible, None while a run is still to finish, False otherwise (it failed,
-    ended over the budget, or never ran because the plan it waited on did not hold)."""
-    runs = [t for t in trials if t.user_attrs.get(attrs.PROFILE_PLAN) == name]
-    if any(feasible(t) for t in runs):
-        return True
-    if any(not t.state.is_finished() for t in runs):
-        return None
-    return False
+def held_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool:
+    """Whether a run of the profile plan ``name`` completed within the metric budget (a
+    device limit does not count: a stronger plan may well meet it)."""
+    return any(
+        t.state == TrialState.COMPLETE and t.constraints.get(attrs.CONSTRAINT, float("inf")) <= 0.0
+        for t in trials
+        if t.user_attrs.get(attrs.PROFILE_PLAN) == name
+    )
 
 
 def storage_url(folder: Path, storage: str | None) -> str:

@@ -107,3 +107,21 @@ def test_the_report_shows_predicted_against_measured_savings(make_study: Any) ->
     )
     assert "title='TrialFailed: did not run'>not measured" in section
     assert summary(record, pareto_front(record))["sensitivity"]["savings_check"] == CHECKS
+
+
+def test_each_profile_plan_names_the_trial_that_ran_it_or_says_not_run(make_study: Any) -> None:
+    from dataclasses import replace
+
+    from devicefit.results.sensitivity_table import profile_plans_list
+
+    record = _study(make_study)
+    choice = {"technique": "channel_pruning", "level": "strong", "unit": "block1"}
+    ran = replace(record.trials[0], number=7, profile_plan="greedy-8x")
+    record = replace(
+        record,
+        trials=[*record.trials, ran],
+        profile_plans={"greedy-8x": [choice], "greedy-20x": [choice, {**choice, "unit": "b2"}]},
+    )
+    listed = profile_plans_list(record)
+    assert "<li>greedy-8x (trial #7): channel_pruning strong on block1</li>" in listed
+    assert "<li>greedy-20x (not run): channel_pruning strong on block1, " in listed

@@ -244,9 +244,9 @@ def test_stronger_plans_wait_on_the_plan_before_them_and_stop_when_nothing_is_ad
     assert units[3] == {"b1": "mild", "b2": "strong", "b3": "strong"}
 
 
-def _climb_study(tmp_path: Any) -> Any:
-    """A study holding the fixed trials of DEEP's plans, with the baselines and recipes
-    already run (none are configured), then the combined recipe."""
+def _climb_study() -> Any:
+    """A study whose fixed trials are two one-technique recipes, DEEP's plans, then the
+    combined recipe; the float32 baseline has run (10 ms)."""
     import optuna
 
     from devicefit.search import attrs
@@ -256,15 +256,23 @@ def _climb_study(tmp_path: Any) -> Any:
     specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr(attrs.STUDY_KEY, {})
-    fixed = [{k: v for k, v in s.items() if k != "choices"} for s in specs]
+    recipes = [
+        {"attrs": {attrs.RECIPE: name}, "params": {f"{name}.x": 1}}
+        for name in ("channel_pruning", "lowrank")
+    ]
+    fixed = [*recipes, *({k: v for k, v in s.items() if k != "choices"} for s in specs)]
     fixed.append({"attrs": {attrs.RECIPE: COMBINED}, "params": {}, "combine": True})
     set_study_info(study, fixed_trials=fixed)
+    study.enqueue_trial({}, user_attrs={attrs.BASELINE: "float32"})
+    baseline = study.ask()
+    baseline.set_constraint(attrs.CONSTRAINT, 0.0)
+    study.tell(baseline, [1.0, 10.0])
     return study
 
 
 def _run_next(study: Any, drop: float | None) -> str:
-    """Enqueue and run the next fixed trial: told within (drop <= 0) or over the budget,
-    or failed (None); returns its profile plan."""
+    """Enqueue and run the next fixed trial at 5 ms: told within (drop <= 0) or over the
+    budget, or failed (None); returns its recipe or profile plan."""
     from optuna.trial import TrialState
 
     from devicefit.search import attrs
@@ -276,37 +284,85 @@ def _run_next(study: Any, drop: float | None) -> str:
         study.tell(trial, state=TrialState.FAIL)
     else:
         trial.set_constraint(attrs.CONSTRAINT, drop)
-        study.tell(trial, [1.0, 1.0])
-    return trial.user_attrs[attrs.PROFILE_PLAN]
+        study.tell(trial, [1.0, 5.0])
+    return trial.user_attrs.get(attrs.PROFILE_PLAN) or trial.user_attrs[attrs.RECIPE]
 
 
-def test_the_climb_goes_on_while_plans_hold_the_budget(tmp_path: Any) -> None:
-    from devicefit.search.study import enqueue_next_fixed
+def test_the_climb_goes_on_while_plans_hold_the_budget_and_holds_nothing_back() -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED, enqueue_next_fixed
 
-    study = _climb_study(tmp_path)
-    assert [_run_next(study, -0.1) for _ in range(3)] == ["greedy-1x", "greedy-8x", "greedy-50x"]
-    # greedy-50x held: greedy-125x runs; while it runs nothing after it is enqueued.
+    study = _climb_study()
+    ran = [_run_next(study, -0.1) for _ in range(5)]
+    assert ran == ["channel_pruning", "lowrank", "greedy-1x", "greedy-8x", "greedy-50x"]
+    # greedy-50x held: greedy-125x is enqueued. While it runs, the combined recipe does
+    # not wait for it, and nothing is enqueued twice.
     assert enqueue_next_fixed(study)
     running = study.ask()
-    assert running.user_attrs["profile_plan"] == "greedy-125x"
+    assert running.user_attrs[attrs.PROFILE_PLAN] == "greedy-125x"
+    assert enqueue_next_fixed(study)
+    assert study.ask().user_attrs[attrs.RECIPE] == COMBINED
     assert not enqueue_next_fixed(study)
 
 
-def test_the_climb_stops_at_the_first_plan_over_the_budget_or_failed(tmp_path: Any) -> None:
+def test_the_climb_stops_at_the_first_plan_over_the_budget_or_failed() -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED
+
+    for last in (0.5, None):  # over the budget; failed
+        study = _climb_study()
+        ran = [_run_next(study, -0.1) for _ in range(3)]
+        assert ran == ["channel_pruning", "lowrank", "greedy-1x"]
+        assert _run_next(study, last) == "greedy-8x"
+        # greedy-50x and greedy-125x (which waits on it) are passed over: the combined
+        # recipe comes next.
+        assert _run_next(study, 0.0) == COMBINED
+        plans = [t.user_attrs.get(attrs.PROFILE_PLAN) for t in study.trials]
+        assert "greedy-50x" not in plans and "greedy-125x" not in plans
+
+
+def _ask_greedy_8x(study: Any) -> Any:
+    """Run the recipes and greedy-1x within the budget; greedy-8x, asked and not told."""
     from devicefit.search import attrs
     from devicefit.search.study import enqueue_next_fixed
 
-    for last in (0.5, None):  # over the budget; failed
-        study = _climb_study(tmp_path)
-        assert _run_next(study, -0.1) == "greedy-1x"
-        assert _run_next(study, last) == "greedy-8x"
-        # greedy-50x and greedy-125x (which waits on it) are skipped: the combined recipe
-        # comes next (here it has no recipes to combine, so nothing is enqueued).
-        assert not enqueue_next_fixed(study)
-        assert all(attrs.PROFILE_PLAN not in t.user_attrs or t.number < 2 for t in study.trials)
-        # A failed run re-run later (a driver died): once it holds, the climb resumes.
-        study.enqueue_trial({}, user_attrs={attrs.PROFILE_PLAN: "greedy-8x"})
-        rerun = study.ask()
-        rerun.set_constraint(attrs.CONSTRAINT, 0.0)
-        study.tell(rerun, [1.0, 1.0])
-        assert _run_next(study, -0.1) == "greedy-50x"
+    for _ in range(3):
+        _run_next(study, -0.1)
+    assert enqueue_next_fixed(study)
+    trial = study.ask()
+    assert trial.user_attrs[attrs.PROFILE_PLAN] == "greedy-8x"
+    return trial
+
+
+def test_a_plan_within_the_metric_budget_climbs_on_over_a_device_limit() -> None:
+    from devicefit.search import attrs
+
+    study = _climb_study()
+    trial = _ask_greedy_8x(study)
+    trial.set_constraint(attrs.CONSTRAINT, -0.2)
+    trial.set_constraint("peak_memory_mb@local", 3.0)  # over a memory limit
+    study.tell(trial, [1.0, 5.0])
+    assert _run_next(study, 0.0) == "greedy-50x"
+
+
+def test_a_plan_left_running_by_a_dead_driver_is_rerun_and_the_climb_resumes() -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED, recover_interrupted
+
+    study = _climb_study()
+    stuck = _ask_greedy_8x(study)
+    assert recover_interrupted(study, "driver died") == [stuck.number]
+    rerun = study.ask()  # the re-run enqueued by the recovery
+    assert rerun.user_attrs[attrs.PROFILE_PLAN] == "greedy-8x"
+    rerun.set_constraint(attrs.CONSTRAINT, 0.0)
+    study.tell(rerun, [1.0, 5.0])
+    assert _run_next(study, -0.1) == "greedy-50x"
+    assert _run_next(study, 0.3) == "greedy-125x"
+    assert _run_next(study, 0.0) == COMBINED
+
+
+def test_when_no_step_fits_the_first_allowances_the_first_plan_made_runs() -> None:
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    costly = [_point("b1", "channel_pruning", "strong", 0.7, 15.0, 3.0)]
+    (spec,) = greedy_plans({"points": costly}, profiles, "local", budget=1.0, epochs=3)
+    assert spec["attrs"]["profile_plan"] == "greedy-20x" and "after" not in spec
