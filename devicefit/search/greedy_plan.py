@@ -52,8 +52,11 @@ def greedy_choices(
 ) -> list[Choice]:
     """The units' settings the greedy takes, in the order it took them: each step the one
     with the most ms saved per metric lost (charged at least ``floor``) among those whose
-    summed drop stays within ``allowance``; a unit holds one technique's setting, which a
-    later step may replace with a stronger one."""
+    summed drop stays within ``allowance``. A unit holds one setting of one technique; a
+    later step may replace it with any setting that saves more, of the same technique or
+    another (a cheap low-rank step taken first must not lock a unit out of the deeper
+    channel cut a larger allowance can pay for). Every step saves more than the last
+    state, so the greedy ends."""
     options = [_option(p, device) for p in points]
     candidates = [c for c in options if c is not None]
     chosen: dict[str, Choice] = {}
@@ -63,8 +66,6 @@ def greedy_choices(
         best, best_rate = None, 0.0
         for option in candidates:
             current = chosen.get(option.unit)
-            if current is not None and current.technique != option.technique:
-                continue
             gain = option.saved_ms - (current.saved_ms if current else 0.0)
             cost = option.drop - (current.drop if current else 0.0)
             if gain <= 0 or spent + cost > allowance:

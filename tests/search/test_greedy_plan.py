@@ -47,9 +47,10 @@ def test_the_best_rate_goes_first_within_the_allowance() -> None:
     ]
     wide = greedy_choices(POINTS, "local", allowance=3.0, floor=0.01)
     by_unit = {c.unit: (c.technique, c.level) for c in wide}
-    # A stronger setting of the unit's technique replaces the milder one; never a second
-    # technique on the same unit.
+    # A stronger setting of the unit's technique replaces the milder one; never two
+    # techniques on the same unit.
     assert by_unit["b1"] == ("channel_pruning", "strong")
+    assert len({c.unit for c in wide}) == len(wide)
     assert "b3" not in by_unit  # 2.0 + 0.2 + 5.0 is over 3
     assert all(c.technique != "magnitude_pruning" for c in wide)
     assert greedy_choices(POINTS, "elsewhere", allowance=3.0, floor=0.01) == []
@@ -92,6 +93,21 @@ def test_only_a_conversion_the_study_may_use_and_a_zero_budget_still_plans() -> 
     # No metric may be lost: only what costs nothing (b4, better than the original).
     (spec,) = greedy_plans({"points": POINTS}, profiles, "local", budget=0.0, epochs=3)
     assert [c["unit"] for c in spec["choices"]] == ["b4"]
+
+
+def test_a_unit_s_cheap_first_step_gives_way_to_another_technique_that_saves_more() -> None:
+    points = [
+        _point("b1", "lowrank", "strong", 0.25, 0.2, 0.5),  # cheap: taken first
+        _point("b1", "channel_pruning", "strong", 0.7, 6.0, 3.0),
+    ]
+    assert [(c.technique, c.level) for c in greedy_choices(points, "local", 1.0, 0.01)] == [
+        ("lowrank", "strong")
+    ]
+    # With room for the deeper cut, the unit switches to it (2.5 ms more for 5.8 points).
+    (taken,) = greedy_choices(points, "local", 8.0, 0.01)
+    assert (taken.unit, taken.technique) == ("b1", "channel_pruning")
+    plan = plan_of([taken], "int8", epochs=3)
+    assert [s.technique for s in plan.steps] == ["channel_pruning", "quantization"]
 
 
 def _per_block_space() -> Any:
