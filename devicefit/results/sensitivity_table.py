@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from devicefit.results.records import StudyRecord
-from devicefit.search.greedy_plan import ALLOWANCES
+from devicefit.search.greedy_plan import ALLOWANCES, described
 from devicefit.search.sensitivity_profiles import read_sensitivity
 
 LEVELS = ("mild", "medium", "strong")
@@ -134,7 +134,7 @@ def profile_plans_list(record: StudyRecord) -> str:
     ran = {t.profile_plan: t.number for t in record.trials if t.profile_plan}
     items = "".join(
         f"<li>{escape(name)} ({f'trial #{ran[name]}' if name in ran else 'not run'}): "
-        + escape(", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices))
+        + escape(described(choices))
         + "</li>"
         for name, choices in record.profile_plans.items()
     )

@@ -195,6 +195,11 @@ def greedy_plans(
     return specs
 
 
+def described(choices: list[dict[str, Any]]) -> str:
+    """A stored plan's choices as the report and the console list them, in order taken."""
+    return ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices)
+
+
 def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None:
     """Put the greedy plans among the study's fixed trials, before the combined recipes
     (which wait for every recipe); once per study, so a resumed study keeps its plans."""
@@ -226,6 +231,6 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
     plans = {s["attrs"]["profile_plan"]: s["choices"] for s in specs}
     set_study_info(study, fixed_trials=fixed, profile_plans=plans)
     for spec in specs:
-        taken = ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in spec["choices"])
         when = f" (runs if {spec['after']} holds the budget)" if "after" in spec else ""
-        console.print(f"profile plan {spec['attrs']['profile_plan']}{when}: {taken}", markup=False)
+        name = spec["attrs"]["profile_plan"]
+        console.print(f"profile plan {name}{when}: {described(spec['choices'])}", markup=False)

@@ -85,7 +85,13 @@ def combined_params(
         ),
         float("inf"),
     )
-    paid_off = [t for t in recipes if feasible(t) and t.values[1] < reference]
+    paid_off = [
+        t
+        for t in recipes
+        if t.state == TrialState.COMPLETE
+        and all(v <= 0.0 for v in t.constraints.values())
+        and t.values[1] < reference
+    ]
     if len({t.user_attrs[attrs.RECIPE] for t in paid_off}) < 2:
         return None
     params = dict(paid_off[0].params)
@@ -94,11 +100,6 @@ def combined_params(
         params.update({k: v for k, v in trial.params.items() if k.startswith(f"{technique}.")})
     params.update(base)
     return params
-
-
-def feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a complete trial met every constraint (the metric budget among them)."""
-    return trial.state == TrialState.COMPLETE and all(v <= 0.0 for v in trial.constraints.values())
 
 
 def held_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool:
