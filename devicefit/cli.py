@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--techniques", help="comma-separated technique names (default: all)")
     s.add_argument(
+        "--paired-rounds",
+        type=int,
+        dest="paired_rounds",
+        help="paired rounds of each candidate with its reference file, whose ratio the "
+        "stored latency is taken from (default 24; 0: the candidate's own median)",
+    )
+    s.add_argument(
         "--confirm-rounds",
         type=int,
         dest="confirm_rounds",
@@ -264,6 +271,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "cpus_per_trial",
             "recycle_after",
             "confirm_rounds",
+            "paired_rounds",
             "sensitivity",
         )
     }

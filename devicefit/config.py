@@ -59,6 +59,9 @@ class StudyConfig:
     min_seconds: float = 1.0
     # Timing a file stops when its median's 95% interval is within +-2%, or after this long.
     max_seconds: float = 10.0
+    # Paired rounds of each candidate with its reference file: the stored latency is the
+    # reference's times the per-round ratio (search/reference_speed.py; 0: own median).
+    paired_rounds: int = 24
     # Paired rounds that confirm the report's speed-ups at the end of a search (0: none).
     confirm_rounds: int = 30
     # Profile what each unit gives up to each technique when the study starts
@@ -130,6 +133,8 @@ class StudyConfig:
                 f"{where}: max_seconds ({self.max_seconds}) must be at least min_seconds "
                 f"({self.min_seconds})"
             )
+        if self.paired_rounds < 0:
+            raise UsageError(f"--paired-rounds: must be >= 0, got {self.paired_rounds}")
         if self.confirm_rounds < 0:
             raise UsageError(f"--confirm-rounds: must be >= 0, got {self.confirm_rounds}")
         if self.keep_keras not in KEEP_KERAS:
@@ -212,6 +217,7 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "threads": int,
         "min_runs": int,
         "confirm_rounds": int,
+        "paired_rounds": int,
         "cpus_per_trial": (int, type(None)),
         "recycle_after": int,
         "min_seconds": (int, float),

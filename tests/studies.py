@@ -8,6 +8,7 @@ min_runs = 20
 min_seconds = 0.3
 max_seconds = 0.6  # timing stops here when the interval is still wider than +-2%
 confirm_rounds = 6  # paired rounds at the end: enough for an interval
+paired_rounds = 4  # with the reference file, per candidate: one process
 techniques = ["channel_pruning", "quantization"]
 [ranges.finetune]
 epochs = [0, 1]

@@ -28,6 +28,7 @@ seed = 0
 min_runs = 20
 min_seconds = 0.3
 confirm_rounds = 6  # paired rounds at the end: enough for an interval
+paired_rounds = 4  # with the reference file, per candidate: one process
 [ranges.finetune]
 epochs = [0, 1]
 """

@@ -129,6 +129,15 @@ class Measurement:
     # Per-op time of the file when the spec asked for it: {"ops": [{"source", "kind",
     # "index", "partition", "ms"}, ...], "run_ms", "runs"} (deploy/op_profiler.py).
     op_profile: dict[str, Any] | None = None
+    # Timings at the reference's speed (search/reference_speed.py): the median of this
+    # file's own runs, the reference trial it was paired with, the ratio to it (with its
+    # 95% interval) and over how many rounds.
+    raw_median_ms: float | None = None
+    reference_trial: int | None = None
+    reference_ratio: float | None = None
+    reference_ratio_low: float | None = None
+    reference_ratio_high: float | None = None
+    paired_rounds: int | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from devicefit.search import attrs
 
 MEASUREMENT_FIELDS = (
     ("median_ms", "median ms"),
+    ("raw_median_ms", "own median ms (before pairing)"),
+    ("reference_trial", "paired with trial"),
+    ("reference_ratio", "ratio to it"),
     ("p90_ms", "p90 ms"),
     ("min_ms", "min ms"),
     ("std_ms", "std ms"),

@@ -24,12 +24,18 @@ from rich.console import Console
 
 from devicefit.config import StudyConfig
 from devicefit.errors import DeviceUnavailable, TrialFailed
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement, RoundsSpec
 from devicefit.evaluators.metrics import Metric
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_folder_atomic
 from devicefit.search.executors import Executor
 from devicefit.search.progress import SearchProgress
+from devicefit.search.reference_speed import (
+    FAMILIES,
+    Reference,
+    References,
+    at_reference_speed,
+)
 from devicefit.search.rejection import (
     FINETUNE_KEY,
     UNRECOVERED_MARGIN,
@@ -88,6 +94,7 @@ class Driver:
     # (search/rejection.py)
     recoveries: list[tuple[float, float]] = field(default_factory=list)
     trajectories: list[Trajectory] = field(default_factory=list)
+    references: References | None = None  # files latencies are paired with
     pruned: int = 0  # trials of the study pruned as hopeless (search/rejection.py)
 
     def complete(self) -> int:
@@ -390,18 +397,20 @@ class Driver:
             done: cf.Future[dict[str, Measurement]] = cf.Future()
             out.paused_trials = len(self.in_flight)  # held while it measures here
             try:
-                done.set_result(self._measure(out.tflite))
+                done.set_result(self._measure(out.tflite, self._reference_for(out.tflite)))
             except (TrialFailed, DeviceUnavailable) as exc:
                 done.set_exception(exc)
             return self._measured(done, job, out, progress)
         if self._remote is None:
             self._remote = cf.ThreadPoolExecutor(thread_name_prefix="measure")
-        self.measuring[self._remote.submit(self._measure, out.tflite)] = (job, out)
+        reference = self._reference_for(out.tflite)  # read here: the storage is this thread's
+        self.measuring[self._remote.submit(self._measure, out.tflite, reference)] = (job, out)
         return True
 
-    def _measure(self, tflite: bytes) -> dict[str, Measurement]:
-        """One measurement per device name. Devices on this machine go one at a time
-        with trial work paused; remote ones measure meanwhile, in parallel."""
+    def _measure(self, tflite: bytes, reference: Reference | None) -> dict[str, Measurement]:
+        """One measurement per device name, at ``reference``'s speed (None: the file's own).
+        Devices on this machine go one at a time with trial work paused; remote ones
+        measure meanwhile, in parallel."""
         spec = BenchmarkSpec(
             self.config.threads,
             5,
@@ -411,9 +420,17 @@ class Driver:
         )
         here = {n: d for n, d in self.devices.items() if d.shares_host_cpu}
         remote = {n: d for n, d in self.devices.items() if not d.shares_host_cpu}
+        rounds = RoundsSpec(threads=self.config.threads, rounds=self.config.paired_rounds)
+
+        def measure_on(name: str, device: DeviceEvaluator) -> Measurement:
+            measured = device.measure(tflite, spec)
+            if reference is None:  # the float32 baseline itself: its own median
+                return measured
+            return at_reference_speed(device, name, tflite, measured, reference, rounds)
+
         results: dict[str, Measurement] = {}
         with cf.ThreadPoolExecutor(max(1, len(remote))) as threads:
-            futures = {n: threads.submit(d.measure, tflite, spec) for n, d in remote.items()}
+            futures = {n: threads.submit(measure_on, n, d) for n, d in remote.items()}
             if here:
                 # A quiet host: nothing of the search's own runs meanwhile. Trial work is
                 # paused, and the live report (rendered in a thread of this process) is
@@ -423,12 +440,21 @@ class Driver:
                 self.executor.pause()
                 try:
                     for name, device in here.items():
-                        results[name] = device.measure(tflite, spec)
+                        results[name] = measure_on(name, device)
                 finally:
                     self.executor.resume()
             for name, pending in futures.items():
                 results[name] = pending.result()
         return {name: results[name] for name in self.devices}
+
+    def _reference_for(self, tflite: bytes) -> Reference | None:
+        """The file ``tflite`` is paired with (search/reference_speed.py)."""
+        if self.references is None:
+            self.references = References(self.folder)
+        if len(self.references.known or {}) < len(FAMILIES):
+            complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            self.references.learn(complete)
+        return self.references.for_file(tflite)
 
     def _measured(
         self,

@@ -21,7 +21,13 @@ from rich.console import Console
 
 from devicefit.config import StudyConfig
 from devicefit.errors import DeviceUnavailable
-from devicefit.evaluators.base import BenchmarkSpec, DeviceEvaluator, Measurement
+from devicefit.evaluators.base import (
+    BenchmarkSpec,
+    DeviceEvaluator,
+    Measurement,
+    Rounds,
+    RoundsSpec,
+)
 from devicefit.evaluators.metrics import get_metric
 from devicefit.search import attrs
 from devicefit.search.driver import Driver
@@ -55,6 +61,7 @@ class SlowRemoteDevice(DeviceEvaluator):
         self.spans: list[tuple[float, float]] = []
         self.fail_after = fail_after
         self.calls = 0
+        self.rounds: list[int] = []
         self._lock = threading.Lock()
 
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
@@ -75,6 +82,12 @@ class SlowRemoteDevice(DeviceEvaluator):
             peak_memory_mb=40.0,
             device=self.name,
         )
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        """Paired with the reference file (search/reference_speed.py): as fast as it."""
+        with self._lock:
+            self.rounds.append(spec.rounds)
+        return Rounds([[2.0] * spec.rounds for _ in files], spec.threads, device=self.name)
 
 
 def _driver(tmp_path: Path, device: DeviceEvaluator, trials: int) -> tuple[Driver, Executor]:
@@ -109,6 +122,10 @@ def test_remote_measurements_overlap_the_search_but_not_the_baseline(tmp_path: P
     complete = driver.study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 5
     assert all(t.values == [90.0, 2.0] for t in complete)
+    # every trial after the float32 baseline was paired with it, 24 rounds in 3 processes
+    assert device.rounds == [8, 8, 8] * 4
+    paired = sorted(complete, key=lambda t: t.number)[1:]
+    assert all(t.user_attrs[attrs.METRICS]["latency"]["pi"]["reference_trial"] == 0 for t in paired)
     baseline_end = device.spans[0][1]
     submits = [at for _, at in executor.submitted]
     # Nothing else started before the float32 baseline was measured ...

@@ -30,6 +30,7 @@ min_runs = 10
 min_seconds = 0.1
 max_seconds = 0.6
 confirm_rounds = 6  # paired rounds at the end: enough for an interval
+paired_rounds = 4  # with the reference file, per candidate: one process
 techniques = ["quantization"]
 [ranges.finetune]
 epochs = [0, 0]

@@ -17,6 +17,7 @@ from devicefit.results.pareto import best_candidate, pareto_front
 from devicefit.results.records import load_study_record
 from devicefit.results.table import recipe_line
 from devicefit.search import attrs
+from devicefit.search.reference_speed import family
 from devicefit.search.trial import TrialRequest, run_trial
 from devicefit.spaces.space import baseline_plan
 from devicefit.tasks.base import TaskSpec
@@ -30,6 +31,7 @@ min_runs = 20
 min_seconds = 0.3
 max_seconds = 0.6  # timing stops here when the interval is still wider than +-2%
 confirm_rounds = 6
+paired_rounds = 4  # with the reference file, per candidate: one process
 techniques = ["quantization"]
 [ranges.finetune]
 epochs = [0, 0]
@@ -85,6 +87,7 @@ def test_a_20_trial_study_measures_identical_files_as_one_candidate(tmp_path: Pa
             # told the median of every measurement of the file so far
             assert trial.values[1] == pytest.approx(statistics.median(medians))
             assert metrics["pooled"]["local"]["measurements"] == len(medians)
+    _assert_paired_with_their_references(folder, complete)
     record = load_study_record(folder)
     front = pareto_front(record)
     shas = [t.metrics["tflite_sha256"] for t in front]
@@ -93,3 +96,34 @@ def test_a_20_trial_study_measures_identical_files_as_one_candidate(tmp_path: Pa
     assert pick is not None and pick.same_as is None
     if pick.baseline:  # a baseline's file, however often the sampler proposed it again
         assert recipe_line(record, front).startswith("No faster than")
+
+
+def _assert_paired_with_their_references(
+    folder: Path, complete: list[optuna.trial.FrozenTrial]
+) -> None:
+    """Every latency after the float32 baseline's is its reference's stored latency times the
+    ratio from paired rounds on the real device; int8 files after the int8 baseline are paired
+    with it, the int8 baseline and the others with float32 (search/reference_speed.py)."""
+    baselines = {t.user_attrs.get(attrs.BASELINE): t for t in complete}
+    f32, i8 = baselines["float32"], baselines["int8"]
+
+    def local(trial: optuna.trial.FrozenTrial) -> dict:
+        return trial.user_attrs[attrs.METRICS]["latency"]["local"]
+
+    assert local(f32)["reference_trial"] is None  # the anchor: its own median
+    kinds = set()
+    for trial in complete:
+        if trial is f32:
+            continue
+        tflite = (folder / attrs.TRIALS_DIR / str(trial.number) / "model.tflite").read_bytes()
+        kinds.add(family(tflite))
+        reference = i8 if family(tflite) == "int8" and trial is not i8 else f32
+        measured = local(trial)
+        assert measured["reference_trial"] == reference.number, trial.number
+        assert measured["paired_rounds"] == 4
+        assert measured["median_ms"] == pytest.approx(
+            local(reference)["median_ms"] * measured["reference_ratio"]
+        )
+        assert measured["median_low_ms"] <= measured["median_ms"] <= measured["median_high_ms"]
+        assert measured["raw_median_ms"] > 0
+    assert kinds == {"float32", "int8"}

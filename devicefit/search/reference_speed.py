@@ -1,0 +1,143 @@
+"""Latency at the reference's speed: the number a search stores for a candidate.
+
+A median of one file's own runs is the host's speed at that moment. On a 2-core AMD EPYC
+VM, ten measurements of one file during a search ranged 1.55x (benchmarks/README.md,
+"Measurement repeatability"), with no steal and no other process to blame; no stopping rule
+on a file's own runs makes that repeatable. Files timed together in paired rounds are
+compared at one moment, and their ratio holds where their medians do not. So after its own
+measurement (memory, energy, its runs), every candidate is timed in paired rounds with a
+reference file on the same device, and the study stores
+
+    latency = the reference's stored latency x the median of the per-round ratios
+
+with the interval of that median scaled alike. The candidate's own median is kept as
+``raw_median_ms``; p90, p95, min, mean and std are scaled by the same factor, so the whole
+record is at one speed of the host.
+
+References by kernel family. The int8/float32 ratio of the digits files itself drifted by 7%
+over minutes on that VM (int8 and float32 kernels slow down differently), while a file timed
+against a file of its own kind held within 2%. So a candidate whose weighted ops read int8
+activations is paired with the int8 baseline, any other with the float32 baseline. The int8
+baseline was itself paired with the float32 baseline: one chain, every latency of a study at
+the speed its float32 baseline was measured at (the float32 baseline stores its own median).
+
+The rounds are split among a few processes (``SPLITS``): a process's memory placement sets
+a file's speed for as long as it lives, so the ratio from one process carries that luck.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from optuna.trial import FrozenTrial, TrialState
+
+from devicefit.evaluators.base import DeviceEvaluator, Measurement, RoundsSpec
+from devicefit.evaluators.tflite_ops import weighted_ops
+from devicefit.results.speedups import paired_speedup
+from devicefit.search import attrs
+
+FAMILIES = ("float32", "int8")  # baselines that are references, for files of their kind
+SPLITS = 3  # child processes the rounds are shared among ...
+SPLIT_ROUNDS = 4  # ... with at least this many rounds each (a process costs about 0.6 s)
+SCALED = ("p90_ms", "p95_ms", "min_ms", "mean_ms", "std_ms")
+
+
+def family(tflite: bytes) -> str:
+    """'int8' when a weighted op of the file reads int8 activations, else 'float32'."""
+    try:
+        ops = weighted_ops(tflite)
+    except Exception:  # noqa: BLE001 - a file the schema reader cannot walk: float kernels
+        return "float32"
+    return "int8" if any(op.input_type == "INT8" for op in ops) else "float32"
+
+
+@dataclass(frozen=True)
+class Reference:
+    trial: int
+    tflite: bytes
+    latency_ms: dict[str, float]  # device name -> the reference's stored latency
+
+
+@dataclass
+class References:
+    """The study's reference files, learnt from its complete baseline trials."""
+
+    folder: Path
+    known: dict[str, Reference] | None = None
+
+    def learn(self, trials: list[FrozenTrial]) -> None:
+        known = self.known if self.known is not None else {}
+        for trial in sorted(trials, key=lambda t: t.number):
+            mode = trial.user_attrs.get(attrs.BASELINE)
+            if trial.state != TrialState.COMPLETE or mode not in FAMILIES or mode in known:
+                continue
+            path = self.folder / attrs.TRIALS_DIR / str(trial.number) / "model.tflite"
+            latency = (trial.user_attrs.get(attrs.METRICS) or {}).get("latency") or {}
+            medians = {
+                device: float(m["median_ms"])
+                for device, m in latency.items()
+                if (m or {}).get("median_ms") is not None
+            }
+            if path.is_file() and medians:
+                known[mode] = Reference(trial.number, path.read_bytes(), medians)
+        self.known = known
+
+    def for_file(self, tflite: bytes) -> Reference | None:
+        """The reference of ``tflite``'s family, or the float32 baseline; None before the
+        float32 baseline is measured (it is the first reference, and stores its own)."""
+        known = self.known or {}
+        return known.get(family(tflite)) or known.get("float32")
+
+
+def at_reference_speed(
+    device: DeviceEvaluator,
+    name: str,
+    tflite: bytes,
+    measured: Measurement,
+    reference: Reference,
+    spec: RoundsSpec,
+) -> Measurement:
+    """``measured`` with its timings at the reference's speed: ``spec.rounds`` paired rounds
+    of the reference and ``tflite`` on ``device`` (the pool ``name``), in up to ``SPLITS``
+    processes. Raises what the device raises."""
+    anchor = reference.latency_ms.get(name)
+    if anchor is None or spec.rounds < 1:
+        return measured
+    splits = max(1, min(SPLITS, spec.rounds // SPLIT_ROUNDS))
+    base, extra = divmod(spec.rounds, splits)
+    reference_ms: list[float] = []
+    candidate_ms: list[float] = []
+    for index in range(splits):
+        part = RoundsSpec(
+            threads=spec.threads,
+            rounds=base + (1 if index < extra else 0),
+            block_seconds=spec.block_seconds,
+            block_min_runs=spec.block_min_runs,
+            block_warmup=spec.block_warmup,
+            timeout_s=spec.timeout_s,
+        )
+        blocks = device.measure_rounds([reference.tflite, tflite], part).block_ms
+        reference_ms += blocks[0]
+        candidate_ms += blocks[1]
+    speedup = paired_speedup(reference_ms, candidate_ms)  # the reference's time / ours
+    if not (speedup.median > 0 and speedup.low > 0 and math.isfinite(speedup.high)):
+        return measured
+    median = anchor / speedup.median
+    factor = median / measured.median_ms if measured.median_ms > 0 else 1.0
+    measured.raw_median_ms = measured.median_ms
+    measured.median_ms = median
+    measured.median_low_ms, measured.median_high_ms = anchor / speedup.high, anchor / speedup.low
+    for key in SCALED:
+        value = getattr(measured, key)
+        if value is not None:
+            setattr(measured, key, value * factor)
+    measured.reference_trial = reference.trial
+    measured.reference_ratio = 1.0 / speedup.median
+    measured.reference_ratio_low, measured.reference_ratio_high = (
+        1.0 / speedup.high,
+        1.0 / speedup.low,
+    )
+    measured.paired_rounds = speedup.rounds
+    return measured

@@ -1,0 +1,157 @@
+"""Latency at the reference's speed (search/reference_speed.py): the stored latency is the
+reference's times the paired ratio, whatever speed the host had when the candidate was
+measured; files of int8 kernels are paired with the int8 baseline, others with float32.
+
+The device here is a test double whose host speed drifts between rounds: what is tested is
+the arithmetic beside it. Real rounds on the real device are in the 20-trial study of
+tests/search/test_same_file.py and in tests/evaluators/test_paired_rounds.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devicefit.evaluators.base import (
+    BenchmarkSpec,
+    DeviceEvaluator,
+    Measurement,
+    Rounds,
+    RoundsSpec,
+)
+from devicefit.search.reference_speed import (
+    Reference,
+    References,
+    at_reference_speed,
+    family,
+)
+
+WORK_MS = {b"reference": 2.0, b"candidate": 0.5}  # at the host's nominal speed
+
+
+class DriftingHost(DeviceEvaluator):
+    """Every file takes its work times the host's speed, which changes from call to call
+    (and from round to round) by up to 1.6x; within a round the files see one speed."""
+
+    name = "drifting"
+
+    def __init__(self, speeds: list[float]) -> None:
+        self.speeds = itertools.cycle(speeds)
+        self.round_calls: list[int] = []
+
+    def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+        ms = WORK_MS[tflite] * next(self.speeds)
+        return Measurement(ms, ms * 1.2, ms * 0.9, ms * 0.1, 50, 1, mean_ms=ms * 1.05)
+
+    def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        self.round_calls.append(spec.rounds)
+        blocks: list[list[float]] = [[] for _ in files]
+        for _ in range(spec.rounds):
+            speed = next(self.speeds)
+            for which, content in enumerate(files):
+                blocks[which].append(WORK_MS[content] * speed)
+        return Rounds(blocks, spec.threads)
+
+
+REFERENCE = Reference(trial=0, tflite=b"reference", latency_ms={"local": 2.4})
+
+
+@pytest.mark.parametrize("speeds", [[1.0], [1.6], [0.8, 1.3, 1.0, 1.55]])
+def test_the_stored_latency_does_not_follow_the_hosts_speed(speeds: list[float]) -> None:
+    host = DriftingHost(speeds)
+    own = host.measure(b"candidate", BenchmarkSpec())
+    raw = own.median_ms
+    stored = at_reference_speed(host, "local", b"candidate", own, REFERENCE, RoundsSpec(rounds=24))
+    # 2.4 ms (the reference's stored latency) x 0.25 (the work ratio), at any host speed
+    assert stored.median_ms == pytest.approx(0.6)
+    assert stored.median_low_ms == pytest.approx(0.6) and stored.median_high_ms == pytest.approx(
+        0.6
+    )
+    assert stored.reference_ratio == pytest.approx(0.25)
+    assert stored.reference_trial == 0 and stored.paired_rounds == 24
+    assert stored.raw_median_ms == pytest.approx(raw)
+    # the rest of the record at the same speed as its median
+    assert stored.p90_ms == pytest.approx(0.6 * 1.2)
+    assert stored.min_ms == pytest.approx(0.6 * 0.9)
+    assert stored.mean_ms == pytest.approx(0.6 * 1.05)
+    assert stored.std_ms == pytest.approx(0.06)
+    assert host.round_calls == [8, 8, 8]  # three processes share the rounds
+
+
+def test_the_interval_comes_from_the_rounds_ratios() -> None:
+    class Noisy(DriftingHost):
+        def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+            rng = np.random.default_rng(len(self.round_calls))
+            rounds = super().measure_rounds(files, spec)
+            rounds.block_ms[1] = [ms * rng.uniform(0.95, 1.05) for ms in rounds.block_ms[1]]
+            return rounds
+
+    host = Noisy([1.0, 1.4])
+    own = host.measure(b"candidate", BenchmarkSpec())
+    stored = at_reference_speed(host, "local", b"candidate", own, REFERENCE, RoundsSpec(rounds=30))
+    assert 0.6 * 0.95 < stored.median_low_ms < stored.median_ms < stored.median_high_ms < 0.63
+    assert stored.reference_ratio_low < stored.reference_ratio < stored.reference_ratio_high
+
+
+def test_few_rounds_take_one_process_and_none_leave_the_own_median() -> None:
+    host = DriftingHost([1.3])
+    own = host.measure(b"candidate", BenchmarkSpec())
+    at_reference_speed(host, "local", b"candidate", own, REFERENCE, RoundsSpec(rounds=4))
+    assert host.round_calls == [4]
+    untouched = host.measure(b"candidate", BenchmarkSpec())
+    kept = at_reference_speed(
+        host, "local", b"candidate", untouched, REFERENCE, RoundsSpec(rounds=0)
+    )
+    assert kept.median_ms == pytest.approx(0.65) and kept.reference_trial is None
+    # a device the reference was not measured on keeps its own median too
+    other = at_reference_speed(host, "pi", b"candidate", untouched, REFERENCE, RoundsSpec(rounds=4))
+    assert other.reference_trial is None
+
+
+def _float_and_int8() -> tuple[bytes, bytes]:
+    import keras
+    import tensorflow as tf
+
+    from devicefit.spaces.convert import to_tflite
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+
+    def int8(converter: tf.lite.TFLiteConverter) -> None:
+        samples = np.random.default_rng(0).random((8, 1, 8, 8, 3), dtype=np.float32)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([s] for s in samples)
+
+    def float16(converter: tf.lite.TFLiteConverter) -> None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+
+    return to_tflite(model, (1, 8, 8, 3), float16), to_tflite(model, (1, 8, 8, 3), int8)
+
+
+def test_int8_files_are_paired_with_the_int8_baseline(tmp_path: Path) -> None:
+    float16, int8 = _float_and_int8()
+    assert (family(float16), family(int8), family(b"not a tflite file")) == (
+        "float32",
+        "int8",
+        "float32",
+    )
+    references = References(tmp_path)
+    assert references.for_file(int8) is None  # before the float32 baseline: its own median
+    float32_ref = Reference(0, b"f32", {"local": 3.0})
+    references.known = {"float32": float32_ref}
+    assert references.for_file(int8) is float32_ref  # the int8 baseline, paired with float32
+    int8_ref = Reference(2, b"i8", {"local": 0.7})
+    references.known["int8"] = int8_ref
+    assert references.for_file(int8) is int8_ref
+    assert references.for_file(float16) is float32_ref
