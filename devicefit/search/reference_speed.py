@@ -24,8 +24,9 @@ the speed its float32 baseline was measured at (the float32 baseline stores its 
 The rounds are split among several processes (``SPLITS``): a process's memory placement sets
 a file's speed for as long as it lives, so the ratio from one process carries that luck. On
 the EPYC VM, eight pairings of a searched digits file with its reference, 24 rounds each,
-ranged 1.053 (float32 kernels) and 1.066 (int8) in three processes, 1.023 and 1.034 in six,
-at 6 s and 8 s a pairing (benchmarks/README.md).
+ranged 1.053 (float32 kernels) and 1.066 (int8) in three processes, 1.023-1.039 and
+1.032-1.034 in six (two runs), at 6 s and 8 s a pairing; eight were no better (1.019,
+1.069). Log: benchmarks/logs/paired_splits-20261203-ed41764-epyc.log.
 """
 
 from __future__ import annotations
