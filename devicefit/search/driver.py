@@ -407,8 +407,8 @@ class Driver:
         self.measuring[self._remote.submit(self._measure, out.tflite, reference)] = (job, out)
         return True
 
-    def _measure(self, tflite: bytes, reference: Reference | None) -> dict[str, Measurement]:
-        """One measurement per device name, at ``reference``'s speed (None: the file's own).
+    def _measure(self, tflite: bytes, reference: Reference | str) -> dict[str, Measurement]:
+        """One measurement per device name, at ``reference``'s speed (a reason: its own).
         Devices on this machine go one at a time with trial work paused; remote ones
         measure meanwhile, in parallel."""
         spec = BenchmarkSpec(
@@ -424,7 +424,8 @@ class Driver:
 
         def measure_on(name: str, device: DeviceEvaluator) -> Measurement:
             measured = device.measure(tflite, spec)
-            if reference is None:  # the float32 baseline itself: its own median
+            if isinstance(reference, str):  # why it keeps its own median
+                measured.unavailable["reference_ratio"] = reference
                 return measured
             return at_reference_speed(device, name, tflite, measured, reference, rounds)
 
@@ -447,14 +448,16 @@ class Driver:
                 results[name] = pending.result()
         return {name: results[name] for name in self.devices}
 
-    def _reference_for(self, tflite: bytes) -> Reference | None:
-        """The file ``tflite`` is paired with (search/reference_speed.py)."""
+    def _reference_for(self, tflite: bytes) -> Reference | str:
+        """The file ``tflite`` is paired with, or why it is not (search/reference_speed.py)."""
         if self.references is None:
             self.references = References(self.folder)
-        if len(self.references.known or {}) < len(FAMILIES):
-            complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            self.references.learn(complete)
-        return self.references.for_file(tflite)
+        known = self.references
+        if len(known.known or {}) < len(FAMILIES) and not known.unpaired:
+            known.learn(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            if known.unpaired:
+                self.console.print(f"[yellow]latencies are not paired: {known.unpaired}")
+        return known.for_file(tflite)
 
     def _measured(
         self,

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
 
+from devicefit.errors import TrialFailed
 from devicefit.evaluators.base import DeviceEvaluator, Measurement, RoundsSpec
 from devicefit.evaluators.tflite_ops import weighted_ops
 from devicefit.results.speedups import paired_speedup
@@ -70,29 +71,48 @@ class References:
 
     folder: Path
     known: dict[str, Reference] | None = None
+    # Why this study's candidates keep their own medians, when they must (see ``learn``).
+    unpaired: str | None = None
 
     def learn(self, trials: list[FrozenTrial]) -> None:
         known = self.known if self.known is not None else {}
         for trial in sorted(trials, key=lambda t: t.number):
             mode = trial.user_attrs.get(attrs.BASELINE)
+            latency = (trial.user_attrs.get(attrs.METRICS) or {}).get("latency") or {}
+            if trial.state == TrialState.COMPLETE and any(
+                "raw_median_ms" not in (m or {}) for m in latency.values()
+            ):
+                # Measured before latencies were paired: pairing the new trials would put
+                # them on another scale than the old ones (and pool the two).
+                self.unpaired = "a study measured before paired latencies: its own median"
             if trial.state != TrialState.COMPLETE or mode not in FAMILIES or mode in known:
                 continue
             path = self.folder / attrs.TRIALS_DIR / str(trial.number) / "model.tflite"
-            latency = (trial.user_attrs.get(attrs.METRICS) or {}).get("latency") or {}
             medians = {
                 device: float(m["median_ms"])
                 for device, m in latency.items()
                 if (m or {}).get("median_ms") is not None
             }
-            if path.is_file() and medians:
+            if not path.is_file():
+                if mode == "float32":
+                    self.unpaired = (
+                        f"the float32 baseline's file ({path}) is not in the results folder: "
+                        "its own median"
+                    )
+                continue
+            if medians:
                 known[mode] = Reference(trial.number, path.read_bytes(), medians)
         self.known = known
 
-    def for_file(self, tflite: bytes) -> Reference | None:
-        """The reference of ``tflite``'s family, or the float32 baseline; None before the
-        float32 baseline is measured (it is the first reference, and stores its own)."""
+    def for_file(self, tflite: bytes) -> Reference | str:
+        """The reference of ``tflite``'s family, or the float32 baseline; else why the file
+        keeps its own median (before the float32 baseline is measured: it is that baseline,
+        the study's first reference)."""
         known = self.known or {}
-        return known.get(family(tflite)) or known.get("float32")
+        if self.unpaired:
+            return self.unpaired
+        found = known.get(family(tflite)) or known.get("float32")
+        return found or "the float32 baseline: the anchor of the study's latencies"
 
 
 def at_reference_speed(
@@ -125,14 +145,21 @@ def at_reference_speed(
         blocks = device.measure_rounds([reference.tflite, tflite], part).block_ms
         reference_ms += blocks[0]
         candidate_ms += blocks[1]
+    if len(reference_ms) != len(candidate_ms) or not any(ms > 0 for ms in candidate_ms):
+        raise TrialFailed(
+            f"paired rounds with trial #{reference.trial} gave no usable ratio "
+            f"({len(reference_ms)} and {len(candidate_ms)} blocks)"
+        )
     speedup = paired_speedup(reference_ms, candidate_ms)  # the reference's time / ours
     if not (speedup.median > 0 and speedup.low > 0 and math.isfinite(speedup.high)):
-        return measured
+        raise TrialFailed(f"paired rounds with trial #{reference.trial}: ratio {speedup}")
     median = anchor / speedup.median
     factor = median / measured.median_ms if measured.median_ms > 0 else 1.0
     measured.raw_median_ms = measured.median_ms
     measured.median_ms = median
     measured.median_low_ms, measured.median_high_ms = anchor / speedup.high, anchor / speedup.low
+    for key in ("median_low_ms", "median_high_ms"):  # a device that gives none (adb) has them
+        measured.unavailable.pop(key, None)
     for key in SCALED:
         value = getattr(measured, key)
         if value is not None:

@@ -29,6 +29,7 @@ from devicefit.evaluators.base import (
     RoundsSpec,
 )
 from devicefit.evaluators.metrics import get_metric
+from devicefit.evaluators.tflite_stats import _schema
 from devicefit.search import attrs
 from devicefit.search.driver import Driver
 from devicefit.search.executors import Executor
@@ -91,6 +92,10 @@ class SlowRemoteDevice(DeviceEvaluator):
 
 
 def _driver(tmp_path: Path, device: DeviceEvaluator, trials: int) -> tuple[Driver, Executor]:
+    # A real search's driver has TensorFlow loaded (its task) before the first candidate's
+    # kernel family is read from the file (search/reference_speed.py); here that import
+    # would land inside the timed scheduling, seconds long on a busy host.
+    _schema()
     config = StudyConfig(
         task="digits",
         trials=trials,

@@ -147,7 +147,7 @@ def test_int8_files_are_paired_with_the_int8_baseline(tmp_path: Path) -> None:
         "float32",
     )
     references = References(tmp_path)
-    assert references.for_file(int8) is None  # before the float32 baseline: its own median
+    assert isinstance(references.for_file(int8), str)  # before the float32 baseline: own median
     float32_ref = Reference(0, b"f32", {"local": 3.0})
     references.known = {"float32": float32_ref}
     assert references.for_file(int8) is float32_ref  # the int8 baseline, paired with float32
@@ -155,3 +155,86 @@ def test_int8_files_are_paired_with_the_int8_baseline(tmp_path: Path) -> None:
     references.known["int8"] = int8_ref
     assert references.for_file(int8) is int8_ref
     assert references.for_file(float16) is float32_ref
+
+
+def _baseline(number: int, mode: str | None, ms: float, state: str = "COMPLETE", old=False):
+    import optuna
+    from optuna.trial import TrialState
+
+    from devicefit.search import attrs
+
+    measured = {"median_ms": ms} if old else {"median_ms": ms, "raw_median_ms": None}
+    trial = optuna.trial.create_trial(
+        state=TrialState[state],
+        values=[90.0, ms] if state == "COMPLETE" else None,
+        user_attrs={attrs.METRICS: {"latency": {"local": measured}}}
+        | ({attrs.BASELINE: mode} if mode else {}),
+    )
+    trial.number = number
+    return trial
+
+
+def _files(folder: Path, numbers: dict[int, bytes]) -> None:
+    for number, content in numbers.items():
+        (folder / "trials" / str(number)).mkdir(parents=True)
+        (folder / "trials" / str(number) / "model.tflite").write_bytes(content)
+
+
+def test_references_are_the_first_complete_baselines_with_their_files(tmp_path: Path) -> None:
+    float16, int8 = _float_and_int8()
+    _files(tmp_path, {0: b"f32-failed", 1: b"f32", 3: b"i8", 5: b"i8-again"})
+    references = References(tmp_path)
+    references.learn(
+        [
+            _baseline(5, "int8", 0.9),
+            _baseline(0, "float32", 0.0, state="FAIL"),
+            _baseline(1, "float32", 3.0),
+            _baseline(2, "float16", 3.1),
+            _baseline(3, "int8", 0.7),
+            _baseline(4, None, 1.0),
+        ]
+    )
+    assert references.unpaired is None
+    assert {mode: (r.trial, r.tflite, r.latency_ms) for mode, r in references.known.items()} == {
+        "float32": (1, b"f32", {"local": 3.0}),
+        "int8": (3, b"i8", {"local": 0.7}),
+    }
+    assert references.for_file(int8).trial == 3 and references.for_file(float16).trial == 1
+
+
+def test_a_study_that_cannot_be_paired_says_why(tmp_path: Path) -> None:
+    float16, _ = _float_and_int8()
+    fresh = References(tmp_path)
+    fresh.learn([])
+    assert "anchor" in fresh.for_file(float16)  # the float32 baseline itself
+    missing = References(tmp_path)  # resumed where the results folder has no files
+    missing.learn([_baseline(0, "float32", 3.0)])
+    assert "not in the results folder" in missing.for_file(float16)
+    _files(tmp_path, {0: b"f32"})
+    legacy = References(tmp_path)  # trials measured before pairing: one scale, unpaired
+    legacy.learn([_baseline(0, "float32", 3.0), _baseline(1, None, 1.0, old=True)])
+    assert "before paired latencies" in legacy.for_file(float16)
+
+
+def test_rounds_without_a_usable_ratio_fail_the_trial_and_adb_gains_an_interval() -> None:
+    from devicefit.errors import TrialFailed
+
+    class Broken(DriftingHost):
+        def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+            return Rounds([[1.0] * spec.rounds, [0.0] * spec.rounds], spec.threads)
+
+    host = Broken([1.0])
+    with pytest.raises(TrialFailed, match="no usable ratio"):
+        at_reference_speed(
+            host,
+            "local",
+            b"candidate",
+            host.measure(b"candidate", BenchmarkSpec()),
+            REFERENCE,
+            RoundsSpec(rounds=4),
+        )
+    plain = DriftingHost([1.0])
+    own = plain.measure(b"candidate", BenchmarkSpec())
+    own.unavailable = {"median_low_ms": "adb reports no interval", "p90_ms": "adb: p95"}
+    stored = at_reference_speed(plain, "local", b"candidate", own, REFERENCE, RoundsSpec(rounds=4))
+    assert stored.unavailable == {"p90_ms": "adb: p95"}
