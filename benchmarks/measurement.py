@@ -116,27 +116,29 @@ def searched_files(
     with its reference)."""
     from optuna.trial import TrialState
 
-    from devicefit.evaluators.base import BenchmarkSpec, RoundsSpec
+    from devicefit.evaluators.base import RoundsSpec
     from devicefit.evaluators.local import LocalEvaluator
     from devicefit.search import attrs
+    from devicefit.search.driver import measurement_spec
     from devicefit.search.reference_speed import References, at_reference_speed, family
 
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     references = References(folder)
     references.learn(complete)
     device = LocalEvaluator()
-    spec = BenchmarkSpec(
-        config.threads, 5, config.min_runs, config.min_seconds, max_seconds=config.max_seconds
-    )
+    spec = measurement_spec(config)
     rounds = RoundsSpec(threads=config.threads, rounds=config.paired_rounds)
     found: dict[str, list[float]] = {}
+    families: set[str] = set()
     for trial in sorted(complete, key=lambda t: t.number):
         if {attrs.BASELINE, PROBE, attrs.SAME_AS} & set(trial.user_attrs):
             continue
         tflite = (folder / attrs.TRIALS_DIR / str(trial.number) / "model.tflite").read_bytes()
-        key = f"searched {family(tflite)} (#{trial.number})"
-        if any(k.startswith(key.split(" (")[0]) for k in found):
+        kind = family(tflite)
+        if kind in families:
             continue
+        families.add(kind)
+        key = f"searched {kind} (#{trial.number})"
         reference = references.for_file(tflite)
         values = found[key] = []
         for _ in range(repeats):

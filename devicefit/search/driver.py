@@ -411,13 +411,7 @@ class Driver:
         """One measurement per device name, at ``reference``'s speed (a reason: its own).
         Devices on this machine go one at a time with trial work paused; remote ones
         measure meanwhile, in parallel."""
-        spec = BenchmarkSpec(
-            self.config.threads,
-            5,
-            self.config.min_runs,
-            self.config.min_seconds,
-            max_seconds=self.config.max_seconds,
-        )
+        spec = measurement_spec(self.config)
         here = {n: d for n, d in self.devices.items() if d.shares_host_cpu}
         remote = {n: d for n, d in self.devices.items() if not d.shares_host_cpu}
         rounds = RoundsSpec(threads=self.config.threads, rounds=self.config.paired_rounds)
@@ -637,6 +631,13 @@ def is_outage(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def measurement_spec(config: StudyConfig) -> BenchmarkSpec:
+    """How a trial's own measurement is timed, from the study's settings."""
+    return BenchmarkSpec(
+        config.threads, 5, config.min_runs, config.min_seconds, max_seconds=config.max_seconds
+    )
 
 
 def device_limits(config: StudyConfig) -> dict[str, float]:

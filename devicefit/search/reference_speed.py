@@ -32,7 +32,7 @@ ranged 1.053 (float32 kernels) and 1.066 (int8) in three processes, 1.023-1.039 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
@@ -134,14 +134,7 @@ def at_reference_speed(
     reference_ms: list[float] = []
     candidate_ms: list[float] = []
     for index in range(splits):
-        part = RoundsSpec(
-            threads=spec.threads,
-            rounds=base + (1 if index < extra else 0),
-            block_seconds=spec.block_seconds,
-            block_min_runs=spec.block_min_runs,
-            block_warmup=spec.block_warmup,
-            timeout_s=spec.timeout_s,
-        )
+        part = replace(spec, rounds=base + (1 if index < extra else 0))
         blocks = device.measure_rounds([reference.tflite, tflite], part).block_ms
         reference_ms += blocks[0]
         candidate_ms += blocks[1]
