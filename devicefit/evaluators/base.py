@@ -138,6 +138,9 @@ class Measurement:
     reference_ratio_low: float | None = None
     reference_ratio_high: float | None = None
     paired_rounds: int | None = None
+    # The float32 baseline (the anchor of its study's latencies): its median in each of
+    # the processes it was measured in, the first its own measurement's.
+    process_medians_ms: list[float] | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

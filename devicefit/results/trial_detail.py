@@ -156,6 +156,12 @@ def _measurements_html(record: StudyRecord, trial: TrialRecord) -> str:
             f"<td>{escape(fmt_value(lat.get(key)))}</td>" for key, _ in MEASUREMENT_FIELDS
         )
         rows.append(f"<tr><th>{escape(dev)}</th>{cells}</tr>")
+        if lat.get("process_medians_ms"):  # the float32 baseline: the study's anchor
+            each = ", ".join(fmt_num(float(ms)) for ms in lat["process_medians_ms"])
+            rows.append(
+                f"<tr><td></td><td colspan='99'>median over processes: {escape(each)} ms "
+                "(the first its own measurement)</td></tr>"
+            )
         for key, why in (lat.get("unavailable") or {}).items():
             rows.append(
                 f"<tr><td></td><td colspan='99'>{escape(key)}: {escape(str(why))}</td></tr>"

@@ -31,9 +31,11 @@ from devicefit.search.artifacts import write_folder_atomic
 from devicefit.search.executors import Executor
 from devicefit.search.progress import SearchProgress
 from devicefit.search.reference_speed import (
+    ANCHOR,
     FAMILIES,
     Reference,
     References,
+    anchored,
     at_reference_speed,
 )
 from devicefit.search.rejection import (
@@ -418,6 +420,8 @@ class Driver:
 
         def measure_on(name: str, device: DeviceEvaluator) -> Measurement:
             measured = device.measure(tflite, spec)
+            if reference == ANCHOR:
+                return anchored(device, tflite, measured, rounds)
             if isinstance(reference, str):  # why it keeps its own median
                 measured.unavailable["reference_ratio"] = reference
                 return measured

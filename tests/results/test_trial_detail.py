@@ -9,7 +9,7 @@ import pytest
 from devicefit.quiet import silence_tensorflow
 from devicefit.results.importance import MIN_TRIALS, param_importances
 from devicefit.results.records import load_study_record
-from devicefit.results.trial_detail import export_command, layer_macs_table
+from devicefit.results.trial_detail import detail_html, export_command, layer_macs_table
 from devicefit.spaces.kernels import KernelReduction
 from devicefit.spaces.lowrank import LowRank
 from devicefit.spaces.macs import keras_macs, macs_by_layer
@@ -68,6 +68,17 @@ def test_export_command_quotes_the_folder(make_study) -> None:
     assert export_command(rec, rec.trials[0]) == (
         f"devicefit export '{rec.folder}' --trial 0 --out export/trial-0"
     )
+
+
+def test_the_anchors_process_medians_are_shown(make_study) -> None:
+    fake = make_study(name="s1")
+    fake.add(97.0, 2.7, baseline="float32")
+    fake.add(96.5, 0.7, baseline="int8")
+    rec = load_study_record(fake.folder)
+    anchor, other = rec.trials
+    anchor.metrics["latency"]["local"]["process_medians_ms"] = [2.61, 2.7, 3.05]
+    assert "median over processes: 2.61, 2.70, 3.05 ms" in detail_html(rec, anchor, "COMPLETE", {})
+    assert "median over processes" not in detail_html(rec, other, "COMPLETE", {})
 
 
 def test_importances_find_the_parameter_that_decides(make_study) -> None:

@@ -127,8 +127,11 @@ def test_remote_measurements_overlap_the_search_but_not_the_baseline(tmp_path: P
     complete = driver.study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 5
     assert all(t.values == [90.0, 2.0] for t in complete)
-    # every trial after the float32 baseline was paired with it, 24 rounds in 6 processes
-    assert device.rounds == [4] * 6 * 4
+    # the float32 baseline (the anchor) timed alone in 6 more processes, then every later
+    # trial paired with it, 24 rounds in 6 processes
+    assert device.rounds == [4] * 6 * 5
+    anchor = min(complete, key=lambda t: t.number).user_attrs[attrs.METRICS]["latency"]["pi"]
+    assert len(anchor["process_medians_ms"]) == 7
     paired = sorted(complete, key=lambda t: t.number)[1:]
     assert all(t.user_attrs[attrs.METRICS]["latency"]["pi"]["reference_trial"] == 0 for t in paired)
     baseline_end = device.spans[0][1]

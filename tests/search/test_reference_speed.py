@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devicefit.errors import TrialFailed
 from devicefit.evaluators.base import (
     BenchmarkSpec,
     DeviceEvaluator,
@@ -23,8 +24,11 @@ from devicefit.evaluators.base import (
     RoundsSpec,
 )
 from devicefit.search.reference_speed import (
+    ANCHOR,
+    SPLITS,
     Reference,
     References,
+    anchored,
     at_reference_speed,
     family,
 )
@@ -109,6 +113,44 @@ def test_few_rounds_take_one_process_and_none_leave_the_own_median() -> None:
     # a device the reference was not measured on keeps its own median too
     other = at_reference_speed(host, "pi", b"candidate", untouched, REFERENCE, RoundsSpec(rounds=4))
     assert other.reference_trial is None
+
+
+def test_the_anchor_is_the_median_over_processes_not_one_processs_luck() -> None:
+    """The float32 baseline's own measurement landed fast (0.7x the host's usual speed);
+    its six more processes ran at 1.0, 1.3, 1.0, 0.9, 1.0 and 1.1: the stored anchor is
+    their median with its own, 2.0 ms (the nominal), not the lucky 1.4 ms."""
+    host = DriftingHost([0.7, *[s for s in (1.0, 1.3, 1.0, 0.9, 1.0, 1.1) for _ in range(4)]])
+    own = host.measure(b"reference", BenchmarkSpec())
+    assert own.median_ms == pytest.approx(1.4)
+    stored = anchored(host, b"reference", own, RoundsSpec(rounds=24))
+    assert host.round_calls == [4] * SPLITS  # a process each, the rounds shared among them
+    assert stored.median_ms == pytest.approx(2.0)
+    assert stored.raw_median_ms == pytest.approx(1.4)
+    assert stored.process_medians_ms == pytest.approx([1.4, 2.0, 2.6, 2.0, 1.8, 2.0, 2.2])
+    # seven values: no pair of order statistics inside reaches 95%, so the full range
+    assert (stored.median_low_ms, stored.median_high_ms) == pytest.approx((1.4, 2.6))
+    assert stored.p90_ms == pytest.approx(2.0 * 1.2) and stored.min_ms == pytest.approx(1.8)
+    assert stored.reference_trial is None and stored.unavailable["reference_ratio"] == ANCHOR
+
+
+def test_an_anchor_without_rounds_keeps_its_own_median_and_an_empty_process_fails() -> None:
+    host = DriftingHost([1.3])
+    own = host.measure(b"reference", BenchmarkSpec())
+    kept = anchored(host, b"reference", own, RoundsSpec(rounds=0))
+    assert host.round_calls == [] and kept.median_ms == pytest.approx(2.6)
+    assert kept.process_medians_ms is None
+    few = anchored(
+        host, b"reference", host.measure(b"reference", BenchmarkSpec()), RoundsSpec(rounds=4)
+    )
+    assert host.round_calls == [1] * SPLITS  # never fewer processes than SPLITS
+
+    class Silent(DriftingHost):
+        def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+            return Rounds([[0.0] for _ in files], spec.threads)
+
+    with pytest.raises(TrialFailed, match="no usable median"):
+        anchored(Silent([1.0]), b"reference", Measurement(0.0, 0, 0, 0, 1, 1), RoundsSpec(24))
+    assert few.median_ms == pytest.approx(2.6)
 
 
 def _float_and_int8() -> tuple[bytes, bytes]:

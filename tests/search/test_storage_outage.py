@@ -131,14 +131,17 @@ def relay(postgres_url: str) -> Relay:
 
 
 class CutsMidSearch(SlowRemoteDevice):
-    """Cuts the storage as it finishes measuring the third candidate and restores it 3 s
-    later: the outage lands mid-search, just before that trial is told, however loaded
-    the machine is."""
+    """Cuts the storage as it finishes measuring the third candidate and restores it once
+    the driver has run into the outage (its log says so), 60 s at the latest: the outage
+    lands mid-search, just before that trial is told. A fixed-length outage could pass
+    unseen on a loaded machine, while the driver's one thread was busy elsewhere (reading
+    a file's kernels imports TensorFlow's schema, seconds long)."""
 
     def __init__(self, relay: Relay) -> None:
         super().__init__()
         self.relay = relay
         self.finished = 0
+        self.log: io.StringIO | None = None  # the driver's console, set by the test
 
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
         measured = super().measure(tflite, spec)
@@ -147,12 +150,22 @@ class CutsMidSearch(SlowRemoteDevice):
             cut = self.finished == 3
         if cut:
             self.relay.cut()
-            threading.Timer(3.0, self.relay.restore).start()
+            threading.Thread(target=self._restore_when_noticed, daemon=True).start()
         return measured
+
+    def _restore_when_noticed(self) -> None:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            if self.log is not None and "storage unreachable" in self.log.getvalue():
+                break
+            time.sleep(0.05)
+        self.relay.restore()
 
 
 def test_a_brief_outage_is_retried_and_the_study_completes(tmp_path: Path, relay: Relay) -> None:
-    driver, log = _driver(tmp_path, relay.url, 8, CutsMidSearch(relay))
+    device = CutsMidSearch(relay)
+    driver, log = _driver(tmp_path, relay.url, 8, device)
+    device.log = log
     try:
         assert driver.run() == 0, log.getvalue()
         assert "storage unreachable" in log.getvalue()
