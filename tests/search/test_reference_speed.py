@@ -115,21 +115,24 @@ def test_few_rounds_take_one_process_and_none_leave_the_own_median() -> None:
     assert other.reference_trial is None
 
 
-def test_the_anchor_is_the_median_over_processes_not_one_processs_luck() -> None:
-    """The float32 baseline's own measurement landed fast (0.7x the host's usual speed);
-    its six more processes ran at 1.0, 1.3, 1.0, 0.9, 1.0 and 1.1: the stored anchor is
-    their median with its own, 2.0 ms (the nominal), not the lucky 1.4 ms."""
-    host = DriftingHost([0.7, *[s for s in (1.0, 1.3, 1.0, 0.9, 1.0, 1.1) for _ in range(4)]])
+def test_the_anchor_is_the_fastest_of_its_processes_not_one_processs_luck() -> None:
+    """The float32 baseline's own measurement landed in a slow spell (1.7x the host's
+    undisturbed speed); its six more processes ran at 1.0, 1.3, 1.1, 0.95, 1.2 and 1.05x:
+    the stored anchor is the fastest of the seven, 1.9 ms, not the slow 3.4 ms it measured
+    itself nor their median (2.1 ms)."""
+    host = DriftingHost([1.7, *[s for s in (1.0, 1.3, 1.1, 0.95, 1.2, 1.05) for _ in range(4)]])
     own = host.measure(b"reference", BenchmarkSpec())
-    assert own.median_ms == pytest.approx(1.4)
+    assert own.median_ms == pytest.approx(3.4)
     stored = anchored(host, b"reference", own, RoundsSpec(rounds=24))
     assert host.round_calls == [4] * SPLITS  # a process each, the rounds shared among them
-    assert stored.median_ms == pytest.approx(2.0)
-    assert stored.raw_median_ms == pytest.approx(1.4)
-    assert stored.process_medians_ms == pytest.approx([1.4, 2.0, 2.6, 2.0, 1.8, 2.0, 2.2])
-    # seven values: no pair of order statistics inside reaches 95%, so the full range
-    assert (stored.median_low_ms, stored.median_high_ms) == pytest.approx((1.4, 2.6))
-    assert stored.p90_ms == pytest.approx(2.0 * 1.2) and stored.min_ms == pytest.approx(1.8)
+    assert stored.median_ms == pytest.approx(1.9)
+    assert stored.raw_median_ms == pytest.approx(3.4)
+    assert stored.process_medians_ms == pytest.approx([3.4, 2.0, 2.6, 2.2, 1.9, 2.4, 2.1])
+    # the interval: the range of the process medians
+    assert (stored.median_low_ms, stored.median_high_ms) == pytest.approx((1.9, 3.4))
+    factor = 1.9 / 3.4  # the rest of the record at the anchor's speed
+    assert stored.p90_ms == pytest.approx(3.4 * 1.2 * factor)
+    assert stored.min_ms == pytest.approx(3.4 * 0.9 * factor)
     assert stored.reference_trial is None and stored.unavailable["reference_ratio"] == ANCHOR
 
 
