@@ -20,7 +20,7 @@ against a file of its own kind held within 2%. So a candidate whose weighted ops
 activations is paired with the int8 baseline, any other with the float32 baseline. The int8
 baseline was itself paired with the float32 baseline: one chain, every latency of a study at
 the speed its float32 baseline was measured at. That anchor is measured in several
-processes and stores their median (``anchored``).
+processes and stores the fastest of their medians (``anchored``).
 
 The rounds are split among several processes (``SPLITS``): a process's memory placement sets
 a file's speed for as long as it lives, so the ratio from one process carries that luck. On
