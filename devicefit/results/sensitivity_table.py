@@ -142,7 +142,8 @@ def profile_plans_list(record: StudyRecord) -> str:
         "<h3>Plans made from the profiles</h3><p class='note'>Most time saved per metric "
         "lost first, until the summed drop reached the plan's allowance (in budgets); run "
         f"as fixed trials after the recipes, a plan over {ALLOWANCES[-1]:g}x only when the one "
-        f"before it held the budget.</p><ul class='profile-plans'>{items}</ul>"
+        "before it held the budget; where the climb ended, plans between the last that held "
+        f"and the first that did not.</p><ul class='profile-plans'>{items}</ul>"
     )
 
 

@@ -30,7 +30,8 @@ FIXED_KEYS = (attrs.BASELINE, attrs.RECIPE, attrs.PROFILE_PLAN)  # attrs naming 
 def enqueue_next_fixed(study: optuna.Study) -> bool:
     """Enqueue the first fixed trial (baseline, recipe, profile plan, combined recipe) the
     study does not hold yet; a profile plan that waits on another (``after``) is passed
-    over while that one has not held the budget.
+    over while that one has not held the budget, one that bisects (``between``) while the
+    first has not held it and the second has not missed it.
 
     Idempotent and derived from the trials themselves: a driver killed at any point
     neither loses a fixed trial for good nor enqueues one twice.
@@ -49,6 +50,11 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
         # (or for good, when it did not) it is passed over without holding back the fixed
         # trials after it: nothing is stored, so each call looks again.
         if "after" in spec and not held_budget(trials, spec["after"]):
+            continue
+        # A plan between two of the climb runs once one held and the other did not.
+        if "between" in spec and not (
+            held_budget(trials, spec["between"][0]) and missed_budget(trials, spec["between"][1])
+        ):
             continue
         params = spec["params"]
         if spec.get("combine"):
@@ -110,6 +116,14 @@ def held_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool:
         for t in trials
         if t.user_attrs.get(attrs.PROFILE_PLAN) == name
     )
+
+
+def missed_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool:
+    """Whether the profile plan ``name`` ran and did not hold the metric budget: its last
+    run finished (over the budget, pruned or failed) and no run held it. A run a dead driver
+    left behind is followed by its re-run, so the last one decides."""
+    mine = [t for t in trials if t.user_attrs.get(attrs.PROFILE_PLAN) == name]
+    return bool(mine) and mine[-1].state.is_finished() and not held_budget(trials, name)
 
 
 def storage_url(folder: Path, storage: str | None) -> str:

@@ -260,16 +260,16 @@ def test_stronger_plans_wait_on_the_plan_before_them_and_stop_when_nothing_is_ad
     assert units[3] == {"b1": "mild", "b2": "strong", "b3": "strong"}
 
 
-def _climb_study() -> Any:
-    """A study whose fixed trials are two one-technique recipes, DEEP's plans, then the
-    combined recipe; the float32 baseline has run (10 ms)."""
+def _climb_study(points: list[dict[str, Any]] = DEEP) -> Any:
+    """A study whose fixed trials are two one-technique recipes, the plans of ``points``,
+    then the combined recipe; the float32 baseline has run (10 ms)."""
     import optuna
 
     from devicefit.search import attrs
     from devicefit.search.study import COMBINED, set_study_info
 
     profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
-    specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
+    specs = greedy_plans({"points": points}, profiles, "local", budget=1.0, epochs=3)
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr(attrs.STUDY_KEY, {})
     recipes = [
@@ -382,3 +382,70 @@ def test_when_no_step_fits_the_first_allowances_the_first_plan_made_runs() -> No
     costly = [_point("b1", "channel_pruning", "strong", 0.7, 15.0, 3.0)]
     (spec,) = greedy_plans({"points": costly}, profiles, "local", budget=1.0, epochs=3)
     assert spec["attrs"]["profile_plan"] == "greedy-20x" and "after" not in spec
+
+
+# Units whose cuts the climb takes far apart: 50x takes b3, 125x b1, 300x b1, b2 and b3.
+SPREAD = [
+    _point("b1", "channel_pruning", "strong", 0.7, 100.0, 3.0),
+    _point("b2", "channel_pruning", "strong", 0.7, 60.0, 1.0),
+    _point("b3", "channel_pruning", "strong", 0.7, 40.0, 0.5),
+    _point("b4", "channel_pruning", "strong", 0.7, 150.0, 1.0),
+]
+
+
+def test_between_two_plans_of_the_climb_a_plan_at_the_middle_and_then_in_the_open_half() -> None:
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    specs = greedy_plans({"points": SPREAD}, profiles, "local", budget=1.0, epochs=3)
+    made = {
+        s["attrs"]["profile_plan"]: (
+            s.get("between"),
+            sorted(c["unit"] for c in s["choices"]),
+        )
+        for s in specs
+    }
+    assert list(made)[:3] == ["greedy-50x", "greedy-125x", "greedy-300x"]  # the climb first
+    # sqrt(50 * 125) = 79: b2 alone. sqrt(125 * 300) = 194: b1 and b2. In the lower half
+    # of that gap, 156x: b1 and b3; the upper half's plan (241x) is the 300x one again.
+    assert made["greedy-79.1x"] == (["greedy-50x", "greedy-125x"], ["b2"])
+    assert made["greedy-194x"] == (["greedy-125x", "greedy-300x"], ["b1", "b2"])
+    assert made["greedy-156x"] == (["greedy-125x", "greedy-194x"], ["b1", "b3"])
+    assert len(made) == 6
+
+
+def test_the_climb_bisects_where_it_ended() -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED
+
+    for middle, then in ((0.4, ["greedy-156x", COMBINED]), (-0.1, [COMBINED])):
+        study = _climb_study(SPREAD)
+        ran = [_run_next(study, -0.1) for _ in range(4)]
+        assert ran == ["channel_pruning", "lowrank", "greedy-50x", "greedy-125x"]
+        assert _run_next(study, 3.3) == "greedy-300x"  # over the budget: the climb ends
+        # Between 125x (held) and 300x (did not): 194x. When it misses too, 156x; when it
+        # holds, the half above it has no plan of its own.
+        assert _run_next(study, middle) == "greedy-194x"
+        assert [_run_next(study, -0.1) for _ in then] == then
+        plans = {t.user_attrs.get(attrs.PROFILE_PLAN) for t in study.trials}
+        assert "greedy-79.1x" not in plans  # 125x held: nothing between 50x and 125x
+
+
+def test_a_bisection_waits_for_the_re_run_of_a_plan_a_dead_driver_left() -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED, enqueue_next_fixed, recover_interrupted
+
+    study = _climb_study(SPREAD)
+    for _ in range(4):
+        _run_next(study, -0.1)
+    assert enqueue_next_fixed(study)
+    stuck = study.ask()
+    assert stuck.user_attrs[attrs.PROFILE_PLAN] == "greedy-300x"
+    recover_interrupted(study, "driver died")  # 300x failed, its re-run enqueued
+    rerun = study.ask()
+    assert rerun.user_attrs[attrs.PROFILE_PLAN] == "greedy-300x"
+    # The failed run does not count as missing the budget while its re-run is out: the
+    # combined recipe comes next, not greedy-194x.
+    assert enqueue_next_fixed(study)
+    assert study.ask().user_attrs.get(attrs.RECIPE) == COMBINED
+    rerun.set_constraint(attrs.CONSTRAINT, -0.1)
+    study.tell(rerun, [1.0, 5.0])  # the re-run held: nothing to bisect
+    assert not enqueue_next_fixed(study)
