@@ -308,25 +308,17 @@ def _keras_file(model: Any, notes: list[str]) -> bytes:
     import tempfile
     from pathlib import Path
 
+    from devicefit.tasks.cache import uncompiled_copy
+
+    try:
+        plain = uncompiled_copy(model)
+    except Exception:  # noqa: BLE001 - a subclassed model: saved with its optimizer still beats not saved
+        plain = model
     with tempfile.TemporaryDirectory(prefix="devicefit-keras-") as tmp:
         path = Path(tmp) / "model.keras"
         try:
-            plain = _uncompiled(model)
             plain.save(path)
         except Exception as exc:  # noqa: BLE001 - an unsavable layer must not fail the trial
             notes.append(f"Keras model not saved: {type(exc).__name__}: {exc}"[:300])
             return b""
         return path.read_bytes()
-
-
-def _uncompiled(model: Any) -> Any:
-    """A copy without the optimizer, whose state would double or triple the saved file;
-    the model itself where it cannot be cloned (a subclassed model)."""
-    import keras
-
-    try:
-        plain = keras.models.clone_model(model)
-        plain.set_weights(model.get_weights())
-    except Exception:  # noqa: BLE001 - saving with the optimizer still beats not saving
-        return model
-    return plain

@@ -144,15 +144,24 @@ def _load_if_valid(path: Path) -> keras.Model | None:
         return None
 
 
+def uncompiled_copy(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with its weights and no compile state, for saving: a compiled
+    model also saves its optimizer state (3x the weights for Adam) and its loss, which
+    ``load_model`` cannot rebuild when it is a function of ours (fine-tuning's distillation
+    loss). Rebuilt from its config the copy is uncompiled; ``clone_model`` would compile it.
+
+    Raises whatever ``from_config`` raises for a model it cannot rebuild (a subclassed
+    model without ``get_config``)."""
+    plain = type(model).from_config(model.get_config())
+    plain.set_weights(model.get_weights())
+    return plain
+
+
 def _save_atomically(model: keras.Model, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
     os.close(fd)
     try:
-        # A compiled model also saves its optimizer state (3x the weights for Adam);
-        # rebuilt from its config the copy is uncompiled (clone_model would compile it).
-        plain = type(model).from_config(model.get_config())
-        plain.set_weights(model.get_weights())
-        plain.save(tmp, overwrite=True)
+        uncompiled_copy(model).save(tmp, overwrite=True)
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache may be shared
         os.replace(tmp, path)
     finally:

@@ -16,7 +16,7 @@ from devicefit.search.finetune import (
     training_subset,
 )
 from devicefit.search.rejection import validation_drop
-from devicefit.search.trial import _finetune_longer
+from devicefit.search.trial import _finetune_longer, _keras_file
 from devicefit.tasks.base import Splits, Task
 
 
@@ -114,3 +114,20 @@ def test_a_candidate_over_the_budget_and_still_gaining_fine_tunes_longer() -> No
     now = validation_drop(student, task)
     _finetune_longer(student, task, budget=100.0, after=now, record=within)
     assert "epochs_extra" not in within
+
+
+def test_a_fine_tuned_model_is_kept_as_a_keras_file_that_loads(tmp_path) -> None:
+    # Fine-tuning compiles the candidate with a distillation loss of ours, which load_model
+    # cannot rebuild: the stored file must hold the model without that compile state.
+    task = _task()
+    model = keras.models.clone_model(task.model)
+    model.set_weights(task.model.get_weights())
+    finetune(model, task, epochs=1, callbacks=[])
+    assert model.compiled
+    path = tmp_path / "model.keras"
+    path.write_bytes(_keras_file(model, notes := []))
+    assert notes == []
+    loaded = keras.models.load_model(path)
+    x = task.data.x_val[:8]
+    assert np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert not loaded.compiled  # no optimizer state saved beside the weights
