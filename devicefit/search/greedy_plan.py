@@ -32,13 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from devicefit.spaces import PROFILED_GRAPH_TECHNIQUES
 from devicefit.spaces.base import PER_LAYER, Plan, Step
 
 ALLOWANCES = (1.0, 3.0, 8.0)  # summed drops before fine-tuning, in budgets
 # Stronger plans, each run only when the plan before it held the budget after fine-tuning.
 ESCALATIONS = (20.0, 50.0, 125.0, 300.0)
 BISECTIONS = 2  # levels of plans between the last that held and the first that did not
-GRAPH_TECHNIQUES = ("channel_pruning", "lowrank", "kernel_reduction")
+GRAPH_TECHNIQUES = PROFILED_GRAPH_TECHNIQUES
 _FLOOR = 0.01  # the least metric a step is charged, in budgets (a free step still ranks)
 
 

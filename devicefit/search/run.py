@@ -35,6 +35,9 @@ def build_space(config: StudyConfig, model: Any = None) -> SearchSpace:
     whose units (blocks, layers, channel groups) come from the model's graph."""
     if config.techniques is None:
         techniques = all_techniques()
+        if model is not None:  # every technique: only those with something to act on
+            ranged = config.ranges or {}
+            techniques = [t for t in techniques if t.name in ranged or t.acts_on(model)]
     else:
         techniques = [get_technique(name) for name in config.techniques]
     granularity = {t.name: config.granularity_of(t.name) for t in techniques}

@@ -22,9 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from devicefit.spaces import PROFILED_GRAPH_TECHNIQUES
+
 MIN_TIME_SHARE = 0.02
 ALLOWANCE = 8.0  # in budgets, as the boldest greedy plan (search/greedy_plan.py)
-GRAPH_TECHNIQUES = ("channel_pruning", "lowrank", "kernel_reduction")
+GRAPH_TECHNIQUES = PROFILED_GRAPH_TECHNIQUES
 # Whose ranges end: the profile's settings mean the same for every draw of the technique's
 # other parameters. Not low-rank: its profiled ``rank_ratio`` is a share of the ranks, but
 # under ``rank_rule = energy`` the same number is a share of the singular-value energy.

@@ -5,6 +5,8 @@ The registry names each technique's class by import path, so importing
 does not pull in TensorFlow; a technique's module is imported when it is asked for.
 
 Order matters: ``all_techniques()`` is the order a Plan applies them.
+- ``depth_pruning`` first: a residual branch it removes is gone before channel pruning
+  ties its channels into groups or low-rank factorizes its convolutions.
 - ``channel_pruning`` first: it ranks the original filters and needs the
   original Conv->Conv chains; after factorization it would prune the rank
   that ``lowrank`` chose.
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from devicefit.spaces.base import Technique
 
 TECHNIQUES: dict[str, str] = {
+    "depth_pruning": "devicefit.spaces.depth:DepthPruning",
     "channel_pruning": "devicefit.spaces.pruning:ChannelPruning",
     "kernel_reduction": "devicefit.spaces.kernels:KernelReduction",
     "lowrank": "devicefit.spaces.lowrank:LowRank",
@@ -33,6 +36,10 @@ TECHNIQUES: dict[str, str] = {
     "clustering": "devicefit.spaces.clustering:WeightClustering",
     "quantization": "devicefit.spaces.quantization:Quantization",
 }
+
+# The graph techniques whose saving the device profile predicts (from the MACs a setting
+# keeps), in the order a plan applies them: the greedy plans and the space's shaping use them.
+PROFILED_GRAPH_TECHNIQUES = ("depth_pruning", "channel_pruning", "kernel_reduction", "lowrank")
 
 
 def technique_class(name: str) -> type[Technique]:

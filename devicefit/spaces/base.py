@@ -154,6 +154,11 @@ class Technique(ABC):
         """Called before ``rewrite`` with training inputs, for techniques that rank
         weights by the activations they produce. Never the test split."""
 
+    def acts_on(self, model: keras.Model) -> bool:
+        """Whether the technique can change anything in ``model``: a study searching every
+        technique leaves out one that cannot (its on/off switch would only cost trials)."""
+        return True
+
     def rewrite(self, model: keras.Model, params: dict[str, Any]) -> Applied:
         """graph stage: return a new model; the original is left untouched."""
         raise NotImplementedError(f"{self.name} is not a graph technique")

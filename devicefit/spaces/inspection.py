@@ -114,10 +114,11 @@ def print_sensitivity(reports: list[LayerReport], metric: str, console: Any) -> 
         table.add_column(column, justify="left" if column in ("layer", "technique") else "right")
     for r in reports:
         for technique, drops in sorted(r.sensitivity.items()):
-            cells = [
-                "failed" if drops.get(level) is None else f"{drops[level]:+.2f}"
+            cells = [  # a level the technique does not have (depth pruning's mild): blank
+                "" if level not in drops else "failed" if drops[level] is None
+                else f"{drops[level]:+.2f}"
                 for level in LEVEL_NAMES
-            ]
+            ]  # fmt: skip
             table.add_row(r.name, technique, *cells)
     console.print(table)
 

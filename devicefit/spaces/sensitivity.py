@@ -26,8 +26,9 @@ from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import macs_by_layer
 
 # Per technique: its per-unit parameter, the value at which it removes nothing, and the
-# values of the mild, medium and strong settings.
-SENSITIVITY_LEVELS: dict[str, tuple[str, Any, tuple[Any, Any, Any]]] = {
+# values of the mild, medium and strong settings (an on/off technique has only "strong").
+SENSITIVITY_LEVELS: dict[str, tuple[str, Any, tuple[Any, ...]]] = {
+    "depth_pruning": ("ratio", 0.0, (1.0,)),
     "channel_pruning": ("ratio", 0.0, (0.25, 0.5, 0.7)),
     "magnitude_pruning": ("sparsity", 0.0, (0.3, 0.6, 0.9)),
     "lowrank": ("rank_ratio", 1.0, (0.75, 0.5, 0.25)),
@@ -84,7 +85,7 @@ def sensitivity_jobs(
         if technique.name not in SENSITIVITY_LEVELS:
             continue
         _, identity, values = SENSITIVITY_LEVELS[technique.name]
-        settings = list(zip(LEVEL_NAMES, (identity, *values), strict=True))
+        settings = list(zip(level_names(values), (identity, *values), strict=True))
         for unit, layers in technique.units(model, granularity, blocks).items():
             jobs += [
                 SensitivityJob(unit, tuple(layers), technique.name, level, value)
@@ -181,6 +182,11 @@ def score_jobs(
         if progress is not None:
             progress(number, len(jobs))
     return points
+
+
+def level_names(values: tuple[Any, ...]) -> tuple[str, ...]:
+    """The names of the identity and of ``values``: the strongest is always "strong"."""
+    return ("identity", *LEVEL_NAMES[len(LEVEL_NAMES) - len(values) :])
 
 
 def job_params(job: SensitivityJob, technique: Technique) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def test_unknown_technique_names_itself_and_the_known_ones() -> None:
 def test_all_techniques_come_in_plan_order() -> None:
     names = [t.name for t in all_techniques()]
     assert names == [
+        "depth_pruning",
         "channel_pruning",
         "kernel_reduction",
         "lowrank",

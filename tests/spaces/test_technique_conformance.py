@@ -26,7 +26,13 @@ from devicefit.spaces.rebuild import copy_model
 
 # Structural techniques with nothing to act on in a zoo model: the model must
 # stay as it is and the notes must say why.
-NOTHING_TO_DO = {("kernel_reduction", "mlp"): "no Conv2D"}
+NOTHING_TO_DO = {
+    ("kernel_reduction", "mlp"): "no Conv2D",
+    **{
+        ("depth_pruning", name): "no residual Add"
+        for name in ("sequential_cnn", "mlp", "srcnn", "unet", "digits_task", "sr_task")
+    },
+}
 
 
 @pytest.fixture(params=all_techniques(), ids=lambda t: t.name)
