@@ -39,7 +39,6 @@ ALLOWANCES = (1.0, 3.0, 8.0)  # summed drops before fine-tuning, in budgets
 # Stronger plans, each run only when the plan before it held the budget after fine-tuning.
 ESCALATIONS = (20.0, 50.0, 125.0, 300.0)
 BISECTIONS = 2  # levels of plans between the last that held and the first that did not
-GRAPH_TECHNIQUES = PROFILED_GRAPH_TECHNIQUES
 _FLOOR = 0.01  # the least metric a step is charged, in budgets (a free step still ranks)
 
 
@@ -93,7 +92,7 @@ def greedy_choices(
 def _option(point: dict[str, Any], device: str) -> Choice | None:
     saved = (point.get("saved_ms") or {}).get(device)
     usable = (
-        point.get("technique") in GRAPH_TECHNIQUES
+        point.get("technique") in PROFILED_GRAPH_TECHNIQUES
         and point.get("level") != "identity"
         and point.get("drop") is not None
         and not point.get("error")
@@ -120,7 +119,7 @@ def plan_of(choices: list[Choice], mode: str, epochs: int) -> Plan:
     from devicefit.spaces.sensitivity import SENSITIVITY_LEVELS
 
     steps = []
-    for name in GRAPH_TECHNIQUES:
+    for name in PROFILED_GRAPH_TECHNIQUES:
         mine = [c for c in choices if c.technique == name]
         if not mine:
             continue

@@ -26,7 +26,6 @@ from devicefit.spaces import PROFILED_GRAPH_TECHNIQUES
 
 MIN_TIME_SHARE = 0.02
 ALLOWANCE = 8.0  # in budgets, as the boldest greedy plan (search/greedy_plan.py)
-GRAPH_TECHNIQUES = PROFILED_GRAPH_TECHNIQUES
 # Whose ranges end: the profile's settings mean the same for every draw of the technique's
 # other parameters. Not low-rank: its profiled ``rank_ratio`` is a share of the ranks, but
 # under ``rank_rule = energy`` the same number is a share of the singular-value energy.
@@ -71,7 +70,7 @@ def shape(
     allowance = ALLOWANCE * budget
     for name in techniques:
         levels_by_unit = by_technique.get(name)
-        if name not in GRAPH_TECHNIQUES or not levels_by_unit:
+        if name not in PROFILED_GRAPH_TECHNIQUES or not levels_by_unit:
             continue
         mine = units.get(name)
         if mine:

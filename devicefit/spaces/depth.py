@@ -108,14 +108,14 @@ class DepthPruning(Technique):
         """Per layer, each removable Add; per block, the block holding it."""
         if granularity == "global":
             return {}
-        adds = residual_adds(graph_view(as_functional(model)))
+        adds = residual_adds(graph_view(model))  # graph_view reads the model; no copy
         if granularity == "per-layer":
             return {name: [name] for name in adds}
         return {block: [n for n in layers if n in adds] for block, layers in blocks.items()
                 if any(n in adds for n in layers)}  # fmt: skip
 
     def acts_on(self, model: keras.Model) -> bool:
-        return bool(residual_adds(graph_view(as_functional(model))))
+        return bool(residual_adds(graph_view(model)))
 
     def explain(self, model: keras.Model) -> dict[str, tuple[bool, str]]:
         """The layers of every removable branch, and the Add that names it."""
@@ -144,7 +144,10 @@ class DepthPruning(Technique):
         if not adds:
             return Applied(functional, ["no residual Add with an identity shortcut"])
         count = math.floor(ratio * len(adds) + 0.5)
-        chosen = set(self._least_important(functional, adds)[:count]) if count else set()
+        ranked = list(adds)  # the order matters only when some, not all, are removed
+        if 0 < count < len(adds):
+            ranked = self._least_important(functional, adds)
+        chosen = set(ranked[:count])
         remove = {}
         for name in adds:  # a unit's own ratio, where the plan sets one, over the global one
             own = params.get(PER_LAYER, {}).get(name, {}).get("ratio")
