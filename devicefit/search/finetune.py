@@ -236,9 +236,17 @@ def extra_epochs(
     when it is already within ``budget`` (more would only polish it), or when what is
     left over the budget is more than what the planned epochs recovered (another round
     as long would not bring it in, so the time is better spent on other candidates)."""
-    share = min(max(macs_removed, 0.0), 1.0)
     gap, recovered = drop_after - budget, drop_before - drop_after
-    if planned <= 0 or share <= 0.0 or gap <= 0.0 or gap > recovered:
+    if gap <= 0.0 or gap > recovered:
+        return 0
+    return structural_epochs(planned, macs_removed)
+
+
+def structural_epochs(planned: int, removed: float) -> int:
+    """The epochs a change that removed a share ``removed`` of the model's work earns beyond
+    its ``planned`` ones: STRUCTURAL * removed times as many, at most MAX_EXTRA times."""
+    share = min(max(removed, 0.0), 1.0)
+    if planned <= 0 or share <= 0.0:
         return 0
     return int(min(MAX_EXTRA * planned, math.ceil(planned * STRUCTURAL * share)))
 

@@ -141,7 +141,7 @@ class SearchSpace:
         """The trial parameters under which :meth:`sample` draws a plan doing what ``plan``
         does, and that plan (so the sampler learns from a plan made outside it); None when
         the space cannot say it: a per-unit setting of a technique searched globally, a
-        setting that differs within one of the space's units."""
+        setting that differs within one of the space's units, epochs outside its range."""
         steps = {s.technique: s.params for s in plan.steps}
         params: dict[str, Any] = {}
         for tech in self.techniques:
@@ -162,6 +162,9 @@ class SearchSpace:
                     if len(seen) != 1:
                         return None
                     params[f"{tech.name}.{key}@{unit}"] = seen.pop()
+        epochs = plan.finetune_epochs
+        if epochs and not self.epochs.low <= epochs <= self.epochs.high:
+            return None  # its epochs would be drawn afresh (the greedy's longer plans)
         params[f"{FINETUNE}.epochs"] = plan.finetune_epochs
         try:  # the round trip decides: a plan the space draws differently is not said
             again = self.sample(optuna.trial.FixedTrial(params), leave_out=False)

@@ -3,6 +3,7 @@ one technique per unit; the plans it makes are built as stored."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -449,3 +450,29 @@ def test_a_bisection_waits_for_the_re_run_of_a_plan_a_dead_driver_left() -> None
     rerun.set_constraint(attrs.CONSTRAINT, -0.1)
     study.tell(rerun, [1.0, 5.0])  # the re-run held: nothing to bisect
     assert not enqueue_next_fixed(study)
+
+
+def test_a_plan_that_saves_more_of_the_time_fine_tunes_longer() -> None:
+    light = greedy_choices(POINTS, "local", allowance=0.5, floor=0.01)  # saves 2.5 ms
+    assert plan_of(light, "int8", 3).finetune_epochs == 3  # the untouched time unknown
+    # 2.5 of 20 ms: an eighth of the time, 3 * 2 * 0.125 rounded up = 1 more epoch.
+    assert plan_of(light, "int8", 3, whole_ms=20.0).finetune_epochs == 4
+    # Half the time: twice the structural share, 3 more; all of it: at most 2 * 3 more.
+    assert plan_of(light, "int8", 3, whole_ms=5.0).finetune_epochs == 6
+    assert plan_of(light, "int8", 3, whole_ms=2.5).finetune_epochs == 9
+    assert plan_of([], "int8", 3, whole_ms=2.5).finetune_epochs == 0  # nothing to recover
+    # Along the climb the plans save more and so fine-tune at least as long.
+    profiles = {"local": {"float32": {"median_ms": 20.0}, "int8": {"median_ms": 10.0}}}
+    specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
+    epochs = [s["plan"]["finetune_epochs"] for s in specs]
+    saved = [sum(c["saved_ms"] for c in s["choices"]) for s in specs]
+    assert epochs == [3 + math.ceil(3 * 2 * ms / 10.0) for ms in saved]
+    assert epochs == sorted(epochs) and epochs[0] < epochs[-1]
+
+
+def test_a_plan_fine_tuning_longer_than_the_space_allows_is_not_said_to_the_sampler() -> None:
+    space = _per_block_space()  # epochs 0 to 3
+    taken = greedy_choices(POINTS, "local", allowance=0.5, floor=0.01)
+    assert space.expressed(plan_of(taken, "int8", 3)) is not None
+    # The sampler would draw 4 epochs afresh: the plan runs as made, unsaid.
+    assert space.expressed(plan_of(taken, "int8", 3, whole_ms=20.0)) is None
