@@ -29,6 +29,8 @@ from devicefit.evaluators.metrics import Metric
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_folder_atomic
 from devicefit.search.executors import Executor
+from devicefit.search.extra_epochs import MAX_EXTRA
+from devicefit.search.greedy_plan import said_to_sampler
 from devicefit.search.progress import SearchProgress
 from devicefit.search.reference_speed import (
     ANCHOR,
@@ -328,7 +330,7 @@ class Driver:
             return baseline_plan(mode)
         if attrs.PROFILE_PLAN in trial.user_attrs and attrs.PLAN in trial.user_attrs:
             plan = Plan.from_dict(trial.user_attrs[attrs.PLAN])
-            if self.space.expressed(plan):  # enqueued with them: let the sampler see them
+            if said_to_sampler(self.space, plan):  # enqueued with them: the sampler sees them
                 self.space.sample(trial, leave_out=False)
             return plan
         # Recipes are the obvious settings, on every unit; the sampler's trials leave out
@@ -354,6 +356,7 @@ class Driver:
             keep_keras=self.config.keep_keras != "none",
             known_files=frozenset(self.known.files),
             max_drop=self.budget,
+            max_epochs=(1 + MAX_EXTRA) * self.space.epochs.high,
             **self._rejection(trial, plan),
         )
         return self.executor.submit(request)

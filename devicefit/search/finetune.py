@@ -1,11 +1,10 @@
 """Fine-tuning with knowledge distillation from the original model: a warmed-up cosine
 learning rate, early stopping on the validation metric keeping the best epoch, and more
 epochs for a heavier structural change that is still gaining but not yet within the
-budget (``extra_epochs``)."""
+budget (search/extra_epochs.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,12 +23,8 @@ ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the te
 LEARNING_RATE = 1e-3
 WARMUP = 0.1  # share of the steps over which the learning rate rises to LEARNING_RATE
 PATIENCE = 2  # epochs without a better validation metric before fine-tuning stops
-# A plan that removed a share r of the model's MACs may fine-tune up to STRUCTURAL * r times
-# its planned epochs more (at most MAX_EXTRA times): a network cut in half needs longer to
-# recover than one with a few channels less. Only a candidate that needs it gets them (see
-# extra_epochs), at RESTART_RATE times the first rate: a warm restart from its best weights.
-STRUCTURAL = 2.0
-MAX_EXTRA = 2.0
+# The extra epochs of a heavier structural change (search/extra_epochs.py) run at
+# RESTART_RATE times the first rate: a warm restart from its best weights.
 RESTART_RATE = 0.3
 _TEACHER_CACHE: dict[int, tuple[Task, np.ndarray]] = {}
 
@@ -226,29 +221,6 @@ def finetune(
         "improving": improving,
         "kept_score": kept,
     }
-
-
-def extra_epochs(
-    planned: int, macs_removed: float, drop_before: float, drop_after: float, budget: float
-) -> int:
-    """More epochs for a candidate that fine-tuned for ``planned`` epochs, was still
-    improving at the end, and removed a share ``macs_removed`` of the model's MACs: none
-    when it is already within ``budget`` (more would only polish it), or when what is
-    left over the budget is more than what the planned epochs recovered (another round
-    as long would not bring it in, so the time is better spent on other candidates)."""
-    gap, recovered = drop_after - budget, drop_before - drop_after
-    if gap <= 0.0 or gap > recovered:
-        return 0
-    return structural_epochs(planned, macs_removed)
-
-
-def structural_epochs(planned: int, removed: float) -> int:
-    """The epochs a change that removed a share ``removed`` of the model's work earns beyond
-    its ``planned`` ones: STRUCTURAL * removed times as many, at most MAX_EXTRA times."""
-    share = min(max(removed, 0.0), 1.0)
-    if planned <= 0 or share <= 0.0:
-        return 0
-    return int(min(MAX_EXTRA * planned, math.ceil(planned * STRUCTURAL * share)))
 
 
 def batch_size(task: Task) -> int:

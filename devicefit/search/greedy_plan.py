@@ -120,7 +120,7 @@ def plan_of(choices: list[Choice], mode: str, epochs: int, whole_ms: float | Non
     its branches gone needs longer to recover than one a few channels thinner (on ResNet-20
     a plan removing four of seven branches ended 3.6 points down after 3 epochs; the four
     alone, 0.8 after 5)."""
-    from devicefit.search.finetune import structural_epochs
+    from devicefit.search.extra_epochs import structural_epochs
     from devicefit.spaces import get_technique
     from devicefit.spaces.sensitivity import SENSITIVITY_LEVELS
 
@@ -151,6 +151,30 @@ def faster_mode(
     if "int8" in modes and timed["int8"] is not None and timed["float32"] is not None:
         return "int8" if timed["int8"] < timed["float32"] else "float32"
     return "float32"
+
+
+def untouched_ms(device_profile: dict[str, Any], mode: str) -> float | None:
+    """The untouched model's time in the file whose times ``timed_in`` ranks a plan's
+    savings on: the int8 file's when its layers were timed, else the float32 one's."""
+    timed = device_profile.get(mode) or {}
+    if mode != "float32" and not timed.get("layers"):
+        timed = device_profile.get("float32") or {}
+    return timed.get("median_ms")
+
+
+def said_to_sampler(space: Any, plan: Plan) -> tuple[dict[str, Any], Plan] | None:
+    """The parameters under which the sampler learns from a profile plan, and the plan to
+    run (``space.expressed`` of the same settings): a plan fine-tuned longer than the
+    space's epochs is said at its most epochs (the settings are what the sampler can
+    reuse; its own trials earn more epochs as they need them, ``extra_epochs``) and runs
+    with its own."""
+    from dataclasses import replace
+
+    epochs = plan.finetune_epochs
+    said = space.expressed(replace(plan, finetune_epochs=min(epochs, space.epochs.high)))
+    if said is None:
+        return None
+    return said[0], replace(said[1], finetune_epochs=epochs)
 
 
 def timed_in(
@@ -189,7 +213,7 @@ def greedy_plans(
     from devicefit.search import attrs
 
     mode = faster_mode(device_profiles.get(device) or {}, modes)
-    whole_ms = ((device_profiles.get(device) or {}).get(mode) or {}).get("median_ms")
+    whole_ms = untouched_ms(device_profiles.get(device) or {}, mode)
     specs: list[dict[str, Any]] = []
     seen: set[str] = set()
     points = timed_in(profile.get("points", []), device_profiles.get(device) or {}, device, mode)
@@ -271,7 +295,7 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
         tuple(getattr(mode_range, "options", ("float32",))),
     )
     for spec in specs:  # what the sampler reads of the plan, where the space can say it
-        said = space.expressed(Plan.from_dict(spec["plan"]))
+        said = said_to_sampler(space, Plan.from_dict(spec["plan"]))
         if said is not None:
             spec["params"], spec["plan"] = said[0], said[1].to_dict()
     fixed = list(info.get("fixed_trials", []))

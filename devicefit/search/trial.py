@@ -38,6 +38,9 @@ class TrialRequest:
     # The study's metric budget (validation drop, metric units): a heavier structural
     # change still over it after fine-tuning may get more epochs. None: never more.
     max_drop: float | None = None
+    # The most epochs fine-tuning may run in all, its extra ones included (a profile plan
+    # already planned longer for what it removes earns no second helping). None: no cap.
+    max_epochs: int | None = None
 
     def run(self) -> TrialOutput:
         """The trial, built, converted and scored here (``run_trial``)."""
@@ -238,21 +241,30 @@ def _finetuned(
         return False
     if ran["improving"] and request.max_drop is not None:
         after = task.metric.drop(validation_reference(task), ran["kept_score"])
-        _finetune_longer(model, task, request.max_drop, after, out.finetune)
+        _finetune_longer(model, task, request.max_drop, after, out.finetune, request.max_epochs)
     return True
 
 
 def _finetune_longer(
-    model: Any, task: Any, budget: float, after: float, record: dict[str, Any]
+    model: Any,
+    task: Any,
+    budget: float,
+    after: float,
+    record: dict[str, Any],
+    max_epochs: int | None = None,
 ) -> None:
     """A warm restart of fine-tuning, for as many more epochs as ``extra_epochs`` gives a
     structural change still gaining and still over the budget (``after``: its validation
-    drop now); recorded as ``epochs_extra`` and ``epochs_extra_run``."""
-    from devicefit.search.finetune import LEARNING_RATE, RESTART_RATE, extra_epochs, finetune
+    drop now), up to ``max_epochs`` in all; recorded as ``epochs_extra`` and
+    ``epochs_extra_run``."""
+    from devicefit.search.extra_epochs import extra_epochs
+    from devicefit.search.finetune import LEARNING_RATE, RESTART_RATE, finetune
 
     more = extra_epochs(
         record["epochs"], record["macs_removed"], record["drop_before"], after, budget
     )
+    if max_epochs is not None:
+        more = max(0, min(more, max_epochs - record["epochs"]))
     if more:
         ran = finetune(model, task, more, [], learning_rate=RESTART_RATE * LEARNING_RATE)
         record.update(epochs_extra=more, epochs_extra_run=ran["epochs_run"])

@@ -7,10 +7,9 @@ import keras
 import numpy as np
 
 from devicefit.evaluators.metrics import get_metric
+from devicefit.search.extra_epochs import MAX_EXTRA, extra_epochs
 from devicefit.search.finetune import (
-    MAX_EXTRA,
     PATIENCE,
-    extra_epochs,
     finetune,
     steps_per_epoch,
     training_subset,
@@ -114,6 +113,13 @@ def test_a_candidate_over_the_budget_and_still_gaining_fine_tunes_longer() -> No
     now = validation_drop(student, task)
     _finetune_longer(student, task, budget=100.0, after=now, record=within)
     assert "epochs_extra" not in within
+    # A plan already fine-tuned for its most epochs in all earns none on top; one with
+    # room for one more gets that one.
+    capped = {"epochs": 2, "macs_removed": 0.5, "drop_before": 3 * drop}
+    _finetune_longer(student, task, 1.0, now + 5.0, capped, max_epochs=2)
+    assert "epochs_extra" not in capped
+    _finetune_longer(student, task, 1.0, now + 5.0, capped, max_epochs=3)
+    assert capped["epochs_extra"] == 1
 
 
 def test_a_fine_tuned_model_is_kept_as_a_keras_file_that_loads(tmp_path) -> None:

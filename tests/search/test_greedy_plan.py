@@ -7,7 +7,14 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from devicefit.search.greedy_plan import faster_mode, greedy_choices, greedy_plans, plan_of
+from devicefit.search.greedy_plan import (
+    faster_mode,
+    greedy_choices,
+    greedy_plans,
+    plan_of,
+    said_to_sampler,
+    untouched_ms,
+)
 from devicefit.spaces import get_technique
 from devicefit.spaces.base import PER_LAYER
 
@@ -462,7 +469,8 @@ def test_a_plan_that_saves_more_of_the_time_fine_tunes_longer() -> None:
     assert plan_of(light, "int8", 3, whole_ms=2.5).finetune_epochs == 9
     assert plan_of([], "int8", 3, whole_ms=2.5).finetune_epochs == 0  # nothing to recover
     # Along the climb the plans save more and so fine-tune at least as long.
-    profiles = {"local": {"float32": {"median_ms": 20.0}, "int8": {"median_ms": 10.0}}}
+    # (the int8 file's layers were not timed: the plans save float32 time, out of 10 ms)
+    profiles = {"local": {"float32": {"median_ms": 10.0}, "int8": {"median_ms": 5.0}}}
     specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
     epochs = [s["plan"]["finetune_epochs"] for s in specs]
     saved = [sum(c["saved_ms"] for c in s["choices"]) for s in specs]
@@ -470,9 +478,36 @@ def test_a_plan_that_saves_more_of_the_time_fine_tunes_longer() -> None:
     assert epochs == sorted(epochs) and epochs[0] < epochs[-1]
 
 
-def test_a_plan_fine_tuning_longer_than_the_space_allows_is_not_said_to_the_sampler() -> None:
+def test_a_longer_plan_is_said_to_the_sampler_at_the_space_s_most_epochs_and_runs_its_own() -> None:
+    import optuna
+
+    from devicefit.spaces.space import SearchSpace
+
     space = _per_block_space()  # epochs 0 to 3
     taken = greedy_choices(POINTS, "local", allowance=0.5, floor=0.01)
-    assert space.expressed(plan_of(taken, "int8", 3)) is not None
-    # The sampler would draw 4 epochs afresh: the plan runs as made, unsaid.
-    assert space.expressed(plan_of(taken, "int8", 3, whole_ms=20.0)) is None
+    longer = plan_of(taken, "int8", 3, whole_ms=5.0)
+    assert longer.finetune_epochs == 6
+    # Outside its epochs the space cannot say the plan as it is (the sampler would draw
+    # its epochs afresh) ...
+    assert space.expressed(longer) is None
+    # ... so the sampler learns its settings at the space's most epochs, and the plan
+    # runs with its own.
+    said = said_to_sampler(space, longer)
+    assert said is not None
+    params, run = said
+    assert params["finetune.epochs"] == 3 and run.finetune_epochs == 6
+    drawn = space.sample(optuna.trial.FixedTrial(params), leave_out=False)
+    assert replace(drawn, finetune_epochs=6) == run
+    flat = SearchSpace([get_technique("channel_pruning"), get_technique("quantization")])
+    assert said_to_sampler(flat, longer) is None  # per-unit settings: not said at all
+
+
+def test_a_plan_s_share_of_time_is_read_in_the_file_its_savings_were_timed_in() -> None:
+    profile: dict[str, Any] = {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}
+    # The int8 file's layers were not timed: the savings are float32 ones, and so is the
+    # whole they are a share of.
+    assert untouched_ms(profile, "int8") == 2.0
+    profile["int8"]["layers"] = [{"name": "b1_conv", "ms": 0.1}]
+    assert untouched_ms(profile, "int8") == 0.5
+    assert untouched_ms(profile, "float32") == 2.0
+    assert untouched_ms({}, "int8") is None
