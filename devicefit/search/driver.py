@@ -356,7 +356,7 @@ class Driver:
             keep_keras=self.config.keep_keras != "none",
             known_files=frozenset(self.known.files),
             max_drop=self.budget,
-            max_epochs=(1 + MAX_EXTRA) * self.space.epochs.high,
+            max_epochs=int((1 + MAX_EXTRA) * self.space.epochs.high),  # fit() takes whole epochs
             **self._rejection(trial, plan),
         )
         return self.executor.submit(request)

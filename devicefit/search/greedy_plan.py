@@ -153,13 +153,16 @@ def faster_mode(
     return "float32"
 
 
+def savings_file(device_profile: dict[str, Any], mode: str) -> str:
+    """The file whose times a plan converting at ``mode`` is ranked on: its own where its
+    layers were timed, else the float32 one (the sensitivity profile's savings)."""
+    return mode if (device_profile.get(mode) or {}).get("layers") else "float32"
+
+
 def untouched_ms(device_profile: dict[str, Any], mode: str) -> float | None:
     """The untouched model's time in the file whose times ``timed_in`` ranks a plan's
-    savings on: the int8 file's when its layers were timed, else the float32 one's."""
-    timed = device_profile.get(mode) or {}
-    if mode != "float32" and not timed.get("layers"):
-        timed = device_profile.get("float32") or {}
-    return timed.get("median_ms")
+    savings on, the whole a plan's savings are a share of."""
+    return (device_profile.get(savings_file(device_profile, mode)) or {}).get("median_ms")
 
 
 def said_to_sampler(space: Any, plan: Plan) -> tuple[dict[str, Any], Plan] | None:
@@ -185,9 +188,9 @@ def timed_in(
     Dense head: 26% of float32, 41% of int8), so an int8 plan is ranked on int8 times."""
     from devicefit.search.sensitivity_savings import predicted_saved_ms
 
-    layers = (device_profile.get(mode) or {}).get("layers")
-    if mode == "float32" or not layers:
+    if savings_file(device_profile, mode) == "float32":
         return points
+    layers = device_profile[mode]["layers"]
     return [
         {**p, "saved_ms": {device: predicted_saved_ms(p["macs_kept"], layers)}}
         if p.get("macs_kept") and (p.get("saved_ms") or {}).get(device) is not None
