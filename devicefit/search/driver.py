@@ -43,10 +43,11 @@ from devicefit.search.reference_speed import (
 from devicefit.search.rejection import (
     FINETUNE_KEY,
     UNRECOVERED_MARGIN,
-    Trajectory,
+    Recovery,
     epoch_limits,
     history_of,
     learned_from,
+    recoveries_within,
     rejection_limit,
 )
 from devicefit.search.same_file import KnownCandidates, reuse_output
@@ -94,10 +95,9 @@ class Driver:
     _reporter: threading.Thread | None = None  # writing it now
     _remote: cf.ThreadPoolExecutor | None = None
     known: KnownCandidates = field(default_factory=KnownCandidates)  # files and plans told
-    # (drop before, drop after) of each fine-tuning told, and its drops after each epoch
+    # what each fine-tuning told recovered, after each epoch and at its end
     # (search/rejection.py)
-    recoveries: list[tuple[float, float]] = field(default_factory=list)
-    trajectories: list[Trajectory] = field(default_factory=list)
+    recoveries: list[Recovery] = field(default_factory=list)
     references: References | None = None  # files latencies are paired with
     pruned: int = 0  # trials of the study pruned as hopeless (search/rejection.py)
 
@@ -120,7 +120,7 @@ class Driver:
             self._ensure_reference_trial()
         trials = self.study.get_trials(deepcopy=False)
         self.known = KnownCandidates.from_trials(trials)
-        self.recoveries, self.trajectories = history_of(trials)
+        self.recoveries = history_of(trials)
         self.pruned = sum(t.state == TrialState.PRUNED for t in trials)
         self.budget = float(info["max_metric_drop"])  # fixed when the study was created
         target = self.config.trials
@@ -371,10 +371,10 @@ class Driver:
         if self.pruned >= MAX_PRUNED_PER_TRIAL * self.config.trials:
             return {}  # the sampler keeps proposing hopeless plans: let the study end
         return {
-            "reject_drop": rejection_limit(self.budget, self.recoveries),
-            "reject_after_epoch": epoch_limits(
-                self.budget, self.trajectories, plan.finetune_epochs
+            "reject_drop": rejection_limit(
+                self.budget, recoveries_within(self.recoveries, plan.finetune_epochs)
             ),
+            "reject_after_epoch": epoch_limits(self.budget, self.recoveries, plan.finetune_epochs),
             # With no loss allowed, a validation drop of one sample may still test within it.
             "reject_unrecovered": UNRECOVERED_MARGIN * self.budget if self.budget > 0 else None,
         }
@@ -545,11 +545,9 @@ class Driver:
                 raise
         self.told += 1
         self.known.add(job.trial.number, job.plan.to_dict(), metrics)
-        recovery, trajectory = learned_from(out.finetune)
+        recovery = learned_from(out.finetune)
         if recovery is not None:
             self.recoveries.append(recovery)
-        if trajectory is not None:
-            self.trajectories.append(trajectory)
         progress.trial_done(job.trial.number, job.plan, out.metric, drop, values[1])
         return True
 

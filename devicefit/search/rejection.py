@@ -5,8 +5,9 @@ than fine-tuning has ever won back in this study will not come back within the b
 it is scored on the validation split, and pruned when its drop is beyond a limit, at three
 points:
 
-- before fine-tuning (``rejection_limit`` of the drops before and after every fine-tuning
-  told: the weights techniques applied at once, as they would end);
+- before fine-tuning (``rejection_limit`` of the drops before, and after as many epochs as
+  the candidate plans, of every fine-tuning told; the weights techniques applied at once,
+  as they would end);
 - after each fine-tuning epoch but the last (``epoch_limits``: what the remaining epochs
   recovered in the trials that ran past that epoch), so a plan that is not coming back
   costs one epoch, not all of them;
@@ -19,7 +20,7 @@ Every fine-tuned trial records its drops before, after each epoch and at the end
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
@@ -46,70 +47,93 @@ def rejection_limit(max_drop: float, recoveries: list[tuple[float, float]]) -> f
     ``recoveries``: (drop before, drop after) of each fine-tuned trial. A heavier change
     can recover more than any lighter one has, so the limit is the larger of two readings:
     the most recovered in metric units, and the largest share of a drop recovered (a
-    candidate that keeps only the rest of its drop within the budget is worth trying)."""
+    candidate that keeps only the rest of its drop within the budget is worth trying).
+    Neither counts on more than ``SHARE_CAP`` of a drop: at chance level, points say
+    nothing (a plan that came back 88 points from chance does not make every plan at
+    chance worth fine-tuning; most stay there)."""
     if len(recoveries) < MIN_RECOVERIES:
         return None
     budget = max(max_drop, 0.0)
     most = max(0.0, *(before - after for before, after in recoveries))
     shares = [(before - after) / before for before, after in recoveries if before > budget]
     share = min(max([0.0, *shares]), SHARE_CAP)
-    return MARGIN * max(budget + most, budget / (1.0 - share))
+    limit = max(budget + most, budget / (1.0 - share))
+    if budget > 0:  # with no loss allowed, a share of nothing is nothing: points only
+        limit = min(limit, budget / (1.0 - SHARE_CAP))
+    return MARGIN * limit
 
 
-# Drops after each epoch, the drop at the end, and the epochs planned.
-Trajectory = tuple[tuple[float, ...], float, int]
+class Recovery(NamedTuple):
+    """What one fine-tuned trial recovered: its drop before fine-tuning, its drop at the
+    end, its drops after each epoch of the planned run (none in older records), the
+    epochs planned and the epochs run in all (extra epochs included)."""
+
+    before: float
+    after: float
+    drops: tuple[float, ...]
+    planned: int
+    run: int
 
 
-def epoch_limits(
-    max_drop: float, trajectories: list[Trajectory], epochs: int
-) -> tuple[float | None, ...]:
+def reached(record: Recovery, epochs: int) -> float:
+    """The best drop ``record``'s trial had reached after ``epochs`` epochs: a candidate
+    planned for fewer epochs than a trial ran is judged on what those epochs recovered,
+    not on the whole run (a 1-epoch plan is not a 7-epoch one)."""
+    if not record.drops or record.run <= epochs:
+        return record.after
+    return min((record.before, *record.drops[:epochs]))  # the best weights are kept
+
+
+def recoveries_within(records: list[Recovery], epochs: int) -> list[tuple[float, float]]:
+    """(drop before, drop reached within ``epochs`` epochs) of each record: what a
+    candidate fine-tuning for ``epochs`` epochs can count on (``rejection_limit``)."""
+    return [(record.before, reached(record, epochs)) for record in records]
+
+
+def epoch_limits(max_drop: float, records: list[Recovery], epochs: int) -> tuple[float | None, ...]:
     """For a candidate planned for ``epochs`` epochs: the largest best-so-far drop after
     epoch e (e = 1 .. epochs-1) that is still worth the remaining epochs; None for an
     epoch after which too few trials ran on. ``rejection_limit`` read from what the trials
-    that ran past epoch e recovered after it, among those planned for at least as many
-    epochs (a trial with fewer epochs left recovered less than this one still can)."""
+    that ran past epoch e recovered after it up to epoch ``epochs``, among those planned
+    for (or run) at least as many epochs (a trial with fewer epochs left recovered less
+    than this one still can)."""
     return tuple(
         rejection_limit(
             max_drop,
             [
-                (min(drops[:e]), after)
-                for drops, after, planned in trajectories
-                if len(drops) > e and planned >= epochs
+                (min(record.drops[:e]), reached(record, epochs))
+                for record in records
+                if len(record.drops) > e and max(record.planned, record.run) >= epochs
             ],
         )
         for e in range(1, epochs)
     )
 
 
-def learned_from(tuned: dict[str, Any]) -> tuple[tuple[float, float] | None, Trajectory | None]:
-    """What a told trial's fine-tuning record (``metrics["finetune"]``) teaches: its
-    (drop before, drop after), and its drops after each epoch with the drop at the end.
-    Neither from a record whose drop before is not the candidate's (a weights technique's
-    masks or clusters made during fine-tuning, by versions that did not apply them at
-    once to score it)."""
+def learned_from(tuned: dict[str, Any]) -> Recovery | None:
+    """What a told trial's fine-tuning record (``metrics["finetune"]``) teaches; None
+    for a record whose drop before is not the candidate's (a weights technique's masks
+    or clusters made during fine-tuning, by versions that did not apply them at once to
+    score it), or without an end (pruned)."""
     if tuned.get("drop_after") is None or (tuned.get("weights") and not tuned.get("one_shot")):
-        return None, None
-    after = float(tuned["drop_after"])
+        return None
     drops = tuple(float(d) for d in tuned.get("drops") or ())
     planned = int(tuned.get("epochs") or tuned.get("epochs_planned") or len(drops))
-    return (float(tuned["drop_before"]), after), ((drops, after, planned) if drops else None)
+    run = int(tuned.get("epochs_run") or len(drops)) + int(tuned.get("epochs_extra_run") or 0)
+    return Recovery(float(tuned["drop_before"]), float(tuned["drop_after"]), drops, planned, run)
 
 
-def history_of(
-    trials: list[FrozenTrial],
-) -> tuple[list[tuple[float, float]], list[Trajectory]]:
-    """The recoveries and epoch trajectories of the complete trials (``learned_from``)."""
-    recoveries, trajectories = [], []
+def history_of(trials: list[FrozenTrial]) -> list[Recovery]:
+    """What fine-tuning recovered in the complete trials (``learned_from``)."""
+    records = []
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
             continue
         tuned = (trial.user_attrs.get(attrs.METRICS) or {}).get(FINETUNE_KEY) or {}
-        recovery, trajectory = learned_from(tuned)
-        if recovery is not None:
-            recoveries.append(recovery)
-        if trajectory is not None:
-            trajectories.append(trajectory)
-    return recoveries, trajectories
+        record = learned_from(tuned)
+        if record is not None:
+            records.append(record)
+    return records
 
 
 def validation_score(model: Any, task: Any) -> float:
@@ -131,10 +155,11 @@ def validation_reference(task: Any) -> float:
     return once_per_task(_REFERENCE, task, lambda: validation_score(task.model, task))
 
 
-def rejection_reason(drop: float, limit: float, metric: str) -> str:
+def rejection_reason(drop: float, limit: float, epochs: int, metric: str) -> str:
     return (
         f"hopeless before fine-tuning: {metric} drop {drop:.3g} on the validation split, over "
-        f"{limit:.3g} ({MARGIN:g}x the budget plus the most fine-tuning has recovered here)"
+        f"{limit:.3g} ({MARGIN:g}x the budget plus the most {epochs} epoch(s) of fine-tuning "
+        f"have recovered here, counted on for at most {SHARE_CAP:.0%} of a drop)"
     )
 
 
@@ -142,7 +167,7 @@ def epoch_rejection_reason(epoch: int, epochs: int, drop: float, limit: float, m
     return (
         f"hopeless after epoch {epoch} of {epochs}: {metric} drop {drop:.3g} on the validation "
         f"split, over {limit:.3g} ({MARGIN:g}x the budget plus the most the epochs after it "
-        "have recovered here)"
+        f"have recovered here, counted on for at most {SHARE_CAP:.0%} of a drop)"
     )
 
 

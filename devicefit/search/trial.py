@@ -211,7 +211,9 @@ def _finetuned(
         "one_shot": one_shot,  # and were all applied to score it before
     }
     if request.reject_drop is not None and before > request.reject_drop:
-        out.rejected = rejection_reason(before, request.reject_drop, task.metric.name)
+        out.rejected = rejection_reason(
+            before, request.reject_drop, plan.finetune_epochs, task.metric.name
+        )
         return False
     removed = _macs_removed(model, task)
     epochs = plan.finetune_epochs

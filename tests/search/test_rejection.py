@@ -26,8 +26,11 @@ from devicefit.search.rejection import (
     MIN_RECOVERIES,
     SHARE_CAP,
     UNRECOVERED_MARGIN,
+    Recovery,
     epoch_limits,
     learned_from,
+    reached,
+    recoveries_within,
     rejection_limit,
 )
 from devicefit.search.run import build_space
@@ -51,36 +54,82 @@ def test_the_limit_follows_the_largest_recovery() -> None:
     assert limit == pytest.approx(MARGIN * 1.0 / (1.0 - SHARE_CAP))
 
 
-def test_the_limit_after_an_epoch_follows_what_the_later_epochs_recovered() -> None:
-    trajectories = [
-        ((20.0, 5.0, 1.0), 0.5, 3),  # 19.5 recovered after epoch 1, 4.5 after epoch 2
-        ((30.0, 10.0), 2.0, 3),  # 28 after epoch 1; stopped early: not past epoch 2
-        ((4.0,), 0.5, 1),  # one epoch: says nothing about what more epochs recover
-        ((8.0, 3.0, 2.0), 2.0, 3),
-        ((60.0, 1.0), 0.5, 2),  # two epochs planned: fewer left than a 3-epoch plan has
+def test_no_reading_counts_on_more_than_the_share_cap() -> None:
+    # A plan came back 88.5 points from chance: a candidate at chance is not worth
+    # fine-tuning on that alone (most stay there); the limit is where keeping only
+    # 1 - SHARE_CAP of the drop would end within the budget, twice over.
+    limit = rejection_limit(1.0, [(89.0, 0.5), (3.0, 1.0), (2.0, 0.5)])
+    assert limit == pytest.approx(MARGIN * 1.0 / (1.0 - SHARE_CAP))
+    assert limit < 89.0
+    # With no loss allowed there is no share to keep: the points reading alone.
+    assert rejection_limit(0.0, [(89.0, 0.5), (3.0, 1.0), (2.0, 0.5)]) == MARGIN * 88.5
+
+
+def record(before: float, drops: tuple[float, ...], after: float, planned: int) -> Recovery:
+    return Recovery(before, after, drops, planned, len(drops))
+
+
+def test_a_candidate_counts_on_what_as_many_epochs_recovered() -> None:
+    records = [
+        record(30.0, (20.0, 5.0, 1.0), 0.5, 3),
+        record(8.0, (6.0, 3.0), 2.0, 2),
+        Recovery(9.0, 1.0, (), 3, 3),  # an older record without its drops: its end
     ]
-    after_first = [(20.0, 0.5), (30.0, 2.0), (8.0, 2.0)]
+    # One epoch: 10 points from 30, 2 from 8.
+    assert recoveries_within(records, 1) == [(30.0, 20.0), (8.0, 6.0), (9.0, 1.0)]
+    assert rejection_limit(1.0, recoveries_within(records, 1)) == MARGIN * (1.0 + 10.0)
+    # Three epochs and more: each trial's end.
+    assert recoveries_within(records, 3) == [(30.0, 0.5), (8.0, 2.0), (9.0, 1.0)]
+    assert recoveries_within(records, 7) == recoveries_within(records, 3)
+    # The weights kept are the best so far, those before fine-tuning included.
+    assert reached(record(4.0, (9.0, 2.0), 2.0, 2), 1) == 4.0
+    assert reached(record(4.0, (9.0, 2.0), 2.0, 2), 0) == 4.0
+    # Extra epochs count toward the run: a 3-epoch trial with 4 extra is a 7-epoch one.
+    longer = Recovery(30.0, 0.5, (20.0, 5.0, 3.0), 3, 7)
+    assert reached(longer, 3) == 3.0 and reached(longer, 7) == 0.5
+
+
+def test_the_limit_after_an_epoch_follows_what_the_later_epochs_recovered() -> None:
+    records = [
+        record(12.0, (10.0, 5.0, 3.0), 3.0, 3),  # 7 recovered after epoch 1, 2 after epoch 2
+        record(15.0, (14.0, 6.0), 4.0, 3),  # 10 after epoch 1; stopped early after two
+        record(5.0, (4.0,), 0.5, 1),  # one epoch: says nothing about what more recover
+        record(9.0, (8.0, 3.0, 3.0), 3.0, 3),
+        record(70.0, (60.0, 1.0), 0.5, 2),  # two epochs planned: fewer left than 3 have
+    ]
+    after_first = [(10.0, 3.0), (14.0, 4.0), (8.0, 3.0)]
     # After epoch 2 only two trials ran on (MIN_RECOVERIES is 3): no limit there.
-    assert epoch_limits(1.0, trajectories, 3) == (rejection_limit(1.0, after_first), None)
-    assert rejection_limit(1.0, after_first) == MARGIN * (1.0 + 28.0)
-    # A 2-epoch plan learns from every trial planned for two epochs or more.
-    assert epoch_limits(1.0, trajectories, 2) == (MARGIN * (1.0 + 59.5),)
+    assert epoch_limits(1.0, records, 3) == (rejection_limit(1.0, after_first), None)
+    assert rejection_limit(1.0, after_first) == MARGIN * (1.0 + 10.0)
+    # A 2-epoch plan learns from every trial planned for two epochs or more, from what
+    # their second epoch recovered (5 from 10 for the first one, not 7).
+    after_first = [(10.0, 5.0), (14.0, 4.0), (8.0, 3.0), (60.0, 0.5)]
+    assert epoch_limits(1.0, records, 2) == (rejection_limit(1.0, after_first),)
+    # 59.5 points from 60: counted on for SHARE_CAP of a drop.
+    assert rejection_limit(1.0, after_first) == pytest.approx(MARGIN * 1.0 / (1.0 - SHARE_CAP))
     # The best drop so far counts, not the last: (9, 12) after two epochs is at 9.
-    limits = epoch_limits(1.0, [((9.0, 12.0, 1.0), 1.0, 3)] * 3, 3)
+    limits = epoch_limits(1.0, [record(10.0, (9.0, 12.0, 1.0), 1.0, 3)] * 3, 3)
     assert limits[1] == rejection_limit(1.0, [(9.0, 1.0)] * 3)
-    assert epoch_limits(1.0, trajectories, 1) == ()  # one epoch: nothing after it
+    assert epoch_limits(1.0, records, 1) == ()  # one epoch: nothing after it
 
 
 def test_a_record_teaches_only_where_its_drop_before_was_the_candidates() -> None:
-    tuned = {"drop_before": 9.0, "drop_after": 1.0, "drops": [4.0, 1.0], "epochs": 3}
-    assert learned_from(tuned) == ((9.0, 1.0), ((4.0, 1.0), 1.0, 3))
+    tuned = {
+        "drop_before": 9.0,
+        "drop_after": 1.0,
+        "drops": [4.0, 1.0],
+        "epochs": 3,
+        "epochs_run": 2,
+        "epochs_extra_run": 3,
+    }
+    assert learned_from(tuned) == Recovery(9.0, 1.0, (4.0, 1.0), 3, 5)
     # A weights technique's masks made during fine-tuning, not applied to score it before
     # (gradual magnitude pruning; or a study from before they were).
-    assert learned_from({**tuned, "weights": True}) == (None, None)
-    assert learned_from({**tuned, "weights": True, "one_shot": False}) == (None, None)
-    assert learned_from({**tuned, "weights": True, "one_shot": True})[0] == (9.0, 1.0)
-    assert learned_from({"drop_before": 9.0, "drop_after": 1.0}) == ((9.0, 1.0), None)
-    assert learned_from({"drop_before": 9.0}) == (None, None)  # pruned: no end
+    assert learned_from({**tuned, "weights": True}) is None
+    assert learned_from({**tuned, "weights": True, "one_shot": False}) is None
+    assert learned_from({**tuned, "weights": True, "one_shot": True}) == learned_from(tuned)
+    assert learned_from({"drop_before": 9.0, "drop_after": 1.0}) == Recovery(9.0, 1.0, (), 0, 0)
+    assert learned_from({"drop_before": 9.0}) is None  # pruned: no end
 
 
 PRUNED_HARD = Plan(
@@ -224,12 +273,16 @@ def test_the_driver_prunes_hopeless_trials_and_still_ends(tmp_path: Path) -> Non
     trials = study.get_trials()
     fixed = {t.number for t in trials if any(key in t.user_attrs for key in FIXED_KEYS)}
     assert {0, 1, 2} <= fixed  # the three baselines, then the recipes
-    limit = MARGIN * (1.0 + 1.0)  # 1 point recovered from 10 before
     cap = MAX_PRUNED_PER_TRIAL * config.trials
     sampled = [r for r in executor.requests if r.number not in fixed]
+
+    def limit(epochs: int) -> float:  # 0.5 recovered from 10 in the first epoch, 1 in all
+        return MARGIN * (1.0 + (1.0 if epochs >= 2 else 10.0 - 9.5 if epochs else 0.0))
+
     # Sampled trials get the limit once three fine-tunings were told (the three baselines
     # were), and none once the cap of pruned trials is reached.
-    assert [r.reject_drop for r in sampled] == [limit] * cap + [None] * (len(sampled) - cap)
+    limits = [limit(r.plan["finetune_epochs"]) for r in sampled[:cap]]
+    assert [r.reject_drop for r in sampled] == limits + [None] * (len(sampled) - cap)
     assert all(r.reject_drop is None for r in executor.requests if r.number in fixed)
     # After the first epoch, what the second recovered; no limit after the second (no told
     # trial ran past it); without fine-tuning, twice the budget.
