@@ -6,11 +6,12 @@ profile, in the file the plan converts to: float32 or int8), the greedy repeated
 the step — a unit, a graph technique, a setting, or a stronger setting of a unit's
 technique — with the most time saved per metric lost, until the summed drops reach an
 allowance; the plan then fine-tunes (longer the more time it saves) and converts with the
-faster of the float32 and int8 files of the untouched model. Drops before fine-tuning
-overstate what remains after it, so plans are made for a few allowances (``ALLOWANCES``
-times the budget): the first is the cautious one, the others its stronger neighbours. They
-run as fixed trials after the recipes, so the sampler starts beside a strong
-multi-technique point.
+faster of the float32 and int8 files of the untouched model — int8 only when its own loss
+(search/conversion_drops.py) fits in the budget, and then that loss comes off every
+allowance. Drops before fine-tuning overstate what remains after it, so plans are made for
+a few allowances (``ALLOWANCES`` times the budget): the first is the cautious one, the
+others its stronger neighbours. They run as fixed trials after the recipes, so the sampler
+starts beside a strong multi-technique point.
 
 How much fine-tuning wins back differs by orders of magnitude between models: on a small
 residual net a channel cut that leaves it at chance before fine-tuning ends within the
@@ -30,6 +31,7 @@ lies in between, and only a run can find it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,17 +142,23 @@ def plan_of(choices: list[Choice], mode: str, epochs: int, whole_ms: float | Non
 
 
 def faster_mode(
-    device_profile: dict[str, Any], modes: tuple[str, ...] = ("float32", "int8")
+    device_profile: dict[str, Any],
+    modes: tuple[str, ...] = ("float32", "int8"),
+    int8_drop: float | None = None,
+    budget: float = math.inf,
 ) -> str:
-    """int8 when the study may convert to it (``modes``) and the untouched model's int8 file
+    """int8 when the study may convert to it (``modes``), the untouched model's int8 file
     ran faster than its float32 one on the device (full-integer kernels are not faster
-    everywhere), else float32."""
+    everywhere) and the int8 file's own metric drop (``int8_drop``, None: not scored, as in
+    a study made before it was) fits in the ``budget``: nothing wins a post-training
+    conversion's loss back. Else float32."""
     timed = {
         mode: (device_profile.get(mode) or {}).get("median_ms") for mode in ("float32", "int8")
     }
-    if "int8" in modes and timed["int8"] is not None and timed["float32"] is not None:
-        return "int8" if timed["int8"] < timed["float32"] else "float32"
-    return "float32"
+    if "int8" not in modes or timed["int8"] is None or timed["float32"] is None:
+        return "float32"
+    fits = int8_drop is None or int8_drop <= budget
+    return "int8" if timed["int8"] < timed["float32"] and fits else "float32"
 
 
 def savings_file(device_profile: dict[str, Any], mode: str) -> str:
@@ -206,16 +214,20 @@ def greedy_plans(
     budget: float,
     epochs: int,
     modes: tuple[str, ...] = ("float32", "int8"),
+    int8_drop: float | None = None,
 ) -> list[dict[str, Any]]:
     """One fixed-trial spec per distinct non-empty plan, cautious first: {"attrs":
     {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}, and for
     a plan of ``ESCALATIONS`` "after": the plan that must hold the budget before it runs;
     a bisecting plan "between": [the plan that must hold, the plan that must not]. The
     climb's plans come first, cautious first. ``modes``: the whole-model conversions the
-    study may use."""
+    study may use; ``int8_drop``: what the untouched model's int8 file loses (None: not
+    scored). An int8 plan's steps share each allowance with that loss."""
     from devicefit.search import attrs
 
-    mode = faster_mode(device_profiles.get(device) or {}, modes)
+    mode = faster_mode(device_profiles.get(device) or {}, modes, int8_drop, budget)
+    # The conversion's loss is paid after fine-tuning: it comes off every allowance whole.
+    charged = max(0.0, int8_drop or 0.0) if mode == "int8" else 0.0
     whole_ms = untouched_ms(device_profiles.get(device) or {}, mode)
     specs: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -224,7 +236,7 @@ def greedy_plans(
     floor = max(_FLOOR * budget, 1e-9)
     climb: list[tuple[float, dict[str, Any]]] = []
     for factor in (*ALLOWANCES, *ESCALATIONS):
-        choices = greedy_choices(points, device, factor * budget, floor)
+        choices = greedy_choices(points, device, factor * budget - charged, floor)
         plan = plan_of(choices, mode, epochs, whole_ms)
         if not choices or plan.to_json() in seen:
             continue
@@ -240,7 +252,7 @@ def greedy_plans(
         if levels == 0:
             return
         factor = (low[0] * high[0]) ** 0.5
-        choices = greedy_choices(points, device, factor * budget, floor)
+        choices = greedy_choices(points, device, factor * budget - charged, floor)
         plan = plan_of(choices, mode, epochs, whole_ms)
         if plan.to_json() in seen:  # the same plan as one end: narrow the gap and look again
             bisect(low, (factor, high[1]), levels - 1)
@@ -279,6 +291,7 @@ def described(choices: list[dict[str, Any]]) -> str:
 def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None:
     """Put the greedy plans among the study's fixed trials, before the combined recipes
     (which wait for every recipe); once per study, so a resumed study keeps its plans."""
+    from devicefit.search.conversion_drops import int8_drop
     from devicefit.search.device_profiles import read_device_profiles
     from devicefit.search.sensitivity_profiles import read_sensitivity
     from devicefit.search.study import COMBINED, set_study_info, study_info
@@ -296,6 +309,7 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
         float(info["max_metric_drop"]),
         space.epochs.high,
         tuple(getattr(mode_range, "options", ("float32",))),
+        int8_drop(profile),
     )
     for spec in specs:  # what the sampler reads of the plan, where the space can say it
         said = said_to_sampler(space, Plan.from_dict(spec["plan"]))
@@ -312,4 +326,7 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
             low, high = spec["between"]
             when = f" (runs if {low} holds the budget and {high} does not)"
         name = spec["attrs"]["profile_plan"]
-        console.print(f"profile plan {name}{when}: {described(spec['choices'])}", markup=False)
+        steps = Plan.from_dict(spec["plan"]).steps
+        mode = next((s.params.get("mode") for s in steps if s.technique == "quantization"), None)
+        line = f"profile plan {name}{when}: {described(spec['choices'])}; {mode or 'float32'} file"
+        console.print(line, markup=False)

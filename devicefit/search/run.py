@@ -130,7 +130,8 @@ def _write_sensitivity(
     """The sensitivity profile, or the rest of it when a resumed study stopped while
     making it (on the study's workers), with the time its settings save, predicted and
     checked on the devices, the greedy plans made from them (search/greedy_plan.py) and
-    the search space they shape (search/shaped_space.py);
+    the search space they shape (search/shaped_space.py), and what the whole-model int8
+    file loses (search/conversion_drops.py: a plan converts to it only when that fits);
     nothing for a model without validation data or when off."""
     if not config.sensitivity or getattr(task, "data", None) is None:
         return
@@ -144,6 +145,10 @@ def _write_sensitivity(
         t for t in space.techniques if config.techniques is None or t.name in config.techniques
     ]
     profile = write_sensitivity(folder, task, asked, granularity, console, executor, spec)
+    from devicefit.search.conversion_drops import add_conversion_drops
+
+    modes = getattr(space.ranges.get("quantization", {}).get("mode"), "options", ())
+    add_conversion_drops(folder, profile, task, tuple(modes), console)
     add_savings(folder, profile, task, devices, config.threads, console)
     from devicefit.search.greedy_plan import add_profile_plans
 

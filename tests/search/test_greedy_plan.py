@@ -83,6 +83,29 @@ def test_the_converter_is_the_faster_file_of_the_untouched_model() -> None:
     assert faster_mode({"float32": {"median_ms": 2.0}, "int8": {"unavailable": "x"}}) == "float32"
 
 
+def test_int8_is_chosen_only_when_its_own_loss_fits_the_budget() -> None:
+    timed = {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}
+    assert faster_mode(timed, int8_drop=0.57, budget=0.3) == "float32"  # SRCNN's int8 file
+    assert faster_mode(timed, int8_drop=0.2, budget=0.3) == "int8"
+    assert faster_mode(timed, int8_drop=None, budget=0.3) == "int8"  # not scored: speed alone
+    profiles = {"local": timed}
+    over = greedy_plans({"points": POINTS}, profiles, "local", 1.0, 3, int8_drop=1.5)
+    assert over and all(s["plan"]["steps"][-1]["params"] == {"mode": "float32"} for s in over)
+
+
+def test_the_int8_file_s_loss_comes_off_every_allowance() -> None:
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    free = greedy_plans({"points": POINTS}, profiles, "local", budget=1.0, epochs=3)
+    charged = greedy_plans({"points": POINTS}, profiles, "local", 1.0, 3, int8_drop=0.9)
+    assert all(s["plan"]["steps"][-1]["params"] == {"mode": "int8"} for s in charged)
+    # 1x leaves 0.1: b2 (0.2) no longer fits beside the free b4 and b1 mild (0.1).
+    assert [c["unit"] for c in free[0]["choices"]] == ["b4", "b1", "b2"]
+    assert [c["unit"] for c in charged[0]["choices"]] == ["b4", "b1"]
+    for spec in charged:  # greedy-<factor>x: its steps within factor x budget - 0.9
+        factor = float(spec["attrs"]["profile_plan"].removeprefix("greedy-").removesuffix("x"))
+        assert sum(c["drop"] for c in spec["choices"]) <= factor - 0.9 + 1e-9, spec["choices"]
+
+
 def test_plans_for_growing_allowances_are_distinct_and_cautious_first() -> None:
     profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
     specs = greedy_plans({"points": POINTS}, profiles, "local", budget=1.0, epochs=3)
