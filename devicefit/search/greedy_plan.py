@@ -288,6 +288,11 @@ def described(choices: list[dict[str, Any]]) -> str:
     return ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices)
 
 
+def whole_file_modes(space: Any) -> tuple[str, ...]:
+    """The whole-model conversions a study's space may choose (none without quantization)."""
+    return tuple(getattr(space.ranges.get("quantization", {}).get("mode"), "options", ()))
+
+
 def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None:
     """Put the greedy plans among the study's fixed trials, before the combined recipes
     (which wait for every recipe); once per study, so a resumed study keeps its plans."""
@@ -301,14 +306,13 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
     if "profile_plans" in info or profile is None or not profile.get("complete"):
         return
     device = next((o["device"] for o in info["objectives"] if o.get("device")), None)
-    mode_range = space.ranges.get("quantization", {}).get("mode")
     specs = greedy_plans(
         profile,
         read_device_profiles(folder) or {},
         str(device),
         float(info["max_metric_drop"]),
         space.epochs.high,
-        tuple(getattr(mode_range, "options", ("float32",))),
+        whole_file_modes(space) or ("float32",),
         int8_drop(profile),
     )
     for spec in specs:  # what the sampler reads of the plan, where the space can say it

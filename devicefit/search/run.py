@@ -146,12 +146,10 @@ def _write_sensitivity(
     ]
     profile = write_sensitivity(folder, task, asked, granularity, console, executor, spec)
     from devicefit.search.conversion_drops import add_conversion_drops
+    from devicefit.search.greedy_plan import add_profile_plans, whole_file_modes
 
-    modes = getattr(space.ranges.get("quantization", {}).get("mode"), "options", ())
-    add_conversion_drops(folder, profile, task, tuple(modes), console)
+    add_conversion_drops(folder, profile, task, whole_file_modes(space), console)
     add_savings(folder, profile, task, devices, config.threads, console)
-    from devicefit.search.greedy_plan import add_profile_plans
-
     add_profile_plans(study, folder, space, console)
     from devicefit.search.shaped_space import add_space_shaping
 

@@ -87,7 +87,7 @@ def test_profile_plans_convert_to_int8_only_when_its_loss_fits_the_budget(
     tmp_path: Any, loud: float, mode: str
 ) -> None:
     from devicefit.search import attrs
-    from devicefit.search.greedy_plan import add_profile_plans
+    from devicefit.search.greedy_plan import add_profile_plans, whole_file_modes
     from devicefit.search.study import study_info
 
     folder = tmp_path / "s"
@@ -97,7 +97,7 @@ def test_profile_plans_convert_to_int8_only_when_its_loss_fits_the_budget(
     (folder / attrs.DEVICE_PROFILE_FILE).write_text(json.dumps(profiles))
     profile = {"points": POINTS, "complete": True}  # each point costs 0.2 of the 1.0 budget
     out = io.StringIO()
-    modes = tuple(space.ranges["quantization"]["mode"].options)  # as the search passes them
+    modes = whole_file_modes(space)  # as the search passes them
     assert "int8" in modes
     add_conversion_drops(folder, profile, _task(loud), modes, Console(file=out, width=200))
     saved = json.loads((folder / attrs.SENSITIVITY_FILE).read_text())
