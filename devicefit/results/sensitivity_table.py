@@ -114,8 +114,9 @@ def shaping_table(record: StudyRecord) -> str:
     )
     return (
         "<h3>Search space shaped by the profiles</h3><p class='note'>Left out of the "
-        "sampler's trials (the recipes keep them), or a range ended where the drop before "
-        "fine-tuning is past reach.</p><table class='shaping'><thead><tr><th>technique</th>"
+        "sampler's trials (the recipes keep them), a range ended where the drop before "
+        "fine-tuning is past reach, or a choice held where the profile measured.</p>"
+        "<table class='shaping'><thead><tr><th>technique</th>"
         f"<th>unit</th><th>change</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
@@ -123,6 +124,8 @@ def shaping_table(record: StudyRecord) -> str:
 def _change(decision: dict[str, Any]) -> str:
     if decision["action"] == "left out":
         return "left out"
+    if decision["action"] == "held":
+        return f"{decision['param']} held at {decision['end']}"
     return f"{decision.get('param') or 'range'} ends at {decision['end']}"
 
 

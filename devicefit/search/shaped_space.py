@@ -9,7 +9,10 @@ For each graph technique (the ones whose saving the device profile predicts):
 - a range ends at the last profiled setting before the first whose drop before fine-tuning
   is over ``ALLOWANCE`` times the budget (on the unit, or summed over all units for a global
   setting): settings beyond it cost even more and fine-tuning has to win it all back; a
-  unit whose mildest setting is over already is left out (a global range keeps its mildest).
+  unit whose mildest setting is over already is left out (a global range keeps its mildest);
+- for a technique whose ranges end there, a choice that changes what its setting removes
+  (channel pruning's ranking) is held at the value the profile measured with: the ranges
+  and the plans hold for that value only (on SRCNN, L1 ranking loses 25 dB at any ratio).
 
 The decisions are made once, when the profiles are complete, stored with the study (so a
 resumed study searches the same space) and listed by the report. They shape the sampler's
@@ -47,7 +50,7 @@ class Decision:
 
     technique: str
     unit: str | None
-    action: str  # "left out" or "range"
+    action: str  # "left out", "range" or "held" (a choice held at ``end``)
     why: str
     end: Any = None  # for "range": the setting the range now ends at ...
     param: str | None = None  # ... of this parameter ...
@@ -86,6 +89,25 @@ def shape(
         else:
             decisions += _global(name, levels_by_unit, device, run_ms, allowance)
     return decisions
+
+
+def held_choices(profile: dict[str, Any], decisions: list[Decision]) -> list[Decision]:
+    """The choices of each range-shaped technique the profile measured, and did not leave
+    out, held at the value it measured with: the ones its identity (the profile's setting
+    beside the per-unit one) names."""
+    from devicefit.spaces import get_technique
+    from devicefit.spaces.params import Choice
+
+    gone = {d.technique for d in decisions if d.unit is None and d.action == "left out"}
+    profiled = {p["technique"] for p in profile.get("points", []) if p.get("drop") is not None}
+    held = []
+    for name in sorted(profiled & set(RANGE_SHAPED) - gone):
+        tech = get_technique(name)
+        for key, value in tech.identity_params().items():
+            if isinstance(tech.default_ranges.get(key), Choice):
+                why = f"the profile ranked by {key} {value}; its ranges hold for that only"
+                held.append(Decision(name, None, "held", why, value, key))
+    return held
 
 
 def _saved(point: dict[str, Any], device: str) -> float:
@@ -203,12 +225,15 @@ def add_space_shaping(study: Any, folder: Any, space: Any, console: Any) -> None
             space.units,
             [t.name for t in space.techniques],
         )
+        decisions += held_choices(profile, decisions)
         # Only what changes the space is kept (a range already ending there is not news).
         info["space_shaping"] = space.shape([d.to_dict() for d in decisions])
         set_study_info(study, space_shaping=info["space_shaping"])
         for d in info["space_shaping"]:
             where = f" on {d['unit']}" if d["unit"] else ""
-            what = "left out" if d["action"] == "left out" else f"range ends at {d['end']}"
+            what = {"left out": "left out", "held": f"{d['param']} held at {d['end']}"}.get(
+                d["action"], f"range ends at {d['end']}"
+            )
             console.print(f"space: {d['technique']}{where} {what}: {d['why']}", markup=False)
         return
     space.shape(info["space_shaping"])

@@ -170,6 +170,9 @@ def score_jobs(
     as the jobs need them and kept in ``baselines`` when given (a worker keeps its own
     across requests); ``on_point`` and ``progress`` as in ``sensitivity_profile``."""
     baselines = {} if baselines is None else baselines
+    for technique in techniques.values():  # ranked by activations, as a trial's rewrite is
+        if technique.stage == "graph":
+            technique.prepare(context.calibration)
     points = []
     for number, job in enumerate(jobs, start=1):
         technique = techniques[job.technique]

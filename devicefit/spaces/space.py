@@ -8,7 +8,7 @@ import optuna
 
 from devicefit.errors import UsageError
 from devicefit.spaces.base import PER_LAYER, STAGE_ORDER, Plan, Step, Technique, layer_value
-from devicefit.spaces.params import IntRange, ParamSpec, apply_overrides
+from devicefit.spaces.params import Choice, IntRange, ParamSpec, apply_overrides
 
 FINETUNE = "finetune"
 DEFAULT_EPOCHS = IntRange(0, 3)
@@ -107,6 +107,10 @@ class SearchSpace:
                 changed.append(d)
                 continue
             key = d["param"]
+            if d["action"] == "held":
+                if self._hold(tech, key, d["end"]):
+                    changed.append(d)
+                continue
             if unit is None and key in self.ranges[tech]:
                 spec = self.ranges[tech][key]
                 ended = self.shaped_ranges.setdefault(tech, {})
@@ -120,6 +124,15 @@ class SearchSpace:
                 ended[key] = shorter
                 changed.append(d)
         return changed
+
+    def _hold(self, tech: str, key: str, value: Any) -> bool:
+        """Hold the choice ``key`` of ``tech`` at ``value``; False when it is no choice of
+        several that offers ``value`` (a study file that chose otherwise is obeyed)."""
+        spec = self.shaped_ranges.get(tech, {}).get(key, self.ranges[tech].get(key))
+        if not isinstance(spec, Choice) or len(spec.options) < 2 or value not in spec.options:
+            return False
+        self.shaped_ranges.setdefault(tech, {})[key] = Choice((value,))
+        return True
 
     def sample(self, trial: optuna.Trial, leave_out: bool = True) -> Plan:
         """A plan drawn by the sampler, from ranges as the profiles ended them (every trial

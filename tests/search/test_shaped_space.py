@@ -7,7 +7,13 @@ from typing import Any
 
 import optuna
 
-from devicefit.search.shaped_space import ALLOWANCE, MIN_TIME_SHARE, shape
+from devicefit.search.shaped_space import (
+    ALLOWANCE,
+    MIN_TIME_SHARE,
+    Decision,
+    held_choices,
+    shape,
+)
 from devicefit.spaces import get_technique
 from devicefit.spaces.base import PER_LAYER
 from devicefit.spaces.space import SearchSpace
@@ -170,3 +176,40 @@ def test_a_range_fine_tuning_can_win_back_stays_open_to_the_sampler() -> None:
         {"points": points}, "local", 6.0, 12.0 / ALLOWANCE / 2, {}, ["kernel_reduction"]
     )
     assert (ended.action, ended.end) == ("range", 2)  # strong's 12 dB past the allowance
+
+
+def test_the_ranking_the_profile_measured_with_is_held_for_the_sampler() -> None:
+    # The profile's channel-pruning drops hold for the ranking it pruned by (activation):
+    # on SRCNN, L1 ranking loses 25 dB at every ratio where activation loses 0.0-1.0 dB.
+    decisions = shape(PROFILE, "local", 10.0, 1.0, UNITS, ["channel_pruning"])
+    (held,) = held_choices(PROFILE, decisions)
+    assert (held.technique, held.action, held.param) == ("channel_pruning", "held", "importance")
+    assert held.end == get_technique("channel_pruning").identity_params()["importance"]
+    space = _space()
+    assert space.shape([held.to_dict()]) == [held.to_dict()]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        study.enqueue_trial({"channel_pruning.on": True})
+        step = space.sample(study.ask()).step("channel_pruning")
+        assert step is not None and step.params["importance"] == held.end
+    # Unshaped, the sampler draws every ranking.
+    drawn = {
+        step.params["importance"]
+        for step in (
+            p.step("channel_pruning") for p in (_space().sample(study.ask()) for _ in range(40))
+        )
+        if step is not None
+    }
+    assert len(drawn) > 1
+
+
+def test_no_choice_is_held_that_the_study_file_or_the_profile_ruled_out() -> None:
+    gone = [Decision("channel_pruning", None, "left out", "no unit saves enough time")]
+    assert held_choices(PROFILE, gone) == []
+    lowrank = [{**p, "technique": "lowrank"} for p in PROFILE["points"]]
+    assert held_choices({"points": lowrank}, []) == []  # its ranges are not ended
+    (held,) = held_choices(PROFILE, [])
+    techniques = [get_technique("channel_pruning"), get_technique("quantization")]
+    chosen = {"channel_pruning": {"importance": ["l1", "bn_scale"]}}
+    space = SearchSpace(techniques, chosen, {"channel_pruning": "per-block"}, UNITS)
+    assert space.shape([held.to_dict()]) == []  # the study file's choice is obeyed

@@ -209,3 +209,29 @@ def test_activation_importance_without_samples_falls_back_to_l1() -> None:
         _passthrough_model(), {"ratio": 0.5, "importance": "activation"}
     )
     assert any("no samples given" in note for note in applied.notes)
+
+
+def test_the_sensitivity_profile_ranks_channels_by_activation_as_trials_do() -> None:
+    """The profile (and the plans built from it) prune by the ranking a trial's rewrite
+    uses when given samples: on the pass-through model, L1 ranking would lose the image."""
+    from devicefit.evaluators.metrics import get_metric
+    from devicefit.spaces.base import PER_LAYER, ConvertContext
+    from devicefit.spaces.sensitivity import SensitivityJob, score_jobs
+
+    model = _passthrough_model()
+    samples = np.random.default_rng(1).random((8, 12, 12, 1), dtype=np.float32)
+    metric = get_metric("psnr")
+    jobs = [
+        SensitivityJob("first", ("first",), "channel_pruning", level, ratio)
+        for level, ratio in (("identity", 0.0), ("strong", 0.5))
+    ]
+    context = ConvertContext((1, 12, 12, 1), samples)
+    techniques = {"channel_pruning": ChannelPruning()}
+    _, strong = score_jobs(model, jobs, techniques, samples, samples, metric, context)
+    by_l1 = ChannelPruning().rewrite(model, {"ratio": 0.0, PER_LAYER: {"first": {"ratio": 0.5}}})
+    reference = float(metric(samples, model.predict(samples, verbose=0)))
+    l1_drop = metric.drop(
+        reference, float(metric(samples, by_l1.model.predict(samples, verbose=0)))
+    )
+    assert strong.error is None and strong.drop is not None
+    assert strong.drop < 1.0 and l1_drop > 10.0
