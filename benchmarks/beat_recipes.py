@@ -11,7 +11,8 @@ and then prints the numbers. ``numbers`` reads finished studies and prints, per 
 - the best candidate within the budget and the best feasible peer recipe (the float16/int8
   baselines and the one-technique recipes), their stored medians, and the speed-up of one
   over the other from the paired rounds (median of per-round ratios, 95% interval);
-- the speed-up over float32 (stored medians) and the metric change;
+- the speed-up over float32 (stored medians; paired too when the best candidate is on
+  the front the confirmation measured) and the metric change;
 - hypervolume in (metric, latency / float32 latency) space against a shared reference
   (float32 metric minus the budget, 1.0), so studies of other samplers and seeds compare;
 - the share of searched trials (not baselines, recipes or profile plans) that ended more
@@ -106,6 +107,9 @@ def numbers(folder: Path) -> dict[str, Any]:
     pruned = [t for t in searched if t.state == "PRUNED"]
     tuned = [t for t in record.trials if t.complete and (t.metrics or {}).get("finetune")]
     paired = confirmed(record, best.number, device, "peer") if best else None
+    # Against float32 too (the sr target is a speed-up over float32 SRCNN): the study's
+    # confirmation times the float32 file in the same rounds.
+    paired_f32 = confirmed(record, best.number, device, "float32") if best else None
     out = {
         "study": record.name,
         "device": device,
@@ -117,6 +121,7 @@ def numbers(folder: Path) -> dict[str, Any]:
         if best and peer
         else None,
         "vs_peer_paired": paired.to_dict() if paired else None,
+        "vs_float32_paired": paired_f32.to_dict() if paired_f32 else None,
         "hypervolume_normalised": hv,
         "searched": len(searched),
         "over_5x_budget": len(over),
