@@ -11,6 +11,7 @@ from typing import Any
 from devicefit.results.records import StudyRecord
 from devicefit.search.greedy_plan import ALLOWANCES, described
 from devicefit.search.sensitivity_profiles import read_sensitivity
+from devicefit.search.shaped_space import change_text
 
 LEVELS = ("mild", "medium", "strong")
 
@@ -108,7 +109,7 @@ def shaping_table(record: StudyRecord) -> str:
         return ""
     rows = "".join(
         f"<tr><td>{escape(d['technique'])}</td><td>{escape(d.get('unit') or 'all units')}</td>"
-        f"<td>{escape(_change(d))}</td>"
+        f"<td>{escape(change_text(d))}</td>"
         f"<td>{escape(d['why'])}</td></tr>"
         for d in record.shaping
     )
@@ -119,14 +120,6 @@ def shaping_table(record: StudyRecord) -> str:
         "<table class='shaping'><thead><tr><th>technique</th>"
         f"<th>unit</th><th>change</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
     )
-
-
-def _change(decision: dict[str, Any]) -> str:
-    if decision["action"] == "left out":
-        return "left out"
-    if decision["action"] == "held":
-        return f"{decision['param']} held at {decision['end']}"
-    return f"{decision.get('param') or 'range'} ends at {decision['end']}"
 
 
 def profile_plans_list(record: StudyRecord) -> str:

@@ -101,13 +101,22 @@ def held_choices(profile: dict[str, Any], decisions: list[Decision]) -> list[Dec
     gone = {d.technique for d in decisions if d.unit is None and d.action == "left out"}
     profiled = {p["technique"] for p in profile.get("points", []) if p.get("drop") is not None}
     held = []
-    for name in sorted(profiled & set(RANGE_SHAPED) - gone):
+    for name in sorted((profiled & set(RANGE_SHAPED)) - gone):
         tech = get_technique(name)
         for key, value in tech.identity_params().items():
             if isinstance(tech.default_ranges.get(key), Choice):
                 why = f"the profile ranked by {key} {value}; its ranges hold for that only"
                 held.append(Decision(name, None, "held", why, value, key))
     return held
+
+
+def change_text(decision: dict[str, Any]) -> str:
+    """What a stored decision changed, in words (the console's line and the report's cell)."""
+    if decision["action"] == "left out":
+        return "left out"
+    if decision["action"] == "held":
+        return f"{decision['param']} held at {decision['end']}"
+    return f"{decision.get('param') or 'range'} ends at {decision['end']}"
 
 
 def _saved(point: dict[str, Any], device: str) -> float:
@@ -231,9 +240,7 @@ def add_space_shaping(study: Any, folder: Any, space: Any, console: Any) -> None
         set_study_info(study, space_shaping=info["space_shaping"])
         for d in info["space_shaping"]:
             where = f" on {d['unit']}" if d["unit"] else ""
-            what = {"left out": "left out", "held": f"{d['param']} held at {d['end']}"}.get(
-                d["action"], f"range ends at {d['end']}"
-            )
+            what = change_text(d)
             console.print(f"space: {d['technique']}{where} {what}: {d['why']}", markup=False)
         return
     space.shape(info["space_shaping"])
