@@ -56,40 +56,82 @@ class Choice:
     setting: Any
     drop: float
     saved_ms: float
+    # The share of MACs each layer keeps, as ((layer, share), ...); None: not counted.
+    kept: tuple[tuple[str, float], ...] | None = None
 
 
 def greedy_choices(
-    points: list[dict[str, Any]], device: str, allowance: float, floor: float
+    points: list[dict[str, Any]],
+    device: str,
+    allowance: float,
+    floor: float,
+    layer_ms: dict[str, float] | None = None,
 ) -> list[Choice]:
     """The units' settings the greedy takes, in the order it took them: each step the one
     with the most ms saved per metric lost (charged at least ``floor``) among those whose
-    summed drop stays within ``allowance``. A unit holds one setting of one technique; a
-    later step may replace it with any setting that saves more, of the same technique or
-    another (a cheap low-rank step taken first must not lock a unit out of the deeper
-    channel cut a larger allowance can pay for). Every step saves more than the last
-    state, so the greedy ends."""
-    options = [_option(p, device) for p in points]
-    candidates = [c for c in options if c is not None]
-    chosen: dict[str, Choice] = {}
+    summed drop stays within ``allowance``. A step sets one technique's setting on a unit:
+    beside the unit's other techniques, or in place of them all (a cheap low-rank step
+    taken first must not lock a unit out of the deeper channel cut a larger allowance can
+    pay for). Every step saves more than the state before it, so the greedy ends.
+
+    A unit holds two techniques at once only when the untouched file's time per layer
+    (``layer_ms``) and each setting's share of MACs kept per layer (``macs_kept``) tell
+    what the second saves on what the first left: a channel cut that keeps half of a
+    convolution's MACs and a kernel 5x5 instead of 9x9 keep 0.5 x 25/81 of them together
+    (the shares multiply). Their drops are taken to add up. Without those, or with depth
+    pruning (the unit is gone), a unit holds one setting of one technique: on SRCNN that
+    capped every plan at one technique per convolution and the climb at 20x of the budget."""
+    options = [o for o in (_option(p, device) for p in points) if o is not None]
+    held: dict[str, dict[str, Choice]] = {}
     spent = 0.0
     order: list[Choice] = []
     while True:
         best, best_rate = None, 0.0
-        for option in candidates:
-            current = chosen.get(option.unit)
-            gain = option.saved_ms - (current.saved_ms if current else 0.0)
-            cost = option.drop - (current.drop if current else 0.0)
-            if gain <= 0 or spent + cost > allowance:
-                continue
-            rate = gain / max(cost, floor)
-            if rate > best_rate:
-                best, best_rate = option, rate
+        for option in options:
+            now = held.get(option.unit, {})
+            for after in _states_after(now, option, layer_ms is not None):
+                gain = _saved(after, layer_ms) - _saved(now, layer_ms)
+                cost = sum(c.drop for c in after.values()) - sum(c.drop for c in now.values())
+                if gain <= 0 or spent + cost > allowance:
+                    continue
+                rate = gain / max(cost, floor)
+                if rate > best_rate:
+                    best, best_rate = after, rate
         if best is None:
             return order
-        current = chosen.get(best.unit)
-        spent += best.drop - (current.drop if current else 0.0)
-        chosen[best.unit] = best
-        order = [c for c in order if c.unit != best.unit] + [best]
+        unit = next(iter(best.values())).unit
+        now = held.get(unit, {})
+        spent += sum(c.drop for c in best.values()) - sum(c.drop for c in now.values())
+        held[unit] = best
+        kept = [c for c in order if c.unit != unit or c in best.values()]
+        order = kept + [c for c in best.values() if c not in kept]
+
+
+def _states_after(now: dict[str, Choice], option: Choice, stacks: bool) -> list[dict[str, Choice]]:
+    """A unit's techniques after ``option`` is taken: in place of all it holds, and (when
+    techniques ``stacks`` and neither is depth pruning) beside the others it holds."""
+    alone = {option.technique: option}
+    others = {t: c for t, c in now.items() if t != option.technique}
+    depth = "depth_pruning" in (option.technique, *others)
+    if not stacks or depth or not others or option.kept is None:
+        return [alone]
+    if any(c.kept is None for c in others.values()):
+        return [alone]
+    return [alone, {**others, option.technique: option}]
+
+
+def _saved(state: dict[str, Choice], layer_ms: dict[str, float] | None) -> float:
+    """What a unit's techniques save together: one alone, its own prediction; more, the
+    layer times over the product of their shares of MACs kept."""
+    if len(state) <= 1 or layer_ms is None:
+        return sum(c.saved_ms for c in state.values())
+    from devicefit.search.sensitivity_savings import predicted_saved_ms
+
+    shares: dict[str, float] = {}
+    for choice in state.values():
+        for layer, share in choice.kept or ():
+            shares[layer] = shares.get(layer, 1.0) * share
+    return predicted_saved_ms(shares, layer_ms)
 
 
 def _option(point: dict[str, Any], device: str) -> Choice | None:
@@ -112,6 +154,7 @@ def _option(point: dict[str, Any], device: str) -> Choice | None:
         point["setting"],
         max(0.0, float(point["drop"])),
         float(saved),
+        tuple(sorted(kept.items())) if (kept := point.get("macs_kept")) else None,
     )
 
 
@@ -225,18 +268,20 @@ def greedy_plans(
     scored). An int8 plan's steps share each allowance with that loss."""
     from devicefit.search import attrs
 
-    mode = faster_mode(device_profiles.get(device) or {}, modes, int8_drop, budget)
+    profiled = device_profiles.get(device) or {}
+    mode = faster_mode(profiled, modes, int8_drop, budget)
     # The conversion's loss is paid after fine-tuning: it comes off every allowance whole.
     charged = max(0.0, int8_drop or 0.0) if mode == "int8" else 0.0
-    whole_ms = untouched_ms(device_profiles.get(device) or {}, mode)
+    whole_ms = untouched_ms(profiled, mode)
     specs: list[dict[str, Any]] = []
     seen: set[str] = set()
-    points = timed_in(profile.get("points", []), device_profiles.get(device) or {}, device, mode)
+    points = timed_in(profile.get("points", []), profiled, device, mode)
+    layer_ms = (profiled.get(savings_file(profiled, mode)) or {}).get("layers")
     # A zero budget still ranks steps that cost nothing (or gain metric) first.
     floor = max(_FLOOR * budget, 1e-9)
     climb: list[tuple[float, dict[str, Any]]] = []
     for factor in (*ALLOWANCES, *ESCALATIONS):
-        choices = greedy_choices(points, device, factor * budget - charged, floor)
+        choices = greedy_choices(points, device, factor * budget - charged, floor, layer_ms)
         plan = plan_of(choices, mode, epochs, whole_ms)
         if not choices or plan.to_json() in seen:
             continue
@@ -252,7 +297,7 @@ def greedy_plans(
         if levels == 0:
             return
         factor = (low[0] * high[0]) ** 0.5
-        choices = greedy_choices(points, device, factor * budget - charged, floor)
+        choices = greedy_choices(points, device, factor * budget - charged, floor, layer_ms)
         plan = plan_of(choices, mode, epochs, whole_ms)
         if plan.to_json() in seen:  # the same plan as one end: narrow the gap and look again
             bisect(low, (factor, high[1]), levels - 1)
@@ -279,7 +324,10 @@ def _spec(name: str, plan: Plan, choices: list[Choice]) -> dict[str, Any]:
         "attrs": {attrs.PROFILE_PLAN: name},
         "params": {},
         "plan": plan.to_dict(),
-        "choices": [asdict(c) | {"layers": list(c.layers)} for c in choices],
+        "choices": [
+            {k: v for k, v in asdict(c).items() if k != "kept"} | {"layers": list(c.layers)}
+            for c in choices
+        ],
     }
 
 

@@ -1,5 +1,6 @@
 """The profile-guided greedy: most time saved per metric lost first, within an allowance,
-one technique per unit; the plans it makes are built as stored."""
+techniques stacked on a unit where layer times tell what each saves on what the others
+left; the plans it makes are built as stored."""
 
 from __future__ import annotations
 
@@ -534,3 +535,83 @@ def test_a_plan_s_share_of_time_is_read_in_the_file_its_savings_were_timed_in() 
     assert untouched_ms(profile, "int8") == 0.5
     assert untouched_ms(profile, "float32") == 2.0
     assert untouched_ms({}, "int8") is None
+
+
+def _counted(point: dict, kept: dict[str, float], layer_ms: dict[str, float]) -> dict:
+    """``point`` with its shares of MACs kept and the saving they predict on ``layer_ms``."""
+    saved = sum(layer_ms[name] * (1.0 - share) for name, share in kept.items())
+    return {**point, "macs_kept": kept, "saved_ms": {"local": saved}}
+
+
+# b1's convolution takes 4 ms and feeds b2's, 2 ms. A channel cut on b1 keeps half of both;
+# a smaller kernel keeps 30% of b1's.
+LAYER_MS = {"b1_conv": 4.0, "b2_conv": 2.0, "b3_conv": 2.0}
+CUT = _counted(
+    _point("b1", "channel_pruning", "medium", 0.5, 0.1, 0.0),
+    {"b1_conv": 0.5, "b2_conv": 0.5},
+    LAYER_MS,
+)  # saves 3.0 ms
+SHRINK = _counted(
+    _point("b1", "kernel_reduction", "mild", 1, 0.1, 0.0), {"b1_conv": 0.3}, LAYER_MS
+)  # saves 2.8 ms alone, 1.4 ms once the cut has halved b1_conv
+
+
+def test_a_unit_holds_a_channel_cut_and_a_smaller_kernel_together_when_layer_times_say_so() -> None:
+    taken = greedy_choices([CUT, SHRINK], "local", 1.0, 0.01, LAYER_MS)
+    assert [(c.unit, c.technique) for c in taken] == [
+        ("b1", "channel_pruning"),
+        ("b1", "kernel_reduction"),
+    ]
+    # Without the layer times nothing tells what the second saves on what the first left:
+    # one technique per unit, as before.
+    (alone,) = greedy_choices([CUT, SHRINK], "local", 1.0, 0.01)
+    assert alone.technique == "channel_pruning"
+    # The plan applies both to b1's layers, the cut first.
+    plan = plan_of(taken, "float32", epochs=3)
+    assert [s.technique for s in plan.steps] == [
+        "channel_pruning",
+        "kernel_reduction",
+        "quantization",
+    ]
+    assert plan.steps[0].params[PER_LAYER] == {"b1_conv": {"ratio": 0.5}}
+    assert plan.steps[1].params[PER_LAYER] == {"b1_conv": {"shrink": 1}}
+
+
+def test_a_second_technique_is_ranked_on_the_time_the_first_left() -> None:
+    # After the cut (30 ms per point), the smaller kernel on b1 saves 1.4 ms for 0.1 points
+    # (14 ms per point; 28 on the untouched b1). Only one more step fits; b3's goes first
+    # when it beats 14 ms per point, else the kernel's.
+    def b3(saved: float) -> dict:
+        return _counted(
+            _point("b3", "lowrank", "medium", 0.5, 0.1, 0.0),
+            {"b3_conv": 1.0 - saved / LAYER_MS["b3_conv"]},
+            LAYER_MS,
+        )
+
+    taken = greedy_choices([CUT, SHRINK, b3(1.5)], "local", 0.2, 0.01, LAYER_MS)
+    assert [(c.unit, c.technique) for c in taken] == [("b1", "channel_pruning"), ("b3", "lowrank")]
+    taken = greedy_choices([CUT, SHRINK, b3(1.3)], "local", 0.2, 0.01, LAYER_MS)
+    assert [(c.unit, c.technique) for c in taken] == [
+        ("b1", "channel_pruning"),
+        ("b1", "kernel_reduction"),
+    ]
+
+
+def test_depth_pruning_never_shares_a_unit() -> None:
+    gone = _counted(
+        _point("b1", "depth_pruning", "mild", 1.0, 0.05, 0.0), {"b1_conv": 0.0}, LAYER_MS
+    )  # saves 4.0 ms at 80 ms per point: first
+    # Beside it, the cut would save b2's halved 1.0 ms more; it is never set beside it, and
+    # alone neither the cut nor the kernel saves more than the unit's removal.
+    taken = greedy_choices([gone, CUT, SHRINK], "local", 5.0, 0.01, LAYER_MS)
+    assert [c.technique for c in taken] == ["depth_pruning"]
+
+
+def test_stacked_plans_come_from_the_device_profile_s_layer_times() -> None:
+    profiles = {"local": {"float32": {"median_ms": 8.0, "layers": LAYER_MS}}}
+    specs = greedy_plans({"points": [CUT, SHRINK]}, profiles, "local", budget=1.0, epochs=3)
+    assert [(c["unit"], c["technique"]) for c in specs[0]["choices"]] == [
+        ("b1", "channel_pruning"),
+        ("b1", "kernel_reduction"),
+    ]
+    assert all("kept" not in c for c in specs[0]["choices"])  # the stored choices stay small
