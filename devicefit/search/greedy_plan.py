@@ -26,7 +26,9 @@ between the last plan that held and the first that did not, a plan at the geomet
 of their allowances runs (its spec names both, ``between``), and then one in the half that
 is still open, ``BISECTIONS`` levels deep. On ResNet-20 the climb held at 125x (0.371 ms)
 and fell 3.3 points over the budget at 300x (0.254 ms): the fastest plan within the budget
-lies in between, and only a run can find it.
+lies in between, and only a run can find it. The allowance can only pick among the
+profile's three settings per technique, so where two neighbours of the climb differ in one
+unit's setting, the settings between those two run as well (``between_settings``).
 """
 
 from __future__ import annotations
@@ -298,6 +300,7 @@ def greedy_plans(
     # A zero budget still ranks steps that cost nothing (or gain metric) first.
     floor = max(_FLOOR * budget, 1e-9)
     climb: list[tuple[float, dict[str, Any]]] = []
+    made: dict[str, list[Choice]] = {}  # each plan's choices, by name
     for factor in (*ALLOWANCES, *ESCALATIONS):
         choices = greedy_choices(points, device, factor * budget - charged, floor, layer_ms)
         plan = plan_of(choices, mode, epochs, whole_ms, layer_ms)
@@ -305,32 +308,98 @@ def greedy_plans(
             continue
         seen.add(plan.to_json())
         spec = _spec(f"greedy-{factor:g}x", plan, choices)
+        made[spec["attrs"][attrs.PROFILE_PLAN]] = choices
         if factor in ESCALATIONS and climb:
             spec["after"] = climb[-1][1]["attrs"][attrs.PROFILE_PLAN]
         climb.append((factor, spec))
     specs = [spec for _, spec in climb]
 
-    def bisect(low: tuple[float, str], high: tuple[float, str], levels: int) -> None:
-        """Plans between the allowances ``low`` (held) and ``high`` (did not), by name."""
+    def refine(low: str, high: str) -> None:
+        """Between two plans that differ in one unit's setting, the settings in between,
+        each run once the one before it held (the first once ``low`` held) and ``high``
+        did not."""
+        before = low
+        for unit, value, choices in between_settings(made[low], made[high]):
+            plan = plan_of(choices, mode, epochs, whole_ms, layer_ms)
+            if plan.to_json() in seen:
+                continue
+            seen.add(plan.to_json())
+            name = f"{high}-{unit}-{value:g}"
+            specs.append(_spec(name, plan, choices) | {"between": [before, high]})
+            before = name
+
+    def bisect(low: tuple[float, str], high: tuple[float, str], levels: int, ends: bool) -> None:
+        """Plans between the allowances ``low`` (held) and ``high`` (did not), by name;
+        at the last level, where the climb ``ends``, the settings between the two where
+        they differ in one."""
         if levels == 0:
+            if ends:
+                refine(low[1], high[1])
             return
         factor = (low[0] * high[0]) ** 0.5
         choices = greedy_choices(points, device, factor * budget - charged, floor, layer_ms)
         plan = plan_of(choices, mode, epochs, whole_ms, layer_ms)
         if plan.to_json() in seen:  # the same plan as one end: narrow the gap and look again
-            bisect(low, (factor, high[1]), levels - 1)
-            bisect((factor, low[1]), high, levels - 1)
+            bisect(low, (factor, high[1]), levels - 1, ends)
+            bisect((factor, low[1]), high, levels - 1, ends)
             return
         seen.add(plan.to_json())
         name = f"greedy-{factor:.3g}x"
         specs.append(_spec(name, plan, choices) | {"between": [low[1], high[1]]})
-        bisect(low, (factor, name), levels - 1)  # runs if this one did not hold
-        bisect((factor, name), high, levels - 1)  # runs if this one held
+        made[name] = choices
+        bisect(low, (factor, name), levels - 1, ends)  # runs if this one did not hold
+        bisect((factor, name), high, levels - 1, ends)  # runs if this one held
 
     for (low, lower), (high, higher) in zip(climb, climb[1:], strict=False):
         name = attrs.PROFILE_PLAN
-        bisect((low, lower["attrs"][name]), (high, higher["attrs"][name]), BISECTIONS)
+        # The allowances' plans all run; only a climb's step can be where the plans end.
+        ends = high in ESCALATIONS
+        bisect((low, lower["attrs"][name]), (high, higher["attrs"][name]), BISECTIONS, ends)
     return specs
+
+
+def between_settings(
+    low: list[Choice], high: list[Choice]
+) -> list[tuple[str, float, list[Choice]]]:
+    """Where two plans' choices differ only in one unit's setting of one
+    technique, ``high``'s choices with that setting at each value strictly between the
+    two, nearest ``low``'s first: every integer between two integer settings (a kernel
+    shrunk by 2 and by 3 between 1 and 4), else the middle. (unit, value, choices) each;
+    none when they differ in more, or in a setting that is not a number.
+
+    The profile scores three settings per technique, and the allowance's bisection can
+    only pick among them: on SRCNN the plan that held kept patch_extraction's kernel at
+    7x7 (29.6x float32, -0.26 dB) and the next took it to 1x1 (114x, -1.09 dB); nothing
+    the greedy could make lay between. The changed choice keeps ``high``'s predicted
+    saving and shares of MACs kept (a plan's fine-tuning epochs are read from them)."""
+    from dataclasses import replace
+
+    from devicefit.spaces.sensitivity import SENSITIVITY_LEVELS
+
+    def settings(choices: list[Choice]) -> dict[tuple[str, str], Any]:
+        return {(c.unit, c.technique): c.setting for c in choices}
+
+    was, now = settings(low), settings(high)
+    differ = [key for key in was.keys() | now.keys() if was.get(key) != now.get(key)]
+    if len(differ) != 1 or differ[0] not in now:
+        return []
+    (unit, technique) = key = differ[0]
+    start, end = was.get(key, SENSITIVITY_LEVELS[technique][1]), now[key]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (start, end)):
+        return []
+    if isinstance(start, int) and isinstance(end, int):
+        step = 1 if end > start else -1
+        values: list[float] = list(range(start + step, end, step))
+    else:
+        values = [round((start + end) / 2, 3)] if start != end else []
+    out = []
+    for value in values:
+        choices = [
+            replace(c, setting=value, level=f"at {value:g}") if (c.unit, c.technique) == key else c
+            for c in high
+        ]
+        out.append((unit, value, choices))
+    return out
 
 
 def _spec(name: str, plan: Plan, choices: list[Choice]) -> dict[str, Any]:

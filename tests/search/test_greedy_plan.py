@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from devicefit.search.greedy_plan import (
+    Choice,
+    between_settings,
     faster_mode,
     greedy_choices,
     greedy_plans,
@@ -20,7 +22,7 @@ from devicefit.search.greedy_plan import (
     untouched_ms,
 )
 from devicefit.spaces import get_technique
-from devicefit.spaces.base import PER_LAYER
+from devicefit.spaces.base import PER_LAYER, Plan
 
 
 def _point(unit: str, technique: str, level: str, setting: Any, drop: float, saved: float) -> dict:
@@ -287,9 +289,19 @@ def test_stronger_plans_wait_on_the_plan_before_them_and_stop_when_nothing_is_ad
     specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
     names = [s["attrs"]["profile_plan"] for s in specs]
     # 1x and 3x take only b1 (the same plan: once); 8x adds b2 mild; 50x b2 strong (20x
-    # adds nothing new); 125x b3 too; 300x has nothing left to add.
-    assert names == ["greedy-1x", "greedy-8x", "greedy-50x", "greedy-125x"]
-    assert [s.get("after") for s in specs] == [None, None, "greedy-8x", "greedy-50x"]
+    # adds nothing new); 125x b3 too; 300x has nothing left to add. Each step of the climb
+    # changes one unit's setting: between the two, that setting half-way.
+    assert names == [
+        "greedy-1x",
+        "greedy-8x",
+        "greedy-50x",
+        "greedy-125x",
+        "greedy-50x-b2-0.475",
+        "greedy-125x-b3-0.35",
+    ]
+    assert [s.get("after") for s in specs] == [None, None, "greedy-8x", "greedy-50x", None, None]
+    assert specs[4]["between"] == ["greedy-8x", "greedy-50x"]
+    assert specs[5]["between"] == ["greedy-50x", "greedy-125x"]
     units = [{c["unit"]: c["level"] for c in s["choices"]} for s in specs]
     assert units[2] == {"b1": "mild", "b2": "strong"}
     assert units[3] == {"b1": "mild", "b2": "strong", "b3": "strong"}
@@ -409,6 +421,7 @@ def test_a_plan_left_running_by_a_dead_driver_is_rerun_and_the_climb_resumes() -
     study.tell(rerun, [1.0, 5.0])
     assert _run_next(study, -0.1) == "greedy-50x"
     assert _run_next(study, 0.3) == "greedy-125x"
+    assert _run_next(study, 0.0) == "greedy-125x-b3-0.35"  # b3 half-way, between the two
     assert _run_next(study, 0.0) == COMBINED
 
 
@@ -444,20 +457,28 @@ def test_between_two_plans_of_the_climb_a_plan_at_the_middle_and_then_in_the_ope
     assert made["greedy-79.1x"] == (["greedy-50x", "greedy-125x"], ["b2"])
     assert made["greedy-194x"] == (["greedy-125x", "greedy-300x"], ["b1", "b2"])
     assert made["greedy-156x"] == (["greedy-125x", "greedy-194x"], ["b1", "b3"])
-    assert len(made) == 6
+    # Where two neighbours differ in one unit's setting (b3 at 0.7 or not at all), it
+    # half-way too.
+    assert made["greedy-156x-b3-0.35"] == (["greedy-125x", "greedy-156x"], ["b1", "b3"])
+    assert made["greedy-300x-b3-0.35"] == (["greedy-194x", "greedy-300x"], ["b1", "b2", "b3"])
+    assert len(made) == 8
 
 
 def test_the_climb_bisects_where_it_ended() -> None:
     from devicefit.search import attrs
     from devicefit.search.study import COMBINED
 
-    for middle, then in ((0.4, ["greedy-156x", COMBINED]), (-0.1, [COMBINED])):
+    for middle, then in (
+        (0.4, ["greedy-156x", COMBINED]),
+        (-0.1, ["greedy-300x-b3-0.35", COMBINED]),
+    ):
         study = _climb_study(SPREAD)
         ran = [_run_next(study, -0.1) for _ in range(4)]
         assert ran == ["channel_pruning", "lowrank", "greedy-50x", "greedy-125x"]
         assert _run_next(study, 3.3) == "greedy-300x"  # over the budget: the climb ends
         # Between 125x (held) and 300x (did not): 194x. When it misses too, 156x; when it
-        # holds, the half above it has no plan of its own.
+        # holds, the half above it has no bisecting plan of its own, only 300x with b3
+        # half-way (the one unit 194x and 300x differ in).
         assert _run_next(study, middle) == "greedy-194x"
         assert [_run_next(study, -0.1) for _ in then] == then
         plans = {t.user_attrs.get(attrs.PROFILE_PLAN) for t in study.trials}
@@ -499,6 +520,7 @@ def test_a_plan_that_saves_more_of_the_time_fine_tunes_longer() -> None:
     # (the int8 file's layers were not timed: the plans save float32 time, out of 10 ms)
     profiles = {"local": {"float32": {"median_ms": 10.0}, "int8": {"median_ms": 5.0}}}
     specs = greedy_plans({"points": DEEP}, profiles, "local", budget=1.0, epochs=3)
+    specs = [s for s in specs if "between" not in s]  # the climb's own plans
     epochs = [s["plan"]["finetune_epochs"] for s in specs]
     saved = [sum(c["saved_ms"] for c in s["choices"]) for s in specs]
     assert epochs == [3 + math.ceil(3 * 2 * ms / 10.0) for ms in saved]
@@ -622,3 +644,42 @@ def test_stacked_plans_come_from_the_device_profile_s_layer_times() -> None:
         ("b1", "kernel_reduction"),
     ]
     assert all("kept" not in c for c in specs[0]["choices"])  # the stored choices stay small
+
+
+def test_between_two_plans_that_differ_in_one_setting_come_the_settings_in_between() -> None:
+    mild = Choice("b1", ("b1_conv",), "kernel_reduction", "mild", 1, 0.1, 1.0)
+    cut = Choice("b2", ("b2_conv",), "channel_pruning", "medium", 0.5, 0.1, 1.0)
+    strong = replace(mild, level="strong", setting=4)
+    found = between_settings([cut, mild], [cut, strong])
+    # Every integer between, nearest the plan that held first; the rest as the stronger plan.
+    assert [(unit, value) for unit, value, _ in found] == [("b1", 2), ("b1", 3)]
+    assert found[0][2] == [cut, replace(strong, setting=2, level="at 2")]
+    # A fractional setting gets the middle; a unit the lower plan left alone starts at the
+    # technique's identity (no shrink).
+    deeper = replace(cut, setting=0.7)
+    assert [v for _, v, _ in between_settings([cut], [deeper])] == [0.6]
+    assert [v for _, v, _ in between_settings([cut], [cut, strong])] == [1, 2, 3]
+    # Two differences, or none, or a setting that is no number: nothing in between.
+    assert between_settings([cut, mild], [deeper, strong]) == []
+    assert between_settings([cut], [cut]) == []
+    assert between_settings([replace(cut, setting="a")], [replace(cut, setting="b")]) == []
+
+
+def test_where_the_climb_ends_in_one_unit_s_setting_the_settings_between_run_in_turn() -> None:
+    points = [
+        _point("b1", "kernel_reduction", "mild", 1, 0.3, 1.0),
+        _point("b1", "kernel_reduction", "strong", 4, 12.0, 3.0),  # over 8 budgets
+    ]
+    profiles = {"local": {"float32": {"median_ms": 4.0}}}
+    specs = greedy_plans({"points": points}, profiles, "local", budget=1.0, epochs=3)
+    by_name = {s["attrs"]["profile_plan"]: s for s in specs}
+    # greedy-1x shrinks b1's kernel by 1, greedy-20x by 4: between them, 2 once greedy-1x
+    # held and greedy-20x did not, then 3 once 2 held too.
+    assert by_name["greedy-20x"]["after"] == "greedy-1x"
+    first, second = by_name["greedy-20x-b1-2"], by_name["greedy-20x-b1-3"]
+    assert first["between"] == ["greedy-1x", "greedy-20x"]
+    assert second["between"] == ["greedy-20x-b1-2", "greedy-20x"]
+    for spec, shrink in ((first, 2), (second, 3)):
+        (step, _) = Plan.from_dict(spec["plan"]).steps
+        assert step.params[PER_LAYER] == {"b1_conv": {"shrink": shrink}}
+    assert len(specs) == len({s["plan"]["steps"].__repr__() for s in specs})  # all distinct
