@@ -93,7 +93,7 @@ def greedy_choices(
             now = held.get(option.unit, {})
             for after in _states_after(now, option, layer_ms is not None):
                 gain = _saved(after, layer_ms) - _saved(now, layer_ms)
-                cost = sum(c.drop for c in after.values()) - sum(c.drop for c in now.values())
+                cost = _drop(after) - _drop(now)
                 if gain <= 0 or spent + cost > allowance:
                     continue
                 rate = gain / max(cost, floor)
@@ -103,7 +103,7 @@ def greedy_choices(
             return order
         unit = next(iter(best.values())).unit
         now = held.get(unit, {})
-        spent += sum(c.drop for c in best.values()) - sum(c.drop for c in now.values())
+        spent += _drop(best) - _drop(now)
         held[unit] = best
         kept = [c for c in order if c.unit != unit or c in best.values()]
         order = kept + [c for c in best.values() if c not in kept]
@@ -115,11 +115,15 @@ def _states_after(now: dict[str, Choice], option: Choice, stacks: bool) -> list[
     alone = {option.technique: option}
     others = {t: c for t, c in now.items() if t != option.technique}
     depth = "depth_pruning" in (option.technique, *others)
-    if not stacks or depth or not others or option.kept is None:
-        return [alone]
-    if any(c.kept is None for c in others.values()):
+    counted = all(c.kept is not None for c in (option, *others.values()))
+    if not stacks or depth or not others or not counted:
         return [alone]
     return [alone, {**others, option.technique: option}]
+
+
+def _drop(state: dict[str, Choice]) -> float:
+    """A unit's techniques' drops, taken to add up."""
+    return sum(c.drop for c in state.values())
 
 
 def _saved(state: dict[str, Choice], layer_ms: dict[str, float] | None) -> float:
