@@ -5,6 +5,8 @@ For every unit a technique can act on (a layer at ``per-layer`` granularity, a b
 the technique is applied to that unit alone — the rest of the model at the technique's
 identity — and the metric measured without fine-tuning on a validation subset. The
 identity setting is measured too, as the check that "nothing removed" costs nothing.
+A rewritten model is scored with its BatchNorm statistics re-estimated on the
+calibration inputs (spaces/batchnorm_stats.py), as a trial scores it before fine-tuning.
 
 How a setting is applied follows the technique's stage: graph techniques rewrite the Keras
 model, weight techniques make their final weights (masks, clusters) on a copy, convert
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
+from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm, rewritten
 from devicefit.spaces.blocks import find_blocks
 from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import macs_by_layer
@@ -145,6 +148,8 @@ def score_job(
             changed = technique.rewrite(model, params).model
             after = macs_by_layer(changed, base.context.input_shape)
             kept = macs_kept(base.layer_macs, after)
+            if rewritten(model, changed):  # scored as a trial scores it before fine-tuning
+                recalibrate_batchnorm(changed, base.context.calibration)
         way = scored_on(technique)
         score = _score(model, way, technique, params, x, y, metric, base.context, changed)
         drop = float(metric.drop(base.reference, score))

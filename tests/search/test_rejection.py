@@ -199,6 +199,23 @@ def test_a_weights_technique_is_scored_as_fine_tuning_will_start() -> None:
     assert out.finetune["drop_before"] == 0.0 and out.finetune["one_shot"] is False
 
 
+def test_a_rewritten_candidate_is_scored_with_its_batchnorm_statistics_re_estimated() -> None:
+    cut = Plan(
+        (Step("channel_pruning", {"ratio": 0.5}), Step("quantization", {"mode": "float32"})),
+        finetune_epochs=0,
+    ).to_dict()
+    out = run_trial(TrialRequest(0, cut, TaskSpec("digits"), seed=0, reject_unrecovered=1e9))
+    notes = [n for n in out.notes if n.startswith("batchnorm:")]
+    assert out.error is None and notes and "128 training inputs" in notes[0], out.notes
+    # The identity settings rewrite nothing: the model keeps its own statistics.
+    same = Plan(
+        (Step("channel_pruning", {"ratio": 0.0}), Step("quantization", {"mode": "float32"})),
+        finetune_epochs=0,
+    ).to_dict()
+    out = run_trial(TrialRequest(0, same, TaskSpec("digits"), seed=0))
+    assert out.error is None and not [n for n in out.notes if n.startswith("batchnorm:")]
+
+
 def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered() -> None:
     out = run_trial(TrialRequest(0, PRUNED_HARD, TaskSpec("digits"), seed=0))
     assert out.error is None and out.rejected is None and out.tflite

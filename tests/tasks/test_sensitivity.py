@@ -73,3 +73,34 @@ def test_srcnn_every_unit_technique_and_setting_quantization_included(sr_task: T
     # w8 weights cost a layer 0.81 dB and w4 weights 0.57.)
     quantized = [p for p in points if p.technique == "quantization" and p.level != "identity"]
     assert quantized and all(p.drop != 0.0 for p in quantized), quantized
+
+
+@pytest.mark.slow
+def test_a_channel_cut_is_scored_with_its_batchnorm_statistics_re_estimated(
+    digits_task: Task,
+) -> None:
+    """The profile scores a rewrite as a trial does before fine-tuning: with the BatchNorm
+    statistics of what the cut model computes, which is what makes the drop before
+    fine-tuning worth ranking on (adaptive BN)."""
+    import numpy as np
+
+    from devicefit.spaces.base import PER_LAYER
+    from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
+
+    tech = get_technique("channel_pruning")
+    points = _profile(digits_task, ["channel_pruning"])
+    strong = [p for p in points if p.level == "strong"]
+    x, y = digits_task.data.x_val[:128], digits_task.data.y_val[:128]
+    tech.prepare(digits_task.calibration)
+    stale, fresh = [], []
+    for point in strong:
+        params = {**tech.identity_params(), PER_LAYER: {n: {"ratio": 0.7} for n in point.layers}}
+        cut = tech.rewrite(digits_task.model, params).model
+        stale.append(float(digits_task.metric(y, np.asarray(cut(x, training=False)))))
+        recalibrate_batchnorm(cut, digits_task.calibration)
+        fresh.append(float(digits_task.metric(y, np.asarray(cut(x, training=False)))))
+    # The profile's points are the re-estimated scores, unit by unit.
+    assert [p.metric for p in strong] == pytest.approx(fresh, abs=1e-6)
+    # And re-estimating is what a cut needs: over the units, it scores better than with
+    # the untouched model's statistics.
+    assert sum(fresh) > sum(stale), (fresh, stale)
