@@ -63,7 +63,7 @@ def main() -> int:
         params = {**tech.identity_params(), PER_LAYER: {u: {"ratio": r} for u, r in ratios.items()}}
         model = tech.rewrite(task.model, params).model
         stale = validation_drop(model, task)
-        recalibrate_batchnorm(model, task.calibration)
+        recalibrate_batchnorm(model, task.calibration, task.model)
         fresh = validation_drop(model, task)
         clock = time.perf_counter()
         finetune(model, task, args.epochs, [])

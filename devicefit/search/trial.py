@@ -111,7 +111,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
             model = applied.model
             out.notes += [f"{tech.name}: {note}" for note in applied.notes]
     if rewritten(task.model, model):
-        count = recalibrate_batchnorm(model, task.calibration)
+        count = recalibrate_batchnorm(model, task.calibration, task.model)
         if count:
             out.notes.append(
                 f"batchnorm: statistics of {count} layer(s) re-estimated on "

@@ -149,7 +149,7 @@ def score_job(
             after = macs_by_layer(changed, base.context.input_shape)
             kept = macs_kept(base.layer_macs, after)
             if rewritten(model, changed):  # scored as a trial scores it before fine-tuning
-                recalibrate_batchnorm(changed, base.context.calibration)
+                recalibrate_batchnorm(changed, base.context.calibration, model)
         way = scored_on(technique)
         score = _score(model, way, technique, params, x, y, metric, base.context, changed)
         drop = float(metric.drop(base.reference, score))
@@ -265,10 +265,10 @@ def _score(
     y: np.ndarray,
     metric: Any,
     context: ConvertContext,
-    rewritten: Any = None,
+    built: Any = None,
 ) -> float:
     """The metric of ``model`` with ``technique`` at ``params`` (``way`` None: untouched,
-    scored the way the technique's settings will be); ``rewritten``: a graph technique's
+    scored the way the technique's settings will be); ``built``: a graph technique's
     model at ``params`` when the caller has built it already."""
     stage_way = scored_on(technique)
     if stage_way == "tflite":
@@ -278,7 +278,7 @@ def _score(
         return float(metric(y, predict(technique.convert(model, params, context), x)))
     changed = model
     if way is not None and technique.stage == "graph":
-        changed = rewritten if rewritten is not None else technique.rewrite(model, params).model
+        changed = built if built is not None else technique.rewrite(model, params).model
     elif way is not None and technique.stage == "weights":
         changed = _copy(model)
         technique.finalize(changed, params)

@@ -32,11 +32,15 @@ from devicefit.search.rejection import (
     reached,
     recoveries_within,
     rejection_limit,
+    validation_drop,
 )
 from devicefit.search.run import build_space
 from devicefit.search.study import FIXED_KEYS, create_study
 from devicefit.search.trial import TrialOutput, TrialRequest, run_trial
+from devicefit.spaces import get_technique
 from devicefit.spaces.base import Plan, Step
+from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
+from devicefit.tasks import load_task
 from devicefit.tasks.base import TaskSpec
 
 
@@ -204,9 +208,20 @@ def test_a_rewritten_candidate_is_scored_with_its_batchnorm_statistics_re_estima
         (Step("channel_pruning", {"ratio": 0.5}), Step("quantization", {"mode": "float32"})),
         finetune_epochs=0,
     ).to_dict()
-    out = run_trial(TrialRequest(0, cut, TaskSpec("digits"), seed=0, reject_unrecovered=1e9))
+    out = run_trial(TrialRequest(0, cut, TaskSpec("digits"), seed=0, reject_unrecovered=0.0))
     notes = [n for n in out.notes if n.startswith("batchnorm:")]
     assert out.error is None and notes and "128 training inputs" in notes[0], out.notes
+    # Its drop is that of the cut model with re-estimated statistics, not the stale ones.
+    task = load_task(TaskSpec("digits"))
+    tech = get_technique("channel_pruning")
+    tech.prepare(task.calibration)
+    params = {"ratio": 0.5}  # as the plan gives it
+    stale = validation_drop(tech.rewrite(task.model, params).model, task)
+    fresh_model = tech.rewrite(task.model, params).model
+    recalibrate_batchnorm(fresh_model, task.calibration, task.model)
+    fresh = validation_drop(fresh_model, task)
+    assert out.finetune["drop_before"] == pytest.approx(fresh, abs=1e-6)
+    assert fresh != pytest.approx(stale, abs=1e-6)
     # The identity settings rewrite nothing: the model keeps its own statistics.
     same = Plan(
         (Step("channel_pruning", {"ratio": 0.0}), Step("quantization", {"mode": "float32"})),

@@ -97,7 +97,7 @@ def test_a_channel_cut_is_scored_with_its_batchnorm_statistics_re_estimated(
         params = {**tech.identity_params(), PER_LAYER: {n: {"ratio": 0.7} for n in point.layers}}
         cut = tech.rewrite(digits_task.model, params).model
         stale.append(float(digits_task.metric(y, np.asarray(cut(x, training=False)))))
-        recalibrate_batchnorm(cut, digits_task.calibration)
+        recalibrate_batchnorm(cut, digits_task.calibration, digits_task.model)
         fresh.append(float(digits_task.metric(y, np.asarray(cut(x, training=False)))))
     # The profile's points are the re-estimated scores, unit by unit.
     assert [p.metric for p in strong] == pytest.approx(fresh, abs=1e-6)
