@@ -93,7 +93,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     from devicefit.search.rejection import validation_drop
     from devicefit.spaces import get_technique
     from devicefit.spaces.base import Plan
-    from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm, rewritten
+    from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
     from devicefit.spaces.macs import macs_by_layer
     from devicefit.tasks import load_task
 
@@ -110,13 +110,12 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
             applied = tech.rewrite(model, params)
             model = applied.model
             out.notes += [f"{tech.name}: {note}" for note in applied.notes]
-    if rewritten(task.model, model):
-        count = recalibrate_batchnorm(model, task.calibration, task.model)
-        if count:
-            out.notes.append(
-                f"batchnorm: statistics of {count} layer(s) re-estimated on "
-                f"{len(task.calibration)} training inputs after the rewrite"
-            )
+    count = recalibrate_batchnorm(model, task.calibration, task.model)
+    if count:
+        out.notes.append(
+            f"batchnorm: statistics of {count} layer(s) re-estimated on "
+            f"{len(task.calibration)} training inputs after the rewrite"
+        )
     out.timings_s["build"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

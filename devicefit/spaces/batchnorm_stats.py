@@ -39,9 +39,11 @@ def recalibrate_batchnorm(model: Any, x: np.ndarray, untouched: Any = None) -> i
     statistics are those the untouched model's own layer of that name gets on ``x`` (its
     inputs did not change: it sits before the rewrite) keeps its trained statistics, so a
     rewrite is charged for what it changed only, not for re-estimating on a few inputs.
-    Returns the number of layers whose statistics were re-estimated and kept."""
+    A model with the weight shapes of ``untouched`` was not rewritten (the identity
+    settings) and keeps all of its statistics. Returns the number of layers whose
+    statistics were re-estimated and kept."""
     norms = _norms(model)
-    if not norms or len(x) == 0:
+    if not norms or len(x) == 0 or (untouched is not None and not rewritten(untouched, model)):
         return 0
     trained = {layer.name: _statistics(layer) for layer in norms}
     _reestimate(model, norms, x)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
-from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm, rewritten
+from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
 from devicefit.spaces.blocks import find_blocks
 from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import macs_by_layer
@@ -148,8 +148,8 @@ def score_job(
             changed = technique.rewrite(model, params).model
             after = macs_by_layer(changed, base.context.input_shape)
             kept = macs_kept(base.layer_macs, after)
-            if rewritten(model, changed):  # scored as a trial scores it before fine-tuning
-                recalibrate_batchnorm(changed, base.context.calibration, model)
+            # Scored as a trial scores it before fine-tuning (the identity: untouched).
+            recalibrate_batchnorm(changed, base.context.calibration, model)
         way = scored_on(technique)
         score = _score(model, way, technique, params, x, y, metric, base.context, changed)
         drop = float(metric.drop(base.reference, score))
