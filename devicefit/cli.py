@@ -157,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="paired rounds that confirm the report's speed-ups at the end (default 30; 0: none)",
     )
     s.add_argument(
+        "--finetune-samples",
+        type=int,
+        dest="finetune_samples",
+        metavar="N",
+        help="fine-tune each candidate on at most N training samples, a fixed random subset "
+        "(default: all; sr: 1600 patches)",
+    )
+    s.add_argument(
         "--sensitivity",
         action="store_true",
         default=None,
@@ -273,6 +281,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "confirm_rounds",
             "paired_rounds",
             "sensitivity",
+            "finetune_samples",
         )
     }
     flags["storage"] = _storage(args.storage)

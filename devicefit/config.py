@@ -68,6 +68,10 @@ class StudyConfig:
     # (search/sensitivity_profiles.py). Off by default: on the digits task it costs about
     # 3.7 min, a third of a 30-trial search (benchmarks/README.md, "Profile cost").
     sensitivity: bool = False
+    # Fine-tune each candidate on at most this many training samples, a fixed random subset
+    # (None: the task's own choice: all, sr's 1600 patches). Each epoch costs time
+    # in proportion: a large data set needs no more than a few thousand to recover a cut.
+    finetune_samples: int | None = None
     techniques: tuple[str, ...] | None = None  # None: all
     ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
     # One granularity for every technique, or technique -> granularity (others global).
@@ -137,6 +141,8 @@ class StudyConfig:
             raise UsageError(f"--paired-rounds: must be >= 0, got {self.paired_rounds}")
         if self.confirm_rounds < 0:
             raise UsageError(f"--confirm-rounds: must be >= 0, got {self.confirm_rounds}")
+        if self.finetune_samples is not None and self.finetune_samples < 1:
+            raise UsageError(f"--finetune-samples: must be at least 1, got {self.finetune_samples}")
         if self.keep_keras not in KEEP_KERAS:
             choices = ", ".join(KEEP_KERAS)
             raise UsageError(
@@ -219,6 +225,7 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "confirm_rounds": int,
         "paired_rounds": int,
         "cpus_per_trial": (int, type(None)),
+        "finetune_samples": (int, type(None)),
         "recycle_after": int,
         "min_seconds": (int, float),
         "max_seconds": (int, float),

@@ -54,6 +54,8 @@ def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
         ('task = "digits"\nmax_seconds = "long"\n', {}, "max_seconds has the wrong type"),
         ('task = "digits"\n', {"confirm_rounds": -1}, "--confirm-rounds: must be >= 0"),
         ('task = "digits"\nsensitivity = "yes"\n', {}, "sensitivity must be true or false"),
+        ('task = "digits"\nfinetune_samples = 0\n', {}, "--finetune-samples: must be at least 1"),
+        ('task = "digits"\nfinetune_samples = 1.5\n', {}, "finetune_samples has the wrong type"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:

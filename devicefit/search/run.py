@@ -27,7 +27,7 @@ from devicefit.tasks.base import TaskSpec
 
 
 def task_spec(config: StudyConfig) -> TaskSpec:
-    return TaskSpec(config.task, config.model, config.data, config.metric)
+    return TaskSpec(config.task, config.model, config.data, config.metric, config.finetune_samples)
 
 
 def build_space(config: StudyConfig, model: Any = None) -> SearchSpace:

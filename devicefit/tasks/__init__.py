@@ -23,7 +23,10 @@ _loaded: dict[TaskSpec, Task] = {}
 def load_task(spec: TaskSpec) -> Task:
     """The task ``spec`` names, loaded once per process."""
     if spec not in _loaded:
-        _loaded[spec] = _load(spec)
+        task = _load(spec)
+        if spec.finetune_samples is not None:
+            task = replace(task, finetune_samples=spec.finetune_samples)
+        _loaded[spec] = task
     return _loaded[spec]
 
 

@@ -71,6 +71,7 @@ class TaskSpec:
     model_path: str | None = None
     data_path: str | None = None
     metric: str | None = None  # None: the built-in task's own metric
+    finetune_samples: int | None = None  # None: the task's own (Task.finetune_samples)
 
     def label(self) -> str:
         if self.builtin:

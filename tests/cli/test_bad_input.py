@@ -65,6 +65,7 @@ CASES = {
     "device given twice": (["--task", "digits", "--device", "local", "--device", "local"], "twice"),
     "unknown objective": (["--task", "digits", "--objective", "joy"], "--objective"),
     "negative paired rounds": (["--task", "digits", "--paired-rounds", "-1"], "--paired-rounds"),
+    "no fine-tuning samples": (["--task", "digits", "--finetune-samples", "0"], "samples"),
     "bad memory size": (["--task", "digits", "--max-peak-memory", "lots"], "64MB"),
     "negative energy": (["--task", "digits", "--max-energy", "-1"], "--max-energy"),
     # This machine has no RAPL, battery or thermal zone: energy cannot be an objective.

@@ -196,3 +196,24 @@ def test_labels_must_fit_the_metric(tmp_path: Path, data_file: Path) -> None:
     expect_error(
         r"^--data: y_val must hold class indices 0\.\.2 or one-hot", net, tmp_path / "range.npz"
     )
+
+
+def test_a_studys_finetune_samples_bound_the_subset_its_trials_fine_tune_on(
+    tmp_path: Path, data_file: Path
+) -> None:
+    from devicefit.config import StudyConfig
+    from devicefit.search.finetune import training_subset
+    from devicefit.search.run import task_spec
+    from devicefit.tasks import clear_loaded_tasks, load_task
+
+    tiny_classifier().save(tmp_path / "net.keras")
+    files = {"model": str(tmp_path / "net.keras"), "data": str(data_file)}
+    clear_loaded_tasks()
+    try:
+        bounded = load_task(task_spec(StudyConfig(**files, finetune_samples=7)))
+        whole = load_task(task_spec(StudyConfig(**files)))
+    finally:
+        clear_loaded_tasks()
+    subset = training_subset(bounded)
+    assert len(subset) == 7 and len(set(subset)) == 7 and subset.max() < 20
+    assert len(training_subset(whole)) == 20  # the default: every training sample
