@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="finetune_samples",
         metavar="N",
         help="fine-tune each candidate on at most N training samples, a fixed random subset "
-        "(default: all; sr: 1600 patches)",
+        "(default: all; sr: its training patches, a subset of its own)",
     )
     s.add_argument(
         "--sensitivity",

@@ -69,7 +69,7 @@ class StudyConfig:
     # 3.7 min, a third of a 30-trial search (benchmarks/README.md, "Profile cost").
     sensitivity: bool = False
     # Fine-tune each candidate on at most this many training samples, a fixed random subset
-    # (None: the task's own choice: all, sr's 1600 patches). Each epoch costs time
+    # (None: the task's own choice: all, or sr's patch subset). Each epoch costs time
     # in proportion: a large data set needs no more than a few thousand to recover a cut.
     finetune_samples: int | None = None
     techniques: tuple[str, ...] | None = None  # None: all
