@@ -98,10 +98,12 @@ class _KeepBest(keras.callbacks.Callback):
         enabled: bool,
         patience: int = PATIENCE,
         limits: Sequence[float | None] = (),
+        start_score: float | None = None,
     ) -> None:
         super().__init__()
         self.task, self.enabled, self.patience = task, enabled, patience
         self.limits = tuple(limits)
+        self.start_score = start_score
         self.best: tuple[float, list[np.ndarray]] | None = None
         self.scores: list[float] = []
         self.epoch_scores: list[float] = []  # after each epoch, as the metric reads
@@ -116,8 +118,15 @@ class _KeepBest(keras.callbacks.Callback):
         return value if self.task.metric.higher_is_better else -value
 
     def on_train_begin(self, logs: Any = None) -> None:
-        if self.enabled:
-            self.best = (self._score(), self.model.get_weights())
+        if not self.enabled:
+            return
+        if self.start_score is None:
+            score = self._score()
+        else:  # the caller scored these weights already: a second pass would only cost time
+            self.scores.append(self.start_score)
+            higher = self.task.metric.higher_is_better
+            score = self.start_score if higher else -self.start_score
+        self.best = (score, self.model.get_weights())
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         self.epochs_run = epoch + 1
@@ -166,12 +175,15 @@ def finetune(
     patience: int = PATIENCE,
     learning_rate: float = LEARNING_RATE,
     hopeless_after: Sequence[float | None] = (),
+    start_score: float | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` on the training split against labels and
     the original model's outputs. ``keep_best`` restores the best validation epoch
     (callers turn it off when a technique's schedule must finish, e.g. sparsity), and
     with it early stopping. ``hopeless_after``: the largest best-so-far validation drop
     after epoch 1, 2, ... worth going on (None: no limit); past it, training stops.
+    ``start_score``: the validation metric of ``model`` as it is now, when the caller has
+    it (with ``keep_best`` it is the score to beat; without it, it is not needed).
     Returns the validation scores (``val_scores``: before training when ``keep_best``,
     then after each epoch; ``epoch_scores``: after each epoch, when anything was scored),
     the epochs run, whether the last epoch was the best so far (``improving``: more
@@ -199,7 +211,7 @@ def finetune(
         warmup_steps=warmup,
     )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-    keeper = _KeepBest(task, keep_best, patience, hopeless_after)
+    keeper = _KeepBest(task, keep_best, patience, hopeless_after, start_score)
     model.fit(
         x_train,
         target,

@@ -90,7 +90,7 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
 
     from devicefit.evaluators.tflite_predict import predict
     from devicefit.evaluators.tflite_stats import tflite_stats
-    from devicefit.search.rejection import validation_drop
+    from devicefit.search.rejection import validation_drop, validation_reference
     from devicefit.spaces import get_technique
     from devicefit.spaces.base import Plan
     from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
@@ -121,8 +121,10 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     clock = time.perf_counter()
     weights = [(t, p) for t, p in steps if t.stage == "weights"]
     changed = any(t.stage in ("graph", "weights") for t, _ in steps)
+    kept: float | None = None  # the validation metric fine-tuning ended on, when it kept it
     if plan.finetune_epochs > 0 and changed:
-        if not _finetuned(model, task, plan, weights, request, out):
+        done, kept = _finetuned(model, task, plan, weights, request, out)
+        if not done:
             spent = "finetune" if "epochs_run" in out.finetune else "score_before_finetune"
             out.timings_s[spent] = time.perf_counter() - clock
             return
@@ -131,7 +133,10 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         out.timings_s["score_before_convert"] = time.perf_counter() - clock
         return
     if out.finetune:
-        after = validation_drop(model, task)
+        if kept is None:  # no best epoch kept (a weights technique finalized since): score
+            after = validation_drop(model, task)
+        else:
+            after = task.metric.drop(validation_reference(task), kept)
         out.finetune.update(drop_after=after, recovered=out.finetune["drop_before"] - after)
     out.timings_s["finetune"] = time.perf_counter() - clock
     try:  # for the report only: a model it cannot count must not fail the trial
@@ -193,16 +198,17 @@ def _finetuned(
     weights: list[tuple[Any, dict[str, Any]]],
     request: TrialRequest,
     out: TrialOutput,
-) -> bool:
+) -> tuple[bool, float | None]:
     """Fine-tune ``model`` in place (recording the share of MACs the plan removed and the
     validation drop after each epoch); False (and ``out.rejected`` set) when its drop
-    before fine-tuning, or after an epoch but the last, is hopeless."""
+    before fine-tuning, or after an epoch but the last, is hopeless. With it, the
+    validation metric of the weights fine-tuning kept (None when it kept no best epoch)."""
     from devicefit.search.finetune import finetune, steps_per_epoch
     from devicefit.search.rejection import (
         epoch_rejection_reason,
         rejection_reason,
-        validation_drop,
         validation_reference,
+        validation_score,
     )
 
     # With the weights techniques that act before the first step applied, as fine-tuning
@@ -210,7 +216,8 @@ def _finetuned(
     # on the model before them. A gradual one (magnitude pruning) starts from the model
     # without its masks; all at once they would cost more than fine-tuning ever faces.
     one_shot = bool(weights) and all(t.applied_before_training for t, _ in weights)
-    before = validation_drop(_finalized(_copy(model), weights, []) if one_shot else model, task)
+    start = validation_score(_finalized(_copy(model), weights, []) if one_shot else model, task)
+    before = task.metric.drop(validation_reference(task), start)
     out.finetune = {
         "drop_before": before,
         "epochs_planned": plan.finetune_epochs,
@@ -221,7 +228,7 @@ def _finetuned(
         out.rejected = rejection_reason(
             before, request.reject_drop, plan.finetune_epochs, task.metric.name
         )
-        return False
+        return False, None
     removed = _macs_removed(model, task)
     epochs = plan.finetune_epochs
     total = epochs * steps_per_epoch(task)
@@ -234,6 +241,8 @@ def _finetuned(
         callbacks,
         keep_best=not weights,
         hopeless_after=request.reject_after_epoch,
+        # Without weights techniques the model trains from the weights just scored.
+        start_score=None if weights else start,
     )
     reference = validation_reference(task)
     out.finetune.update(
@@ -247,11 +256,14 @@ def _finetuned(
         out.rejected = epoch_rejection_reason(
             stop["epoch"], epochs, stop["drop"], stop["limit"], task.metric.name
         )
-        return False
+        return False, None
+    kept = ran["kept_score"]
     if ran["improving"] and request.max_drop is not None:
-        after = task.metric.drop(validation_reference(task), ran["kept_score"])
-        _finetune_longer(model, task, request.max_drop, after, out.finetune, request.max_epochs)
-    return True
+        after = task.metric.drop(validation_reference(task), kept)
+        kept = _finetune_longer(
+            model, task, request.max_drop, after, out.finetune, request.max_epochs, kept
+        )
+    return True, kept
 
 
 def _finetune_longer(
@@ -261,11 +273,13 @@ def _finetune_longer(
     after: float,
     record: dict[str, Any],
     max_epochs: int | None = None,
-) -> None:
+    score: float | None = None,
+) -> float | None:
     """A warm restart of fine-tuning, for as many more epochs as ``extra_epochs`` gives a
     structural change still gaining and still over the budget (``after``: its validation
-    drop now), up to ``max_epochs`` in all; recorded as ``epochs_extra`` and
-    ``epochs_extra_run``."""
+    drop now; ``score``: its validation metric now, when known), up to ``max_epochs`` in
+    all; recorded as ``epochs_extra`` and ``epochs_extra_run``. Returns the validation
+    metric of the weights kept (``score`` when no epoch was added)."""
     from devicefit.search.extra_epochs import extra_epochs
     from devicefit.search.finetune import LEARNING_RATE, RESTART_RATE, finetune
 
@@ -274,9 +288,13 @@ def _finetune_longer(
     )
     if max_epochs is not None:
         more = max(0, min(more, max_epochs - record["epochs"]))
-    if more:
-        ran = finetune(model, task, more, [], learning_rate=RESTART_RATE * LEARNING_RATE)
-        record.update(epochs_extra=more, epochs_extra_run=ran["epochs_run"])
+    if not more:
+        return score
+    ran = finetune(
+        model, task, more, [], learning_rate=RESTART_RATE * LEARNING_RATE, start_score=score
+    )
+    record.update(epochs_extra=more, epochs_extra_run=ran["epochs_run"])
+    return ran["kept_score"]
 
 
 _MACS: dict[int, tuple[Any, int]] = {}

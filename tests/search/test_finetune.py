@@ -54,6 +54,21 @@ def test_keeps_the_best_validation_epoch() -> None:
     assert log["kept_score"] == after  # and the score returned is theirs
 
 
+def test_a_start_score_given_is_the_one_to_beat_and_not_scored_again() -> None:
+    task = _task()
+    student = keras.models.clone_model(task.model)
+    student.set_weights([w * 0 for w in task.model.get_weights()])  # at chance
+    start = [w.copy() for w in student.get_weights()]
+    calls = []
+    predict = student.predict
+    student.predict = lambda *a, **k: calls.append(1) or predict(*a, **k)
+    # Told a score no epoch can reach: the starting weights stay the best, and are restored.
+    log = finetune(student, task, epochs=2, callbacks=[], patience=3, start_score=100.0)
+    assert log["val_scores"][0] == 100.0 and log["kept_score"] == 100.0
+    assert len(calls) == log["epochs_run"] == 2  # scored after each epoch, never before
+    assert all(np.array_equal(a, b) for a, b in zip(student.get_weights(), start, strict=True))
+
+
 def test_stops_when_the_validation_metric_stops_improving() -> None:
     task = _task()
     student = keras.models.clone_model(task.model)

@@ -231,7 +231,7 @@ def test_a_rewritten_candidate_is_scored_with_its_batchnorm_statistics_re_estima
     assert out.error is None and not [n for n in out.notes if n.startswith("batchnorm:")]
 
 
-def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered() -> None:
+def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered(tmp_path: Path) -> None:
     out = run_trial(TrialRequest(0, PRUNED_HARD, TaskSpec("digits"), seed=0))
     assert out.error is None and out.rejected is None and out.tflite
     tuned = out.finetune
@@ -242,6 +242,13 @@ def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered() -> None:
     assert tuned["epochs"] == tuned["epochs_planned"] == 2 and 1 <= tuned["epochs_run"] <= 2
     assert len(tuned["drops"]) == tuned["epochs_run"]  # the validation drop after each epoch
     assert min(tuned["drops"]) == pytest.approx(tuned["drop_after"])  # the best one kept
+    # drop_after is that of the model the trial goes on to convert (its Keras file).
+    import keras
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(out.keras_model)
+    kept = keras.models.load_model(path)
+    assert validation_drop(kept, load_task(TaskSpec("digits"))) == tuned["drop_after"]
 
 
 class RecoveringExecutor(Executor):
