@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 FAST_STUDY = """
 task = "digits"
 seed = 0
+finetune_samples = 128  # a tenth of the training split: each fine-tuning epoch is short
 min_runs = 20
 min_seconds = 0.3
 confirm_rounds = 6  # paired rounds at the end: enough for an interval
@@ -275,6 +276,8 @@ def test_two_workers_do_not_disturb_latency(tmp_path: Path) -> None:
     is the search's default: paired rounds with the reference in six processes each."""
     config = _config(tmp_path)
     text = config.read_text().replace("min_seconds = 0.3", "min_seconds = 1.5")
+    # Fine-tuning on every training sample: long enough that a measurement overlaps it.
+    text = "\n".join(line for line in text.splitlines() if "finetune_samples" not in line)
     config.write_text(text.replace("paired_rounds = 4 ", "paired_rounds = 24 "))
     run = _cli(
         "search",
