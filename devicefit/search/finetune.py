@@ -111,22 +111,19 @@ class _KeepBest(keras.callbacks.Callback):
         self.epochs_run = 0
         self.hopeless: dict[str, float] | None = None  # epoch, drop and limit that stopped it
 
-    def _score(self) -> float:
-        pred = self.model.predict(self.task.data.x_val, verbose=0, batch_size=64)
-        value = self.task.metric(self.task.data.y_val, pred)
+    def _score(self, known: float | None = None) -> float:
+        """The validation metric of the weights now (``known``: the caller's, not scored
+        again), recorded; returned so that higher is better."""
+        value = known
+        if value is None:
+            pred = self.model.predict(self.task.data.x_val, verbose=0, batch_size=64)
+            value = self.task.metric(self.task.data.y_val, pred)
         self.scores.append(value)
         return value if self.task.metric.higher_is_better else -value
 
     def on_train_begin(self, logs: Any = None) -> None:
-        if not self.enabled:
-            return
-        if self.start_score is None:
-            score = self._score()
-        else:  # the caller scored these weights already: a second pass would only cost time
-            self.scores.append(self.start_score)
-            higher = self.task.metric.higher_is_better
-            score = self.start_score if higher else -self.start_score
-        self.best = (score, self.model.get_weights())
+        if self.enabled:
+            self.best = (self._score(self.start_score), self.model.get_weights())
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         self.epochs_run = epoch + 1

@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import io
 from pathlib import Path
 
+import keras
 import pytest
 from optuna.trial import TrialState
 from rich.console import Console
@@ -243,8 +244,6 @@ def test_a_fine_tuned_candidate_records_what_fine_tuning_recovered(tmp_path: Pat
     assert len(tuned["drops"]) == tuned["epochs_run"]  # the validation drop after each epoch
     assert min(tuned["drops"]) == pytest.approx(tuned["drop_after"])  # the best one kept
     # drop_after is that of the model the trial goes on to convert (its Keras file).
-    import keras
-
     path = tmp_path / "model.keras"
     path.write_bytes(out.keras_model)
     kept = keras.models.load_model(path)
