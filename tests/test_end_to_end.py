@@ -231,6 +231,15 @@ def test_search_with_a_sensitivity_profile(tmp_path: Path) -> None:
     page = (folder / "report.html").read_text()
     assert 'id="sensitivity-plot"' in page and "What each unit tolerates" in page
     assert "Time saved: predicted and measured" in page
+    # Each setting on every block at once, timed in the file the plans convert to: what the
+    # greedy ranked its steps by.
+    measured = sensitivity["step_savings"]
+    assert measured["device"] == "local" and measured["mode"] == "float32"
+    by_level = {e["level"]: e for e in measured["steps"]}
+    assert set(by_level) == {"mild", "medium", "strong"}
+    assert all(e["units"] == len(blocks) and "error" not in e for e in by_level.values())
+    assert 0 < by_level["strong"]["measured_ms"] < by_level["strong"]["untouched_ms"]
+    assert "Time saved by each setting on every unit, float32 file on local" in page
     assert json.loads((folder / "pareto.json").read_text())["sensitivity"] == sensitivity
     # The greedy plan from both profiles ran after the recipe, built as it was made: pruning
     # per block, fine-tuned, converted as the faster file of the untouched model.

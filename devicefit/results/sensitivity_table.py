@@ -97,6 +97,7 @@ def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
         + figure
         + table
         + savings_check_table(profile)
+        + step_savings_table(profile)
         + shaping_table(record)
         + profile_plans_list(record)
         + "</section>"
@@ -168,4 +169,36 @@ def savings_check_table(profile: dict[str, Any]) -> str:
         "float32 file.</p><table class='savings-check'><thead><tr><th>unit</th>"
         "<th>technique</th><th>setting</th><th>device</th><th>predicted ms</th>"
         f"<th>measured ms</th></tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def step_savings_table(profile: dict[str, Any]) -> str:
+    """Each setting applied to every unit at once, predicted and measured in the file the
+    plans convert to (search/step_savings.py): the efficiency the greedy ranked it by."""
+    measured = profile.get("step_savings") or {}
+    if not measured.get("steps"):
+        return ""
+
+    def cells(entry: dict[str, Any]) -> str:
+        if "error" in entry:
+            return f"<td title='{escape(entry['error'])}' colspan='2'>not measured</td>"
+        ratio = entry.get("efficiency")
+        return (
+            f"<td>{entry['measured_ms']:.3f} of {entry['untouched_ms']:.3f}</td>"
+            f"<td>{'too small' if ratio is None else f'{ratio:.2f}'}</td>"
+        )
+
+    body = "".join(
+        f"<tr><td>{escape(s['technique'])}</td><td>{escape(s['level'])}</td>"
+        f"<td>{s['units']}</td><td>{s['predicted_ms']:.3f}</td>{cells(s)}</tr>"
+        for s in measured["steps"]
+    )
+    return (
+        f"<h3>Time saved by each setting on every unit, {escape(measured['mode'])} file on "
+        f"{escape(measured['device'])}</h3><p class='note'>Measured in paired rounds against "
+        "the untouched file; the plans count each unit's predicted saving times the "
+        "setting's efficiency (measured over predicted), and never take a setting that "
+        "made the file slower.</p><table class='step-savings'><thead><tr><th>technique</th>"
+        "<th>setting</th><th>units</th><th>predicted ms</th><th>measured ms</th>"
+        f"<th>efficiency</th></tr></thead><tbody>{body}</tbody></table>"
     )

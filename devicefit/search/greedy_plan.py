@@ -13,6 +13,12 @@ a few allowances (``ALLOWANCES`` times the budget): the first is the cautious on
 others its stronger neighbours. They run as fixed trials after the recipes, so the sampler
 starts beside a strong multi-technique point.
 
+A prediction is the layer time times the share of MACs a setting removes; in a batch-1
+int8 file that overstates what small convolutions' cuts save and misses the op a spatial
+factorization adds, so where the study measured each setting on the whole model
+(search/step_savings.py), every prediction of that setting is multiplied by what it
+measured to save per ms predicted, and a setting that made the file slower is never taken.
+
 How much fine-tuning wins back differs by orders of magnitude between models: on a small
 residual net a channel cut that leaves it at chance before fine-tuning ends within the
 budget after it. So the plans go on growing as NetAdapt does, on what fine-tuning reached:
@@ -60,6 +66,9 @@ class Choice:
     saved_ms: float
     # The share of MACs each layer keeps, as ((layer, share), ...); None: not counted.
     kept: tuple[tuple[str, float], ...] | None = None
+    # What its step measured to save per ms predicted (search/step_savings.py): saved_ms
+    # is already multiplied by it; 1.0 where the step was not measured.
+    efficiency: float = 1.0
 
 
 def greedy_choices(
@@ -137,7 +146,11 @@ def _saved(state: dict[str, Choice], layer_ms: dict[str, float] | None) -> float
     for choice in state.values():
         for layer, share in choice.kept or ():
             shares[layer] = shares.get(layer, 1.0) * share
-    return predicted_saved_ms(shares, layer_ms)
+    # The techniques' measured efficiencies, weighted by what each was predicted to save
+    # (a choice in a plan saves something: its efficiency is positive).
+    predicted = sum(c.saved_ms / c.efficiency for c in state.values())
+    efficiency = sum(c.saved_ms for c in state.values()) / predicted if predicted else 1.0
+    return efficiency * predicted_saved_ms(shares, layer_ms)
 
 
 def _option(point: dict[str, Any], device: str) -> Choice | None:
@@ -161,6 +174,7 @@ def _option(point: dict[str, Any], device: str) -> Choice | None:
         max(0.0, float(point["drop"])),
         float(saved),
         tuple(sorted(kept.items())) if (kept := point.get("macs_kept")) else None,
+        float(point.get("efficiency", 1.0)),
     )
 
 
@@ -291,6 +305,7 @@ def greedy_plans(
     study may use; ``int8_drop``: what the untouched model's int8 file loses (None: not
     scored). An int8 plan's steps share each allowance with that loss."""
     from devicefit.search import attrs
+    from devicefit.search.step_savings import with_efficiency
 
     profiled = device_profiles.get(device) or {}
     mode = faster_mode(profiled, modes, int8_drop, budget)
@@ -300,6 +315,7 @@ def greedy_plans(
     specs: list[dict[str, Any]] = []
     seen: set[str] = set()
     points = timed_in(profile.get("points", []), profiled, device, mode)
+    points = with_efficiency(points, profile.get("step_savings"), device, mode)
     layer_ms = (profiled.get(savings_file(profiled, mode)) or {}).get("layers")
     # A zero budget still ranks steps that cost nothing (or gain metric) first.
     floor = max(_FLOOR * budget, 1e-9)
@@ -427,6 +443,11 @@ def described(choices: list[dict[str, Any]]) -> str:
     return ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices)
 
 
+def primary_device(info: dict[str, Any]) -> str | None:
+    """The device of a study's first device objective: the one its plans are made for."""
+    return next((o["device"] for o in info["objectives"] if o.get("device")), None)
+
+
 def whole_file_modes(space: Any) -> tuple[str, ...]:
     """The whole-model conversions a study's space may choose (none without quantization)."""
     return tuple(getattr(space.ranges.get("quantization", {}).get("mode"), "options", ()))
@@ -444,7 +465,7 @@ def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None
     profile = read_sensitivity(folder)
     if "profile_plans" in info or profile is None or not profile.get("complete"):
         return
-    device = next((o["device"] for o in info["objectives"] if o.get("device")), None)
+    device = primary_device(info)
     specs = greedy_plans(
         profile,
         read_device_profiles(folder) or {},

@@ -150,6 +150,9 @@ def _write_sensitivity(
 
     add_conversion_drops(folder, profile, task, whole_file_modes(space), console)
     add_savings(folder, profile, task, devices, config.threads, console)
+    from devicefit.search.step_savings import add_step_savings
+
+    add_step_savings(study, folder, profile, task, devices, space, config.threads, console)
     add_profile_plans(study, folder, space, console)
     from devicefit.search.shaped_space import add_space_shaping
 
