@@ -139,8 +139,9 @@ def profile_plans_list(record: StudyRecord) -> str:
         "<h3>Plans made from the profiles</h3><p class='note'>Most time saved per metric "
         "lost first, until the summed drop reached the plan's allowance (in budgets); run "
         f"as fixed trials after the recipes, a plan over {ALLOWANCES[-1]:g}x only when the one "
-        "before it held the budget; where the climb ended, plans between the last that held "
-        f"and the first that did not.</p><ul class='profile-plans'>{items}</ul>"
+        "before it held the budget; below the first plan, milder ones when it missed; where "
+        "the plans ended, plans between the last that held and the first that did not.</p>"
+        f"<ul class='profile-plans'>{items}</ul>"
     )
 
 

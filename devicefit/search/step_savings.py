@@ -64,7 +64,7 @@ def with_efficiency(
     for point in points:
         ratio = ratios.get((point.get("technique"), point.get("level")))
         saved = (point.get("saved_ms") or {}).get(device)
-        if ratio is None or saved is None:
+        if ratio is None or saved is None or saved <= 0:  # a point that adds time stays so
             out.append(point)
             continue
         out.append(

@@ -30,8 +30,9 @@ FIXED_KEYS = (attrs.BASELINE, attrs.RECIPE, attrs.PROFILE_PLAN)  # attrs naming 
 def enqueue_next_fixed(study: optuna.Study) -> bool:
     """Enqueue the first fixed trial (baseline, recipe, profile plan, combined recipe) the
     study does not hold yet; a profile plan that waits on another (``after``) is passed
-    over while that one has not held the budget, one that bisects (``between``) while the
-    first has not held it and the second has not missed it.
+    over while that one has not held the budget, a milder one (``unless``) while the plan
+    above it has not missed it, one that bisects (``between``) while the first has not
+    held it and the second has not missed it.
 
     Idempotent and derived from the trials themselves: a driver killed at any point
     neither loses a fixed trial for good nor enqueues one twice.
@@ -50,6 +51,9 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
         # (or for good, when it did not) it is passed over without holding back the fixed
         # trials after it: nothing is stored, so each call looks again.
         if "after" in spec and not held_budget(trials, spec["after"]):
+            continue
+        # A milder plan below the first runs once the plan above it missed the budget.
+        if "unless" in spec and not missed_budget(trials, spec["unless"]):
             continue
         # A plan between two of the climb runs once one held and the other did not.
         if "between" in spec and not (

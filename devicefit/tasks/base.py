@@ -46,8 +46,23 @@ class Task:
 
     @property
     def calibration(self) -> np.ndarray:
-        """Training inputs for full-integer calibration (never the test split)."""
-        return self.data.x_train[:128].astype(np.float32)
+        """Training inputs for full-integer calibration and BatchNorm re-estimation (never
+        the test split): ``CALIBRATION_SAMPLES`` of them, a fixed random subset in their
+        original order. Not the first ones: a user's ``x_train`` sorted by class would
+        calibrate int8 ranges and re-estimate BatchNorm statistics on one class."""
+        return calibration_subset(self.data.x_train)
+
+
+CALIBRATION_SAMPLES = 128
+
+
+def calibration_subset(x_train: np.ndarray, count: int = CALIBRATION_SAMPLES) -> np.ndarray:
+    """``count`` inputs of ``x_train`` drawn without replacement by a fixed seed, kept in
+    their order (all of them when there are fewer), as float32."""
+    if len(x_train) <= count:
+        return x_train.astype(np.float32)
+    chosen = np.sort(np.random.default_rng(0).choice(len(x_train), size=count, replace=False))
+    return x_train[chosen].astype(np.float32)
 
 
 T = TypeVar("T")

@@ -116,9 +116,12 @@ def test_plans_for_growing_allowances_are_distinct_and_cautious_first() -> None:
     profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
     specs = greedy_plans({"points": POINTS}, profiles, "local", budget=1.0, epochs=3)
     names = [s["attrs"]["profile_plan"] for s in specs]
-    assert names == ["greedy-1x", "greedy-3x", "greedy-8x"]
+    # The allowances' plans, then below the first a milder one (0.1x makes the same plan
+    # as 0.3x: once), and between the two the low-rank setting half-way.
+    assert names == ["greedy-1x", "greedy-3x", "greedy-8x", "greedy-0.3x", "greedy-1x-b2-0.75"]
     saved = [sum(c["saved_ms"] for c in s["choices"]) for s in specs]
-    assert saved == sorted(saved) and len(set(saved)) == 3
+    assert saved[:3] == sorted(saved[:3]) and len(set(saved[:3])) == 3
+    assert saved[3] < saved[0]
     assert all(s["plan"]["steps"][-1]["params"] == {"mode": "int8"} for s in specs)
 
 
@@ -236,6 +239,8 @@ def test_profile_plans_run_after_the_recipes_once_and_survive_a_crash(tmp_path: 
         ("profile_plan", "greedy-1x"),
         ("profile_plan", "greedy-3x"),
         ("profile_plan", "greedy-8x"),
+        ("profile_plan", "greedy-0.3x"),
+        ("profile_plan", "greedy-1x-b2-0.75"),
         ("recipe", COMBINED),
     ]
     for _ in range(6):  # the baselines and recipes run and finish; greedy-1x is enqueued
@@ -683,3 +688,47 @@ def test_where_the_climb_ends_in_one_unit_s_setting_the_settings_between_run_in_
         (step, _) = Plan.from_dict(spec["plan"]).steps
         assert step.params[PER_LAYER] == {"b1_conv": {"shrink": shrink}}
     assert len(specs) == len({s["plan"]["steps"].__repr__() for s in specs})  # all distinct
+
+
+def test_when_the_first_plan_misses_the_budget_milder_plans_run_below_it() -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED
+
+    # POINTS: greedy-1x takes b4, b1 mild and b2; greedy-0.3x only b4 and b1 mild. The
+    # stronger plans miss; greedy-0.3x holds: between it and 1x, b2's setting half-way.
+    below = [("greedy-0.3x", -0.1), ("greedy-1x-b2-0.75", -0.1)]
+    for first, then in ((-0.1, []), (0.4, below), (None, below)):  # held; over; failed
+        study = _climb_study(POINTS)
+        assert [_run_next(study, -0.1) for _ in range(2)] == ["channel_pruning", "lowrank"]
+        assert _run_next(study, first) == "greedy-1x"
+        runs = [("greedy-3x", 0.5), ("greedy-8x", 0.5), *then, (COMBINED, 0.0)]
+        assert [_run_next(study, drop) for _, drop in runs] == [name for name, _ in runs]
+    specs = {s["attrs"][attrs.PROFILE_PLAN]: s for s in _plans(POINTS)}
+    assert specs["greedy-0.3x"]["unless"] == "greedy-1x"
+    assert specs["greedy-1x-b2-0.75"]["between"] == ["greedy-0.3x", "greedy-1x"]
+
+
+def test_a_milder_plan_that_misses_too_leads_to_a_milder_one_still() -> None:
+    from devicefit.search import attrs
+    from devicefit.search.study import COMBINED
+
+    # b1's cut alone costs 0.05 of the budget, b2's 0.2, b3's 0.8: 1x takes all three,
+    # 0.3x b1 and b2, 0.1x b1 only.
+    points = [
+        _point("b1", "channel_pruning", "strong", 0.7, 0.05, 1.0),
+        _point("b2", "channel_pruning", "strong", 0.7, 0.2, 1.0),
+        _point("b3", "channel_pruning", "strong", 0.7, 0.7, 1.0),
+    ]
+    specs = {s["attrs"][attrs.PROFILE_PLAN]: s for s in _plans(points)}
+    assert specs["greedy-0.1x"]["unless"] == "greedy-0.3x"
+    assert [c["unit"] for c in specs["greedy-0.1x"]["choices"]] == ["b1"]
+    study = _climb_study(points)
+    assert [_run_next(study, -0.1) for _ in range(2)] == ["channel_pruning", "lowrank"]
+    assert [_run_next(study, 0.5) for _ in range(2)] == ["greedy-1x", "greedy-0.3x"]
+    assert _run_next(study, 0.5) == "greedy-0.1x"  # missed as well: nothing milder is made
+    assert _run_next(study, 0.0) == COMBINED
+
+
+def _plans(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 0.5}}}
+    return greedy_plans({"points": points}, profiles, "local", budget=1.0, epochs=3)

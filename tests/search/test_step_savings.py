@@ -76,6 +76,11 @@ def test_each_prediction_is_multiplied_by_its_setting_s_measured_efficiency() ->
     assert with_efficiency(POINTS, _measured(-0.2, 0.5), "local", "float32") == POINTS
     assert with_efficiency(POINTS, _measured(-0.2, 0.5), "pi", "int8") == POINTS
     assert with_efficiency(POINTS, None, "local", "int8") == POINTS
+    # A unit whose setting was predicted to add time is not made a saving by a negative
+    # efficiency.
+    grew = _point("b3", "lowrank", "strong", 0.1, -0.3)
+    (after,) = with_efficiency([grew], _measured(-0.2, 0.5), "local", "int8")
+    assert after["saved_ms"]["local"] == -0.3
 
 
 def test_a_setting_that_made_the_file_slower_is_never_taken() -> None:
