@@ -163,9 +163,11 @@ def _saved(state: dict[str, Choice], layer_ms: dict[str, float] | None) -> float
     return efficiency * predicted_saved_ms(shares, layer_ms)
 
 
-def _option(point: dict[str, Any], device: str) -> Choice | None:
+def usable_point(point: dict[str, Any], device: str) -> bool:
+    """Whether the greedy may take a profile point: a graph technique's setting other than
+    the identity, scored, and predicted to save time on ``device``."""
     saved = (point.get("saved_ms") or {}).get(device)
-    usable = (
+    return (
         point.get("technique") in PROFILED_GRAPH_TECHNIQUES
         and point.get("level") != "identity"
         and point.get("drop") is not None
@@ -173,7 +175,10 @@ def _option(point: dict[str, Any], device: str) -> Choice | None:
         and saved is not None
         and saved > 0
     )
-    if not usable:
+
+
+def _option(point: dict[str, Any], device: str) -> Choice | None:
+    if not usable_point(point, device):
         return None
     return Choice(
         point["unit"],
@@ -182,7 +187,7 @@ def _option(point: dict[str, Any], device: str) -> Choice | None:
         point["level"],
         point["setting"],
         max(0.0, float(point["drop"])),
-        float(saved),
+        float(point["saved_ms"][device]),
         tuple(sorted(kept.items())) if (kept := point.get("macs_kept")) else None,
         float(point.get("efficiency", 1.0)),
     )
@@ -310,8 +315,10 @@ def greedy_plans(
     """One fixed-trial spec per distinct non-empty plan, cautious first: {"attrs":
     {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}, and for
     a plan of ``ESCALATIONS`` "after": the plan that must hold the budget before it runs;
-    a bisecting plan "between": [the plan that must hold, the plan that must not]. The
-    climb's plans come first, cautious first. ``modes``: the whole-model conversions the
+    a plan of ``DESCENTS`` "unless": the plan that must miss it before it runs; a
+    bisecting plan "between": [the plan that must hold, the plan that must not]. The
+    climb's plans come first, cautious first, then the descent's, each milder than the
+    one before, then the bisections. ``modes``: the whole-model conversions the
     study may use; ``int8_drop``: what the untouched model's int8 file loses (None: not
     scored). An int8 plan's steps share each allowance with that loss."""
     from devicefit.search import attrs
@@ -400,7 +407,7 @@ def greedy_plans(
 
     name = attrs.PROFILE_PLAN
     for (low, lower), (high, higher) in zip(climb, climb[1:], strict=False):
-        # The allowances' plans all run; only a climb's step can be where the plans end.
+        # The allowances' plans all run: only an escalation can be where the climb ends.
         ends = high in ESCALATIONS
         bisect((low, lower["attrs"][name]), (high, higher["attrs"][name]), BISECTIONS, ends)
     for (high, higher), (low, lower) in zip(descent, descent[1:], strict=False):

@@ -30,19 +30,14 @@ LEAST_SHARE = 0.01
 def step_points(
     points: list[dict[str, Any]], device: str
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """The usable points of each graph technique's setting, by (technique, level): not the
-    identity, scored, with a saving predicted on ``device``."""
-    from devicefit.spaces import PROFILED_GRAPH_TECHNIQUES
+    """The points of each graph technique's setting the greedy may take, by (technique,
+    level): not the identity, scored, predicted to save time on ``device``. Only those are
+    applied and their predictions summed, so the ratio is of what the greedy adds up."""
+    from devicefit.search.greedy_plan import usable_point
 
     steps: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for point in points:
-        usable = (
-            point.get("technique") in PROFILED_GRAPH_TECHNIQUES
-            and point.get("level") != "identity"
-            and not point.get("error")
-            and (point.get("saved_ms") or {}).get(device) is not None
-        )
-        if usable:
+        if usable_point(point, device):
             steps.setdefault((point["technique"], point["level"]), []).append(point)
     return steps
 
@@ -86,13 +81,17 @@ def measure_steps(
     points' savings (predicted for the ``mode`` file): one entry per step, with
     ``predicted_ms`` (its points' predictions summed), ``untouched_ms``, ``measured_ms``
     and ``efficiency`` (their ratio), or ``error``; a step predicted to save too little
-    to measure has ``efficiency`` None."""
+    to measure has ``efficiency`` None.
+
+    The sum overstates what units cut together would save where one unit's cut also
+    thins the next unit's input (both predictions count that layer); it is kept because
+    the greedy adds its steps' predictions up the same way, so the ratio corrects the
+    totals it compares."""
     from devicefit.evaluators.base import RoundsSpec
     from devicefit.spaces import get_technique
 
-    untouched = _built(task, [(get_technique("quantization"), {"mode": mode})])
     entries: list[dict[str, Any]] = []
-    files: list[bytes] = [untouched]
+    files: list[bytes] = [_built(task, [(get_technique("quantization"), {"mode": mode})])]
     for (technique, level), mine in step_points(points, device).items():
         entry: dict[str, Any] = {"technique": technique, "level": level, "units": len(mine)}
         entry["predicted_ms"] = sum(p["saved_ms"][device] for p in mine)
@@ -105,7 +104,14 @@ def measure_steps(
     if len(files) == 1:
         return entries
     spec = RoundsSpec(threads=threads, rounds=ROUNDS)
-    blocks = evaluator.measure_rounds(files, spec).block_ms
+    try:
+        blocks = evaluator.measure_rounds(files, spec).block_ms
+    except Exception as exc:  # noqa: BLE001 - unmeasured, every step keeps its prediction
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        for entry in entries:
+            if entry.pop("file", None) is not None:
+                entry["error"] = why
+        return entries
     for entry in entries:
         if "file" not in entry:
             continue
@@ -158,7 +164,8 @@ def add_step_savings(
     """Measure the steps on the study's primary device, in the file its profile plans
     convert to, once per study (a resumed one keeps them), saved in the profile as
     ``step_savings``: {"device", "mode", "steps": [...]}; the profile. Nothing when the
-    primary device is not among ``devices`` or has no predictions."""
+    primary device is not among ``devices`` or has no predictions, or when the study's
+    plans were made already (a study resumed from before this measurement)."""
     from devicefit.search import attrs
     from devicefit.search.artifacts import write_json_atomic
     from devicefit.search.conversion_drops import int8_drop
@@ -169,6 +176,8 @@ def add_step_savings(
     if "step_savings" in profile or not profile.get("complete"):
         return profile
     info = study_info(study)
+    if "profile_plans" in info:
+        return profile
     device = primary_device(info)
     profiled = (read_device_profiles(folder) or {}).get(str(device)) or {}
     points = profile.get("points", [])

@@ -712,7 +712,7 @@ def test_a_milder_plan_that_misses_too_leads_to_a_milder_one_still() -> None:
     from devicefit.search import attrs
     from devicefit.search.study import COMBINED
 
-    # b1's cut alone costs 0.05 of the budget, b2's 0.2, b3's 0.8: 1x takes all three,
+    # b1's cut alone costs 0.05 of the budget, b2's 0.2, b3's 0.7: 1x takes all three,
     # 0.3x b1 and b2, 0.1x b1 only.
     points = [
         _point("b1", "channel_pruning", "strong", 0.7, 0.05, 1.0),

@@ -4,9 +4,11 @@ one that saved half its prediction counts half."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
+from rich.console import Console
 from tiny_tasks import conv_task
 
 from devicefit.evaluators.local import LocalEvaluator
@@ -59,6 +61,8 @@ def test_only_scored_graph_settings_with_a_prediction_are_steps() -> None:
         {**_point("b3", "channel_pruning", "mild", 0.1, 0.5), "error": "ValueError: no"},
         {**_point("b4", "channel_pruning", "mild", 0.1, 0.5), "saved_ms": None},
         _point("b5", "channel_pruning", "mild", 0.1, 0.5),
+        _point("b6", "channel_pruning", "mild", 0.1, -0.2),  # predicted to add time
+        {**_point("b7", "channel_pruning", "mild", 0.1, 0.5), "drop": None},  # not scored
     ]
     steps = step_points(POINTS + extra, "local")
     assert {k: [p["unit"] for p in v] for k, v in steps.items()} == {
@@ -151,3 +155,117 @@ def test_each_setting_is_measured_on_every_unit_at_once_on_a_real_device() -> No
         {"step_savings": {"device": "local", "mode": "int8", "steps": entries}}
     )
     assert page.count("<tr>") == 5 and "not measured" in page
+
+
+class _Rounds:
+    """A stand-in device for the logic around the measurement: each file's block is its
+    size in KB (so a smaller file "saves"), or it fails; it records the files it got."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails, self.files = fails, []
+
+    def measure_rounds(self, files: list[bytes], spec: Any) -> Any:
+        from devicefit.errors import DeviceUnavailable
+        from devicefit.evaluators.base import Rounds
+
+        if self.fails:
+            raise DeviceUnavailable("local: the device went away")
+        self.files.append(files)
+        return Rounds([[len(f) / 1000] * spec.rounds for f in files], spec.threads)
+
+
+def _study(tmp_path: Any, **info: Any) -> tuple[Any, Any, dict[str, Any], Any]:
+    """A study on ``local`` (int8 faster than float32 there, and losing nothing), with
+    the channel-pruning profile of a real model, and that model's task."""
+    import json
+
+    import optuna
+
+    from devicefit.config import StudyConfig
+    from devicefit.search import attrs
+    from devicefit.search.run import build_space
+    from devicefit.search.study import set_study_info
+
+    task = conv_task(size=16, channels=3, filters=32, examples=16, flatten=False)
+    context = ConvertContext(task.input_shape, task.calibration)
+    points = sensitivity_profile(
+        task.model,
+        [get_technique("channel_pruning")],
+        task.data.x_val,
+        task.data.y_val,
+        task.metric,
+        context,
+    )
+    layers = {"conv1": 0.2, "conv2": 1.0}
+    profiles = {
+        "local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 1.2, "layers": layers}}
+    }
+    (tmp_path / attrs.DEVICE_PROFILE_FILE).write_text(json.dumps(profiles))
+    profile = {
+        "points": [{**p.to_dict(), "layers": list(p.layers)} for p in points],
+        "complete": True,
+        "conversions": {"int8": {"drop": 0.0}},
+    }
+    add_predictions(profile, {"local": {"float32": {"median_ms": 2.0, "layers": layers}}})
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr(attrs.STUDY_KEY, {})
+    set_study_info(study, objectives=[{"device": "local"}], max_metric_drop=1.0, **info)
+    space = build_space(StudyConfig(task="digits", techniques=("channel_pruning", "quantization")))
+    return study, space, profile, task
+
+
+def test_steps_are_measured_in_the_file_the_plans_convert_to_and_correct_them(
+    tmp_path: Any,
+) -> None:
+    from devicefit.search.greedy_plan import greedy_plans
+    from devicefit.search.step_savings import add_step_savings
+
+    study, space, profile, task = _study(tmp_path)
+    device = _Rounds()
+    console = Console(file=io.StringIO())
+    add_step_savings(study, tmp_path, profile, task, {"local": device}, space, 1, console)
+    measured = profile["step_savings"]
+    # int8: the faster untouched file, its loss within the budget, as greedy_plans picks.
+    assert measured["mode"] == "int8" and measured["device"] == "local"
+    (files,) = device.files
+    assert all(b"TFL3" in f[:8] for f in files) and len(files) == 1 + len(measured["steps"])
+    assert all(e["efficiency"] is not None for e in measured["steps"]), measured
+    # The plans were ranked on the corrected savings: every choice carries its efficiency.
+    profiles = {"local": {"float32": {"median_ms": 2.0}, "int8": {"median_ms": 1.2}}}
+    specs = greedy_plans(profile, profiles, "local", 1.0, 3, int8_drop=0.0)
+    ratios = {(e["technique"], e["level"]): e["efficiency"] for e in measured["steps"]}
+    chosen = [c for spec in specs for c in spec["choices"]]
+    assert chosen and all(c["efficiency"] == ratios[(c["technique"], c["level"])] for c in chosen)
+    # Once per study: a second call measures nothing more.
+    add_step_savings(study, tmp_path, profile, task, {"local": device}, space, 1, console)
+    assert len(device.files) == 1
+    assert "efficiency" in console.file.getvalue()
+
+
+def test_a_device_that_fails_leaves_every_prediction_standing(tmp_path: Any) -> None:
+    from devicefit.search.step_savings import add_step_savings
+
+    study, space, profile, task = _study(tmp_path)
+    console = Console(file=io.StringIO())
+    add_step_savings(
+        study, tmp_path, profile, task, {"local": _Rounds(fails=True)}, space, 1, console
+    )
+    steps = profile["step_savings"]["steps"]
+    assert steps and all("device went away" in e["error"] for e in steps)
+    assert with_efficiency(profile["points"], profile["step_savings"], "local", "int8") == [
+        p for p in profile["points"]
+    ]
+
+
+def test_a_study_whose_plans_were_made_before_is_not_measured(tmp_path: Any) -> None:
+    from devicefit.search.step_savings import add_step_savings
+
+    study, space, profile, task = _study(tmp_path, profile_plans={})
+    device = _Rounds()
+    console = Console(file=io.StringIO())
+    add_step_savings(study, tmp_path, profile, task, {"local": device}, space, 1, console)
+    assert "step_savings" not in profile and device.files == []
+    # Nor on a study whose primary device is not among the devices.
+    study, space, profile, task = _study(tmp_path)
+    add_step_savings(study, tmp_path, profile, task, {"pi": device}, space, 1, console)
+    assert "step_savings" not in profile and device.files == []
