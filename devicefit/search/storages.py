@@ -13,6 +13,25 @@ from devicefit.errors import UsageError
 
 JOURNAL = "journal:"
 
+# Server-side bounds on every session of the driver, in seconds. Keepalives cannot see a
+# peer that is alive but stuck: a backend whose client vanished mid-transaction (a proxy or
+# NAT that dropped one half of the connection) keeps its row locks, and the next query that
+# needs them would wait forever. With these, such a backend is ended and a query that
+# still waits is cancelled; a cancelled query is an OperationalError, which the driver
+# treats as an outage and retries. Optuna's queries take milliseconds and it commits at
+# once, so the bounds are generous.
+STATEMENT_TIMEOUT_S = 120
+LOCK_TIMEOUT_S = 60
+IDLE_IN_TRANSACTION_S = 60
+
+
+def postgres_session_options() -> str:
+    """libpq ``options`` that set the bounds above on a PostgreSQL session."""
+    return (
+        f"-c statement_timeout={STATEMENT_TIMEOUT_S}s -c lock_timeout={LOCK_TIMEOUT_S}s "
+        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S}s"
+    )
+
 
 def open_storage(url: str) -> Any:
     """The storage object (or URL) to hand to ``optuna.create_study``/``load_study``."""
@@ -48,6 +67,7 @@ def open_storage(url: str) -> Any:
                 "keepalives_idle": 30,
                 "keepalives_interval": 10,
                 "keepalives_count": 3,
+                "options": postgres_session_options(),
             }
         return optuna.storages.RDBStorage(url, engine_kwargs=engine)
     except Exception as exc:  # sqlalchemy's own errors: bad driver, host, credentials

@@ -22,6 +22,7 @@ from devicefit.config import StudyConfig
 from devicefit.evaluators.base import BenchmarkSpec, Measurement
 from devicefit.evaluators.metrics import get_metric
 from devicefit.search import driver as driver_module
+from devicefit.search import storages
 from devicefit.search.driver import Driver
 from devicefit.search.run import build_space
 from devicefit.search.study import create_study
@@ -42,6 +43,7 @@ class Relay:
         self.port = 0
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
         self.restore()
 
     def restore(self) -> None:
@@ -50,7 +52,8 @@ class Relay:
         listener.bind(("127.0.0.1", self.port))
         self.port = listener.getsockname()[1]
         listener.listen()
-        self._listener = listener
+        with self._lock:
+            self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     @property
@@ -60,13 +63,9 @@ class Relay:
 
     def cut(self) -> None:
         with self._lock:
-            for sock in [self._listener, *self._sockets]:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
+            self._drop([s for s in [self._listener, *self._sockets] if s is not None])
             self._sockets.clear()
+            self._listener = None
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -76,22 +75,32 @@ class Relay:
                 return
             server = socket.create_connection(self.target)
             with self._lock:
+                if self._listener is not listener:  # cut while this one was being made
+                    self._drop([client, server])
+                    return
                 self._sockets += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    @classmethod
+    def _pump(cls, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
         except OSError:
             pass
-        for sock in (source, sink):
+        cls._drop([source, sink])
+
+    @staticmethod
+    def _drop(sockets: list[socket.socket]) -> None:
+        """Shut down, then close: a close alone wakes neither the other pump's recv nor
+        the server, whose session would live on holding its locks."""
+        for sock in sockets:
             try:
-                sock.close()
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            sock.close()
 
 
 def _driver(
@@ -274,3 +283,70 @@ def test_a_dropped_connection_is_an_outage_whatever_the_driver_calls_it() -> Non
     wrapped.__cause__ = dropped
     assert driver_module.is_outage(wrapped)
     assert not driver_module.is_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
+
+
+def test_a_query_stuck_behind_a_vanished_session_is_cancelled_as_an_outage(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that took the trial's row lock and then went quiet (its client gone, the
+    server not told) would hold the driver's next write forever; the storage's session
+    bounds cancel that write, and the driver counts it as an outage (so it retries)."""
+    import psycopg
+
+    monkeypatch.setattr(storages, "LOCK_TIMEOUT_S", 1)
+    name = f"stuck-{int(time.time() * 1000)}"
+    study = optuna.create_study(study_name=name, storage=storages.open_storage(postgres_url))
+    trial = study.ask()
+    raw = make_url(postgres_url).set(drivername="postgresql")
+    stuck = psycopg.connect(raw.render_as_string(hide_password=False))
+    try:
+        # The vanished session: inside a transaction, holding the trial's row.
+        stuck.execute("SELECT * FROM trials WHERE trial_id = %s FOR UPDATE", (trial._trial_id,))
+        began = time.monotonic()
+        with pytest.raises(Exception) as caught:
+            study.tell(trial, 1.0)
+        assert time.monotonic() - began >= 0.9  # it waited for the lock, then was cancelled
+        assert driver_module.is_outage(caught.value), repr(caught.value)
+        assert "lock timeout" in _chain(caught.value)
+        stuck.close()
+        # Once the lock is gone, the same storage goes on: the trial is told.
+        study.tell(trial, 1.0)
+        assert study.trials[0].state == TrialState.COMPLETE
+    finally:
+        stuck.close()
+        _delete(name, postgres_url)
+
+
+def test_a_session_idle_in_a_transaction_is_ended_by_the_server(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other half: the driver's own sessions carry the bound that ends a session left
+    idle inside a transaction, so one whose client vanished releases its locks."""
+    from sqlalchemy import create_engine, text
+
+    monkeypatch.setattr(storages, "IDLE_IN_TRANSACTION_S", 1)
+    engine = storages.open_storage(postgres_url).engine
+    with engine.connect() as connection:
+        assert connection.execute(text("SHOW lock_timeout")).scalar() == "1min"
+        assert connection.execute(text("SHOW statement_timeout")).scalar() == "2min"
+        connection.execute(text("SELECT 1"))  # a transaction is open from here on
+        time.sleep(2.5)
+        with pytest.raises(Exception, match="idle-in-transaction") as caught:
+            connection.execute(text("SELECT 1"))
+        assert driver_module.is_outage(caught.value), repr(caught.value)
+    # Without the bound (a plain engine), the same idle session lives on.
+    plain = create_engine(make_url(postgres_url))
+    with plain.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        time.sleep(2.5)
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+    plain.dispose()
+
+
+def _chain(exc: BaseException | None) -> str:
+    """The messages of ``exc`` and of what caused it (Optuna wraps a failed commit)."""
+    text = []
+    while exc is not None:
+        text.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(text)
