@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -44,7 +45,7 @@ class Task:
     # dozens of candidates. None: all of them.
     finetune_samples: int | None = None
 
-    @property
+    @cached_property  # read several times per candidate; the split never changes
     def calibration(self) -> np.ndarray:
         """Training inputs for full-integer calibration and BatchNorm re-estimation (never
         the test split): ``CALIBRATION_SAMPLES`` of them, a fixed random subset in their

@@ -235,3 +235,81 @@ def test_the_sensitivity_profile_ranks_channels_by_activation_as_trials_do() -> 
     )
     assert strong.error is None and strong.drop is not None
     assert strong.drop < 1.0 and l1_drop > 10.0
+
+
+def test_activation_ranking_runs_one_inference_pass_per_model_and_samples(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker builds many candidates from the same untouched model: the second one reuses
+    the first one's activations, and prunes exactly as a fresh computation would; other
+    weights or other samples get a pass of their own."""
+    from devicefit.spaces import importance
+
+    passes = []
+    real_predict = keras.Model.predict
+
+    def predict(self: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        passes.append(self)
+        return real_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "predict", predict)
+    monkeypatch.setattr(importance, "_MEANS", type(importance._MEANS)())
+    samples = np.random.default_rng(1).random((8, 12, 12, 1), dtype=np.float32)
+
+    def pruned(model: keras.Model, data: np.ndarray) -> list[np.ndarray]:
+        technique = ChannelPruning()
+        technique.prepare(data)
+        applied = technique.rewrite(model, {"ratio": 0.5, "importance": "activation"})
+        return applied.model.get_weights()
+
+    untouched = _passthrough_model()
+
+    def copy() -> keras.Model:  # as a trial copies the task's model
+        clone = keras.models.clone_model(untouched)
+        clone.set_weights(untouched.get_weights())
+        return clone
+
+    first = pruned(copy(), samples)
+    assert len(passes) == 1
+    again = pruned(copy(), samples)  # same architecture and weights
+    assert len(passes) == 1
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # The same architecture with other weights: a pass of its own.
+    other = copy()
+    kernel, bias = other.get_layer("first").get_weights()
+    kernel[0, 0, 0, 7] += 1e-3
+    other.get_layer("first").set_weights([kernel, bias])
+    pruned(other, samples)
+    assert len(passes) == 2
+    pruned(copy(), samples[:4])  # other samples
+    assert len(passes) == 3
+
+
+def test_a_model_fingerprint_changes_with_any_weight_the_wiring_or_the_samples() -> None:
+    from devicefit.spaces.importance import fingerprint
+
+    samples = np.random.default_rng(1).random((4, 12, 12, 1), dtype=np.float32)
+    model = _passthrough_model()
+    base = fingerprint(model, samples)
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    assert fingerprint(clone, samples) == base
+
+    weights = model.get_weights()
+    weights[-1] = weights[-1] + 1e-6  # one bias of the last layer
+    changed = keras.models.clone_model(model)
+    changed.set_weights(weights)
+    assert fingerprint(changed, samples) != base
+    assert fingerprint(model, samples + 1e-6) != base
+
+    # The same layers and weights, wired differently: a skip around the second conv.
+    inputs = keras.Input((None, None, 1))
+    first = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first")
+    out = keras.layers.Conv2D(1, 3, padding="same", name="out")
+    plain = keras.Model(inputs, out(first(inputs)))
+    skipped = keras.Model(inputs, keras.layers.Add(name="add")([out(first(inputs)), inputs]))
+    plain.set_weights(model.get_weights())
+    skipped.set_weights(model.get_weights())
+    assert fingerprint(plain, samples) != fingerprint(skipped, samples)
