@@ -115,9 +115,10 @@ class _KeepBest(keras.callbacks.Callback):
         """The validation metric of the weights now (``known``: the caller's, not scored
         again), recorded; returned so that higher is better."""
         value = known
-        if value is None:
-            pred = self.model.predict(self.task.data.x_val, verbose=0, batch_size=64)
-            value = self.task.metric(self.task.data.y_val, pred)
+        if value is None:  # as every other validation score: the same calls, the same sums
+            from devicefit.search.rejection import validation_score
+
+            value = validation_score(self.model, self.task)
         self.scores.append(value)
         return value if self.task.metric.higher_is_better else -value
 

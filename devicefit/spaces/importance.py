@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
+from devicefit.spaces.eager_predict import eager_predict
 from devicefit.spaces.graph import DependencyGraph, Group
 
 silence_tensorflow()
@@ -133,7 +134,7 @@ def _source_means(model: keras.Model, names: list[str], samples: np.ndarray) -> 
     missing = [n for n in names if n not in known]
     if missing:
         probe = keras.Model(model.inputs, [model.get_layer(n).output for n in missing])
-        outputs = probe.predict(samples, verbose=0, batch_size=16)
+        outputs = eager_predict(probe, samples)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         for name, act in zip(missing, outputs, strict=True):
             known[name] = np.abs(act).reshape(-1, act.shape[-1]).mean(axis=0)

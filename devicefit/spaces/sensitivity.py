@@ -25,6 +25,7 @@ import numpy as np
 from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
 from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
 from devicefit.spaces.blocks import find_blocks
+from devicefit.spaces.eager_predict import eager_predict
 from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import macs_by_layer
 
@@ -282,15 +283,7 @@ def _score(
     elif way is not None and technique.stage == "weights":
         changed = _copy(model)
         technique.finalize(changed, params)
-    return float(metric(y, _predict(changed, x)))
-
-
-def _predict(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    """The model called eagerly, batch by batch: ``predict`` would trace a new graph for
-    every rewritten model, which took longer than scoring it (digits: about 2 s a point)."""
-    return np.concatenate(
-        [np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)]
-    )
+    return float(metric(y, eager_predict(changed, x)))
 
 
 def _copy(model: Any) -> Any:

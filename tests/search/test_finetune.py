@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from devicefit.evaluators.metrics import get_metric
 from devicefit.search.extra_epochs import MAX_EXTRA, extra_epochs
@@ -54,18 +55,28 @@ def test_keeps_the_best_validation_epoch() -> None:
     assert log["kept_score"] == after  # and the score returned is theirs
 
 
-def test_a_start_score_given_is_the_one_to_beat_and_not_scored_again() -> None:
+def test_a_start_score_given_is_the_one_to_beat_and_not_scored_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from devicefit.spaces import eager_predict as inference
+
     task = _task()
     student = keras.models.clone_model(task.model)
     student.set_weights([w * 0 for w in task.model.get_weights()])  # at chance
     start = [w.copy() for w in student.get_weights()]
     calls = []
-    predict = student.predict
-    student.predict = lambda *a, **k: calls.append(1) or predict(*a, **k)
+    real = inference.eager_predict
+
+    def counted(model: keras.Model, x: np.ndarray) -> np.ndarray:
+        calls.append(model is student and x is task.data.x_val)
+        return real(model, x)
+
+    monkeypatch.setattr(inference, "eager_predict", counted)
     # Told a score no epoch can reach: the starting weights stay the best, and are restored.
     log = finetune(student, task, epochs=2, callbacks=[], patience=3, start_score=100.0)
     assert log["val_scores"][0] == 100.0 and log["kept_score"] == 100.0
-    assert len(calls) == log["epochs_run"] == 2  # scored after each epoch, never before
+    # Scored (the student, on the validation split) after each epoch, never before.
+    assert calls == [True] * log["epochs_run"] and log["epochs_run"] == 2
     assert all(np.array_equal(a, b) for a, b in zip(student.get_weights(), start, strict=True))
 
 
