@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from devicefit.search import attrs
@@ -139,7 +140,7 @@ def validation_score(model: Any, task: Any) -> float:
     """The task metric of a Keras model on the validation split."""
     from devicefit.spaces.eager_predict import eager_predict
 
-    return float(task.metric(task.data.y_val, eager_predict(model, task.data.x_val)))
+    return float(task.metric(task.data.y_val, np.asarray(eager_predict(model, task.data.x_val))))
 
 
 def validation_drop(model: Any, task: Any) -> float:

@@ -7,6 +7,7 @@ as they are; only their options are chosen here.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from devicefit.errors import UsageError
@@ -16,21 +17,38 @@ JOURNAL = "journal:"
 # Server-side bounds on every session of the driver, in seconds. Keepalives cannot see a
 # peer that is alive but stuck: a backend whose client vanished mid-transaction (a proxy or
 # NAT that dropped one half of the connection) keeps its row locks, and the next query that
-# needs them would wait forever. With these, such a backend is ended and a query that
-# still waits is cancelled; a cancelled query is an OperationalError, which the driver
-# treats as an outage and retries. Optuna's queries take milliseconds and it commits at
-# once, so the bounds are generous.
-STATEMENT_TIMEOUT_S = 120
+# needs them would wait forever. With these, such a backend is ended, and a query that
+# waits on a lock longer is cancelled; a cancelled query is an OperationalError, which the
+# driver treats as an outage and retries. Optuna commits at once and its row locks are held
+# for milliseconds, so the bounds are generous. (No statement timeout: a slow query, such
+# as loading a large study over a slow link, would fail the same way on every retry.)
 LOCK_TIMEOUT_S = 60
 IDLE_IN_TRANSACTION_S = 60
 
 
-def postgres_session_options() -> str:
-    """libpq ``options`` that set the bounds above on a PostgreSQL session."""
-    return (
-        f"-c statement_timeout={STATEMENT_TIMEOUT_S}s -c lock_timeout={LOCK_TIMEOUT_S}s "
-        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S}s"
-    )
+def bound_sessions(engine: Any) -> None:
+    """Set the bounds above on every new session of ``engine`` (a PostgreSQL one).
+
+    With ``SET`` after connecting rather than libpq's ``options``: that would replace a
+    user's own ``options`` and ``PGOPTIONS``, and poolers such as PgBouncer refuse unknown
+    startup parameters. A server that refuses the ``SET`` keeps its defaults."""
+    from sqlalchemy import event
+
+    event.listen(engine, "connect", _set_bounds)
+    engine.dispose()  # the session Optuna opened while making the storage has none
+
+
+def _set_bounds(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+        cursor.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
+        connection.commit()
+    except Exception as exc:  # noqa: BLE001 - without them the driver still works
+        connection.rollback()
+        warnings.warn(f"PostgreSQL session limits not set: {exc}", stacklevel=1)
+    finally:
+        cursor.close()
 
 
 def open_storage(url: str) -> Any:
@@ -67,8 +85,10 @@ def open_storage(url: str) -> Any:
                 "keepalives_idle": 30,
                 "keepalives_interval": 10,
                 "keepalives_count": 3,
-                "options": postgres_session_options(),
             }
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        if url.startswith("postgresql"):
+            bound_sessions(storage.engine)
+        return storage
     except Exception as exc:  # sqlalchemy's own errors: bad driver, host, credentials
         raise UsageError(f"--storage: cannot open {url}: {type(exc).__name__}: {exc}") from None

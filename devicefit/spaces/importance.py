@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -120,6 +121,7 @@ def _consumer_inputs(
 # pruned candidate's build time, which a candidate the search stops early pays in full.
 _MEANS: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
 _MEANS_KEPT = 8  # models; a few vectors each
+_MEANS_LOCK = threading.Lock()
 
 
 def _source_means(model: keras.Model, names: list[str], samples: np.ndarray) -> dict[str, Any]:
@@ -127,26 +129,39 @@ def _source_means(model: keras.Model, names: list[str], samples: np.ndarray) -> 
     inference pass only for those this process has not seen for the same model (its
     architecture and weights) and samples."""
     key = fingerprint(model, samples)
-    known = _MEANS.setdefault(key, {})
-    _MEANS.move_to_end(key)
-    while len(_MEANS) > _MEANS_KEPT:
-        _MEANS.popitem(last=False)
+    with _MEANS_LOCK:
+        known = dict(_MEANS.get(key, {})) if key is not None else {}
     missing = [n for n in names if n not in known]
     if missing:
         probe = keras.Model(model.inputs, [model.get_layer(n).output for n in missing])
         outputs = eager_predict(probe, samples)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         for name, act in zip(missing, outputs, strict=True):
-            known[name] = np.abs(act).reshape(-1, act.shape[-1]).mean(axis=0)
+            mean = np.abs(act).reshape(-1, act.shape[-1]).mean(axis=0)
+            mean.setflags(write=False)  # shared by every candidate that reads it
+            known[name] = mean
+    if key is not None:
+        with _MEANS_LOCK:
+            _MEANS[key] = {**_MEANS.get(key, {}), **known}
+            _MEANS.move_to_end(key)
+            while len(_MEANS) > _MEANS_KEPT:
+                _MEANS.popitem(last=False)
     return {n: known[n] for n in names}
 
 
-def fingerprint(model: keras.Model, samples: np.ndarray) -> str:
-    """A digest of ``model``'s architecture (layer names and how they connect), every
-    weight, and ``samples``: equal exactly when an inference pass gives equal outputs."""
-    digest = hashlib.sha256()
-    config = {k: v for k, v in model.get_config().items() if k != "name"}  # not the wiring
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+def fingerprint(model: keras.Model, samples: np.ndarray) -> str | None:
+    """A digest of ``model``'s architecture (its layers, their settings and how they
+    connect), every weight (BatchNorm statistics included) and ``samples``: equal exactly
+    when an inference pass gives equal outputs. None for a model that cannot say its
+    architecture (a custom layer without ``get_config``): never cached."""
+    try:
+        config = {k: v for k, v in model.get_config().items() if k != "name"}  # not wiring
+        text = json.dumps(config, sort_keys=True, default=repr)
+    except (NotImplementedError, TypeError, ValueError):
+        return None
+    if " at 0x" in text:  # an object's repr with its address: not the same on a copy
+        return None
+    digest = hashlib.sha256(text.encode())
     for weight in model.get_weights():
         digest.update(f"{weight.dtype}{weight.shape}".encode())
         digest.update(np.ascontiguousarray(weight).tobytes())

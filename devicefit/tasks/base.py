@@ -51,7 +51,9 @@ class Task:
         the test split): ``CALIBRATION_SAMPLES`` of them, a fixed random subset in their
         original order. Not the first ones: a user's ``x_train`` sorted by class would
         calibrate int8 ranges and re-estimate BatchNorm statistics on one class."""
-        return calibration_subset(self.data.x_train)
+        inputs = calibration_subset(self.data.x_train)
+        inputs.setflags(write=False)  # one array, read by every candidate of the process
+        return inputs
 
 
 CALIBRATION_SAMPLES = 128

@@ -328,7 +328,6 @@ def test_a_session_idle_in_a_transaction_is_ended_by_the_server(
     engine = storages.open_storage(postgres_url).engine
     with engine.connect() as connection:
         assert connection.execute(text("SHOW lock_timeout")).scalar() == "1min"
-        assert connection.execute(text("SHOW statement_timeout")).scalar() == "2min"
         connection.execute(text("SELECT 1"))  # a transaction is open from here on
         time.sleep(2.5)
         with pytest.raises(Exception, match="idle-in-transaction") as caught:
@@ -341,6 +340,18 @@ def test_a_session_idle_in_a_transaction_is_ended_by_the_server(
         time.sleep(2.5)
         assert connection.execute(text("SELECT 1")).scalar() == 1
     plain.dispose()
+
+
+def test_the_users_own_session_options_are_kept(postgres_url: str) -> None:
+    """The bounds are added to a session, never in place of what the URL asks for."""
+    from sqlalchemy import text
+
+    asked = make_url(postgres_url).update_query_dict({"options": "-c statement_timeout=42s"})
+    engine = storages.open_storage(asked.render_as_string(hide_password=False)).engine
+    with engine.connect() as connection:
+        assert connection.execute(text("SHOW statement_timeout")).scalar() == "42s"
+        assert connection.execute(text("SHOW lock_timeout")).scalar() == "1min"
+    engine.dispose()
 
 
 def _chain(exc: BaseException | None) -> str:

@@ -51,10 +51,21 @@ def test_a_model_with_several_outputs_gives_one_array_per_output(
     np.testing.assert_allclose(out, expected[1], rtol=1e-5, atol=1e-5)
 
 
+def test_a_model_with_named_outputs_gives_a_dict(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    named = keras.Model(model.inputs, {"conv": model.get_layer("conv").output, "out": model.output})
+    x = np.random.default_rng(2).normal(size=(5, 6, 6, 2)).astype(np.float32)
+    monkeypatch.setattr(module, "MAX_BATCH", 2)
+    got = eager_predict(named, x)
+    expected = named.predict(x, verbose=0)
+    assert set(got) == {"conv", "out"}
+    for key in got:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5)
+
+
 def test_large_inputs_go_in_fewer_per_call() -> None:
-    assert batch_size(np.zeros((1, 32, 32, 1))) == module.MAX_BATCH
-    # 224 x 224 x 3 values per input: no more than 16 MB of them per call.
-    images = np.zeros((1, 224, 224, 3), np.float32)
-    assert batch_size(images) * images[0].size <= module.BATCH_ELEMENTS
-    assert batch_size(images) >= 1
-    assert batch_size(np.zeros((1, 4096, 4096, 3))) == 1
+    assert batch_size((32, 32, 1)) == module.MAX_BATCH
+    # 224 x 224 x 3 values per input: no more than BATCH_ELEMENTS of them per call.
+    assert 1 <= batch_size((224, 224, 3)) < module.MAX_BATCH
+    assert batch_size((224, 224, 3)) * 224 * 224 * 3 <= module.BATCH_ELEMENTS
+    assert batch_size((4096, 4096, 3)) == 1

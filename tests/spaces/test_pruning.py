@@ -304,12 +304,43 @@ def test_a_model_fingerprint_changes_with_any_weight_the_wiring_or_the_samples()
     assert fingerprint(changed, samples) != base
     assert fingerprint(model, samples + 1e-6) != base
 
-    # The same layers and weights, wired differently: a skip around the second conv.
+    # The same two layers and weights, called in the other order.
     inputs = keras.Input((None, None, 1))
-    first = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first")
-    out = keras.layers.Conv2D(1, 3, padding="same", name="out")
-    plain = keras.Model(inputs, out(first(inputs)))
-    skipped = keras.Model(inputs, keras.layers.Add(name="add")([out(first(inputs)), inputs]))
-    plain.set_weights(model.get_weights())
-    skipped.set_weights(model.get_weights())
-    assert fingerprint(plain, samples) != fingerprint(skipped, samples)
+    a = keras.layers.Conv2D(1, 3, padding="same", name="a")
+    b = keras.layers.Conv2D(1, 3, padding="same", name="b")
+    ab = keras.Model(inputs, b(a(inputs)))
+    ba = keras.Model(inputs, a(b(inputs)))
+    assert fingerprint(ab, samples) != fingerprint(ba, samples)
+
+    # Only a BatchNorm's moving statistics differ (no trainable weight does).
+    def normed(variance: float) -> keras.Model:
+        inputs = keras.Input((12, 12, 1))
+        norm = keras.layers.BatchNormalization(name="bn")
+        net = keras.Model(inputs, norm(inputs))
+        norm.moving_variance.assign(np.full(1, variance, np.float32))
+        return net
+
+    assert fingerprint(normed(1.0), samples) != fingerprint(normed(2.0), samples)
+
+
+def test_a_model_that_cannot_say_its_architecture_is_ranked_but_never_cached() -> None:
+    from devicefit.spaces import importance
+
+    class Opaque(keras.layers.Layer):  # an argument Keras cannot record, no get_config
+        def __init__(self, function: Any) -> None:
+            super().__init__()
+            self.function = function
+
+        def call(self, x: Any) -> Any:
+            return self.function(x)
+
+    inputs = keras.Input((12, 12, 1))
+    model = keras.Model(inputs, Opaque(lambda x: x * 2.0)(inputs))
+    samples = np.random.default_rng(1).random((4, 12, 12, 1), dtype=np.float32)
+    assert importance.fingerprint(model, samples) is None
+    before = dict(importance._MEANS)
+    means = importance._source_means(model, [model.layers[-1].name], samples)
+    np.testing.assert_allclose(
+        means[model.layers[-1].name], [2 * np.abs(samples).mean()], rtol=1e-5
+    )
+    assert dict(importance._MEANS) == before
