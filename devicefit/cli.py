@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", help="built-in task: digits or sr")
     s.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
     s.add_argument("--data", help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test]")
-    s.add_argument("--metric", help="accuracy, top5, psnr, mse or fidelity")
+    s.add_argument(
+        "--metric",
+        help="accuracy, top5, psnr, mse or fidelity, or your own function: "
+        "FILE.py:FUNCTION or MODULE:FUNCTION (see README)",
+    )
     s.add_argument("--trials", type=int, help="complete trials wanted (default 30)")
     s.add_argument("--seed", type=int, help="sampler and training seed (default 0)")
     s.add_argument("--sampler", help="tpe (default), nsga2 or random (auto: see the README)")
@@ -122,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="constraint: device temperature after the timed runs, in degrees Celsius",
     )
     s.add_argument("--threads", type=int, help="interpreter threads when measuring (default 1)")
+    s.add_argument(
+        "--cooldown-c",
+        dest="cooldown_c",
+        type=float,
+        metavar="C",
+        help="before each measurement, wait until the device is at most this hot (degrees C)",
+    )
+    s.add_argument(
+        "--cooldown-timeout",
+        dest="cooldown_timeout_s",
+        type=float,
+        metavar="SECONDS",
+        help="the longest a cool-down waits before measuring anyway (default 300)",
+    )
     s.add_argument(
         "--ray",
         nargs="?",
@@ -273,6 +291,8 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "max_peak_memory_mb",
             "max_energy_mj",
             "max_temperature_c",
+            "cooldown_c",
+            "cooldown_timeout_s",
             "threads",
             "granularity",
             "ray",

@@ -59,6 +59,11 @@ class StudyConfig:
     min_seconds: float = 1.0
     # Timing a file stops when its median's 95% interval is within +-2%, or after this long.
     max_seconds: float = 10.0
+    # Before each measurement, wait until the device's hottest thermal zone is at most this
+    # (degrees C; None: no wait), for at most cooldown_timeout_s: a board still hot from the
+    # last candidate throttles and times the next one slow.
+    cooldown_c: float | None = None
+    cooldown_timeout_s: float = 300.0
     # Paired rounds of each candidate with its reference file: the stored latency is the
     # reference's times the per-round ratio (search/reference_speed.py; 0: own median).
     paired_rounds: int = 24
@@ -137,6 +142,12 @@ class StudyConfig:
                 f"{where}: max_seconds ({self.max_seconds}) must be at least min_seconds "
                 f"({self.min_seconds})"
             )
+        if self.cooldown_c is not None and not 0 < self.cooldown_c <= 150:
+            raise UsageError(f"--cooldown-c: must be in (0, 150] degrees C, got {self.cooldown_c}")
+        if not 0 <= self.cooldown_timeout_s <= 3600:
+            raise UsageError(
+                f"--cooldown-timeout: must be 0 to 3600 seconds, got {self.cooldown_timeout_s}"
+            )
         if self.paired_rounds < 0:
             raise UsageError(f"--paired-rounds: must be >= 0, got {self.paired_rounds}")
         if self.confirm_rounds < 0:
@@ -154,13 +165,18 @@ class StudyConfig:
 
 def _normalized(data: dict[str, Any], where: str) -> dict[str, Any]:
     """Lists from TOML or JSON as tuples; ``device`` (one spec, as studies before pools
-    stored it) as ``devices``."""
+    stored it) as ``devices``; a metric file's path absolute."""
     values = dict(data)
     if "device" in values:
         device = values.pop("device")
         if "devices" in values:
             raise UsageError(f"{where}: give devices or device, not both")
         values["devices"] = [device] if isinstance(device, str) else device
+    if isinstance(values.get("metric"), str):
+        from devicefit.evaluators.custom_metric import absolute_metric_spec
+
+        # A user's metric file is found again from any folder a study resumes in.
+        values["metric"] = absolute_metric_spec(values["metric"])
     for key in ("techniques", "devices", "objectives"):
         value = values.get(key)
         if isinstance(value, str):
@@ -231,6 +247,8 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "max_seconds": (int, float),
         "grace_seconds": (int, float),
         "max_metric_drop": (int, float, type(None)),
+        "cooldown_c": (int, float, type(None)),
+        "cooldown_timeout_s": (int, float),
         "ranges": dict,
     }
     for name, types in expected.items():
@@ -285,7 +303,40 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(file.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"--config: {file} is not valid TOML: {exc}") from None
-    return {key.replace("-", "_"): value for key, value in data.items()}
+    flat = {key.replace("-", "_"): value for key, value in data.items()}
+    return _flatten_measure(flat, f"--config {file}")
+
+
+# How candidates are measured; a study file may group them in a [measure] table.
+MEASURE_KEYS = (
+    "threads",
+    "min_runs",
+    "min_seconds",
+    "max_seconds",
+    "paired_rounds",
+    "confirm_rounds",
+    "cooldown_c",
+    "cooldown_timeout_s",
+)
+
+
+def _flatten_measure(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The keys of a ``[measure]`` table as top-level keys, each given once."""
+    if "measure" not in data:
+        return data
+    table = data.pop("measure")
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: measure must be a table ([measure]), got {table!r}")
+    for key, value in table.items():
+        key = key.replace("-", "_")
+        if key not in MEASURE_KEYS:
+            raise UsageError(
+                f"{where}: measure.{key}: unknown key; known: {', '.join(MEASURE_KEYS)}"
+            )
+        if key in data:
+            raise UsageError(f"{where}: {key} is given both in [measure] and at the top")
+        data[key] = value
+    return data
 
 
 def build_config(file: str | Path | None, flags: dict[str, Any]) -> StudyConfig:

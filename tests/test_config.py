@@ -56,6 +56,12 @@ def test_model_flag_replaces_file_task(tmp_path: Path) -> None:
         ('task = "digits"\nsensitivity = "yes"\n', {}, "sensitivity must be true or false"),
         ('task = "digits"\nfinetune_samples = 0\n', {}, "--finetune-samples: must be at least 1"),
         ('task = "digits"\nfinetune_samples = 1.5\n', {}, "finetune_samples has the wrong type"),
+        ('task = "digits"\n[measure]\nheat = 3\n', {}, "measure.heat: unknown key"),
+        ('task = "digits"\nmeasure = 3\n', {}, "measure must be a table"),
+        ('task = "digits"\nmin_runs = 5\n[measure]\nmin_runs = 9\n', {}, "both in .measure."),
+        ('task = "digits"\n[measure]\ncooldown_c = 0\n', {}, "--cooldown-c: must be in"),
+        ('task = "digits"\n[measure]\ncooldown_c = "cool"\n', {}, "cooldown_c has the wrong"),
+        ('task = "digits"\n', {"cooldown_timeout_s": -1.0}, "--cooldown-timeout: must be 0"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, text: str, flags: dict, message: str) -> None:
@@ -127,3 +133,15 @@ def test_sensitivity_is_off_unless_asked_for(tmp_path: Path) -> None:
     assert build_config(path, {"sensitivity": True}).sensitivity is True  # --sensitivity
     on = _write(tmp_path, 'task = "digits"\nsensitivity = true\n')
     assert build_config(on, {}).sensitivity is True
+
+
+def test_the_measure_table_sets_how_every_device_measures(tmp_path: Path) -> None:
+    from devicefit.search.driver import measurement_spec
+
+    text = 'task = "digits"\n[measure]\nmin_runs = 9\ncooldown_c = 55\ncooldown-timeout-s = 20\n'
+    config = build_config(_write(tmp_path, text), {})
+    spec = measurement_spec(config)
+    assert (spec.min_runs, spec.cooldown_c, spec.cooldown_timeout_s) == (9, 55, 20)
+    flagged = build_config(_write(tmp_path, text), {"cooldown_c": 48.0})
+    assert measurement_spec(flagged).cooldown_c == 48.0  # a flag wins over the file
+    assert measurement_spec(StudyConfig(task="digits")).cooldown_c is None

@@ -131,3 +131,36 @@ def test_search_on_two_device_pools_survives_a_dead_agent(
     assert members["pi"] == {f"pi@{first_url}", f"pi@{second_url}"}
     assert members["board"] == {f"board@{other_host_agent}"}
     assert meta["devices"]["board"]["members"][0]["host"]
+
+
+def test_cooldown_from_the_study_file_reaches_the_agent(tmp_path: Path) -> None:
+    # The agent reads a stand-in /sys whose one thermal zone stays at 70 C: asked to cool
+    # to 65 C for at most 1 s, it measures anyway and says why, with both numbers.
+    zone = tmp_path / "sys" / "sys" / "class" / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "temp").write_text("70000")
+    agent, url = spawn_agent(
+        env={"DEVICEFIT_TOKEN": TOKEN, "DEVICEFIT_SENSORS_ROOT": str(tmp_path / "sys")}
+    )
+    config = tmp_path / "study.toml"
+    config.write_text(FAST_DIGITS + "[measure]\ncooldown_c = 65\ncooldown_timeout_s = 1\n")
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "devicefit", "search", "--config", str(config)]
+            + ["--study", "cool", "--results", str(tmp_path / "results"), "--trials", "1"]
+            + ["--device", f"pi={url}"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "DEVICEFIT_TOKEN": TOKEN},
+        )
+    finally:
+        agent.kill()
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "results" / "cool"
+    study = optuna.load_study(study_name="cool", storage=f"sqlite:///{folder / 'study.db'}")
+    (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
+    measured = trial.user_attrs[attrs.METRICS]["latency"]["pi"]
+    assert measured["temperature_before_c"] == 70.0
+    assert measured["cooldown_s"] is None
+    assert measured["unavailable"]["cooldown_s"] == "still 70.0 C after 1 s (> 65.0 C)"

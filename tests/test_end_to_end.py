@@ -151,6 +151,48 @@ def test_search_report_export(tmp_path: Path) -> None:
     assert card["keras_model"]["bytes"] == (out / "model.keras").stat().st_size
 
 
+MACRO_F1 = """
+import numpy as np
+
+def macro_f1(y_true, y_pred):
+    labels, predicted = np.asarray(y_true).reshape(-1), np.asarray(y_pred).argmax(-1)
+    scores = []
+    for c in np.unique(labels):
+        hit = np.sum((predicted == c) & (labels == c))
+        wrong = np.sum((predicted == c) != (labels == c))
+        scores.append(2 * hit / (2 * hit + wrong))
+    return 100 * float(np.mean(scores))
+macro_f1.unit = "%"
+macro_f1.max_drop = 2.0
+"""
+
+
+def test_search_with_a_metric_of_ones_own(tmp_path: Path) -> None:
+    from devicefit.evaluators.tflite_predict import predict
+    from devicefit.tasks import load_task
+    from devicefit.tasks.base import TaskSpec
+
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "scores.py").write_text(MACRO_F1)
+    folder = _search(tmp_path, "own", 4, "--metric", f"{tmp_path}/team/scores.py:macro_f1")
+    info = _study(folder).user_attrs[attrs.STUDY_KEY]
+    assert info["metric"] == {"name": "macro_f1", "higher_is_better": True, "unit": "%"}
+    assert info["max_metric_drop"] == 2.0  # the function's own budget
+    # Every candidate is scored with the function, on its TFLite file's test outputs.
+    data = load_task(TaskSpec("digits")).data
+    namespace: dict = {}
+    exec(MACRO_F1, namespace)  # noqa: S102 - the test's own metric, recomputed here
+    complete = _complete(_study(folder))
+    assert len(complete) == 4
+    for trial in complete:
+        tflite = (folder / "trials" / str(trial.number) / "model.tflite").read_bytes()
+        expected = namespace["macro_f1"](data.y_test, predict(tflite, data.x_test))
+        assert trial.values[0] == pytest.approx(expected, abs=1e-9), trial.number
+    report = _cli("report", str(folder))
+    assert report.returncode == 0, report.stderr
+    assert "macro_f1" in (folder / "report.html").read_text()
+
+
 def test_kill_driver_then_resume(tmp_path: Path) -> None:
     config = _config(tmp_path)
     folder = tmp_path / "killed"

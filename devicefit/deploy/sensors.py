@@ -2,14 +2,18 @@
 
 Stdlib only (it runs on the device). Every reading is a value or None with the
 reason, never 0: a board without RAPL or a battery simply has no energy number.
-``root`` lets the same code read a copy of a device's /sys tree.
+``root`` lets the same code read a copy of a device's /sys tree; ``DEVICEFIT_SENSORS_ROOT``
+sets it for a whole agent (one in a container that sees the host's /sys mounted elsewhere).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+ROOT_ENV = "DEVICEFIT_SENSORS_ROOT"  # where the /sys tree is read from (default /)
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,8 @@ def _read_number(path: Path) -> float | None:
 
 
 class Sensors:
-    def __init__(self, root: str | Path = "/") -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root if root is not None else os.environ.get(ROOT_ENV) or "/")
 
     def _glob(self, pattern: str) -> list[Path]:
         return sorted(self.root.glob(pattern))

@@ -17,8 +17,19 @@ class Metric:
     higher_is_better: bool
     kind: Literal["classification", "regression"]
     unit: str
-    default_max_drop: float  # in the metric's own unit
+    # In the metric's own unit; None: the study must give one (a user's metric without it).
+    default_max_drop: float | None
     fn: Callable[[np.ndarray, np.ndarray], float]
+    source: str | None = None  # "file.py:function" or "module:function" of a user's metric
+
+    def __reduce__(self) -> tuple[Callable[..., Metric], tuple[str, ...]]:
+        # A user's function lives in a module loaded from a path, which another process
+        # cannot import by name: a metric travels as its name and is loaded again there.
+        if self.source is None:
+            return get_metric, (self.name,)
+        from devicefit.evaluators.custom_metric import load_custom_metric
+
+        return load_custom_metric, (self.source, self.kind)
 
     def __call__(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.fn(np.asarray(y_true), np.asarray(y_pred)))

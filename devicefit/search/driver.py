@@ -641,7 +641,13 @@ def is_outage(exc: BaseException) -> bool:
 def measurement_spec(config: StudyConfig) -> BenchmarkSpec:
     """How a trial's own measurement is timed, from the study's settings."""
     return BenchmarkSpec(
-        config.threads, 5, config.min_runs, config.min_seconds, max_seconds=config.max_seconds
+        config.threads,
+        5,
+        config.min_runs,
+        config.min_seconds,
+        max_seconds=config.max_seconds,
+        cooldown_c=config.cooldown_c,
+        cooldown_timeout_s=config.cooldown_timeout_s,
     )
 
 

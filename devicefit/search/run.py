@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from devicefit.config import StudyConfig, config_from_stored
+from devicefit.errors import UsageError
 from devicefit.evaluators.devices import build_pools
 from devicefit.search import attrs
 from devicefit.search.driver import Driver
@@ -98,6 +99,11 @@ def start_search(config: StudyConfig, console: Console) -> int:
     max_drop = (
         config.max_metric_drop if config.max_metric_drop is not None else metric.default_max_drop
     )
+    if max_drop is None:
+        raise UsageError(
+            f"--metric {config.metric}: the function has no max_drop attribute; give it one "
+            "or set --max-metric-drop (the budget, in the metric's own unit)"
+        )
     recipes = space.recipe_params(RECIPE_SETTINGS)
     described = describe_devices(config, devices)  # before anything is written
     study = create_study(

@@ -12,6 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from devicefit.evaluators.custom_metric import MetricError
 from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
@@ -78,6 +79,8 @@ def run_trial(request: TrialRequest) -> TrialOutput:
     out = TrialOutput(request.number)
     try:
         _run(request, out)
+    except MetricError as exc:  # already one line naming the user's function and file
+        out.error = str(exc)[:2000]
     except Exception as exc:  # noqa: BLE001 - any candidate failure fails only this trial
         last = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from devicefit.errors import UsageError
+from devicefit.evaluators.custom_metric import check_on_model, is_custom_metric
 from devicefit.evaluators.metrics import METRICS, get_metric
 from devicefit.tasks.base import Splits, Task, TaskSpec
 
@@ -26,6 +27,8 @@ def load_task(spec: TaskSpec) -> Task:
         task = _load(spec)
         if spec.finetune_samples is not None:
             task = replace(task, finetune_samples=spec.finetune_samples)
+        if task.metric.source is not None:
+            _check_custom_metric(task)
         _loaded[spec] = task
     return _loaded[spec]
 
@@ -46,7 +49,7 @@ def _load(spec: TaskSpec) -> Task:
         raise UsageError(
             f"--task: unknown task {spec.builtin!r}; choose one of {', '.join(BUILTIN_TASKS)}"
         )
-    if spec.metric is not None:
+    if spec.metric is not None and not is_custom_metric(spec.metric):
         _check_builtin_metric(spec.builtin, spec.metric)
     if spec.builtin == "digits":
         from devicefit.tasks import digits
@@ -71,3 +74,11 @@ def _check_builtin_metric(task: str, name: str) -> None:
         raise UsageError(
             f"--metric: {name!r} does not fit task {task!r} ({kind}); choose one of {fitting}"
         )
+
+
+def _check_custom_metric(task: Task) -> None:
+    """A user's metric on the original model's validation outputs: a function that fails
+    there would fail every candidate, so the study does not start (UsageError)."""
+    from devicefit.spaces.eager_predict import eager_predict
+
+    check_on_model(task.metric, task.data.y_val, eager_predict(task.model, task.data.x_val))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from devicefit.evaluators.metrics import get_metric
+from devicefit.evaluators.custom_metric import metric_for
 from devicefit.quiet import silence_tensorflow
 from devicefit.tasks.base import Splits, Task
 from devicefit.tasks.cache import cached_model
@@ -125,7 +125,7 @@ def load(metric: str | None = None) -> Task:
         name=NAME,
         model=model,
         data=data,
-        metric=get_metric(metric or "accuracy"),
+        metric=metric_for(metric or "accuracy", "classification"),
         input_shape=(1, SIZE, SIZE, 1),
         info={"classes": 10, "test_samples": len(data.x_test)},
     )

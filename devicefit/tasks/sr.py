@@ -14,7 +14,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from devicefit.evaluators.metrics import get_metric, psnr
+from devicefit.evaluators.custom_metric import metric_for
+from devicefit.evaluators.metrics import psnr
 from devicefit.quiet import silence_tensorflow
 from devicefit.tasks.base import Splits, Task
 from devicefit.tasks.cache import cached_model
@@ -181,7 +182,7 @@ def load(metric: str | None = None) -> Task:
         name=NAME,
         model=model,
         data=data,
-        metric=get_metric(metric or "psnr"),
+        metric=metric_for(metric or "psnr", "regression"),
         input_shape=(1, CROP, CROP, 1),
         info={
             "scale": SCALE,

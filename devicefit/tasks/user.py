@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from devicefit.errors import UsageError
-from devicefit.evaluators.metrics import get_metric
+from devicefit.evaluators.custom_metric import metric_for
+from devicefit.evaluators.metrics import METRICS
 from devicefit.quiet import silence_tensorflow
 from devicefit.tasks.base import Splits, Task, TaskSpec
 from devicefit.tasks.user_data import (
@@ -37,7 +38,9 @@ def load_user_task(spec: TaskSpec) -> Task:
         raise UsageError(f"--data: a data file is required with --model {spec.model_path}")
     model = load_user_model(spec.model_path)
     arrays = read_npz(spec.data_path)
-    metric = get_metric(spec.metric or default_metric(arrays))
+    by_labels = default_metric(arrays)
+    # A user's metric is trained for as the labels read: class indices, or values.
+    metric = metric_for(spec.metric or by_labels, METRICS[by_labels].kind)
     fidelity = metric.name == "fidelity"
     splits = make_splits(arrays, spec.data_path, labels_required=not fidelity)
     sample_shape = check_inputs(splits, tuple(model.inputs[0].shape[1:]))

@@ -38,6 +38,12 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad["x_train"] = rng.random((30, 9, 9, 1), dtype=np.float32)
     np.savez(folder / "wrong_shape.npz", **bad)
     (folder / "corrupt.keras").write_bytes(b"this is not a zip archive")
+    (folder / "scores.py").write_text(
+        "def raises(y_true, y_pred):\n    raise ValueError('wrong head')\n"
+        "def gives_nan(y_true, y_pred):\n    return float('nan')\n"
+        "def gives_text(y_true, y_pred):\n    return 'fine'\n"
+        "def no_budget(y_true, y_pred):\n    return 1.0\n"
+    )
     (folder / "bad_range.toml").write_text(
         'task = "digits"\n[ranges.lowrank]\nrank_ratio = [0.9, 0.1]\n'
     )
@@ -47,6 +53,7 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "wrong_shape": folder / "wrong_shape.npz",
         "corrupt": folder / "corrupt.keras",
         "bad_range": folder / "bad_range.toml",
+        "scores": folder / "scores.py",
     }
 
 
@@ -85,6 +92,32 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert err.startswith("devicefit: error:") and needle in err
     assert len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+METRIC_CASES = {
+    "missing file": ("{folder}/absent.py:f1", "file not found"),
+    "no such function": ("{scores}:f1", "has no function 'f1'"),
+    "raises": ("{scores}:raises", "raised ValueError: wrong head"),
+    "returns NaN": ("{scores}:gives_nan", "returned nan, not a finite number"),
+    "returns a string": ("{scores}:gives_text", "returned 'fine' (str), not a number"),
+    "no budget": ("{scores}:no_budget", "no max_drop attribute"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(METRIC_CASES))
+def test_a_bad_metric_file_exits_2_naming_file_and_function(
+    case: str, user_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec, needle = METRIC_CASES[case]
+    spec = spec.format(folder=tmp_path, scores=user_files["scores"])
+    model, data = str(user_files["model"]), str(user_files["good"])
+    argv = ["search", "--model", model, "--data", data, "--metric", spec]
+    assert main([*argv, "--results", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("devicefit: error: --metric") and needle in err
+    assert spec in err  # the file and the function, as given
+    assert not (tmp_path / "out").exists()
 
 
 def test_real_process_exit_code(tmp_path: Path) -> None:

@@ -107,3 +107,12 @@ def test_benchmark_reports_sensor_readings_from_the_device(
     # A RAPL counter that never moved: 0 mJ is a real reading here, not a placeholder.
     assert result["energy_mj"] == 0.0 and result["energy_source"] == "rapl:intel-rapl:0"
     assert "cpu_freq_mhz" in result["unavailable"]
+
+
+def test_the_sensors_root_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path, "sys/class/thermal/thermal_zone0/temp", "39000")
+    monkeypatch.setenv("DEVICEFIT_SENSORS_ROOT", str(tmp_path))
+    assert Sensors().temperature_c().value == 39.0
+    assert Sensors("/nonexistent").temperature_c().value is None  # an explicit root wins
