@@ -6,7 +6,9 @@ Precisions, per layer:
 - ``w8`` / ``w4``: int8 / int4 weights, dequantized to float for the compute
   (smaller file; speed depends on the runtime);
 - ``a8w8``: int8 weights and int8 activations, calibrated on training inputs;
-- ``a16w8``: int8 weights and int16 activations (more accurate than a8w8).
+- ``a16w8``: int8 weights and int16 activations (more accurate than a8w8);
+- ``a8w4``: int4 weights and int8 activations (half a8w8's weight bytes, the same
+  integer kernels where the runtime has int4 ones).
 
 Each Keras layer's ops are found in the float file by kernel shape, in graph
 order, and addressed by the exact name of their output tensor, so a recipe
@@ -24,7 +26,7 @@ import numpy as np
 from devicefit.errors import TrialFailed
 from devicefit.evaluators.tflite_ops import WeightedOp, weighted_ops
 
-PRECISIONS = ("float", "w8", "w4", "a8w8", "a16w8")
+PRECISIONS = ("float", "w8", "w4", "a8w8", "a16w8", "a8w4")
 CALIBRATION_SAMPLES = 64
 
 
@@ -111,9 +113,9 @@ def quantize_per_layer(
         if precision in ("w8", "w4"):
             qt.add_weight_only_config(regex, every_op, num_bits=int(precision[1:]))
         else:
-            activation_bits = int(precision[1 : precision.index("w")])
+            activation_bits, weight_bits = (int(b) for b in precision[1:].split("w"))
             qt.add_static_config(
-                regex, every_op, activation_num_bits=activation_bits, weight_num_bits=8
+                regex, every_op, activation_num_bits=activation_bits, weight_num_bits=weight_bits
             )
     result = None
     if qt.need_calibration:

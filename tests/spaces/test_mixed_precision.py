@@ -70,6 +70,22 @@ def test_each_layer_is_stored_at_its_own_bit_width() -> None:
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.95
 
 
+def test_a8w4_layers_have_int4_weights_and_int8_activations() -> None:
+    model = _model()
+    plan = {"conv2": "a8w4", "fc": "a8w4", "head": "a8w8"}
+    params = {"per_layer": {name: {"precision": p} for name, p in plan.items()}}
+    tflite = Quantization().convert(model, params, _ctx())
+    ops = {op.index: op for op in weighted_ops(tflite)}
+    found = locate_layers(model, tflite)
+    for name, weights in (("conv2", "INT4"), ("fc", "INT4"), ("head", "INT8")):
+        (op,) = found[name]
+        assert (ops[op.index].weight_type, op.output_type) == (weights, "INT8"), name
+    assert ops[found["conv1"][0].index].weight_type == "FLOAT32"  # not in the plan
+    x = _ctx().calibration[:8]
+    out, ref = predict(tflite, x), np.asarray(model(x))
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
+
+
 def test_all_float_precisions_leave_the_file_float() -> None:
     model = _model()
     params = {"per_layer": {"conv1": {"precision": "float"}}}
