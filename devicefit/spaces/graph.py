@@ -9,7 +9,9 @@ other element-wise merges unite the groups of their inputs, since channel ``k``
 of every input meets channel ``k`` of the others; ``Concatenate`` lays its
 inputs' segments side by side; ``Flatten`` repeats the layout once per spatial
 position (position-major), so the Dense after it drops the same channel at
-every position.
+every position. A ``Reshape`` is followed where the mapping is exact: one that
+keeps the last axis passes the layout on, one that folds everything into the
+last axis is a Flatten; any other mixes channels with positions and freezes.
 
 Removing channel ``k`` of a group then means: every producer of the group drops
 filter ``k``, every channel-wise layer drops its per-channel weights at the
@@ -293,9 +295,13 @@ class _Builder:
             self.out_layout[name] = inputs[0]
         elif isinstance(layer, GLOBAL_POOLING):
             self.out_layout[name] = inputs[0]
-        elif isinstance(layer, L.Flatten):
+        elif isinstance(layer, L.Flatten) or (
+            isinstance(layer, L.Reshape) and _reshape_kind(view, name) == "flatten"
+        ):
             spatial = prod(int(d) for d in view.shapes[name][0][1:-1])
-            self.out_layout[name] = Layout(inputs[0].segments, spatial)
+            self.out_layout[name] = Layout(inputs[0].segments, inputs[0].positions * spatial)
+        elif isinstance(layer, L.Reshape):  # keeps the last axis: the layout as it was
+            self.out_layout[name] = inputs[0]
         elif isinstance(layer, L.Concatenate) and _concat_on_channels(layer, view, name):
             segs = tuple(s for lay in inputs for s in lay.segments)
             self.out_layout[name] = Layout(segs)
@@ -322,7 +328,15 @@ class _Builder:
         kind = type(layer).__name__
         if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.Model):
             return f"{kind} {name!r} is an operation the dependency graph does not know"
-        known = (*PRODUCERS, *CHANNELWISE, *GLOBAL_POOLING, *MERGES, L.Flatten, L.Concatenate)
+        known = (
+            *PRODUCERS,
+            *CHANNELWISE,
+            *GLOBAL_POOLING,
+            *MERGES,
+            L.Flatten,
+            L.Reshape,
+            L.Concatenate,
+        )
         if type(layer) not in known:  # exact types: a subclass may change the maths
             return f"{kind} {name!r} is a layer type the dependency graph does not know"
         if any(lay is None for lay in inputs):
@@ -387,11 +401,28 @@ def _layer_problem(name: str, layer: Any, inputs: list[Layout], view: GraphView)
     if isinstance(layer, L.Flatten):
         if inputs[0].positions != 1 or any(d is None for d in view.shapes[name][0][1:]):
             return f"{kind} {name!r} has an input of unknown size"
+    if isinstance(layer, L.Reshape):
+        if any(d is None for d in (*view.shapes[name][0][1:], *view.shapes[name][1][1:])):
+            return f"{kind} {name!r} has an input or output of unknown size"
+        if _reshape_kind(view, name) is None:
+            return f"{kind} {name!r} mixes channels with other axes"
     if isinstance(layer, (*CHANNELWISE, *GLOBAL_POOLING)) and inputs[0].positions != 1:
         if not isinstance(layer, (L.Dropout, L.Activation, L.ReLU, L.Identity)):
             return f"{kind} {name!r} reads a flattened tensor"
     if isinstance(layer, L.Concatenate) and any(lay.positions != 1 for lay in inputs):
         return f"{kind} {name!r} concatenates flattened tensors"
+    return None
+
+
+def _reshape_kind(view: GraphView, name: str) -> str | None:
+    """How a Reshape moves the channels: "keep" when the last axis is unchanged (channel k
+    stays channel k, row-major), "flatten" when everything folds into it (as Flatten),
+    else None (channels and positions mix)."""
+    before, after = view.shapes[name]
+    if before[-1] == after[-1]:
+        return "keep"
+    if len(before) > 2 and after[-1] == prod(int(d) for d in before[1:]):
+        return "flatten"
     return None
 
 

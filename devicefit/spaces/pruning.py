@@ -171,6 +171,13 @@ def sliced_layers(
     weights: dict[str, list[np.ndarray]] = {}
     for name in graph.view.order:
         layer = graph.view.layers[name]
+        if isinstance(layer, L.Reshape) and name not in graph.notes:
+            # Its target shape names the channel count: a narrower input needs a new one.
+            kept = graph.index(graph.out_layout[name], keep)
+            if kept is not None:
+                target = (*layer.target_shape[:-1], len(kept))
+                replace[name], weights[name] = [clone_with(layer, target_shape=target)], []
+            continue
         if not isinstance(layer, keras.layers.Layer) or not layer.weights:
             continue
         layout_in, layout_out = graph.in_layout.get(name), graph.out_layout.get(name)

@@ -128,6 +128,20 @@ def separable_residual() -> keras.Model:
     return keras.Model(inputs, outputs, name="xception_mini")
 
 
+def reshape_head() -> keras.Model:
+    """Reshape as users write heads: (H, W, C) -> (H*W, C), a Dense on every position,
+    then a Reshape that flattens into the classifier."""
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = L.BatchNormalization(name="conv_bn")(x)
+    x = L.ReLU(name="conv_relu")(x)
+    x = L.Reshape((64, 8), name="to_tokens")(x)
+    x = L.Dense(6, activation="relu", name="per_token")(x)
+    x = L.Reshape((-1,), name="to_vector")(x)
+    outputs = L.Dense(4, name="logits")(x)
+    return keras.Model(inputs, outputs, name="reshape_head")
+
+
 def mobilenet_v2() -> keras.Model:
     return keras.applications.MobileNetV2(
         input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
@@ -157,6 +171,7 @@ ZOO: dict[str, tuple[Callable[[], keras.Model], tuple[int, ...]]] = {
     "srcnn": (srcnn, (1, 16, 16, 1)),
     "unet": (unet, (1, 16, 16, 3)),
     "separable_residual": (separable_residual, (1, 16, 16, 3)),
+    "reshape_head": (reshape_head, (1, 8, 8, 3)),
     "mobilenet_v2": (mobilenet_v2, (1, 32, 32, 3)),
     "resnet50": (resnet50, (1, 32, 32, 3)),
     "digits_task": (digits_task, (1, 32, 32, 1)),

@@ -344,3 +344,38 @@ def test_a_model_that_cannot_say_its_architecture_is_ranked_but_never_cached() -
         means[model.layers[-1].name], [2 * np.abs(samples).mean()], rtol=1e-5
     )
     assert dict(importance._MEANS) == before
+
+
+def test_channels_are_pruned_through_reshapes_into_the_dense_head() -> None:
+    zoo = build_zoo_model("reshape_head")
+    model = zoo.model
+    applied = ChannelPruning().rewrite(model, {"ratio": 0.5})
+    pruned = applied.model
+    kernel = model.get_layer("conv").get_weights()[0]
+    keep = np.sort(l1_ranking(kernel)[:4])
+    np.testing.assert_array_equal(pruned.get_layer("conv").get_weights()[0], kernel[..., keep])
+    # (64, 8) keeps the channel axis: the per-token Dense loses the same input rows.
+    token_kernel = model.get_layer("per_token").get_weights()[0]
+    token_new = pruned.get_layer("per_token").get_weights()[0]
+    token_keep = _kept_columns(token_kernel[keep], token_new)
+    assert token_new.shape == (4, 3) and len(set(token_keep)) == 3
+    # The flattening Reshape: token p, unit u at p * 6 + u, as after a Flatten.
+    rows = [p * 6 + u for p in range(64) for u in token_keep]
+    np.testing.assert_array_equal(
+        pruned.get_layer("logits").get_weights()[0],
+        model.get_layer("logits").get_weights()[0][rows],
+    )
+    assert pruned.get_layer("to_tokens").output.shape[1:] == (64, 4)
+    assert pruned.get_layer("to_vector").output.shape[1:] == (64 * 3,)
+
+
+def test_a_reshape_that_mixes_channels_with_positions_freezes_them() -> None:
+    inputs = keras.Input((4, 4, 6))
+    x = L.Conv2D(6, 1, name="conv")(inputs)
+    x = L.Reshape((4, 24), name="rows")(x)  # (H, W*C): channels and positions mixed
+    outputs = L.Dense(2, name="fc")(L.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    applied = ChannelPruning().rewrite(model, {"ratio": 0.5})
+    assert applied.model.get_layer("conv").get_weights()[0].shape[-1] == 6
+    explained = ChannelPruning().explain(model)
+    assert not explained["conv"][0] and "mixes channels with other axes" in explained["conv"][1]

@@ -30,7 +30,15 @@ NOTHING_TO_DO = {
     ("kernel_reduction", "mlp"): "no Conv2D",
     **{
         ("depth_pruning", name): "no residual Add"
-        for name in ("sequential_cnn", "mlp", "srcnn", "unet", "digits_task", "sr_task")
+        for name in (
+            "sequential_cnn",
+            "mlp",
+            "srcnn",
+            "unet",
+            "digits_task",
+            "sr_task",
+            "reshape_head",
+        )
     },
 }
 
