@@ -115,6 +115,8 @@ def start_search(config: StudyConfig, console: Console) -> int:
         task_info=dict(task.info),  # type: ignore[attr-defined]
     )
     console.print(f"study [bold]{name}[/] in {folder}  (resume: devicefit resume {folder})")
+    if note := task.info.get("note"):  # type: ignore[attr-defined]
+        console.print(note, style="yellow", markup=False)
     _write_inspection(folder, task, space, console)
     from devicefit.search.device_profiles import write_device_profiles
 

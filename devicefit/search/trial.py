@@ -338,11 +338,9 @@ def convert_candidate(
 
 def _copy(model: Any) -> Any:
     """A deep copy, so techniques and training never touch the task's original model."""
-    import keras
+    from devicefit.spaces.rebuild import clone_with_weights
 
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
+    return clone_with_weights(model)
 
 
 def _keras_file(model: Any, notes: list[str]) -> bytes:

@@ -101,13 +101,12 @@ def _untouched_statistics(untouched: Any, x: np.ndarray) -> dict[str, tuple[Any,
     freed model's reused id cannot hand another its statistics)."""
     import hashlib
 
-    import keras
+    from devicefit.spaces.rebuild import clone_with_weights
 
     key = (id(untouched), hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
     entry = _UNTOUCHED.get(key)
     if entry is None or entry[0] is not untouched:
-        copy = keras.models.clone_model(untouched)
-        copy.set_weights(untouched.get_weights())
+        copy = clone_with_weights(untouched)
         _reestimate(copy, _norms(copy), x)
         entry = _UNTOUCHED[key] = (untouched, {n.name: _statistics(n) for n in _norms(copy)})
     return entry[1]

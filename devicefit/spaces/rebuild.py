@@ -121,11 +121,27 @@ def _clone_layer(layer: Any) -> Any:
     if isinstance(layer, keras.Model):
         return copy_model(layer)
     try:
-        return layer.__class__.from_config(layer.get_config())
+        return fresh_layer(layer)
     except Exception:  # noqa: BLE001 - e.g. Lambda layers refuse unsafe deserialization
         if layer.weights:
             raise
         return layer  # weightless, so sharing it with the original is harmless
+
+
+def clone_with_weights(model: keras.Model) -> keras.Model:
+    """``clone_model`` (the same class, fresh layers) with the original's weights."""
+    clone = keras.models.clone_model(model, clone_function=fresh_layer)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def fresh_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A new unbuilt layer from ``layer``'s config: ``clone_model``'s own default, except
+    for the user's SavedModel (``--model DIR``, one TFSMLayer), which from_config refuses
+    in safe mode as an external file, though loading it again is what the user asked."""
+    if isinstance(layer, keras.layers.TFSMLayer):
+        return keras.layers.TFSMLayer(**layer.get_config())
+    return layer.__class__.from_config(layer.get_config())
 
 
 def _input_name(model: keras.Model) -> str:

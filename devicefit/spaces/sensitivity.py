@@ -287,8 +287,6 @@ def _score(
 
 
 def _copy(model: Any) -> Any:
-    import keras
+    from devicefit.spaces.rebuild import clone_with_weights
 
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
+    return clone_with_weights(model)

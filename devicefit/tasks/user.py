@@ -55,7 +55,11 @@ def load_user_task(spec: TaskSpec) -> Task:
         data=splits,
         metric=metric,
         input_shape=(1, *sample_shape),
-        info={"model_path": str(spec.model_path), "data_path": str(spec.data_path)},
+        info={
+            "model_path": str(spec.model_path),
+            "data_path": str(spec.data_path),
+            **_opaque_note(model, spec.model_path),
+        },
     )
 
 
@@ -84,6 +88,17 @@ def load_user_model(path_text: str) -> keras.Model:
                 f"input or output are not supported yet"
             )
     return model
+
+
+def _opaque_note(model: keras.Model, path: str) -> dict[str, str]:
+    """A note when the model is one opaque SavedModel layer, which no graph technique can
+    rewrite: the search still runs, on the converter's settings alone."""
+    if not any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
+        return {}
+    return {
+        "note": f"--model: {path} is a SavedModel without its Keras layers (it loads as one "
+        "TFSMLayer): only quantization applies; save it as .keras for every technique"
+    }
 
 
 def _load_saved_model(path: Path) -> keras.Model:

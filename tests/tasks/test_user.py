@@ -82,6 +82,20 @@ def test_saved_model_folder_round_trip(saved_model_dir: Path, data_file: Path) -
     x = task.data.x_test
     expected = tiny_classifier().predict(x, verbose=0)  # same seed, same weights
     np.testing.assert_allclose(task.model.predict(x, verbose=0), expected, atol=1e-5)
+    assert "only quantization applies" in task.info["note"]  # one opaque layer
+    assert str(saved_model_dir) in task.info["note"]
+
+
+def test_a_saved_model_search_says_only_quantization_applies(
+    saved_model_dir: Path, data_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devicefit.cli import main
+
+    argv = ["search", "--model", str(saved_model_dir), "--data", str(data_file)]
+    argv += ["--trials", "1", "--results", str(tmp_path / "out"), "--confirm-rounds", "0"]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "TFSMLayer" in line]
+    assert len(lines) == 1 and "only quantization applies" in lines[0]
 
 
 def test_fidelity_labels_are_the_model_predictions(tmp_path: Path) -> None:
