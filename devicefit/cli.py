@@ -70,7 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--task", help="built-in task: digits or sr")
     s.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
-    s.add_argument("--data", help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test]")
+    s.add_argument(
+        "--data",
+        help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test], or a folder of images "
+        "in one sub-folder per class",
+    )
+    s.add_argument(
+        "--image-size",
+        dest="image_size",
+        metavar="H,W",
+        help="the size a --data folder's images are resized to (default: the model's input)",
+    )
     s.add_argument(
         "--metric",
         help="accuracy, top5, psnr, mse or fidelity, or your own function: "
@@ -278,6 +288,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "model",
             "data",
             "metric",
+            "image_size",
             "trials",
             "seed",
             "sampler",

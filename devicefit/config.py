@@ -30,6 +30,7 @@ class StudyConfig:
     model: str | None = None
     data: str | None = None
     metric: str | None = None
+    image_size: tuple[int, int] | None = None  # a --data folder's images: (height, width)
     trials: int = 30
     seed: int = 0
     sampler: str = "tpe"
@@ -92,6 +93,7 @@ class StudyConfig:
         data["techniques"] = list(self.techniques) if self.techniques is not None else None
         data["devices"] = list(self.devices)
         data["objectives"] = list(self.objectives)
+        data["image_size"] = list(self.image_size) if self.image_size else None
         return data
 
     @classmethod
@@ -172,6 +174,10 @@ def _normalized(data: dict[str, Any], where: str) -> dict[str, Any]:
         if "devices" in values:
             raise UsageError(f"{where}: give devices or device, not both")
         values["devices"] = [device] if isinstance(device, str) else device
+    if values.get("image_size") is not None:
+        from devicefit.tasks.image_folder import parse_image_size
+
+        values["image_size"] = parse_image_size(values["image_size"])
     if isinstance(values.get("metric"), str):
         from devicefit.evaluators.custom_metric import absolute_metric_spec
 
@@ -343,14 +349,17 @@ def build_config(file: str | Path | None, flags: dict[str, Any]) -> StudyConfig:
     """Study file values, then the flags that were given (flags win)."""
     data = load_study_file(file) if file else {}
     where = f"--config {file}" if file else "flags"
-    base = StudyConfig.from_dict(data, where) if data else None
     given = {k: v for k, v in flags.items() if v is not None}
-    if base is None:
+    if not data:
         return StudyConfig.from_dict(given, "flags")
-    merged = {**base.to_dict(), **given}
-    if merged.get("task") and "model" in given:
+    # Checked once, merged: a file may hold only the settings and leave the model (or the
+    # task) to the flags.
+    merged = {**data, **given}
+    if "devices" in given:
+        merged.pop("device", None)  # the file's older single-device key, overridden
+    if data.get("task") and "model" in given:
         merged["task"] = None  # a --model flag replaces the file's task
-    if merged.get("model") and "task" in given:
-        merged["model"] = merged["data"] = None if "data" not in given else merged["data"]
-        merged["model"] = None
+    if data.get("model") and "task" in given:
+        merged["model"] = None  # a --task flag replaces the file's model and its data
+        merged["data"] = given.get("data")
     return StudyConfig.from_dict(merged, where)

@@ -145,3 +145,16 @@ def test_the_measure_table_sets_how_every_device_measures(tmp_path: Path) -> Non
     flagged = build_config(_write(tmp_path, text), {"cooldown_c": 48.0})
     assert measurement_spec(flagged).cooldown_c == 48.0  # a flag wins over the file
     assert measurement_spec(StudyConfig(task="digits")).cooldown_c is None
+
+
+def test_a_study_file_of_settings_alone_takes_the_model_from_the_flags(tmp_path: Path) -> None:
+    path = _write(tmp_path, "min_runs = 7\n[measure]\ncooldown_c = 50\n")
+    config = build_config(path, {"model": "net.keras", "data": "d.npz"})
+    assert (config.model, config.data, config.min_runs, config.cooldown_c) == (
+        "net.keras",
+        "d.npz",
+        7,
+        50,
+    )
+    with pytest.raises(UsageError, match="nothing to compress"):
+        build_config(path, {})

@@ -193,6 +193,45 @@ def test_search_with_a_metric_of_ones_own(tmp_path: Path) -> None:
     assert "macro_f1" in (folder / "report.html").read_text()
 
 
+def test_search_on_a_folder_of_images(tmp_path: Path) -> None:
+    # A small CNN trained here on crops of three of scikit-image's photos, one class each,
+    # searched from the folder at 32x32: fine-tuning streams the images batch by batch.
+    import keras
+    from image_folders import make_image_folder
+
+    from devicefit.tasks.image_folder import read_image_folder
+
+    folder = make_image_folder(tmp_path / "photos", per_class=20)
+    splits = read_image_folder(str(folder), (32, 32), 3)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255)]
+        + [keras.layers.Conv2D(16, 3, activation="relu", name="conv1")]
+        + [keras.layers.MaxPooling2D(), keras.layers.Conv2D(16, 3, activation="relu")]
+        + [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, name="logits")]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(splits.x_train[:], splits.y_train, epochs=30, verbose=0)
+    model.save(tmp_path / "net.keras")
+    study = tmp_path / "study.toml"
+    study.write_text(
+        "min_runs = 10\nmin_seconds = 0.1\nconfirm_rounds = 0\npaired_rounds = 0\n"
+        'techniques = ["channel_pruning", "quantization"]\n[ranges.finetune]\nepochs = [1, 1]\n'
+    )
+    run = _cli(
+        "search", "--config", str(study), "--model", str(tmp_path / "net.keras"),
+        "--data", str(folder), "--image-size", "32,32", "--trials", "5",
+        "--study", "photos", "--results", str(tmp_path / "out"), "--max-metric-drop", "50",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = _complete(_study(tmp_path / "out" / "photos"))
+    assert len(trials) == 5
+    f32 = next(t for t in trials if t.user_attrs.get(attrs.BASELINE) == "float32")
+    assert f32.values[0] > 60  # the trained classifier, scored on the folder's test split
+    tuned = [t.user_attrs[attrs.METRICS]["finetune"] for t in trials]
+    assert any(f.get("epochs_run", 0) >= 1 for f in tuned), tuned
+
+
 def test_kill_driver_then_resume(tmp_path: Path) -> None:
     config = _config(tmp_path)
     folder = tmp_path / "killed"

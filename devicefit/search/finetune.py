@@ -16,7 +16,9 @@ silence_tensorflow()
 
 import keras  # noqa: E402
 
+from devicefit.spaces.eager_predict import eager_predict  # noqa: E402
 from devicefit.tasks.base import Task, once_per_task  # noqa: E402
+from devicefit.tasks.image_folder import is_lazy  # noqa: E402
 
 TEMPERATURE = 4.0
 ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the teacher
@@ -50,6 +52,8 @@ def teacher_outputs(task: Task) -> np.ndarray:
 
     def compute() -> np.ndarray:
         x = task.data.x_train[training_subset(task)]
+        if is_lazy(x):  # a folder of images: decoded batch by batch, never all at once
+            return np.asarray(eager_predict(task.model, x))
         return np.asarray(task.model.predict(x, verbose=0, batch_size=64))
 
     return once_per_task(_TEACHER_CACHE, task, compute)
@@ -210,15 +214,23 @@ def finetune(
     )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
     keeper = _KeepBest(task, keep_best, patience, hopeless_after, start_score)
-    model.fit(
-        x_train,
-        target,
-        batch_size=batch_size(task),
-        epochs=epochs,
-        callbacks=[*callbacks, keeper],
-        verbose=0,
-        shuffle=True,
-    )
+    if is_lazy(x_train):  # a folder of images: streamed a batch at a time
+        model.fit(
+            ShuffledBatches(x_train, target, batch_size(task)),
+            epochs=epochs,
+            callbacks=[*callbacks, keeper],
+            verbose=0,
+        )
+    else:
+        model.fit(
+            x_train,
+            target,
+            batch_size=batch_size(task),
+            epochs=epochs,
+            callbacks=[*callbacks, keeper],
+            verbose=0,
+            shuffle=True,
+        )
     improving = keeper.enabled and keeper.since_best == 0 and len(keeper.scores) > 1
     kept = None  # the validation metric of the weights kept (None without keep_best)
     if keeper.best is not None:
@@ -231,6 +243,31 @@ def finetune(
         "improving": improving,
         "kept_score": kept,
     }
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """Batches of lazily decoded inputs with their targets, in a new order every epoch
+    (fixed by the seed and the epoch, so a re-run fine-tunes alike)."""
+
+    def __init__(self, x: Any, y: np.ndarray, size: int, seed: int = 0) -> None:
+        super().__init__()
+        self.x, self.y, self.size, self.seed = x, y, size, seed
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng((self.seed, self.epoch)).permutation(len(self.y))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.y) / self.size))
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = np.sort(self.order[index * self.size : (index + 1) * self.size])
+        return self.x[chosen][:], self.y[chosen]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
 
 
 def batch_size(task: Task) -> int:

@@ -28,7 +28,14 @@ from devicefit.tasks.base import TaskSpec
 
 
 def task_spec(config: StudyConfig) -> TaskSpec:
-    return TaskSpec(config.task, config.model, config.data, config.metric, config.finetune_samples)
+    return TaskSpec(
+        config.task,
+        config.model,
+        config.data,
+        config.metric,
+        config.finetune_samples,
+        config.image_size,
+    )
 
 
 def build_space(config: StudyConfig, model: Any = None) -> SearchSpace:

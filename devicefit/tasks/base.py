@@ -90,6 +90,7 @@ class TaskSpec:
     data_path: str | None = None
     metric: str | None = None  # None: the built-in task's own metric
     finetune_samples: int | None = None  # None: the task's own (Task.finetune_samples)
+    image_size: tuple[int, int] | None = None  # a --data folder's images: (height, width)
 
     def label(self) -> str:
         if self.builtin:

@@ -14,7 +14,7 @@ import numpy as np
 
 from devicefit.errors import UsageError
 from devicefit.evaluators.custom_metric import metric_for
-from devicefit.evaluators.metrics import METRICS
+from devicefit.evaluators.metrics import METRICS, Metric
 from devicefit.quiet import silence_tensorflow
 from devicefit.tasks.base import Splits, Task, TaskSpec
 from devicefit.tasks.user_data import (
@@ -37,12 +37,20 @@ def load_user_task(spec: TaskSpec) -> Task:
     if not spec.data_path:
         raise UsageError(f"--data: a data file is required with --model {spec.model_path}")
     model = load_user_model(spec.model_path)
-    arrays = read_npz(spec.data_path)
-    by_labels = default_metric(arrays)
-    # A user's metric is trained for as the labels read: class indices, or values.
-    metric = metric_for(spec.metric or by_labels, METRICS[by_labels].kind)
-    fidelity = metric.name == "fidelity"
-    splits = make_splits(arrays, spec.data_path, labels_required=not fidelity)
+    if Path(spec.data_path).is_dir():
+        splits, metric = _image_folder(spec, model)
+        fidelity = False
+    else:
+        if spec.image_size is not None:
+            raise UsageError(
+                f"--image-size: only for a --data folder of images, not {spec.data_path}"
+            )
+        arrays = read_npz(spec.data_path)
+        by_labels = default_metric(arrays)
+        # A user's metric is trained for as the labels read: class indices, or values.
+        metric = metric_for(spec.metric or by_labels, METRICS[by_labels].kind)
+        fidelity = metric.name == "fidelity"
+        splits = make_splits(arrays, spec.data_path, labels_required=not fidelity)
     sample_shape = check_inputs(splits, tuple(model.inputs[0].shape[1:]))
     splits = _cast_inputs(splits, model)
     if fidelity:
@@ -88,6 +96,32 @@ def load_user_model(path_text: str) -> keras.Model:
                 f"input or output are not supported yet"
             )
     return model
+
+
+def _image_folder(spec: TaskSpec, model: keras.Model) -> tuple[Splits, Metric]:
+    """A folder of class sub-folders (tasks/image_folder.py) at ``--image-size``, or at the
+    model's own input size when it has one; its classes are the labels."""
+    from devicefit.tasks.image_folder import read_image_folder
+
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or shape[-1] not in (1, 3):
+        raise UsageError(
+            f"--data: {spec.data_path} is a folder of images, but the model takes {shape}, "
+            "not (height, width, 1 or 3 channels)"
+        )
+    size = spec.image_size or (shape[0], shape[1])
+    if None in size:
+        raise UsageError(
+            f"--image-size: the model takes images of any size; give one for {spec.data_path}"
+        )
+    metric = metric_for(spec.metric or "accuracy", "classification")
+    if metric.name == "fidelity":
+        raise UsageError(
+            f"--metric fidelity: {spec.data_path} labels every image by its class folder; "
+            "use accuracy, top5 or a metric of your own"
+        )
+    splits = read_image_folder(spec.data_path, (int(size[0]), int(size[1])), int(shape[-1]))
+    return splits, metric
 
 
 def _opaque_note(model: keras.Model, path: str) -> dict[str, str]:

@@ -1,0 +1,189 @@
+"""``--data DIR``: images in one sub-folder per class, read as Keras reads them.
+
+Keras's ``image_dataset_from_directory`` conventions: the class names are the
+sub-folders' names in sorted order (labels 0, 1, ...); files ending in .bmp, .gif,
+.jpeg, .jpg or .png; each image decoded, converted to RGB (or grayscale for a model
+with one input channel), resized bilinearly (``tf.image.resize``, no antialiasing) to
+``--image-size H,W`` and given as float32 in [0, 255]. ``DIR`` either holds ``train/``,
+``val/`` and optionally ``test/`` folders, each with the class sub-folders, or only
+the class sub-folders:
+then each class's files (sorted by name) are shuffled by a fixed seed and split
+70/15/15.
+
+The splits are :class:`LazyImages`: file names until images are asked for, a batch at
+a time, so a folder larger than memory can be searched. Every problem is one
+UsageError line naming ``--data`` and the folder or file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devicefit.errors import UsageError
+from devicefit.tasks.base import Splits
+
+EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+SPLIT_FOLDERS = ("train", "val", "test")
+SHARES = (0.7, 0.15)  # train, validation; the rest is test
+
+
+class LazyImages:
+    """Images named by path, decoded only when indexed. An integer or a slice gives
+    decoded arrays (what batch loops read); an array of indices gives another
+    LazyImages (a subset, still not decoded)."""
+
+    def __init__(
+        self, paths: tuple[str, ...], size: tuple[int, int], channels: int, dtype: Any = "float32"
+    ) -> None:
+        self.paths = paths
+        self.size = size
+        self.channels = channels
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.paths), *self.size, self.channels)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, int | np.integer):
+            return self._decode(self.paths[index])
+        if isinstance(index, slice):
+            chosen = self.paths[index]
+            if not chosen:
+                return np.zeros((0, *self.shape[1:]), self.dtype)
+            return np.stack([self._decode(p) for p in chosen])
+        picked = np.asarray(index)
+        if picked.dtype == bool:
+            picked = np.flatnonzero(picked)
+        return LazyImages(
+            tuple(self.paths[i] for i in picked), self.size, self.channels, self.dtype
+        )
+
+    def astype(self, dtype: Any, copy: bool = True) -> Any:
+        """``copy=False`` (how a task casts its splits) stays lazy; a copy is decoded."""
+        if not copy:
+            return LazyImages(self.paths, self.size, self.channels, dtype)
+        return self[:].astype(dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self[:]
+        return values if dtype is None else values.astype(dtype)
+
+    def _decode(self, path: str) -> np.ndarray:
+        # The ops image_dataset_from_directory runs, so a model trained on Keras's loader
+        # sees the same pixels here (PIL's own resize would antialias and differ).
+        import tensorflow as tf
+
+        raw = tf.io.read_file(path)
+        image = tf.image.decode_image(raw, channels=self.channels, expand_animations=False)
+        image = tf.image.resize(image, self.size, method="bilinear")
+        return image.numpy().astype(self.dtype, copy=False)
+
+
+def is_lazy(x: Any) -> bool:
+    return isinstance(x, LazyImages)
+
+
+def parse_image_size(text: Any) -> tuple[int, int]:
+    """``"64,64"`` or ``[64, 64]`` as (height, width); a UsageError otherwise."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        size = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise UsageError(f"--image-size: give HEIGHT,WIDTH in pixels, e.g. 64,64; got {text!r}")
+    return size  # type: ignore[return-value]
+
+
+def read_image_folder(path_text: str, size: tuple[int, int], channels: int) -> Splits:
+    """The folder's train, validation and test splits (see the module docstring)."""
+    root = Path(path_text)
+    if all((root / split).is_dir() for split in SPLIT_FOLDERS[:2]):
+        classes = _class_names(root / "train")
+        found = {
+            split: _files(root / split, classes)
+            for split in SPLIT_FOLDERS
+            if (root / split).is_dir()
+        }
+        if "test" not in found:  # as with an .npz without a test split: halve validation
+            found["val"], found["test"] = _halves(found["val"])
+    else:
+        classes = _class_names(root)
+        found = _split(_files(root, classes))
+    for split, files in found.items():
+        if not files:
+            raise UsageError(f"--data: {root} has no images for the {split} split")
+    splits = []
+    for split in SPLIT_FOLDERS:
+        paths = tuple(p for p, _ in found[split])
+        labels = np.array([label for _, label in found[split]], np.int64)
+        splits += [LazyImages(paths, size, channels), labels]
+    return Splits(*splits)
+
+
+def _class_names(folder: Path) -> list[str]:
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(names) < 2:
+        raise UsageError(
+            f"--data: {folder} needs one sub-folder per class (at least two), found {len(names)}"
+        )
+    return names
+
+
+def _files(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
+    """(path, label) of every image under each class folder, sorted; each file's header
+    read, so a file that is not an image is named now, not in the middle of a search."""
+    from PIL import Image, UnidentifiedImageError
+
+    found = []
+    for label, name in enumerate(classes):
+        directory = folder / name
+        if not directory.is_dir():
+            raise UsageError(f"--data: {folder} has no folder for class {name!r}")
+        files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in EXTENSIONS)
+        if not files:
+            raise UsageError(f"--data: class folder {directory} holds no images")
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    image.verify()
+            except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+                raise UsageError(f"--data: cannot read {file} as an image: {exc}") from None
+            found.append((str(file), label))
+    return found
+
+
+def _split(files: list[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
+    """70/15/15 of each class's files, shuffled by a fixed seed (stable across runs)."""
+    out: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLIT_FOLDERS}
+    for label in sorted({label for _, label in files}):
+        mine = [f for f in files if f[1] == label]
+        if len(mine) < 3:
+            raise UsageError(
+                f"--data: class folder {Path(mine[0][0]).parent} has {len(mine)} image(s); "
+                "at least 3 are needed to split it into train, validation and test"
+            )
+        order = np.random.default_rng(label).permutation(len(mine))
+        train = max(1, int(round(SHARES[0] * len(mine))))
+        val = max(1, min(len(mine) - train - 1, int(round(SHARES[1] * len(mine)))))
+        out["train"] += [mine[i] for i in sorted(order[:train])]
+        out["val"] += [mine[i] for i in sorted(order[train : train + val])]
+        out["test"] += [mine[i] for i in sorted(order[train + val :])]
+    return out
+
+
+def _halves(files: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    order = np.random.default_rng(0).permutation(len(files))
+    half = len(files) // 2
+    return [files[i] for i in sorted(order[:half])], [files[i] for i in sorted(order[half:])]
