@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         "in one sub-folder per class",
     )
     s.add_argument(
+        "--output",
+        help="a model with several outputs: the one a built-in --metric scores "
+        "(a metric of your own gets them all)",
+    )
+    s.add_argument(
         "--image-size",
         dest="image_size",
         metavar="H,W",
@@ -288,6 +293,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
             "model",
             "data",
             "metric",
+            "output",
             "image_size",
             "trials",
             "seed",

@@ -31,6 +31,7 @@ class StudyConfig:
     data: str | None = None
     metric: str | None = None
     image_size: tuple[int, int] | None = None  # a --data folder's images: (height, width)
+    output: str | None = None  # a model with several outputs: the one a built-in metric scores
     trials: int = 30
     seed: int = 0
     sampler: str = "tpe"
@@ -268,6 +269,7 @@ def _check_types(config: StudyConfig, where: str) -> None:
         "model",
         "data",
         "metric",
+        "output",
         "study",
         "storage",
         "sampler",
@@ -362,4 +364,5 @@ def build_config(file: str | Path | None, flags: dict[str, Any]) -> StudyConfig:
     if data.get("model") and "task" in given:
         merged["model"] = None  # a --task flag replaces the file's model and its data
         merged["data"] = given.get("data")
+        merged["image_size"] = given.get("image_size")
     return StudyConfig.from_dict(merged, where)

@@ -158,3 +158,15 @@ def test_a_study_file_of_settings_alone_takes_the_model_from_the_flags(tmp_path:
     )
     with pytest.raises(UsageError, match="nothing to compress"):
         build_config(path, {})
+
+
+def test_a_task_flag_drops_the_files_model_data_and_image_size(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'model = "net.keras"\ndata = "photos"\nimage_size = "32,32"\n')
+    config = build_config(path, {"task": "digits"})
+    assert (config.task, config.model, config.data, config.image_size) == (
+        "digits",
+        None,
+        None,
+        None,
+    )
+    assert build_config(path, {}).image_size == (32, 32)

@@ -232,6 +232,87 @@ def test_search_on_a_folder_of_images(tmp_path: Path) -> None:
     assert any(f.get("epochs_run", 0) >= 1 for f in tuned), tuned
 
 
+# Ranges without the identity setting: every sampled trial applies every technique.
+EVERY_TECHNIQUE = """min_runs = 10
+min_seconds = 0.1
+confirm_rounds = 4
+paired_rounds = 0
+[ranges.finetune]
+epochs = [1, 1]
+[ranges.depth_pruning]
+ratio = [0.6, 1.0]
+[ranges.channel_pruning]
+ratio = [0.1, 0.3]
+[ranges.kernel_reduction]
+shrink = [1, 1]
+[ranges.lowrank]
+rank_ratio = [0.5, 0.9]
+[ranges.magnitude_pruning]
+sparsity = [0.2, 0.4]
+[ranges.clustering]
+bits = [6, 8]
+"""
+
+
+def test_search_of_a_two_head_model_with_a_metric_of_its_own(tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    from two_heads import write_two_head_task
+
+    from devicefit.evaluators.tflite_predict import predict
+    from devicefit.spaces import all_techniques
+
+    files = write_two_head_task(tmp_path / "heads")
+    (tmp_path / "study.toml").write_text(EVERY_TECHNIQUE)
+    run = _cli(
+        "search", "--config", str(tmp_path / "study.toml"), "--model", str(files / "net.keras"),
+        "--data", str(files / "data.npz"), "--metric", f"{files}/score.py:detection_score",
+        "--trials", "12", "--study", "heads", "--results", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "out" / "heads"
+    study = _study(folder)
+    ran = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    # Every technique applied with an effect at least once (the heads are model outputs,
+    # so what a structural technique removes is in the backbone).
+    for technique in all_techniques():
+        identity = technique.identity_params()
+        applied = [
+            t.number
+            for t in ran
+            for step in t.user_attrs[attrs.PLAN]["steps"]
+            if step["technique"] == technique.name
+            and any(step["params"].get(k, v) != v for k, v in identity.items())
+        ]
+        assert applied, technique.name
+    # The metric is the user's, on the TFLite file's two named outputs.
+    complete = _complete(study)
+    f32 = next(t for t in complete if t.user_attrs.get(attrs.BASELINE) == "float32")
+    with np.load(files / "data.npz") as npz:
+        x_test = npz["x_test"]
+        y_test = {"cls": npz["y_test_cls"], "box": npz["y_test_box"]}
+    namespace: dict = {}
+    exec((files / "score.py").read_text(), namespace)  # noqa: S102 - the test's own metric
+    tflite = (folder / "trials" / str(f32.number) / "model.tflite").read_bytes()
+    expected = namespace["detection_score"](y_test, predict(tflite, x_test))
+    assert f32.values[0] == pytest.approx(expected, abs=1e-9) and expected > 80
+    # A faster candidate within the budget is on the front.
+    front = json.loads((folder / "pareto.json").read_text())["front"]
+    faster = [
+        t
+        for t in complete
+        if t.number in {m["number"] for m in front}
+        and t.values[1] < f32.values[1]
+        and all(v <= 0 for v in t.constraints.values())
+    ]
+    assert faster, front
+    # Its export keeps both named outputs.
+    out = tmp_path / "shipped"
+    export = _cli("export", str(folder), "--trial", str(faster[0].number), "--out", str(out))
+    assert export.returncode == 0, export.stderr
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    assert sorted(interpreter.get_signature_list()["serving_default"]["outputs"]) == ["box", "cls"]
+
+
 def test_kill_driver_then_resume(tmp_path: Path) -> None:
     config = _config(tmp_path)
     folder = tmp_path / "killed"

@@ -173,10 +173,11 @@ def _one_line(exc: BaseException) -> str:
 
 def _user_frame(exc: BaseException) -> str:
     """Where in the user's code it raised: the innermost frame outside numpy and devicefit."""
+    own = str(Path(__file__).resolve().parents[1])  # this package's folder
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
-        if "/devicefit/" not in f.filename and "site-packages" not in f.filename
+        if not f.filename.startswith(own) and "site-packages" not in f.filename
     ]
     return f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 
@@ -21,17 +21,22 @@ class Metric:
     default_max_drop: float | None
     fn: Callable[[np.ndarray, np.ndarray], float]
     source: str | None = None  # "file.py:function" or "module:function" of a user's metric
+    # A built-in metric of a model with several outputs scores this one of them.
+    output: str | None = None
 
-    def __reduce__(self) -> tuple[Callable[..., Metric], tuple[str, ...]]:
+    def __reduce__(self) -> tuple[Callable[..., Metric], tuple[Any, ...]]:
         # A user's function lives in a module loaded from a path, which another process
         # cannot import by name: a metric travels as its name and is loaded again there.
-        if self.source is None:
-            return get_metric, (self.name,)
-        from devicefit.evaluators.custom_metric import load_custom_metric
+        return _load_again, (self.name, self.source, self.kind, self.output)
 
-        return load_custom_metric, (self.source, self.kind)
-
-    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    def __call__(self, y_true: Any, y_pred: Any) -> float:
+        """The metric of ``y_pred`` against ``y_true``: arrays, or for a model with several
+        outputs dicts by output name (one of them scored, or a user's metric gets all)."""
+        if self.output is not None:
+            y_true, y_pred = y_true[self.output], y_pred[self.output]
+        if isinstance(y_pred, Mapping):
+            y_true = {k: np.asarray(v) for k, v in y_true.items()}
+            return float(self.fn(y_true, {k: np.asarray(v) for k, v in y_pred.items()}))
         return float(self.fn(np.asarray(y_true), np.asarray(y_pred)))
 
     def drop(self, reference: float, value: float) -> float:
@@ -88,3 +93,13 @@ def get_metric(name: str) -> Metric:
         raise UsageError(
             f"--metric: unknown metric {name!r}; choose one of {', '.join(METRICS)}"
         ) from None
+
+
+def _load_again(name: str, source: str | None, kind: Any, output: str | None) -> Metric:
+    if source is None:
+        metric = get_metric(name)
+    else:
+        from devicefit.evaluators.custom_metric import load_custom_metric
+
+        metric = load_custom_metric(source, kind)
+    return replace(metric, output=output) if output is not None else metric

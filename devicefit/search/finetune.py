@@ -16,8 +16,9 @@ silence_tensorflow()
 
 import keras  # noqa: E402
 
-from devicefit.spaces.eager_predict import eager_predict  # noqa: E402
-from devicefit.tasks.base import Task, once_per_task  # noqa: E402
+from devicefit.spaces.convert import with_named_outputs  # noqa: E402
+from devicefit.spaces.eager_predict import eager_predict, named_outputs  # noqa: E402
+from devicefit.tasks.base import Task, once_per_task, take  # noqa: E402
 from devicefit.tasks.image_folder import is_lazy  # noqa: E402
 
 TEMPERATURE = 4.0
@@ -47,14 +48,19 @@ def training_subset(task: Task) -> np.ndarray:
     return np.sort(np.random.default_rng(0).permutation(total)[:limit])
 
 
-def teacher_outputs(task: Task) -> np.ndarray:
-    """The original model's outputs on the fine-tuning inputs, computed once per process."""
+def teacher_outputs(task: Task) -> Any:
+    """The original model's outputs on the fine-tuning inputs, computed once per process
+    (a dict by output name for a model with several outputs)."""
 
-    def compute() -> np.ndarray:
+    def compute() -> Any:
         x = task.data.x_train[training_subset(task)]
         if is_lazy(x):  # a folder of images: decoded batch by batch, never all at once
-            return np.asarray(eager_predict(task.model, x))
-        return np.asarray(task.model.predict(x, verbose=0, batch_size=64))
+            outputs = eager_predict(task.model, x)
+        else:
+            outputs = task.model.predict(x, verbose=0, batch_size=64)
+        if task.output_kinds:  # several outputs: a dict by output name
+            return {k: np.asarray(v) for k, v in named_outputs(task.model, outputs).items()}
+        return np.asarray(outputs)
 
     return once_per_task(_TEACHER_CACHE, task, compute)
 
@@ -193,16 +199,21 @@ def finetune(
     limit stopped it, ``hopeless``: the epoch, its drop and the limit."""
     data = task.data
     subset = training_subset(task)
-    x_train, y_train = data.x_train[subset], data.y_train[subset]
+    x_train, y_train = data.x_train[subset], take(data.y_train, subset)
     teacher = teacher_outputs(task)
-    if task.metric.kind == "classification":
-        classes = teacher.shape[-1]
-        labels = keras.utils.to_categorical(y_train.reshape(-1), classes)
-        target = np.concatenate([labels, teacher.reshape(len(teacher), -1)], axis=-1)
-        loss = _classification_loss(classes, outputs_are_probabilities(task.model))
+    if task.output_kinds:
+        # Several outputs: each against its own labels and the original's output, on a
+        # view of the model with named outputs (the same layers, so it trains the model).
+        model = with_named_outputs(model)
+        pairs = {
+            name: _target_and_loss(kind, y_train[name], teacher[name], False)
+            for name, kind in task.output_kinds.items()
+        }
+        target = {name: pair[0] for name, pair in pairs.items()}
+        loss: Any = {name: pair[1] for name, pair in pairs.items()}
     else:
-        target = np.concatenate([y_train, teacher], axis=-1)
-        loss = _regression_loss(y_train.shape[-1])
+        probabilities = outputs_are_probabilities(task.model)
+        target, loss = _target_and_loss(task.metric.kind, y_train, teacher, probabilities)
     steps = epochs * steps_per_epoch(task)
     warmup = int(WARMUP * steps)
     # A cold start at the full rate can wreck a freshly rewritten network's good weights.
@@ -243,6 +254,19 @@ def finetune(
         "improving": improving,
         "kept_score": kept,
     }
+
+
+def _target_and_loss(
+    kind: str, labels: np.ndarray, teacher: np.ndarray, probabilities: bool
+) -> tuple[np.ndarray, Any]:
+    """One output's training target (its labels beside the original model's outputs, for
+    distillation) and loss."""
+    if kind == "classification":
+        classes = teacher.shape[-1]
+        hot = keras.utils.to_categorical(labels.reshape(-1), classes)
+        target = np.concatenate([hot, teacher.reshape(len(teacher), -1)], axis=-1)
+        return target, _classification_loss(classes, probabilities)
+    return np.concatenate([labels, teacher], axis=-1), _regression_loss(labels.shape[-1])
 
 
 class ShuffledBatches(keras.utils.PyDataset):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from devicefit.search import attrs
@@ -138,9 +137,9 @@ def history_of(trials: list[FrozenTrial]) -> list[Recovery]:
 
 def validation_score(model: Any, task: Any) -> float:
     """The task metric of a Keras model on the validation split."""
-    from devicefit.spaces.eager_predict import eager_predict
+    from devicefit.spaces.eager_predict import model_outputs
 
-    return float(task.metric(task.data.y_val, np.asarray(eager_predict(model, task.data.x_val))))
+    return float(task.metric(task.data.y_val, model_outputs(model, task.data.x_val)))
 
 
 def validation_drop(model: Any, task: Any) -> float:

@@ -35,6 +35,7 @@ def task_spec(config: StudyConfig) -> TaskSpec:
         config.metric,
         config.finetune_samples,
         config.image_size,
+        config.output,
     )
 
 

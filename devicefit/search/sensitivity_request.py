@@ -25,7 +25,9 @@ _baselines: dict[tuple[TaskSpec, int], dict[str, Any]] = {}
 
 def profile_inputs(task: Any, samples: int = SAMPLES) -> tuple[Any, Any]:
     """The validation subset every point of a profile is scored on."""
-    return task.data.x_val[:samples], task.data.y_val[:samples]
+    from devicefit.tasks.base import take
+
+    return task.data.x_val[:samples], take(task.data.y_val, slice(None, samples))
 
 
 @dataclass(frozen=True)

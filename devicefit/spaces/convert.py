@@ -30,6 +30,7 @@ def to_tflite(
     graph, the SavedModel path is tried, as the TensorFlow docs advise.
     """
     errors: list[str] = []
+    model = with_named_outputs(model)
     static = tuple(model.inputs[0].shape[1:]) == tuple(input_shape[1:]) if model.inputs else False
     builds = (_from_keras_model, _from_saved_model) if static else (_from_saved_model,)
     for build in builds:
@@ -45,6 +46,17 @@ def to_tflite(
             except Exception as exc:  # noqa: BLE001 - conversion errors come in many types
                 errors.append(f"{build.__name__}: {type(exc).__name__}: {str(exc)[:300]}")
     raise TrialFailed("TFLite conversion failed: " + " | ".join(errors))
+
+
+def with_named_outputs(model: keras.Model) -> keras.Model:
+    """A model with a list of outputs as the same layers giving a dict by output name:
+    the converter names a list's outputs output_0, output_1, ..., a dict's by its keys,
+    and a user's code reads the file's outputs by the names their model gave them."""
+    outputs = getattr(model, "outputs", None) or []
+    names = list(getattr(model, "output_names", []) or [])
+    if len(outputs) < 2 or isinstance(model.output, dict) or len(names) != len(outputs):
+        return model
+    return keras.Model(model.inputs, dict(zip(names, outputs, strict=True)), name=model.name)
 
 
 def _signature(model: keras.Model, input_shape: tuple[int, ...]) -> tf.TensorSpec:

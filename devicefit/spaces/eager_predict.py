@@ -37,3 +37,16 @@ def eager_predict(model: Any, x: np.ndarray) -> Any:
     if isinstance(first, list | tuple):
         return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(first))]
     return np.concatenate([np.asarray(p) for p in parts])
+
+
+def model_outputs(model: Any, x: np.ndarray) -> Any:
+    """``eager_predict`` as a metric reads it: one array, or for a model with several
+    outputs a dict by output name (as the TFLite file's signature names them)."""
+    return named_outputs(model, eager_predict(model, x))
+
+
+def named_outputs(model: Any, outputs: Any) -> Any:
+    """A list of outputs as a dict by the model's output names; anything else as it is."""
+    if isinstance(outputs, list | tuple):
+        return dict(zip(model.output_names, outputs, strict=True))
+    return outputs

@@ -56,16 +56,20 @@ class IntRange:
 @dataclass(frozen=True)
 class Choice:
     options: tuple[Any, ...]
+    # Choices a study may ask for in its ranges but that are not searched by default:
+    # adding one to the default would change the space of every study made before it,
+    # which Optuna then refuses to resume.
+    extra: tuple[Any, ...] = ()
 
     def override(self, value: Any, where: str) -> Choice:
         if not isinstance(value, list | tuple) or not value:
             raise UsageError(f"{where}: expected a non-empty list of choices, got {value!r}")
-        allowed = set(self.options)
+        allowed = (*self.options, *self.extra)
         unknown = [v for v in value if v not in allowed]
         if unknown:
-            allowed_text = ", ".join(map(str, self.options))
+            allowed_text = ", ".join(map(str, allowed))
             raise UsageError(f"{where}: unknown choice(s) {unknown}; allowed: {allowed_text}")
-        return Choice(tuple(value))
+        return Choice(tuple(value), self.extra)
 
     def validate(self, where: str) -> None:
         if not self.options:

@@ -9,7 +9,12 @@ import numpy as np
 from devicefit.quiet import silence_tensorflow
 from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique, weighted_layers
 from devicefit.spaces.convert import to_tflite
-from devicefit.spaces.mixed_precision import PRECISIONS, expected_kernels, quantize_per_layer
+from devicefit.spaces.mixed_precision import (
+    PRECISIONS,
+    SEARCHED_PRECISIONS,
+    expected_kernels,
+    quantize_per_layer,
+)
 from devicefit.spaces.params import Choice
 
 silence_tensorflow()
@@ -35,7 +40,7 @@ class Quantization(Technique):
     default_ranges = {"mode": Choice(MODES)}
     # Per-layer (or per-block) granularity is mixed precision: a bit-width per layer
     # (see mixed_precision.py) instead of one mode for the whole file.
-    layer_params = {"precision": Choice(PRECISIONS)}
+    layer_params = {"precision": Choice(SEARCHED_PRECISIONS, extra=("a8w4",))}
     global_only = ("mode",)
 
     def identity_params(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
 from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
 from devicefit.spaces.blocks import find_blocks
-from devicefit.spaces.eager_predict import eager_predict
+from devicefit.spaces.eager_predict import model_outputs
 from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import macs_by_layer
 
@@ -283,7 +283,7 @@ def _score(
     elif way is not None and technique.stage == "weights":
         changed = _copy(model)
         technique.finalize(changed, params)
-    return float(metric(y, eager_predict(changed, x)))
+    return float(metric(y, model_outputs(changed, x)))
 
 
 def _copy(model: Any) -> Any:

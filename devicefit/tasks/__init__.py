@@ -45,6 +45,10 @@ def _load(spec: TaskSpec) -> Task:
         from devicefit.tasks.user import load_user_task
 
         return load_user_task(spec)
+    if spec.builtin and spec.image_size is not None:
+        raise UsageError(
+            f"--image-size: only for a --data folder of images, not --task {spec.builtin}"
+        )
     if spec.builtin not in BUILTIN_TASKS:
         raise UsageError(
             f"--task: unknown task {spec.builtin!r}; choose one of {', '.join(BUILTIN_TASKS)}"
@@ -79,6 +83,10 @@ def _check_builtin_metric(task: str, name: str) -> None:
 def _check_custom_metric(task: Task) -> None:
     """A user's metric on the original model's validation outputs: a function that fails
     there would fail every candidate, so the study does not start (UsageError)."""
-    from devicefit.spaces.eager_predict import eager_predict
+    from devicefit.search.sensitivity_request import profile_inputs
+    from devicefit.spaces.eager_predict import model_outputs
 
-    check_on_model(task.metric, task.data.y_val, eager_predict(task.model, task.data.x_val))
+    check_on_model(task.metric, task.data.y_val, model_outputs(task.model, task.data.x_val))
+    # The profiles (--sensitivity) score the first validation samples alone.
+    x, y = profile_inputs(task)
+    check_on_model(task.metric, y, model_outputs(task.model, x))

@@ -17,12 +17,22 @@ if TYPE_CHECKING:
 
 @dataclass
 class Splits:
+    """Inputs and labels per split; a model with several outputs has a dict of labels
+    per split, by output name."""
+
     x_train: np.ndarray
-    y_train: np.ndarray
+    y_train: Any
     x_val: np.ndarray
-    y_val: np.ndarray
+    y_val: Any
     x_test: np.ndarray
-    y_test: np.ndarray
+    y_test: Any
+
+
+def take(labels: Any, index: Any) -> Any:
+    """``labels[index]``, for one array or a dict of them (a model with several outputs)."""
+    if isinstance(labels, dict):
+        return {name: values[index] for name, values in labels.items()}
+    return labels[index]
 
 
 @dataclass
@@ -44,6 +54,9 @@ class Task:
     # subset): SRCNN's 64x64 patches cost ~0.3 s per batch, and a search fine-tunes
     # dozens of candidates. None: all of them.
     finetune_samples: int | None = None
+    # A model with several outputs: each output's kind ("classification" or "regression"),
+    # by name, so fine-tuning trains each against its own labels. None: one output.
+    output_kinds: dict[str, str] | None = None
 
     @cached_property  # read several times per candidate; the split never changes
     def calibration(self) -> np.ndarray:
@@ -91,6 +104,7 @@ class TaskSpec:
     metric: str | None = None  # None: the built-in task's own metric
     finetune_samples: int | None = None  # None: the task's own (Task.finetune_samples)
     image_size: tuple[int, int] | None = None  # a --data folder's images: (height, width)
+    output: str | None = None  # the output a built-in metric scores (several outputs)
 
     def label(self) -> str:
         if self.builtin:

@@ -39,13 +39,13 @@ class LazyImages:
         self, paths: tuple[str, ...], size: tuple[int, int], channels: int, dtype: Any = "float32"
     ) -> None:
         self.paths = paths
-        self.size = size
+        self.image_size = size
         self.channels = channels
         self.dtype = np.dtype(dtype)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.paths), *self.size, self.channels)
+        return (len(self.paths), *self.image_size, self.channels)
 
     @property
     def ndim(self) -> int:
@@ -63,16 +63,19 @@ class LazyImages:
                 return np.zeros((0, *self.shape[1:]), self.dtype)
             return np.stack([self._decode(p) for p in chosen])
         picked = np.asarray(index)
+        if picked.ndim != 1 or picked.dtype.kind not in "biu":
+            raise IndexError(f"images are indexed by an int, a slice or 1-d indices, not {index!r}")
         if picked.dtype == bool:
+            if len(picked) != len(self.paths):
+                raise IndexError(f"a mask of {len(picked)} for {len(self.paths)} images")
             picked = np.flatnonzero(picked)
-        return LazyImages(
-            tuple(self.paths[i] for i in picked), self.size, self.channels, self.dtype
-        )
+        paths = tuple(self.paths[i] for i in picked)
+        return LazyImages(paths, self.image_size, self.channels, self.dtype)
 
     def astype(self, dtype: Any, copy: bool = True) -> Any:
         """``copy=False`` (how a task casts its splits) stays lazy; a copy is decoded."""
         if not copy:
-            return LazyImages(self.paths, self.size, self.channels, dtype)
+            return LazyImages(self.paths, self.image_size, self.channels, dtype)
         return self[:].astype(dtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -85,8 +88,14 @@ class LazyImages:
         import tensorflow as tf
 
         raw = tf.io.read_file(path)
-        image = tf.image.decode_image(raw, channels=self.channels, expand_animations=False)
-        image = tf.image.resize(image, self.size, method="bilinear")
+        if self.channels == 1 and path.lower().endswith((".bmp", ".gif")):
+            # Their decoders give no grayscale (Keras's loader fails on them here).
+            image = tf.image.rgb_to_grayscale(
+                tf.image.decode_image(raw, channels=3, expand_animations=False)
+            )
+        else:
+            image = tf.image.decode_image(raw, channels=self.channels, expand_animations=False)
+        image = tf.image.resize(image, self.image_size, method="bilinear")
         return image.numpy().astype(self.dtype, copy=False)
 
 
@@ -96,11 +105,16 @@ def is_lazy(x: Any) -> bool:
 
 def parse_image_size(text: Any) -> tuple[int, int]:
     """``"64,64"`` or ``[64, 64]`` as (height, width); a UsageError otherwise."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    try:
-        size = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        size = ()
+    size: tuple[int, ...] = ()
+    if isinstance(text, str):
+        try:
+            size = tuple(int(p) for p in text.split(","))
+        except ValueError:
+            size = ()
+    elif isinstance(text, list | tuple) and all(
+        isinstance(p, int) and not isinstance(p, bool) for p in text
+    ):
+        size = tuple(text)
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"--image-size: give HEIGHT,WIDTH in pixels, e.g. 64,64; got {text!r}")
     return size  # type: ignore[return-value]
@@ -175,7 +189,8 @@ def _split(files: list[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
                 "at least 3 are needed to split it into train, validation and test"
             )
         order = np.random.default_rng(label).permutation(len(mine))
-        train = max(1, int(round(SHARES[0] * len(mine))))
+        # At least one image for validation and one for test, however small the class.
+        train = min(len(mine) - 2, max(1, int(round(SHARES[0] * len(mine)))))
         val = max(1, min(len(mine) - train - 1, int(round(SHARES[1] * len(mine)))))
         out["train"] += [mine[i] for i in sorted(order[:train])]
         out["val"] += [mine[i] for i in sorted(order[train : train + val])]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from devicefit.errors import UsageError
-from devicefit.evaluators.custom_metric import metric_for
+from devicefit.evaluators.custom_metric import is_custom_metric, metric_for
 from devicefit.evaluators.metrics import METRICS, Metric
 from devicefit.quiet import silence_tensorflow
 from devicefit.tasks.base import Splits, Task, TaskSpec
@@ -46,6 +47,8 @@ def load_user_task(spec: TaskSpec) -> Task:
                 f"--image-size: only for a --data folder of images, not {spec.data_path}"
             )
         arrays = read_npz(spec.data_path)
+        if len(model.outputs) > 1:
+            return _several_outputs(spec, model, arrays)
         by_labels = default_metric(arrays)
         # A user's metric is trained for as the labels read: class indices, or values.
         metric = metric_for(spec.metric or by_labels, METRICS[by_labels].kind)
@@ -57,17 +60,26 @@ def load_user_task(spec: TaskSpec) -> Task:
         splits = relabel_with_model(model, splits)
     else:
         check_labels(splits, tuple(model.outputs[0].shape[1:]), metric)
+    return _task(spec, model, splits, metric, sample_shape, _opaque_note(model, spec.model_path))
+
+
+def _task(
+    spec: TaskSpec,
+    model: keras.Model,
+    splits: Splits,
+    metric: Metric,
+    sample_shape: tuple[int, ...],
+    info: dict[str, Any],
+    output_kinds: dict[str, str] | None = None,
+) -> Task:
     return Task(
         name=spec.label(),
         model=model,
         data=splits,
         metric=metric,
         input_shape=(1, *sample_shape),
-        info={
-            "model_path": str(spec.model_path),
-            "data_path": str(spec.data_path),
-            **_opaque_note(model, spec.model_path),
-        },
+        info={"model_path": str(spec.model_path), "data_path": str(spec.data_path), **info},
+        output_kinds=output_kinds,
     )
 
 
@@ -89,13 +101,53 @@ def load_user_model(path_text: str) -> keras.Model:
             raise UsageError(f"--model: cannot load {path} as a Keras model: {reason}") from None
     else:
         raise UsageError(f"--model: {path} is not a .keras or .h5 file or a SavedModel folder")
-    for what, tensors in (("inputs", model.inputs), ("outputs", model.outputs)):
-        if len(tensors) != 1:
-            raise UsageError(
-                f"--model: {path} has {len(tensors)} {what}; models with more than one "
-                f"input or output are not supported yet"
-            )
+    if len(model.inputs) != 1:
+        raise UsageError(
+            f"--model: {path} has {len(model.inputs)} inputs; models with more than one "
+            "input are not supported yet"
+        )
     return model
+
+
+def _several_outputs(spec: TaskSpec, model: keras.Model, arrays: dict[str, np.ndarray]) -> Task:
+    """A model with several outputs: labels ``y_<split>_<output>`` per output, each output
+    trained for as its labels read; a built-in metric scores the ``--output`` named, a
+    metric of the user's own gets every output (dicts by name)."""
+    from dataclasses import replace
+
+    from devicefit.spaces.eager_predict import named_outputs
+
+    names = tuple(named_outputs(model, list(model.output_names)))
+    splits = make_splits(arrays, spec.data_path, labels_required=True, outputs=names)
+    by_output = {name: default_metric({"y_train": splits.y_train[name]}) for name in names}
+    kinds = {name: METRICS[by].kind for name, by in by_output.items()}
+    if spec.metric == "fidelity":
+        raise UsageError(
+            f"--metric fidelity: {spec.model_path} has several outputs; score one with "
+            "--output NAME and its labels, or give a metric of your own"
+        )
+    if spec.metric and is_custom_metric(spec.metric):
+        kind = "classification" if "classification" in kinds.values() else "regression"
+        metric = metric_for(spec.metric, kind)
+    else:
+        if spec.output not in names:
+            given = f"{spec.output!r} is not one of them" if spec.output else "name one"
+            raise UsageError(
+                f"--output: {spec.model_path} has outputs {', '.join(names)}; {given} for "
+                f"--metric {spec.metric or 'accuracy/mse'}, or give a metric of your own "
+                "(FILE.py:FUNCTION) that scores them all"
+            )
+        metric = replace(
+            metric_for(spec.metric or by_output[spec.output], "classification"), output=spec.output
+        )
+    sample_shape = check_inputs(splits, tuple(model.inputs[0].shape[1:]))
+    splits = _cast_inputs(splits, model)
+    for index, name in enumerate(names):
+        labels = replace(
+            splits, **{f"y_{s}": getattr(splits, f"y_{s}")[name] for s in ("train", "val", "test")}
+        )
+        check_labels(labels, tuple(model.outputs[index].shape[1:]), METRICS[by_output[name]])
+    return _task(spec, model, splits, metric, sample_shape, {"outputs": list(names)}, kinds)
 
 
 def _image_folder(spec: TaskSpec, model: keras.Model) -> tuple[Splits, Metric]:

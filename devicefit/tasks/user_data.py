@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from devicefit.errors import UsageError
 from devicefit.evaluators.metrics import Metric
-from devicefit.tasks.base import Splits
+from devicefit.tasks.base import Splits, take
 
 SPLITS = ("train", "val", "test")
 
@@ -43,13 +44,20 @@ def default_metric(arrays: dict[str, np.ndarray]) -> str:
     return "accuracy" if np.issubdtype(y.dtype, np.integer) or one_hot else "mse"
 
 
-def make_splits(arrays: dict[str, np.ndarray], path: str, labels_required: bool) -> Splits:
-    """Splits from the arrays; without a test split the validation split is halved."""
+def make_splits(
+    arrays: dict[str, np.ndarray], path: str, labels_required: bool, outputs: tuple[str, ...] = ()
+) -> Splits:
+    """Splits from the arrays; without a test split the validation split is halved. With
+    several ``outputs`` the labels of each split are a dict by output name, read from
+    ``y_<split>_<output>``."""
 
     def need(key: str) -> np.ndarray:
         if key not in arrays:
             raise UsageError(f"--data: {path} lacks {key}")
         return arrays[key]
+
+    if outputs:
+        return _output_splits(arrays, path, outputs, need)
 
     x = {"train": need("x_train"), "val": need("x_val")}
     has_test = "x_test" in arrays or ("y_test" in arrays and labels_required)
@@ -78,9 +86,31 @@ def make_splits(arrays: dict[str, np.ndarray], path: str, labels_required: bool)
     )  # fmt: skip
 
 
+def _output_splits(
+    arrays: dict[str, np.ndarray], path: str, outputs: tuple[str, ...], need: Any
+) -> Splits:
+    """Splits of a model with several outputs: ``x_<split>`` and ``y_<split>_<output>``."""
+    splits = ["train", "val"] + (["test"] if "x_test" in arrays else [])
+    x = {split: need(f"x_{split}") for split in splits}
+    y = {split: {name: need(f"y_{split}_{name}") for name in outputs} for split in splits}
+    for split in splits:
+        if x[split].ndim == 0 or len(x[split]) == 0:
+            raise UsageError(f"--data: x_{split} in {path} has no samples")
+        for name, labels in y[split].items():
+            if labels.ndim == 0 or len(labels) != len(x[split]):
+                got = len(labels) if labels.ndim else "no"
+                raise UsageError(
+                    f"--data: x_{split} has {len(x[split])} samples but y_{split}_{name} has "
+                    f"{got} in {path}"
+                )
+    if "test" not in x:
+        x["val"], x["test"], y = _halve_validation(x["val"], y, path)
+    return Splits(x["train"], y["train"], x["val"], y["val"], x["test"], y["test"])
+
+
 def _halve_validation(
-    x_val: np.ndarray, y: dict[str, np.ndarray], path: str
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    x_val: np.ndarray, y: dict[str, Any], path: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     # A fixed shuffle of the validation set, half for each, so the reported
     # metric is never on data used to pick or calibrate models.
     if len(x_val) < 2:
@@ -89,7 +119,7 @@ def _halve_validation(
     val, test = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
     y = dict(y)
     if "val" in y:
-        y["val"], y["test"] = y["val"][val], y["val"][test]
+        y["val"], y["test"] = take(y["val"], val), take(y["val"], test)
     return x_val[val], x_val[test], y
 
 

@@ -195,3 +195,26 @@ def test_a_metric_failing_on_the_original_model_stops_the_study(
         f"--metric: {metrics_file}:boom raised ValueError: the boxes do not line up at "
         f"my_metrics.py:{line} (on the original model's validation outputs)"
     )
+
+
+def test_a_metric_unpickles_in_another_process_from_another_folder(
+    metrics_file: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    metric = load_custom_metric(f"{metrics_file}:mean_abs", "regression")
+    code = (
+        "import pickle, sys, numpy as np; m = pickle.loads(sys.stdin.buffer.read()); "
+        "print(m.name, m.higher_is_better, m(np.zeros(3), np.full(3, 4.0)))"
+    )
+    (tmp_path / "elsewhere").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        input=pickle.dumps(metric),
+        capture_output=True,
+        cwd=tmp_path / "elsewhere",
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert run.stdout.decode().split() == ["mean_abs", "False", "4.0"]

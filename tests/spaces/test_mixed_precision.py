@@ -96,3 +96,15 @@ def test_all_float_precisions_leave_the_file_float() -> None:
 def test_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown precision"):
         Quantization().convert(_model(), {"per_layer": {"fc": {"precision": "w3"}}}, _ctx())
+
+
+def test_a8w4_is_searched_when_a_study_asks_for_it_and_not_by_default() -> None:
+    from devicefit.errors import UsageError
+    from devicefit.spaces.space import SearchSpace
+
+    searched = SearchSpace([Quantization()]).layer_ranges["quantization"]["precision"]
+    assert "a8w4" not in searched.options  # older per-layer studies keep their space
+    asked = SearchSpace([Quantization()], {"quantization": {"precision": ["float", "a8w4"]}})
+    assert asked.layer_ranges["quantization"]["precision"].options == ("float", "a8w4")
+    with pytest.raises(UsageError, match="a8w4"):  # the error lists it among the allowed
+        SearchSpace([Quantization()], {"quantization": {"precision": ["a4w4"]}})

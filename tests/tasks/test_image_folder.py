@@ -63,6 +63,32 @@ def test_indexing_by_indices_stays_lazy_and_slices_decode(folder: Path) -> None:
     assert subset[:].shape == (2, 16, 16, 1)  # grayscale for a one-channel model
     assert isinstance(images.astype("float32", copy=False), LazyImages)
     assert isinstance(images.astype("float32"), np.ndarray)
+    mask = np.zeros(len(images), bool)
+    mask[[2, 3]] = True
+    assert images[mask].paths == images.paths[2:4]
+    for bad in (np.zeros(3, bool), (0, slice(2)), np.array(3), [[1, 2]]):
+        with pytest.raises(IndexError):
+            images[bad]
+
+
+@pytest.mark.parametrize("per_class", [3, 4, 5])
+def test_small_classes_still_give_every_split_an_image(tmp_path: Path, per_class: int) -> None:
+    splits = read_image_folder(str(make_image_folder(tmp_path / "d", per_class)), (8, 8), 3)
+    assert len(splits.x_val) == len(splits.x_test) == 3  # one of each class
+    assert len(splits.x_train) == 3 * (per_class - 2)
+
+
+def test_bmp_and_gif_files_decode_for_a_one_channel_model(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = make_image_folder(tmp_path / "d", 3)
+    for name, suffix in (("astronaut", ".bmp"), ("coffee", ".gif")):
+        for png in sorted((folder / name).glob("*.png")):
+            Image.open(png).convert("RGB").save(png.with_suffix(suffix))
+            png.unlink()
+    splits = read_image_folder(str(folder), (8, 8), 1)
+    images = splits.x_train[:]
+    assert images.shape == (3, 8, 8, 1) and images.max() > 1.0
 
 
 def test_train_val_test_folders_are_used_as_given(tmp_path: Path) -> None:
@@ -108,6 +134,6 @@ def test_a_bad_folder_is_one_line_naming_it(tmp_path: Path, make, message: str) 
 
 def test_image_sizes_are_read_as_height_and_width() -> None:
     assert parse_image_size("64,48") == (64, 48) and parse_image_size([8, 8]) == (8, 8)
-    for bad in ("64", "a,b", "0,4", [1, 2, 3]):
+    for bad in ("64", "a,b", "0,4", [1, 2, 3], 64, True, [64.9, 3], [True, 2]):
         with pytest.raises(UsageError, match="--image-size"):
             parse_image_size(bad)
