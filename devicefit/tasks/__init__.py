@@ -11,7 +11,7 @@ from dataclasses import replace
 from devicefit.errors import UsageError
 from devicefit.evaluators.custom_metric import check_on_model, is_custom_metric
 from devicefit.evaluators.metrics import METRICS, get_metric
-from devicefit.tasks.base import Splits, Task, TaskSpec
+from devicefit.tasks.base import Splits, Task, TaskSpec, take
 
 __all__ = ["BUILTIN_TASKS", "Splits", "Task", "TaskSpec", "clear_loaded_tasks", "load_task"]
 
@@ -86,7 +86,8 @@ def _check_custom_metric(task: Task) -> None:
     from devicefit.search.sensitivity_request import profile_inputs
     from devicefit.spaces.eager_predict import model_outputs
 
-    check_on_model(task.metric, task.data.y_val, model_outputs(task.model, task.data.x_val))
+    outputs = model_outputs(task.model, task.data.x_val)
+    check_on_model(task.metric, task.data.y_val, outputs)
     # The profiles (--sensitivity) score the first validation samples alone.
     x, y = profile_inputs(task)
-    check_on_model(task.metric, y, model_outputs(task.model, x))
+    check_on_model(task.metric, y, take(outputs, slice(None, len(x))))

@@ -115,9 +115,7 @@ def _several_outputs(spec: TaskSpec, model: keras.Model, arrays: dict[str, np.nd
     metric of the user's own gets every output (dicts by name)."""
     from dataclasses import replace
 
-    from devicefit.spaces.eager_predict import named_outputs
-
-    names = tuple(named_outputs(model, list(model.output_names)))
+    names = tuple(model.output_names)
     splits = make_splits(arrays, spec.data_path, labels_required=True, outputs=names)
     by_output = {name: default_metric({"y_train": splits.y_train[name]}) for name in names}
     kinds = {name: METRICS[by].kind for name, by in by_output.items()}
