@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
     s.add_argument(
         "--data",
-        help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test], or a folder of images "
-        "in one sub-folder per class",
+        help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test], a folder of images "
+        "in one sub-folder per class, or FILE.py:FUNCTION returning tf.data.Datasets",
     )
     s.add_argument(
         "--output",

@@ -121,7 +121,7 @@ class StudyConfig:
         if not self.task and not self.model:
             raise UsageError(f"{where}: nothing to compress: give --task NAME or --model FILE")
         if self.model and not self.data:
-            raise UsageError(f"{where}: --model needs --data FILE.npz")
+            raise UsageError(f"{where}: --model needs --data (FILE.npz, DIR or FILE.py:FUNCTION)")
         if self.trials < 1:
             raise UsageError(f"--trials: must be at least 1, got {self.trials}")
         if self.workers < 1:
@@ -168,7 +168,7 @@ class StudyConfig:
 
 def _normalized(data: dict[str, Any], where: str) -> dict[str, Any]:
     """Lists from TOML or JSON as tuples; ``device`` (one spec, as studies before pools
-    stored it) as ``devices``; a metric file's path absolute."""
+    stored it) as ``devices``; a metric's or data loader's file path absolute."""
     values = dict(data)
     if "device" in values:
         device = values.pop("device")
@@ -184,6 +184,12 @@ def _normalized(data: dict[str, Any], where: str) -> dict[str, Any]:
 
         # A user's metric file is found again from any folder a study resumes in.
         values["metric"] = absolute_metric_spec(values["metric"])
+    if isinstance(values.get("data"), str):
+        from devicefit.tasks.data_loader import is_data_loader
+        from devicefit.user_code import absolute_target
+
+        if is_data_loader(values["data"]):  # likewise a data loader's file
+            values["data"] = absolute_target(values["data"])
     for key in ("techniques", "devices", "objectives"):
         value = values.get(key)
         if isinstance(value, str):

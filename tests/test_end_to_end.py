@@ -194,6 +194,27 @@ def test_search_with_a_metric_of_ones_own(tmp_path: Path) -> None:
     assert "macro_f1" in (folder / "report.html").read_text()
 
 
+def _five_quick_trials(
+    tmp_path: Path, name: str, data: str, *flags: str
+) -> list[optuna.trial.FrozenTrial]:
+    """Five trials of channel pruning and quantization (one fine-tuning epoch) on the
+    model saved at ``tmp_path/net.keras`` with ``--data data``; the complete trials."""
+    study = tmp_path / "study.toml"
+    study.write_text(
+        "min_runs = 10\nmin_seconds = 0.1\nconfirm_rounds = 0\npaired_rounds = 0\n"
+        'techniques = ["channel_pruning", "quantization"]\n[ranges.finetune]\nepochs = [1, 1]\n'
+    )
+    run = _cli(
+        "search", "--config", str(study), "--model", str(tmp_path / "net.keras"),
+        "--data", data, *flags, "--trials", "5", "--study", name,
+        "--results", str(tmp_path / "out"), "--max-metric-drop", "50",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = _complete(_study(tmp_path / "out" / name))
+    assert len(trials) == 5
+    return trials
+
+
 def test_search_on_a_folder_of_images(tmp_path: Path) -> None:
     # A small CNN trained here on crops of three of scikit-image's photos, one class each,
     # searched from the folder at 32x32: fine-tuning streams the images batch by batch.
@@ -214,21 +235,40 @@ def test_search_on_a_folder_of_images(tmp_path: Path) -> None:
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(splits.x_train[:], splits.y_train, epochs=30, verbose=0)
     model.save(tmp_path / "net.keras")
-    study = tmp_path / "study.toml"
-    study.write_text(
-        "min_runs = 10\nmin_seconds = 0.1\nconfirm_rounds = 0\npaired_rounds = 0\n"
-        'techniques = ["channel_pruning", "quantization"]\n[ranges.finetune]\nepochs = [1, 1]\n'
-    )
-    run = _cli(
-        "search", "--config", str(study), "--model", str(tmp_path / "net.keras"),
-        "--data", str(folder), "--image-size", "32,32", "--trials", "5",
-        "--study", "photos", "--results", str(tmp_path / "out"), "--max-metric-drop", "50",
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    trials = _complete(_study(tmp_path / "out" / "photos"))
-    assert len(trials) == 5
+    trials = _five_quick_trials(tmp_path, "photos", str(folder), "--image-size", "32,32")
     f32 = next(t for t in trials if t.user_attrs.get(attrs.BASELINE) == "float32")
     assert f32.values[0] > 60  # the trained classifier, scored on the folder's test split
+    tuned = [t.user_attrs[attrs.METRICS]["finetune"] for t in trials]
+    assert any(f.get("epochs_run", 0) >= 1 for f in tuned), tuned
+
+
+def test_search_with_a_data_loader_of_tf_data_pipelines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --data loaders.py:pipeline: tf.data pipelines over scikit-learn's digits (a map, batches,
+    # single samples), read to disk once by the driver; every worker reads those files.
+    import keras
+    from data_loaders import calls, write_loaders
+    from sklearn.datasets import load_digits
+
+    monkeypatch.setenv("DEVICEFIT_CACHE", str(tmp_path / "cache"))
+    loaders = write_loaders(tmp_path / "user")
+    digits = load_digits()
+    x, y = (digits.images[..., None] / 16.0).astype("float32"), digits.target
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, activation="relu", name="conv")]
+        + [keras.layers.Flatten(), keras.layers.Dense(10, name="logits")]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:1200], y[:1200], epochs=10, verbose=0)
+    model.save(tmp_path / "net.keras")
+    keras_accuracy = 100 * np.mean(model.predict(x[1500:], verbose=0).argmax(-1) == y[1500:])
+    trials = _five_quick_trials(tmp_path, "piped", f"{loaders}:pipeline")
+    assert calls(loaders) == 1  # the driver read the pipelines; the workers read its files
+    f32 = next(t for t in trials if t.user_attrs.get(attrs.BASELINE) == "float32")
+    # Scored on the loader's test split (digits 1500 on): the Keras model's accuracy there.
+    assert abs(f32.values[0] - keras_accuracy) < 0.5, (f32.values[0], keras_accuracy)
     tuned = [t.user_attrs[attrs.METRICS]["finetune"] for t in trials]
     assert any(f.get("epochs_run", 0) >= 1 for f in tuned), tuned
 

@@ -14,21 +14,16 @@ UsageError before the study starts; in a trial it fails only that trial).
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import math
 import numbers
-import sys
-import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from devicefit.errors import UsageError
 from devicefit.evaluators.metrics import Metric
+from devicefit.user_code import absolute_target, import_target, one_line, user_frame
 
 
 class MetricError(RuntimeError):
@@ -47,12 +42,7 @@ def absolute_metric_spec(name: str) -> str:
     """``name`` with a relative file made absolute, so a study resumed from another folder
     (or run by workers that start elsewhere) loads the same file; modules and built-ins as
     they are."""
-    if not is_custom_metric(name):
-        return name
-    target, function = name.rsplit(":", 1)
-    if not _is_file_target(target):
-        return name
-    return f"{Path(target).expanduser().resolve()}:{function}"
+    return absolute_target(name) if is_custom_metric(name) else name
 
 
 def metric_for(name: str, kind: Literal["classification", "regression"]) -> Metric:
@@ -69,7 +59,7 @@ def load_custom_metric(name: str, kind: Literal["classification", "regression"])
     where = f"--metric {name}"
     if not target or not function_name:
         raise UsageError(f"{where}: give FILE.py:FUNCTION or MODULE:FUNCTION")
-    module = _load_module(target, where)
+    module = import_target(target, where, "devicefit_metric")
     function = getattr(module, function_name, None)
     if function is None:
         raise UsageError(f"{where}: {target} has no function {function_name!r}")
@@ -104,35 +94,6 @@ def check_on_model(metric: Metric, y_true: np.ndarray, y_pred: Any) -> float:
         raise UsageError(f"--metric: {exc} (on the original model's validation outputs)") from None
 
 
-def _load_module(target: str, where: str) -> Any:
-    if _is_file_target(target):
-        path = Path(target).expanduser()
-        if not path.is_file():
-            raise UsageError(f"{where}: file not found: {path}")
-        # One module name per file, so two metric files of the same name do not collide.
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-        module_name = f"devicefit_metric_{digest}"
-        if module_name in sys.modules:
-            return sys.modules[module_name]
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise UsageError(f"{where}: cannot import {path} as Python")
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001 - a user's file can fail in any way
-            raise UsageError(f"{where}: cannot import {path}: {_one_line(exc)}") from None
-        sys.modules[module_name] = module
-        return module
-    try:
-        return importlib.import_module(target)
-    except Exception as exc:  # noqa: BLE001 - a user's module can fail in any way
-        raise UsageError(
-            f"{where}: cannot import module {target}: {_one_line(exc)} "
-            "(a file is given by its path, ending in .py)"
-        ) from None
-
-
 def _checked(function: Callable[..., Any], name: str) -> Callable[[Any, Any], float]:
     """``function`` whose failures and non-numbers are one MetricError line each."""
 
@@ -140,7 +101,7 @@ def _checked(function: Callable[..., Any], name: str) -> Callable[[Any, Any], fl
         try:
             value = function(y_true, y_pred)
         except Exception as exc:  # noqa: BLE001 - a user's metric can fail in any way
-            raise MetricError(f"{name} raised {_one_line(exc)}{_user_frame(exc)}") from exc
+            raise MetricError(f"{name} raised {one_line(exc)}{user_frame(exc)}") from exc
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.reshape(())[()]
         if not _is_number(value):
@@ -154,32 +115,12 @@ def _checked(function: Callable[..., Any], name: str) -> Callable[[Any, Any], fl
     return call
 
 
-def _is_file_target(target: str) -> bool:
-    return target.endswith(".py") or "/" in target or "\\" in target
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def _is_finite_number(value: Any) -> bool:
     return _is_number(value) and math.isfinite(float(value))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1][:300]}" if text else type(exc).__name__
-
-
-def _user_frame(exc: BaseException) -> str:
-    """Where in the user's code it raised: the innermost frame outside numpy and devicefit."""
-    own = str(Path(__file__).resolve().parents[1])  # this package's folder
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not f.filename.startswith(own) and "site-packages" not in f.filename
-    ]
-    return f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
 
 
 def _short_repr(value: Any) -> str:

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 from devicefit.spaces.convert import with_named_outputs  # noqa: E402
 from devicefit.spaces.eager_predict import eager_predict, named_outputs  # noqa: E402
 from devicefit.tasks.base import Task, once_per_task, take  # noqa: E402
-from devicefit.tasks.image_folder import is_lazy  # noqa: E402
+from devicefit.tasks.lazy_rows import is_lazy  # noqa: E402
 
 TEMPERATURE = 4.0
 ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the teacher

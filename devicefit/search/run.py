@@ -65,11 +65,14 @@ def _prepare(config: StudyConfig) -> tuple[TaskSpec, SearchSpace, object, object
     import optuna
 
     from devicefit.tasks import load_task
+    from devicefit.tasks.data_loader import is_data_loader, refresh
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     build_space(config)  # the ranges and names, before the (slow) task loads
     devices = build_pools(config.devices)
     spec = task_spec(config)
+    if spec.data_path and is_data_loader(spec.data_path):
+        refresh(spec.data_path)  # what the loader reads may have changed: read it anew
     task = load_task(spec)  # trains a built-in task's model on first use
     space = build_space(config, task.model)  # type: ignore[attr-defined]
     return spec, space, devices, task

@@ -23,14 +23,9 @@ silence_tensorflow()
 
 import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.progress import (  # noqa: E402
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress  # noqa: E402
+
+from devicefit.tasks.reading_progress import transient_bar  # noqa: E402
 
 CACHE_ENV = "DEVICEFIT_CACHE"
 
@@ -72,16 +67,7 @@ class RichProgress(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         epochs = int(self.params.get("epochs") or 1)
         steps = int(self.params.get("steps") or 1)
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-            disable=not self.console.is_terminal,
-        )
+        self._progress = transient_bar(self.console)
         self._progress.start()
         self._bar = self._progress.add_task(self._describe(logs), total=epochs * steps)
 
@@ -118,7 +104,7 @@ def cached_model(task: str, filename: str, train: Trainer, seed: int = 0) -> ker
     model = _load_if_valid(path)
     if model is not None:
         return model
-    with _locked(path.with_suffix(".lock")):
+    with locked(path.with_suffix(".lock")):
         model = _load_if_valid(path)  # another process may have trained it while we waited
         if model is not None:
             return model
@@ -170,7 +156,7 @@ def _save_atomically(model: keras.Model, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def locked(lock_path: Path) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # Windows: no lock; atomic replace still prevents torn files

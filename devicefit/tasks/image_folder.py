@@ -24,16 +24,15 @@ import numpy as np
 
 from devicefit.errors import UsageError
 from devicefit.tasks.base import Splits
+from devicefit.tasks.lazy_rows import LazyRows
 
 EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 SPLIT_FOLDERS = ("train", "val", "test")
 SHARES = (0.7, 0.15)  # train, validation; the rest is test
 
 
-class LazyImages:
-    """Images named by path, decoded only when indexed. An integer or a slice gives
-    decoded arrays (what batch loops read); an array of indices gives another
-    LazyImages (a subset, still not decoded)."""
+class LazyImages(LazyRows):
+    """Images named by path, decoded only when their rows are read."""
 
     def __init__(
         self, paths: tuple[str, ...], size: tuple[int, int], channels: int, dtype: Any = "float32"
@@ -43,44 +42,21 @@ class LazyImages:
         self.channels = channels
         self.dtype = np.dtype(dtype)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.paths), *self.image_size, self.channels)
-
-    @property
-    def ndim(self) -> int:
-        return 4
-
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, int | np.integer):
-            return self._decode(self.paths[index])
-        if isinstance(index, slice):
-            chosen = self.paths[index]
-            if not chosen:
-                return np.zeros((0, *self.shape[1:]), self.dtype)
-            return np.stack([self._decode(p) for p in chosen])
-        picked = np.asarray(index)
-        if picked.ndim != 1 or picked.dtype.kind not in "biu":
-            raise IndexError(f"images are indexed by an int, a slice or 1-d indices, not {index!r}")
-        if picked.dtype == bool:
-            if len(picked) != len(self.paths):
-                raise IndexError(f"a mask of {len(picked)} for {len(self.paths)} images")
-            picked = np.flatnonzero(picked)
-        paths = tuple(self.paths[i] for i in picked)
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (*self.image_size, self.channels)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        if not len(rows):
+            return np.zeros((0, *self.sample_shape), self.dtype)
+        return np.stack([self._decode(self.paths[i]) for i in rows])
+
+    def subset(self, rows: np.ndarray) -> LazyImages:
+        paths = tuple(self.paths[i] for i in rows)
         return LazyImages(paths, self.image_size, self.channels, self.dtype)
-
-    def astype(self, dtype: Any, copy: bool = True) -> Any:
-        """``copy=False`` (how a task casts its splits) stays lazy; a copy is decoded."""
-        if not copy:
-            return LazyImages(self.paths, self.image_size, self.channels, dtype)
-        return self[:].astype(dtype)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        values = self[:]
-        return values if dtype is None else values.astype(dtype)
 
     def _decode(self, path: str) -> np.ndarray:
         # The ops image_dataset_from_directory runs, so a model trained on Keras's loader
@@ -97,10 +73,6 @@ class LazyImages:
             image = tf.image.decode_image(raw, channels=self.channels, expand_animations=False)
         image = tf.image.resize(image, self.image_size, method="bilinear")
         return image.numpy().astype(self.dtype, copy=False)
-
-
-def is_lazy(x: Any) -> bool:
-    return isinstance(x, LazyImages)
 
 
 def parse_image_size(text: Any) -> tuple[int, int]:

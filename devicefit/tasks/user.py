@@ -17,7 +17,10 @@ from devicefit.errors import UsageError
 from devicefit.evaluators.custom_metric import is_custom_metric, metric_for
 from devicefit.evaluators.metrics import METRICS, Metric
 from devicefit.quiet import silence_tensorflow
+from devicefit.spaces.eager_predict import eager_predict
 from devicefit.tasks.base import Splits, Task, TaskSpec
+from devicefit.tasks.data_loader import is_written_splits
+from devicefit.tasks.lazy_rows import is_lazy
 from devicefit.tasks.user_data import (
     check_inputs,
     check_labels,
@@ -38,7 +41,7 @@ def load_user_task(spec: TaskSpec) -> Task:
     if not spec.data_path:
         raise UsageError(f"--data: a data file is required with --model {spec.model_path}")
     model = load_user_model(spec.model_path)
-    if Path(spec.data_path).is_dir():
+    if Path(spec.data_path).is_dir() and not is_written_splits(spec.data_path):
         splits, metric = _image_folder(spec, model)
         fidelity = False
     else:
@@ -46,7 +49,7 @@ def load_user_task(spec: TaskSpec) -> Task:
             raise UsageError(
                 f"--image-size: only for a --data folder of images, not {spec.data_path}"
             )
-        arrays = read_npz(spec.data_path)
+        arrays = _read_arrays(spec.data_path, model)
         if len(model.outputs) > 1:
             return _several_outputs(spec, model, arrays)
         by_labels = default_metric(arrays)
@@ -61,6 +64,19 @@ def load_user_task(spec: TaskSpec) -> Task:
     else:
         check_labels(splits, tuple(model.outputs[0].shape[1:]), metric)
     return _task(spec, model, splits, metric, sample_shape, _opaque_note(model, spec.model_path))
+
+
+def _read_arrays(data: str, model: keras.Model) -> dict[str, Any]:
+    """The ``.npz``'s arrays, or a data loader's splits under the same keys (inputs on
+    disk)."""
+    from devicefit.tasks.data_loader import is_data_loader, read_loader, read_written_splits
+
+    dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
+    if is_written_splits(data):  # a loader's splits, as a Ray worker receives them
+        return read_written_splits(data, dtype)
+    if not is_data_loader(data):
+        return read_npz(data)
+    return read_loader(data, len(model.inputs[0].shape), dtype)
 
 
 def _task(
@@ -224,7 +240,11 @@ def relabel_with_model(model: keras.Model, splits: Splits) -> Splits:
     """Labels = the model's own top-1 predictions, for the ``fidelity`` metric."""
 
     def top1(x: np.ndarray) -> np.ndarray:
-        scores = np.asarray(model.predict(x, batch_size=64, verbose=0))
+        # Inputs on disk are read a batch at a time; arrays go through predict as before.
+        if is_lazy(x):
+            scores = np.asarray(eager_predict(model, x))
+        else:
+            scores = np.asarray(model.predict(x, batch_size=64, verbose=0))
         return scores.reshape(len(x), -1).argmax(-1).astype(np.int64)
 
     return Splits(

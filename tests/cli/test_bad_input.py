@@ -150,3 +150,32 @@ def test_benchmark_rejects_non_tflite(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_resume_of_a_non_study_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["resume", str(tmp_path)]) == 2
     assert "not a devicefit results folder" in capsys.readouterr().err
+
+
+LOADER_CASES = {
+    "missing file": ("{folder}/absent.py:pipeline", "file not found"),
+    "no such function": ("{loaders}:make", "has no function 'make'"),
+    "raises": ("{loaders}:raises", "raised FileNotFoundError: no such folder: /data/train"),
+    "not datasets": ("{loaders}:gives_a_number", "tf.data.Datasets"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOADER_CASES))
+def test_a_bad_data_loader_exits_2_naming_file_and_function(
+    case: str,
+    user_files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from data_loaders import write_loaders
+
+    monkeypatch.setenv("DEVICEFIT_CACHE", str(tmp_path / "cache"))
+    spec, needle = LOADER_CASES[case]
+    spec = spec.format(folder=tmp_path, loaders=write_loaders(tmp_path / "user"))
+    argv = ["search", "--model", str(user_files["model"]), "--data", spec]
+    assert main([*argv, "--results", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"devicefit: error: --data {spec}") and needle in err
+    assert not (tmp_path / "out").exists()

@@ -57,3 +57,37 @@ def test_digits_study_runs_on_both_nodes(tmp_path: Path, ray_cluster: Any) -> No
     assert built_on == nodes  # two trials at a time, one CPU per node: both nodes worked
     for trial in complete:  # the driver wrote every artifact
         assert (folder / attrs.TRIALS_DIR / str(trial.number) / "model.tflite").exists()
+
+
+def test_a_data_loader_travels_as_the_splits_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node needs neither the loader file nor what it reads: the driver's files travel.
+    import keras
+    import numpy as np
+    from data_loaders import calls, write_loaders
+
+    from devicefit.tasks.user import load_user_task
+
+    monkeypatch.setenv("DEVICEFIT_CACHE", str(tmp_path / "cache"))
+    loaders = write_loaders(tmp_path / "user")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten()])
+    model.add(keras.layers.Dense(10))
+    model.save(tmp_path / "net.keras")
+    spec = TaskSpec(None, str(tmp_path / "net.keras"), f"{loaders}:generated", "accuracy")
+    on_driver = load_user_task(spec)
+    bundle, relative = task_bundle(spec)
+    loaders.unlink()
+    monkeypatch.setenv("DEVICEFIT_CACHE", str(tmp_path / "node-cache"))
+    on_node = load_user_task(unpack(bundle, relative))
+    assert calls(loaders) == 1
+    for split in ("train", "val", "test"):
+        x_node, x_driver = (
+            getattr(on_node.data, f"x_{split}"),
+            getattr(on_driver.data, f"x_{split}"),
+        )
+        np.testing.assert_array_equal(x_node[:], x_driver[:])
+        np.testing.assert_array_equal(
+            getattr(on_node.data, f"y_{split}"), getattr(on_driver.data, f"y_{split}")
+        )
+    assert len(on_node.data.x_train) == 100

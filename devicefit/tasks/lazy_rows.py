@@ -1,0 +1,104 @@
+"""A split's inputs read a batch at a time, for data larger than memory.
+
+An integer or a slice gives arrays (what batch loops read); an array of indices or a
+mask gives another lazy split (a subset, still not read), so a task can pick subsets
+(fine-tuning's, calibration's) without loading the whole split. Code that needs every
+row at once checks :func:`is_lazy` and goes batch by batch instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+
+class LazyRows:
+    """Rows ``0..len-1`` of a split; subclasses say how to read given rows."""
+
+    dtype: np.dtype
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The rows numbered ``rows`` (in that order) as one array of ``dtype``."""
+        raise NotImplementedError
+
+    def subset(self, rows: np.ndarray) -> LazyRows:
+        """The rows numbered ``rows`` as another lazy split."""
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, int | np.integer):
+            row = int(index) + (len(self) if index < 0 else 0)
+            if not 0 <= row < len(self):
+                raise IndexError(f"row {index} of {len(self)}")
+            return self.read(np.array([row]))[0]
+        if isinstance(index, slice):
+            return self.read(np.arange(len(self))[index])
+        picked = np.asarray(index)
+        if picked.ndim != 1 or picked.dtype.kind not in "biu":
+            raise IndexError(f"rows are indexed by an int, a slice or 1-d indices, not {index!r}")
+        if picked.dtype == bool:
+            if len(picked) != len(self):
+                raise IndexError(f"a mask of {len(picked)} for {len(self)} rows")
+            picked = np.flatnonzero(picked)
+        return self.subset(np.arange(len(self))[picked])
+
+    def astype(self, dtype: Any, copy: bool = True) -> Any:
+        """``copy=False`` (how a task casts its splits) stays lazy, cast as rows are read;
+        a copy reads every row."""
+        if not copy:
+            return self.with_dtype(dtype)
+        return self[:].astype(dtype)
+
+    def with_dtype(self, dtype: Any) -> LazyRows:
+        other = copy.copy(self)
+        other.dtype = np.dtype(dtype)
+        return other
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self[:]
+        return values if dtype is None else values.astype(dtype)
+
+
+def is_lazy(x: Any) -> bool:
+    """Whether ``x`` is a lazy split (read a batch at a time) rather than an array."""
+    return isinstance(x, LazyRows)
+
+
+class DiskRows(LazyRows):
+    """Rows of an array on disk (an ``np.memmap``): only the rows indexed are read, so
+    the operating system pages the file in and out as batches pass."""
+
+    def __init__(self, values: np.ndarray, rows: np.ndarray | None = None, dtype: Any = None):
+        self.values = values
+        self.rows = np.arange(len(values)) if rows is None else rows
+        self.dtype = np.dtype(dtype or values.dtype)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape[1:])
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.values[self.rows[rows]], dtype=self.dtype)
+
+    def subset(self, rows: np.ndarray) -> DiskRows:
+        return DiskRows(self.values, self.rows[rows], self.dtype)

@@ -1,0 +1,145 @@
+"""``--data FILE.py:FUNCTION``: the user's tf.data pipelines, read once to disk and then
+a batch at a time by every process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_loaders import calls, write_loaders
+
+from devicefit.errors import UsageError
+from devicefit.quiet import silence_tensorflow
+from devicefit.tasks import TaskSpec
+from devicefit.tasks.data_loader import is_data_loader, loader_folder, read_loader, refresh
+from devicefit.tasks.lazy_rows import DiskRows, is_lazy
+from devicefit.tasks.user import load_user_task
+
+silence_tensorflow()
+
+import keras  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+
+@pytest.fixture
+def loaders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DEVICEFIT_CACHE", str(tmp_path / "cache"))
+    return write_loaders(tmp_path / "user")
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()]
+        + [keras.layers.Dense(10)]
+    )
+    path = tmp_path_factory.mktemp("model") / "net.keras"
+    model.save(path)
+    return path
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    d = load_digits()
+    return (d.images[..., None] / 16.0).astype(np.float32), d.target
+
+
+def test_splits_are_the_datasets_rows_batched_or_not(loaders: Path) -> None:
+    arrays = read_loader(f"{loaders}:pipeline", 4, "float32")
+    x, y = _digits()
+    for split, rows in (("train", slice(0, 1200)), ("val", slice(1200, 1500))):
+        assert arrays[f"x_{split}"].shape == x[rows].shape
+        np.testing.assert_allclose(arrays[f"x_{split}"][:], x[rows], atol=1e-6)
+        np.testing.assert_array_equal(arrays[f"y_{split}"], y[rows])
+    assert len(arrays["x_test"]) == len(x) - 1500  # batches of 7, the last one short
+    np.testing.assert_array_equal(arrays["y_test"], y[1500:])
+
+
+def test_inputs_stay_on_disk_and_subsets_stay_lazy(loaders: Path) -> None:
+    x_train = read_loader(f"{loaders}:pipeline", 4, "float32")["x_train"]
+    assert isinstance(x_train, DiskRows) and isinstance(x_train.values, np.memmap)
+    subset = x_train[np.array([900, 3, 40])]
+    assert is_lazy(subset) and len(subset) == 3
+    expected = _digits()[0][[900, 3, 40]]
+    np.testing.assert_allclose(subset[:], expected, atol=1e-6)
+    np.testing.assert_allclose(subset[-1], expected[-1], atol=1e-6)
+    assert x_train.astype("float16", copy=False)[:2].dtype == np.float16  # cast as read
+    with pytest.raises(IndexError):
+        subset[3]
+
+
+def test_the_loader_runs_once_until_a_study_starts_again(loaders: Path) -> None:
+    spec = f"{loaders}:pipeline"
+    read_loader(spec, 4, "float32")
+    read_loader(spec, 4, "float32")  # a worker: the files the first read wrote
+    assert calls(loaders) == 1
+    refresh(spec)  # the driver, when a study starts or resumes
+    read_loader(spec, 4, "float32")
+    assert calls(loaders) == 2
+    before = loader_folder(spec)
+    loaders.write_text(loaders.read_text() + "\n# edited\n")
+    assert loader_folder(spec) != before  # a changed loader file is read anew
+
+
+def test_a_generator_of_unknown_length_and_a_tuple_of_splits(loaders: Path) -> None:
+    arrays = read_loader(f"{loaders}:generated", 4, "float32")
+    assert [len(arrays[f"x_{s}"]) for s in ("train", "val", "test")] == [100, 50, 50]
+    np.testing.assert_array_equal(arrays["y_val"], _digits()[1][100:150])
+
+
+def test_a_user_task_from_a_loader_halves_validation_without_test(
+    loaders: Path, classifier: Path
+) -> None:
+    task = load_user_task(TaskSpec(model_path=str(classifier), data_path=f"{loaders}:two_splits"))
+    assert [len(task.data.x_train), len(task.data.x_val), len(task.data.x_test)] == [200, 50, 50]
+    assert is_lazy(task.data.x_val) and is_lazy(task.data.x_test)
+    assert task.metric.name == "accuracy"  # integer labels
+    seen = np.concatenate([task.data.x_val[:], task.data.x_test[:]])
+    expected = _digits()[0][200:300]
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, expected))
+
+
+def test_labels_by_output_name_for_a_model_with_several_outputs(loaders: Path) -> None:
+    arrays = read_loader(f"{loaders}:two_heads", 4, "float32")
+    y = _digits()[1]
+    np.testing.assert_array_equal(arrays["y_train_cls"], y[:200])
+    np.testing.assert_array_equal(arrays["y_val_even"][:, 0], y[200:250] % 2)
+    assert len(arrays["x_test"]) == 50 and "y_train" not in arrays
+
+
+BAD = {
+    "missing file": ("{folder}/absent.py:make", "file not found"),
+    "no such function": ("{loaders}:make", "has no function 'make'"),
+    "raises": ("{loaders}:raises", "raises() raised FileNotFoundError: no such folder"),
+    "not datasets": ("{loaders}:gives_a_number", "must return (train, val)"),
+    "one split": ("{loaders}:gives_one_split", "got a tuple of 1"),
+    "inputs alone": ("{loaders}:gives_inputs_alone", "must give (inputs, labels) pairs"),
+    "two sizes": ("{loaders}:gives_two_sizes", "expected (4, 4, 1)"),
+    "empty split": ("{loaders}:gives_an_empty_split", "the val dataset is empty"),
+    "fails midway": (
+        "{loaders}:fails_midway",
+        "failed: ValueError: corrupt record",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_bad_loader_is_one_line_naming_it_and_leaves_no_files(
+    case: str, loaders: Path, tmp_path: Path
+) -> None:
+    spec, needle = BAD[case]
+    spec = spec.format(folder=tmp_path, loaders=loaders)
+    with pytest.raises(UsageError) as error:
+        read_loader(spec, 4, "float32")
+    message = str(error.value)
+    assert message.startswith(f"--data {spec}") and needle in message, message
+    assert len(message.splitlines()) == 1
+    assert not (loader_folder(spec) / "rank4").exists()
+    assert not list(loader_folder(spec).parent.glob("*/.writing-*"))
+
+
+def test_a_path_that_exists_is_data_not_a_loader(tmp_path: Path) -> None:
+    odd = tmp_path / "a:b.npz"
+    odd.write_bytes(b"")
+    assert not is_data_loader(str(odd)) and is_data_loader("loaders.py:make")
+    assert is_data_loader("mypackage.data:make") and not is_data_loader("data.npz")
