@@ -1,6 +1,7 @@
 """Driver memory of a search on a folder of images, and on one ten times larger (issue 15).
 
     python benchmarks/image_folder_memory.py [--per-class 100] [--scale 10] [--trials 6]
+        [--source folder|loader]
 
 Makes two folders of crops of scikit-image's photos (one class per photo; the second
 ``--scale`` times the images of the first), trains a small CNN on the first at 64x64,
@@ -8,6 +9,10 @@ then runs ``devicefit search --model net.keras --data DIR --image-size 64,64`` o
 each driver in its own process, and prints the driver's peak resident memory (its own,
 not its trial workers') with the size the splits would take decoded. The folders and
 studies go to a temporary directory.
+
+``--source loader`` searches the same folders through ``--data loaders.py:FUNCTION``, a
+tf.data pipeline of Keras's ``image_dataset_from_directory`` (70/30 split, the 30
+halved into validation and test), which the driver reads to disk once.
 """
 
 from __future__ import annotations
@@ -57,13 +62,33 @@ def train(folder: Path, out: Path) -> None:
     model.save(out)
 
 
-def search(root: Path, model: Path, folder: Path, trials: int, name: str) -> dict:
+LOADER = """import keras
+
+
+def {name}():
+    return keras.utils.image_dataset_from_directory(
+        "{folder}", image_size=(64, 64), batch_size=32, validation_split=0.3,
+        subset="both", seed=0, verbose=False,
+    )
+"""
+
+
+def data_flags(root: Path, folder: Path, source: str, name: str) -> list[str]:
+    """``--data`` for ``folder``: the folder itself, or a loader of it written to ``root``."""
+    if source == "folder":
+        return ["--data", str(folder), "--image-size", "64,64"]
+    loaders = root / f"loaders_{name}.py"
+    loaders.write_text(LOADER.format(name=name, folder=folder))
+    return ["--data", f"{loaders}:{name}"]
+
+
+def search(root: Path, model: Path, folder: Path, trials: int, name: str, source: str) -> dict:
     from devicefit.tasks.image_folder import read_image_folder
 
     splits = read_image_folder(str(folder), (64, 64), 3)
     images = len(splits.x_train) + len(splits.x_val) + len(splits.x_test)
     argv = ["search", "--config", str(root / "study.toml"), "--model", str(model)]
-    argv += ["--data", str(folder), "--image-size", "64,64", "--trials", str(trials)]
+    argv += [*data_flags(root, folder, source, name), "--trials", str(trials)]
     argv += ["--study", name, "--results", str(root / "out"), "--max-metric-drop", "20"]
     began = time.monotonic()
     run = subprocess.run(
@@ -75,6 +100,7 @@ def search(root: Path, model: Path, folder: Path, trials: int, name: str) -> dic
     peak = json.loads(line[5:])
     return {
         "folder": name,
+        "source": source,
         "images": images,
         "decoded_mb": images * 64 * 64 * 3 * 4 / 2**20,  # float32, were it all in memory
         "wall_s": round(time.monotonic() - began, 1),
@@ -87,6 +113,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--source", choices=("folder", "loader"), default="folder")
     args = parser.parse_args()
     from image_folders import make_image_folder
 
@@ -97,8 +124,8 @@ def main() -> None:
         (root / "study.toml").write_text(STUDY)
         train(small, root / "net.keras")
         rows = [
-            search(root, root / "net.keras", small, args.trials, "small"),
-            search(root, root / "net.keras", large, args.trials, "large"),
+            search(root, root / "net.keras", small, args.trials, "small", args.source),
+            search(root, root / "net.keras", large, args.trials, "large", args.source),
         ]
     for row in rows:
         print(json.dumps(row))

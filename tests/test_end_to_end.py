@@ -266,6 +266,10 @@ def test_search_with_a_data_loader_of_tf_data_pipelines(
     keras_accuracy = 100 * np.mean(model.predict(x[1500:], verbose=0).argmax(-1) == y[1500:])
     trials = _five_quick_trials(tmp_path, "piped", f"{loaders}:pipeline")
     assert calls(loaders) == 1  # the driver read the pipelines; the workers read its files
+    resume = _cli("resume", str(tmp_path / "out" / "piped"), "--trials", "6")
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert calls(loaders) == 2  # a resumed study reads what the loader gives now
+    assert len(_complete(_study(tmp_path / "out" / "piped"))) == 6
     f32 = next(t for t in trials if t.user_attrs.get(attrs.BASELINE) == "float32")
     # Scored on the loader's test split (digits 1500 on): the Keras model's accuracy there.
     assert abs(f32.values[0] - keras_accuracy) < 0.5, (f32.values[0], keras_accuracy)

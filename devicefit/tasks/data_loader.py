@@ -8,8 +8,8 @@ gets its labels as a dict by output name. Without a test split the validation sp
 halved, as for an ``.npz``.
 
 One pass over each dataset writes its inputs to a file on disk, a batch in memory at a
-time (like ``Dataset.cache(filename)``); from then on every process reads them as
-memory-mapped rows (:class:`DiskRows`), a batch at a time, so fine-tuning, calibration
+time (like ``Dataset.cache(filename)``); from then on every process reads the rows it
+needs (:class:`DiskRows`), a batch at a time, so fine-tuning, calibration
 and scoring never hold a split in memory. Labels are kept in memory: fine-tuning builds
 its targets from them, beside the original model's outputs, in memory anyway.
 
@@ -208,9 +208,9 @@ def _read_splits(folder: Path, dtype: Any) -> dict[str, Any]:
     layout = json.loads((folder / LAYOUT).read_text())
     arrays: dict[str, Any] = {}
     for split, info in layout.items():
-        shape = (info["rows"], *info["sample"])
-        values = np.memmap(folder / f"x_{split}.bin", info["dtype"], mode="r", shape=shape)
-        arrays[f"x_{split}"] = DiskRows(values, dtype=dtype)
+        path = str(folder / f"x_{split}.bin")
+        sample = tuple(info["sample"])
+        arrays[f"x_{split}"] = DiskRows(path, info["dtype"], sample, info["rows"], dtype)
         for name in info["labels"] or [None]:
             key = f"y_{split}" if name is None else f"y_{split}_{name}"
             arrays[key] = np.load(folder / f"{key}.npy", allow_pickle=False)

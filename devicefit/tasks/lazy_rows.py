@@ -9,6 +9,7 @@ row at once checks :func:`is_lazy` and goes batch by batch instead.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import numpy as np
@@ -82,23 +83,51 @@ def is_lazy(x: Any) -> bool:
 
 
 class DiskRows(LazyRows):
-    """Rows of an array on disk (an ``np.memmap``): only the rows indexed are read, so
-    the operating system pages the file in and out as batches pass."""
+    """Rows of a raw array file (C order, no header): only the rows indexed are read,
+    with ``os.pread``, so a process holds a batch, never the file. Not a memory map:
+    mapped pages count as the reader's resident memory until the kernel reclaims them,
+    which would make a split read once look as if it were held."""
 
-    def __init__(self, values: np.ndarray, rows: np.ndarray | None = None, dtype: Any = None):
-        self.values = values
-        self.rows = np.arange(len(values)) if rows is None else rows
-        self.dtype = np.dtype(dtype or values.dtype)
+    def __init__(
+        self,
+        path: str,
+        stored: Any,
+        sample_shape: tuple[int, ...],
+        rows: np.ndarray | int,
+        dtype: Any = None,
+    ) -> None:
+        self.path = path
+        self.stored = np.dtype(stored)
+        self._sample_shape = tuple(sample_shape)
+        self.rows = np.arange(rows) if isinstance(rows, int) else rows
+        self.dtype = np.dtype(dtype or stored)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self.values.shape[1:])
+        return self._sample_shape
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.values[self.rows[rows]], dtype=self.dtype)
+        wanted = self.rows[rows]
+        out = np.empty((len(wanted), *self._sample_shape), self.stored)
+        size = out[0].nbytes if len(out) else 0
+        order = np.argsort(wanted, kind="stable")
+        ordered = wanted[order]
+        # Runs of consecutive rows are one read each (a slice is one read in all).
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for run in np.split(np.arange(len(ordered)), breaks):
+                if not len(run):
+                    continue
+                data = os.pread(fd, size * len(run), int(ordered[run[0]]) * size)
+                values = np.frombuffer(data, self.stored).reshape(len(run), *self._sample_shape)
+                out[order[run]] = values
+        finally:
+            os.close(fd)
+        return out.astype(self.dtype, copy=False)
 
     def subset(self, rows: np.ndarray) -> DiskRows:
-        return DiskRows(self.values, self.rows[rows], self.dtype)
+        return DiskRows(self.path, self.stored, self._sample_shape, self.rows[rows], self.dtype)

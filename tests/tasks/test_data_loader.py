@@ -57,15 +57,18 @@ def test_splits_are_the_datasets_rows_batched_or_not(loaders: Path) -> None:
 
 def test_inputs_stay_on_disk_and_subsets_stay_lazy(loaders: Path) -> None:
     x_train = read_loader(f"{loaders}:pipeline", 4, "float32")["x_train"]
-    assert isinstance(x_train, DiskRows) and isinstance(x_train.values, np.memmap)
-    subset = x_train[np.array([900, 3, 40])]
-    assert is_lazy(subset) and len(subset) == 3
-    expected = _digits()[0][[900, 3, 40]]
+    assert isinstance(x_train, DiskRows)
+    assert Path(x_train.path).stat().st_size == 1200 * 8 * 8 * 4  # float32 rows, no header
+    picked = [900, 3, 40, 41, 42, 3]  # out of order, a run, a repeat
+    subset = x_train[np.array(picked)]
+    assert is_lazy(subset) and len(subset) == 6
+    expected = _digits()[0][picked]
     np.testing.assert_allclose(subset[:], expected, atol=1e-6)
     np.testing.assert_allclose(subset[-1], expected[-1], atol=1e-6)
     assert x_train.astype("float16", copy=False)[:2].dtype == np.float16  # cast as read
+    np.testing.assert_allclose(subset[np.array([5, 0])][:], expected[[5, 0]], atol=1e-6)
     with pytest.raises(IndexError):
-        subset[3]
+        subset[6]
 
 
 def test_the_loader_runs_once_until_a_study_starts_again(loaders: Path) -> None:
