@@ -106,6 +106,19 @@ def gives_an_empty_split():
     return made, made.take(0), made
 
 
+def repeats():
+    x, y = digits()
+    made = tf.data.Dataset.from_tensor_slices((x[:20], y[:20]))
+    return made.repeat(), made, made
+
+
+def gives_names():
+    x, y = digits()
+    names = tf.constant([str(v) for v in y[:20]])
+    made = tf.data.Dataset.from_tensor_slices((x[:20], names))
+    return made, made, made
+
+
 def _corrupt(a):
     raise ValueError("corrupt record")
 

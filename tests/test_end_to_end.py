@@ -270,6 +270,7 @@ def test_search_with_a_data_loader_of_tf_data_pipelines(
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert calls(loaders) == 2  # a resumed study reads what the loader gives now
     assert len(_complete(_study(tmp_path / "out" / "piped"))) == 6
+    assert not list((tmp_path / "cache" / "data").glob("*/*"))  # each driver's files: gone
     f32 = next(t for t in trials if t.user_attrs.get(attrs.BASELINE) == "float32")
     # Scored on the loader's test split (digits 1500 on): the Keras model's accuracy there.
     assert abs(f32.values[0] - keras_accuracy) < 0.5, (f32.values[0], keras_accuracy)

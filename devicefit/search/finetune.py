@@ -273,21 +273,21 @@ class ShuffledBatches(keras.utils.PyDataset):
     """Batches of lazily decoded inputs with their targets, in a new order every epoch
     (fixed by the seed and the epoch, so a re-run fine-tunes alike)."""
 
-    def __init__(self, x: Any, y: np.ndarray, size: int, seed: int = 0) -> None:
+    def __init__(self, x: Any, y: Any, size: int, seed: int = 0) -> None:
         super().__init__()
         self.x, self.y, self.size, self.seed = x, y, size, seed
         self.epoch = 0
         self.order = self._order()
 
     def _order(self) -> np.ndarray:
-        return np.random.default_rng((self.seed, self.epoch)).permutation(len(self.y))
+        return np.random.default_rng((self.seed, self.epoch)).permutation(len(self.x))
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.y) / self.size))
+        return int(np.ceil(len(self.x) / self.size))
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, Any]:
         chosen = np.sort(self.order[index * self.size : (index + 1) * self.size])
-        return self.x[chosen][:], self.y[chosen]
+        return self.x[chosen][:], take(self.y, chosen)  # targets: one array, or by output
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -21,7 +21,6 @@ from typing import Any, cast
 from devicefit.search.executors import Executor, R, Request
 from devicefit.search.trial import TrialOutput
 from devicefit.tasks.base import TaskSpec
-from devicefit.tasks.data_loader import is_data_loader, written_splits
 
 # Files of one task, keyed by their path relative to the bundle root.
 Bundle = dict[str, bytes]
@@ -45,9 +44,6 @@ def task_bundle(spec: TaskSpec) -> tuple[Bundle, TaskSpec]:
         if value is None:
             continue
         path = Path(value)
-        if field_name == "data_path" and is_data_loader(value):
-            # The splits the driver's read wrote: nodes need neither the loader nor its data.
-            path = written_splits(value) or path
         name = f"user/{field_name}/{path.name}"
         if path.is_dir():  # a SavedModel folder
             for item in sorted(path.rglob("*")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,16 +65,19 @@ def _prepare(config: StudyConfig) -> tuple[TaskSpec, SearchSpace, object, object
     """Check every input before anything is written: a bad one raises UsageError."""
     import optuna
 
-    from devicefit.tasks import load_task
-    from devicefit.tasks.data_loader import is_data_loader, refresh
+    from devicefit.tasks import forget_task, load_task
+    from devicefit.tasks.data_loader import is_data_loader, written_by_this_process
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     build_space(config)  # the ranges and names, before the (slow) task loads
     devices = build_pools(config.devices)
     spec = task_spec(config)
-    if spec.data_path and is_data_loader(spec.data_path):
-        refresh(spec.data_path)  # what the loader reads may have changed: read it anew
+    loader = bool(spec.data_path and is_data_loader(spec.data_path))
+    if loader:
+        forget_task(spec)  # what the loader reads may have changed since: read it anew
     task = load_task(spec)  # trains a built-in task's model on first use
+    if loader:  # workers read the files this read wrote, never the loader
+        spec = replace(spec, data_path=str(written_by_this_process(str(spec.data_path))))
     space = build_space(config, task.model)  # type: ignore[attr-defined]
     return spec, space, devices, task
 

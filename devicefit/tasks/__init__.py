@@ -13,7 +13,15 @@ from devicefit.evaluators.custom_metric import check_on_model, is_custom_metric
 from devicefit.evaluators.metrics import METRICS, get_metric
 from devicefit.tasks.base import Splits, Task, TaskSpec, take
 
-__all__ = ["BUILTIN_TASKS", "Splits", "Task", "TaskSpec", "clear_loaded_tasks", "load_task"]
+__all__ = [
+    "BUILTIN_TASKS",
+    "Splits",
+    "Task",
+    "TaskSpec",
+    "clear_loaded_tasks",
+    "forget_task",
+    "load_task",
+]
 
 # name -> the kind of metric its model produces (classification logits, or images)
 BUILTIN_TASKS: dict[str, str] = {"digits": "classification", "sr": "regression"}
@@ -31,6 +39,11 @@ def load_task(spec: TaskSpec) -> Task:
             _check_custom_metric(task)
         _loaded[spec] = task
     return _loaded[spec]
+
+
+def forget_task(spec: TaskSpec) -> None:
+    """Forget the task ``spec`` names in this process: the next load reads it again."""
+    _loaded.pop(spec, None)
 
 
 def clear_loaded_tasks() -> None:

@@ -9,23 +9,28 @@ halved, as for an ``.npz``.
 
 One pass over each dataset writes its inputs to a file on disk, a batch in memory at a
 time (like ``Dataset.cache(filename)``); from then on every process reads the rows it
-needs (:class:`DiskRows`), a batch at a time, so fine-tuning, calibration
-and scoring never hold a split in memory. Labels are kept in memory: fine-tuning builds
-its targets from them, beside the original model's outputs, in memory anyway.
+needs (:class:`DiskRows`), a batch at a time, so fine-tuning, calibration and scoring
+never hold a split in memory. Labels are kept in memory: fine-tuning builds its targets
+from them, beside the original model's outputs, in memory anyway.
 
-The files live in the cache folder under a name made from the loader's path, its file's
-contents and the function; the driver writes them anew when a study starts or resumes
-(what the loader reads may have changed since), and workers reuse them.
+The driver runs the loader each time a study starts or resumes (what it reads may have
+changed) and writes a folder of its own in the cache folder, named by host, process and
+time; its workers (and Ray nodes, which receive a copy) read that folder, never the
+loader. The folder is removed when the driver exits, or at the next read on this host
+once its driver is gone (a driver that was killed).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +38,7 @@ import numpy as np
 
 from devicefit.errors import UsageError
 from devicefit.tasks.lazy_rows import DiskRows
-from devicefit.user_code import absolute_target, import_target, is_file_target, one_line, user_frame
+from devicefit.user_code import absolute_target, import_target, one_line, user_frame
 
 SPLITS = ("train", "val", "test")
 FORMAT = 1  # bump when the files' layout changes, so old caches are not read
@@ -47,53 +52,69 @@ def is_data_loader(text: str) -> bool:
 
 
 def loader_folder(spec: str) -> Path:
-    """Where the loader's splits are written: a name from its spec and file contents."""
+    """Where the loader's reads are written: one sub-folder per read."""
     from devicefit.tasks.cache import cache_root
 
     spec = absolute_target(spec)
-    target, function = spec.rsplit(":", 1)
-    digest = hashlib.sha1(f"{FORMAT}:{spec}".encode())
-    if is_file_target(target) and Path(target).is_file():
-        digest.update(Path(target).read_bytes())
-    return cache_root() / "data" / f"{function}-{digest.hexdigest()[:16]}"
-
-
-def refresh(spec: str) -> None:
-    """Forget the splits written for ``spec`` (the driver, at a study's start: the next
-    read runs the loader again). Processes that still read the old files keep them open."""
-    shutil.rmtree(loader_folder(spec), ignore_errors=True)
-
-
-def written_splits(spec: str) -> Path | None:
-    """The folder of splits the loader's last read wrote (None before any), which a Ray
-    worker receives in place of the loader."""
-    found = sorted(loader_folder(spec).glob(f"rank*/{LAYOUT}"))
-    return found[-1].parent if found else None
+    digest = hashlib.sha1(f"{FORMAT}:{spec}".encode()).hexdigest()[:16]
+    return cache_root() / "data" / f"{spec.rsplit(':', 1)[1]}-{digest}"
 
 
 def is_written_splits(path: str) -> bool:
-    """Whether ``path`` is such a folder (``--data`` as a Ray worker sees it)."""
+    """Whether ``path`` is a folder a loader's read wrote (``--data`` as workers get it)."""
     return (Path(path) / LAYOUT).is_file()
 
 
 def read_written_splits(path: str, dtype: Any) -> dict[str, Any]:
-    """A folder of written splits, read as :func:`read_loader` reads it."""
+    """A folder a loader's read wrote, as :func:`read_loader` gives it."""
     return _read_splits(Path(path), dtype)
 
 
-def read_loader(spec: str, input_rank: int, dtype: Any) -> dict[str, Any]:
-    """The loader's splits as an ``.npz`` would give them (``x_train``, ``y_train`` or
-    ``y_train_<output>``, ...), inputs as DiskRows of ``dtype`` (``input_rank``: the
-    model's input rank, batch axis included)."""
-    from devicefit.tasks.cache import locked
+def read_loader(spec: str, input_rank: int, dtype: Any) -> tuple[dict[str, Any], Path]:
+    """Run the loader and write its splits (the driver); the splits as an ``.npz`` would
+    give them (``x_train``, ``y_train`` or ``y_train_<output>``, ...), inputs as DiskRows
+    of ``dtype`` (``input_rank``: the model's input rank, batch axis included), and the
+    folder written, which workers read instead of running the loader."""
+    parent = loader_folder(spec)
+    parent.mkdir(parents=True, exist_ok=True)
+    _sweep(parent)
+    folder = parent / f"{_OWNER}-{time.time_ns()}"
+    _write_splits(spec, input_rank, folder)
+    atexit.register(shutil.rmtree, folder, True)
+    _written[absolute_target(spec)] = folder
+    return _read_splits(folder, dtype), folder
 
-    folder = loader_folder(spec) / f"rank{input_rank}"
-    if not (folder / LAYOUT).exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with locked(folder.parent / f"rank{input_rank}.lock"):
-            if not (folder / LAYOUT).exists():  # another process may have written it
-                _write_splits(spec, input_rank, folder)
-    return _read_splits(folder, dtype)
+
+def written_by_this_process(spec: str) -> Path:
+    """The folder this process's last read of ``spec`` wrote (KeyError before any)."""
+    return _written[absolute_target(spec)]
+
+
+_written: dict[str, Path] = {}
+
+
+# Who writes: the host and process, so a later read can tell a killed driver's folder.
+_OWNER = f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the folders (and half-written ones) of drivers on this host that are gone."""
+    host = socket.gethostname().replace("-", "_")
+    for child in parent.iterdir():
+        parts = child.name.lstrip(".").removeprefix("writing-").split("-")
+        if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
+            if not _alive(int(parts[1])):
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _datasets(spec: str) -> dict[str, Any]:
@@ -129,7 +150,7 @@ def _write_splits(spec: str, input_rank: int, folder: Path) -> None:
     """Every split's inputs to ``x_<split>.bin`` and labels to ``.npy`` files, in a
     temporary folder renamed into place when complete (never a half-written cache)."""
     datasets = _datasets(spec)
-    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".writing-"))
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".writing-{_OWNER}-"))
     os.chmod(work, 0o755)  # mkdtemp makes it owner-only; a cache may be shared
     try:
         layout = {}
@@ -144,9 +165,13 @@ def _write_splits(spec: str, input_rank: int, folder: Path) -> None:
 def _write_split(
     spec: str, split: str, dataset: Any, input_rank: int, work: Path
 ) -> dict[str, Any]:
+    import tensorflow as tf
+
     from devicefit.tasks.reading_progress import ReadingProgress
 
     where = f"--data {spec}: the {split} dataset"
+    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise UsageError(f"{where} never ends (a .repeat() without a count?)")
     labels: list[Any] = []
     rows, sample, dtype = 0, None, None
     with open(work / f"x_{split}.bin", "wb") as out, ReadingProgress(split, dataset) as bar:
@@ -181,7 +206,18 @@ def _pair(element: Any, where: str) -> tuple[np.ndarray, Any]:
         raise UsageError(
             f"{where} gives inputs as {_describe(x)}; models with one input take one array"
         )
+    for what, values in (("inputs", x), *_labels_by_name(y)):
+        dtype = np.asarray(values).dtype
+        if dtype.kind not in "biuf":
+            text = " (text or objects)" if dtype.kind in "OSUV" else ""
+            raise UsageError(f"{where} gives {what} of dtype {dtype}{text}, not numbers")
     return x, y
+
+
+def _labels_by_name(y: Any) -> list[tuple[str, Any]]:
+    if isinstance(y, dict):
+        return [(f"labels {name!r}", values) for name, values in y.items()]
+    return [("labels", y)]
 
 
 def _map(y: Any, function: Any) -> Any:
@@ -195,13 +231,18 @@ def _save_labels(labels: list[Any], split: str, work: Path, where: str) -> list[
         if any(sorted(part) != names for part in labels):
             raise UsageError(f"{where} gives labels for different outputs in different elements")
         for name in names:
-            np.save(work / f"y_{split}_{name}.npy", np.concatenate([p[name] for p in labels]))
+            _save(work / f"y_{split}_{name}.npy", [p[name] for p in labels], where)
         return names
+    _save(work / f"y_{split}.npy", labels, where)
+    return None
+
+
+def _save(path: Path, parts: list[np.ndarray], where: str) -> None:
     try:
-        np.save(work / f"y_{split}.npy", np.concatenate(labels))
+        values = np.concatenate(parts)
     except ValueError as exc:
         raise UsageError(f"{where} gives labels of different shapes: {exc}") from None
-    return None
+    np.save(path, values, allow_pickle=False)
 
 
 def _read_splits(folder: Path, dtype: Any) -> dict[str, Any]:

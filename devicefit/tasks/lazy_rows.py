@@ -84,9 +84,10 @@ def is_lazy(x: Any) -> bool:
 
 class DiskRows(LazyRows):
     """Rows of a raw array file (C order, no header): only the rows indexed are read,
-    with ``os.pread``, so a process holds a batch, never the file. Not a memory map:
-    mapped pages count as the reader's resident memory until the kernel reclaims them,
-    which would make a split read once look as if it were held."""
+    so a process holds a batch, never the file. Not a memory map: mapped pages count as
+    the reader's resident memory until the kernel reclaims them, which would make a
+    split read once look as if it were held. The file stays open while any of its rows
+    (subsets included) may be read, so removing it does not pull it from under them."""
 
     def __init__(
         self,
@@ -95,8 +96,10 @@ class DiskRows(LazyRows):
         sample_shape: tuple[int, ...],
         rows: np.ndarray | int,
         dtype: Any = None,
+        file: Any = None,
     ) -> None:
         self.path = path
+        self.file = file or open(path, "rb")  # noqa: SIM115 - shared by subsets, closed by GC
         self.stored = np.dtype(stored)
         self._sample_shape = tuple(sample_shape)
         self.rows = np.arange(rows) if isinstance(rows, int) else rows
@@ -112,22 +115,34 @@ class DiskRows(LazyRows):
     def read(self, rows: np.ndarray) -> np.ndarray:
         wanted = self.rows[rows]
         out = np.empty((len(wanted), *self._sample_shape), self.stored)
-        size = out[0].nbytes if len(out) else 0
+        size = self.stored.itemsize * int(np.prod(self._sample_shape, dtype=np.int64))
         order = np.argsort(wanted, kind="stable")
         ordered = wanted[order]
         # Runs of consecutive rows are one read each (a slice is one read in all).
         breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for run in np.split(np.arange(len(ordered)), breaks):
-                if not len(run):
-                    continue
-                data = os.pread(fd, size * len(run), int(ordered[run[0]]) * size)
+        for run in np.split(np.arange(len(ordered)), breaks):
+            if len(run):
+                data = self._read_at(int(ordered[run[0]]) * size, size * len(run))
                 values = np.frombuffer(data, self.stored).reshape(len(run), *self._sample_shape)
                 out[order[run]] = values
-        finally:
-            os.close(fd)
         return out.astype(self.dtype, copy=False)
 
+    def _read_at(self, offset: int, count: int) -> bytes:
+        """``count`` bytes from ``offset``: in parts, as one read stops near 2 GiB."""
+        parts, done = [], 0
+        while done < count:
+            if hasattr(os, "pread"):
+                part = os.pread(self.file.fileno(), count - done, offset + done)
+            else:  # Windows: no pread; reads come from one thread (Keras's default)
+                self.file.seek(offset + done)
+                part = self.file.read(count - done)
+            if not part:
+                raise OSError(f"{self.path} ends at byte {offset + done}, before row data")
+            parts.append(part)
+            done += len(part)
+        return b"".join(parts)
+
     def subset(self, rows: np.ndarray) -> DiskRows:
-        return DiskRows(self.path, self.stored, self._sample_shape, self.rows[rows], self.dtype)
+        return DiskRows(
+            self.path, self.stored, self._sample_shape, self.rows[rows], self.dtype, self.file
+        )

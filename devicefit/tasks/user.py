@@ -72,11 +72,11 @@ def _read_arrays(data: str, model: keras.Model) -> dict[str, Any]:
     from devicefit.tasks.data_loader import is_data_loader, read_loader, read_written_splits
 
     dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
-    if is_written_splits(data):  # a loader's splits, as a Ray worker receives them
+    if is_written_splits(data):  # a loader's splits, as the driver's workers get them
         return read_written_splits(data, dtype)
     if not is_data_loader(data):
         return read_npz(data)
-    return read_loader(data, len(model.inputs[0].shape), dtype)
+    return read_loader(data, len(model.inputs[0].shape), dtype)[0]
 
 
 def _task(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,7 @@ def test_a_data_loader_travels_as_the_splits_it_wrote(
     import numpy as np
     from data_loaders import calls, write_loaders
 
+    from devicefit.tasks.data_loader import written_by_this_process
     from devicefit.tasks.user import load_user_task
 
     monkeypatch.setenv("DEVICEFIT_CACHE", str(tmp_path / "cache"))
@@ -76,7 +79,10 @@ def test_a_data_loader_travels_as_the_splits_it_wrote(
     model.save(tmp_path / "net.keras")
     spec = TaskSpec(None, str(tmp_path / "net.keras"), f"{loaders}:generated", "accuracy")
     on_driver = load_user_task(spec)
-    bundle, relative = task_bundle(spec)
+    # What run._prepare hands the workers: the folder the driver's read wrote.
+    written = replace(spec, data_path=str(written_by_this_process(f"{loaders}:generated")))
+    bundle, relative = task_bundle(written)
+    shutil.rmtree(written.data_path)
     loaders.unlink()
     monkeypatch.setenv("DEVICEFIT_CACHE", str(tmp_path / "node-cache"))
     on_node = load_user_task(unpack(bundle, relative))

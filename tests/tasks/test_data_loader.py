@@ -3,6 +3,10 @@ a batch at a time by every process."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ from data_loaders import calls, write_loaders
 from devicefit.errors import UsageError
 from devicefit.quiet import silence_tensorflow
 from devicefit.tasks import TaskSpec
-from devicefit.tasks.data_loader import is_data_loader, loader_folder, read_loader, refresh
+from devicefit.tasks.data_loader import is_data_loader, loader_folder, read_loader
 from devicefit.tasks.lazy_rows import DiskRows, is_lazy
 from devicefit.tasks.user import load_user_task
 
@@ -39,13 +43,16 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+TEXT = {"capture_output": True, "text": True, "check": True}
+
+
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     d = load_digits()
     return (d.images[..., None] / 16.0).astype(np.float32), d.target
 
 
 def test_splits_are_the_datasets_rows_batched_or_not(loaders: Path) -> None:
-    arrays = read_loader(f"{loaders}:pipeline", 4, "float32")
+    arrays, _ = read_loader(f"{loaders}:pipeline", 4, "float32")
     x, y = _digits()
     for split, rows in (("train", slice(0, 1200)), ("val", slice(1200, 1500))):
         assert arrays[f"x_{split}"].shape == x[rows].shape
@@ -56,7 +63,7 @@ def test_splits_are_the_datasets_rows_batched_or_not(loaders: Path) -> None:
 
 
 def test_inputs_stay_on_disk_and_subsets_stay_lazy(loaders: Path) -> None:
-    x_train = read_loader(f"{loaders}:pipeline", 4, "float32")["x_train"]
+    x_train = read_loader(f"{loaders}:pipeline", 4, "float32")[0]["x_train"]
     assert isinstance(x_train, DiskRows)
     assert Path(x_train.path).stat().st_size == 1200 * 8 * 8 * 4  # float32 rows, no header
     picked = [900, 3, 40, 41, 42, 3]  # out of order, a run, a repeat
@@ -71,21 +78,41 @@ def test_inputs_stay_on_disk_and_subsets_stay_lazy(loaders: Path) -> None:
         subset[6]
 
 
-def test_the_loader_runs_once_until_a_study_starts_again(loaders: Path) -> None:
+def test_each_read_writes_a_folder_its_workers_read_without_the_loader(
+    loaders: Path, classifier: Path
+) -> None:
     spec = f"{loaders}:pipeline"
-    read_loader(spec, 4, "float32")
-    read_loader(spec, 4, "float32")  # a worker: the files the first read wrote
-    assert calls(loaders) == 1
-    refresh(spec)  # the driver, when a study starts or resumes
-    read_loader(spec, 4, "float32")
+    first = read_loader(spec, 4, "float32")[1]
+    arrays, second = read_loader(spec, 4, "float32")  # a study started again: read anew
+    assert calls(loaders) == 2 and first != second and first.is_dir() and second.is_dir()
+    loaders.unlink()  # a worker needs neither the loader nor what it reads
+    worker = load_user_task(TaskSpec(model_path=str(classifier), data_path=str(second)))
+    np.testing.assert_array_equal(worker.data.y_train, arrays["y_train"])
+    np.testing.assert_allclose(worker.data.x_val[:], arrays["x_val"][:])
     assert calls(loaders) == 2
-    before = loader_folder(spec)
-    loaders.write_text(loaders.read_text() + "\n# edited\n")
-    assert loader_folder(spec) != before  # a changed loader file is read anew
+
+
+def test_a_removed_folder_is_still_read_by_those_that_opened_it(loaders: Path) -> None:
+    arrays, folder = read_loader(f"{loaders}:pipeline", 4, "float32")
+    subset = arrays["x_train"][np.array([5, 6])]
+    shutil.rmtree(folder)
+    np.testing.assert_allclose(subset[:], _digits()[0][[5, 6]], atol=1e-6)
+
+
+def test_folders_of_drivers_that_are_gone_are_swept(loaders: Path) -> None:
+    spec = f"{loaders}:generated"
+    mine = read_loader(spec, 4, "float32")[1]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **TEXT)
+    dead = mine.with_name(mine.name.replace(f"-{os.getpid()}-", f"-{gone.stdout.strip()}-"))
+    shutil.copytree(mine, dead)
+    half = mine.with_name(f".writing-{dead.name}")
+    half.mkdir()
+    read_loader(spec, 4, "float32")
+    assert mine.is_dir() and not dead.exists() and not half.exists()
 
 
 def test_a_generator_of_unknown_length_and_a_tuple_of_splits(loaders: Path) -> None:
-    arrays = read_loader(f"{loaders}:generated", 4, "float32")
+    arrays, _ = read_loader(f"{loaders}:generated", 4, "float32")
     assert [len(arrays[f"x_{s}"]) for s in ("train", "val", "test")] == [100, 50, 50]
     np.testing.assert_array_equal(arrays["y_val"], _digits()[1][100:150])
 
@@ -103,7 +130,7 @@ def test_a_user_task_from_a_loader_halves_validation_without_test(
 
 
 def test_labels_by_output_name_for_a_model_with_several_outputs(loaders: Path) -> None:
-    arrays = read_loader(f"{loaders}:two_heads", 4, "float32")
+    arrays, _ = read_loader(f"{loaders}:two_heads", 4, "float32")
     y = _digits()[1]
     np.testing.assert_array_equal(arrays["y_train_cls"], y[:200])
     np.testing.assert_array_equal(arrays["y_val_even"][:, 0], y[200:250] % 2)
@@ -119,6 +146,8 @@ BAD = {
     "inputs alone": ("{loaders}:gives_inputs_alone", "must give (inputs, labels) pairs"),
     "two sizes": ("{loaders}:gives_two_sizes", "expected (4, 4, 1)"),
     "empty split": ("{loaders}:gives_an_empty_split", "the val dataset is empty"),
+    "never ends": ("{loaders}:repeats", "the train dataset never ends"),
+    "text labels": ("{loaders}:gives_names", "labels of dtype |S1 (text or objects)"),
     "fails midway": (
         "{loaders}:fails_midway",
         "failed: ValueError: corrupt record",
@@ -137,8 +166,7 @@ def test_a_bad_loader_is_one_line_naming_it_and_leaves_no_files(
     message = str(error.value)
     assert message.startswith(f"--data {spec}") and needle in message, message
     assert len(message.splitlines()) == 1
-    assert not (loader_folder(spec) / "rank4").exists()
-    assert not list(loader_folder(spec).parent.glob("*/.writing-*"))
+    assert not loader_folder(spec).is_dir() or not any(loader_folder(spec).iterdir())
 
 
 def test_a_path_that_exists_is_data_not_a_loader(tmp_path: Path) -> None:
@@ -146,3 +174,26 @@ def test_a_path_that_exists_is_data_not_a_loader(tmp_path: Path) -> None:
     odd.write_bytes(b"")
     assert not is_data_loader(str(odd)) and is_data_loader("loaders.py:make")
     assert is_data_loader("mypackage.data:make") and not is_data_loader("data.npz")
+
+
+def test_a_model_with_two_outputs_fine_tunes_from_a_loader(loaders: Path) -> None:
+    # Targets by output name, streamed from the files a batch at a time.
+    from devicefit.search.finetune import finetune
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 1), name="image")
+    features = keras.layers.Flatten()(keras.layers.Conv2D(8, 3, activation="relu")(image))
+    cls = keras.layers.Dense(10, name="cls")(features)
+    even = keras.layers.Dense(1, name="even")(features)
+    model = keras.Model(image, [cls, even])
+    path = loaders.parent / "heads.keras"
+    model.save(path)
+    spec = TaskSpec(model_path=str(path), data_path=f"{loaders}:two_heads", output="cls")
+    task = load_user_task(spec)
+    assert is_lazy(task.data.x_train) and set(task.data.y_train) == {"cls", "even"}
+    student = keras.models.clone_model(task.model)
+    student.set_weights(task.model.get_weights())
+    log = finetune(student, task, epochs=2, callbacks=[], keep_best=False)
+    assert log["epochs_run"] == 2
+    pairs = zip(student.get_weights(), model.get_weights(), strict=True)
+    assert any(not np.allclose(a, b) for a, b in pairs)
