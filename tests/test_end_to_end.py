@@ -270,6 +270,11 @@ def test_search_with_a_data_loader_of_tf_data_pipelines(
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert calls(loaders) == 2  # a resumed study reads what the loader gives now
     assert len(_complete(_study(tmp_path / "out" / "piped"))) == 6
+    assert "other data" not in resume.stdout + resume.stderr
+    loaders.write_text(loaders.read_text().replace("x[1500:], y[1500:]", "x[1600:], y[1600:]"))
+    resume = _cli("resume", str(tmp_path / "out" / "piped"), "--trials", "7")
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert "the loader now gives other data" in resume.stdout + resume.stderr
     assert not list((tmp_path / "cache" / "data").glob("*/*"))  # each driver's files: gone
     f32 = next(t for t in trials if t.user_attrs.get(attrs.BASELINE) == "float32")
     # Scored on the loader's test split (digits 1500 on): the Keras model's accuracy there.

@@ -235,10 +235,27 @@ def resume_search(
     )
     spec, space, devices, task = _prepare(config)
     study = open_study(folder, storage, config)
+    _warn_if_data_changed(study, task.info, console)  # type: ignore[attr-defined]
     recovered = recover_interrupted(study, "the driver stopped while this trial ran; re-run")
     if recovered:
         console.print(f"re-running trial(s) {recovered} left unfinished by a stopped driver")
     return _drive(study, config, folder, space, task.metric, spec, devices, console, task)  # type: ignore[attr-defined]
+
+
+def _warn_if_data_changed(study: Any, info: dict[str, Any], console: Console) -> None:
+    """A data loader that gives other data than when the study started: trials scored
+    before and after the resume are not comparable, which a user must hear."""
+    from devicefit.search.study import study_info
+
+    before = study_info(study).get("task_info", {}).get("data_digest")
+    now = info.get("data_digest")
+    if before and now and before != now:
+        console.print(
+            f"--data {info.get('data_path')}: the loader now gives other data than when this "
+            "study started; trials before and after this resume are scored on different splits",
+            style="yellow",
+            markup=False,
+        )
 
 
 def _drive(study, config, folder, space, metric, spec, devices, console, task) -> int:  # noqa: ANN001

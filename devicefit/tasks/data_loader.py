@@ -174,6 +174,7 @@ def _write_split(
         raise UsageError(f"{where} never ends (a .repeat() without a count?)")
     labels: list[Any] = []
     rows, sample, dtype = 0, None, None
+    digest = hashlib.sha1()
     with open(work / f"x_{split}.bin", "wb") as out, ReadingProgress(split, dataset) as bar:
         try:
             for element in dataset.as_numpy_iterator():
@@ -184,7 +185,9 @@ def _write_split(
                     want = sample or f"rank {input_rank - 1} samples"
                     raise UsageError(f"{where} gives inputs of shape {x.shape}; expected {want}")
                 sample, dtype = x.shape[1:], x.dtype if dtype is None else dtype
-                out.write(np.ascontiguousarray(x, dtype=dtype).tobytes())
+                rows_bytes = np.ascontiguousarray(x, dtype=dtype).tobytes()
+                out.write(rows_bytes)
+                digest.update(rows_bytes)
                 labels.append(_map(y, np.asarray))
                 rows += len(x)
                 bar.advance(len(x))
@@ -195,7 +198,27 @@ def _write_split(
     if not rows:
         raise UsageError(f"{where} is empty")
     names = _save_labels(labels, split, work, where)
-    return {"rows": rows, "sample": list(sample), "dtype": str(dtype), "labels": names}
+    for name in names or [None]:
+        digest.update(np.load(work / _label_file(split, name), allow_pickle=False).tobytes())
+    return {
+        "rows": rows,
+        "sample": list(sample),
+        "dtype": str(dtype),
+        "labels": names,
+        "digest": digest.hexdigest(),
+    }
+
+
+def _label_file(split: str, name: str | None) -> str:
+    return f"y_{split}.npy" if name is None else f"y_{split}_{name}.npy"
+
+
+def splits_digest(folder: str | Path) -> str:
+    """One digest of every split's inputs and labels as a read wrote them: a resumed
+    study whose loader now gives other data is told so."""
+    layout = json.loads((Path(folder) / LAYOUT).read_text())
+    joined = ",".join(f"{split}:{layout[split]['digest']}" for split in sorted(layout))
+    return hashlib.sha1(joined.encode()).hexdigest()[:16]
 
 
 def _pair(element: Any, where: str) -> tuple[np.ndarray, Any]:
@@ -231,9 +254,9 @@ def _save_labels(labels: list[Any], split: str, work: Path, where: str) -> list[
         if any(sorted(part) != names for part in labels):
             raise UsageError(f"{where} gives labels for different outputs in different elements")
         for name in names:
-            _save(work / f"y_{split}_{name}.npy", [p[name] for p in labels], where)
+            _save(work / _label_file(split, name), [p[name] for p in labels], where)
         return names
-    _save(work / f"y_{split}.npy", labels, where)
+    _save(work / _label_file(split, None), labels, where)
     return None
 
 
@@ -253,8 +276,8 @@ def _read_splits(folder: Path, dtype: Any) -> dict[str, Any]:
         sample = tuple(info["sample"])
         arrays[f"x_{split}"] = DiskRows(path, info["dtype"], sample, info["rows"], dtype)
         for name in info["labels"] or [None]:
-            key = f"y_{split}" if name is None else f"y_{split}_{name}"
-            arrays[key] = np.load(folder / f"{key}.npy", allow_pickle=False)
+            file = _label_file(split, name)
+            arrays[file.removesuffix(".npy")] = np.load(folder / file, allow_pickle=False)
     return arrays
 
 

@@ -94,9 +94,25 @@ def _task(
         data=splits,
         metric=metric,
         input_shape=(1, *sample_shape),
-        info={"model_path": str(spec.model_path), "data_path": str(spec.data_path), **info},
+        info={
+            "model_path": str(spec.model_path),
+            "data_path": str(spec.data_path),
+            **_data_digest(str(spec.data_path)),
+            **info,
+        },
         output_kinds=output_kinds,
     )
+
+
+def _data_digest(data: str) -> dict[str, str]:
+    """A data loader's read: the digest of what it gave (a resume compares it)."""
+    from devicefit.tasks.data_loader import is_data_loader, splits_digest, written_by_this_process
+
+    if is_written_splits(data):
+        return {"data_digest": splits_digest(data)}
+    if is_data_loader(data):
+        return {"data_digest": splits_digest(written_by_this_process(data))}
+    return {}
 
 
 def load_user_model(path_text: str) -> keras.Model:

@@ -16,7 +16,12 @@ from data_loaders import calls, write_loaders
 from devicefit.errors import UsageError
 from devicefit.quiet import silence_tensorflow
 from devicefit.tasks import TaskSpec
-from devicefit.tasks.data_loader import is_data_loader, loader_folder, read_loader
+from devicefit.tasks.data_loader import (
+    is_data_loader,
+    loader_folder,
+    read_loader,
+    splits_digest,
+)
 from devicefit.tasks.lazy_rows import DiskRows, is_lazy
 from devicefit.tasks.user import load_user_task
 
@@ -85,11 +90,14 @@ def test_each_read_writes_a_folder_its_workers_read_without_the_loader(
     first = read_loader(spec, 4, "float32")[1]
     arrays, second = read_loader(spec, 4, "float32")  # a study started again: read anew
     assert calls(loaders) == 2 and first != second and first.is_dir() and second.is_dir()
+    assert splits_digest(first) == splits_digest(second)  # the same data, read twice
+    other = read_loader(f"{loaders}:generated", 4, "float32")[1]
+    assert splits_digest(other) != splits_digest(first)
     loaders.unlink()  # a worker needs neither the loader nor what it reads
     worker = load_user_task(TaskSpec(model_path=str(classifier), data_path=str(second)))
     np.testing.assert_array_equal(worker.data.y_train, arrays["y_train"])
     np.testing.assert_allclose(worker.data.x_val[:], arrays["x_val"][:])
-    assert calls(loaders) == 2
+    assert calls(loaders) == 3  # the two reads of pipeline and the one of generated
 
 
 def test_a_removed_folder_is_still_read_by_those_that_opened_it(loaders: Path) -> None:
