@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,6 +109,8 @@ def _sweep(parent: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) there sends Ctrl-C: keep the folder
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
