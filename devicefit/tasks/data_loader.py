@@ -42,7 +42,6 @@ from devicefit.tasks.lazy_rows import DiskRows
 from devicefit.user_code import absolute_target, import_target, one_line, user_frame
 
 SPLITS = ("train", "val", "test")
-FORMAT = 1  # bump when the files' layout changes, so old caches are not read
 LAYOUT = "splits.json"  # written last: a folder without it is incomplete
 
 
@@ -57,7 +56,7 @@ def loader_folder(spec: str) -> Path:
     from devicefit.tasks.cache import cache_root
 
     spec = absolute_target(spec)
-    digest = hashlib.sha1(f"{FORMAT}:{spec}".encode()).hexdigest()[:16]
+    digest = hashlib.sha1(spec.encode()).hexdigest()[:16]
     return cache_root() / "data" / f"{spec.rsplit(':', 1)[1]}-{digest}"
 
 
@@ -200,9 +199,7 @@ def _write_split(
             raise UsageError(f"{where} failed: {_reason(exc)}") from None
     if not rows:
         raise UsageError(f"{where} is empty")
-    names = _save_labels(labels, split, work, where)
-    for name in names or [None]:
-        digest.update(np.load(work / _label_file(split, name), allow_pickle=False).tobytes())
+    names = _save_labels(labels, split, work, where, digest)
     return {
         "rows": rows,
         "sample": list(sample),
@@ -250,25 +247,29 @@ def _map(y: Any, function: Any) -> Any:
     return {k: function(v) for k, v in y.items()} if isinstance(y, dict) else function(y)
 
 
-def _save_labels(labels: list[Any], split: str, work: Path, where: str) -> list[str] | None:
-    """Labels as ``y_<split>.npy`` or, by output name, ``y_<split>_<output>.npy``."""
+def _save_labels(
+    labels: list[Any], split: str, work: Path, where: str, digest: Any
+) -> list[str] | None:
+    """Labels as ``y_<split>.npy`` or, by output name, ``y_<split>_<output>.npy``, each
+    also added to ``digest``."""
     if isinstance(labels[0], dict):
         names = sorted(labels[0])
         if any(sorted(part) != names for part in labels):
             raise UsageError(f"{where} gives labels for different outputs in different elements")
         for name in names:
-            _save(work / _label_file(split, name), [p[name] for p in labels], where)
+            _save(work / _label_file(split, name), [p[name] for p in labels], where, digest)
         return names
-    _save(work / _label_file(split, None), labels, where)
+    _save(work / _label_file(split, None), labels, where, digest)
     return None
 
 
-def _save(path: Path, parts: list[np.ndarray], where: str) -> None:
+def _save(path: Path, parts: list[np.ndarray], where: str, digest: Any) -> None:
     try:
         values = np.concatenate(parts)
     except ValueError as exc:
         raise UsageError(f"{where} gives labels of different shapes: {exc}") from None
     np.save(path, values, allow_pickle=False)
+    digest.update(np.ascontiguousarray(values).tobytes())
 
 
 def _read_splits(folder: Path, dtype: Any) -> dict[str, Any]:

@@ -19,7 +19,14 @@ from devicefit.evaluators.metrics import METRICS, Metric
 from devicefit.quiet import silence_tensorflow
 from devicefit.spaces.eager_predict import eager_predict
 from devicefit.tasks.base import Splits, Task, TaskSpec
-from devicefit.tasks.data_loader import is_written_splits
+from devicefit.tasks.data_loader import (
+    is_data_loader,
+    is_written_splits,
+    read_loader,
+    read_written_splits,
+    splits_digest,
+    written_by_this_process,
+)
 from devicefit.tasks.lazy_rows import is_lazy
 from devicefit.tasks.user_data import (
     check_inputs,
@@ -69,8 +76,6 @@ def load_user_task(spec: TaskSpec) -> Task:
 def _read_arrays(data: str, model: keras.Model) -> dict[str, Any]:
     """The ``.npz``'s arrays, or a data loader's splits under the same keys (inputs on
     disk)."""
-    from devicefit.tasks.data_loader import is_data_loader, read_loader, read_written_splits
-
     dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
     if is_written_splits(data):  # a loader's splits, as the driver's workers get them
         return read_written_splits(data, dtype)
@@ -106,8 +111,6 @@ def _task(
 
 def _data_digest(data: str) -> dict[str, str]:
     """A data loader's read: the digest of what it gave (a resume compares it)."""
-    from devicefit.tasks.data_loader import is_data_loader, splits_digest, written_by_this_process
-
     if is_written_splits(data):
         return {"data_digest": splits_digest(data)}
     if is_data_loader(data):
