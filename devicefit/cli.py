@@ -638,6 +638,11 @@ def _inspect_target(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:
 
     model = load_user_model(args.model)
     declared = tuple(model.inputs[0].shape)
+    if shape is not None and len(model.inputs) > 1:
+        raise UsageError(
+            f"--input-shape: {args.model} has several inputs, each of a fixed size; leave "
+            "--input-shape out"
+        )
     if shape is None:
         if any(d is None for d in declared[1:]):
             raise UsageError(

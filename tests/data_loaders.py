@@ -75,6 +75,16 @@ def two_heads():
     return made.take(200).batch(50), made.skip(200).take(50), made.skip(250).batch(25)
 
 
+def two_inputs():
+    """Inputs by name for a model with inputs "image" and "hint" (ids of 0..9, int64):
+    batched training, single-sample validation."""
+    _count()
+    x, y = digits()
+    inputs = {"image": x[:300], "hint": (y[:300] % 5)[:, None]}
+    made = tf.data.Dataset.from_tensor_slices((inputs, y[:300]))
+    return made.take(200).batch(64), made.skip(200).take(60), made.skip(260).batch(16)
+
+
 def raises():
     raise FileNotFoundError("no such folder: /data/train")
 

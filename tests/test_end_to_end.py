@@ -317,14 +317,20 @@ BACKBONE_EFFECTS = {
 }
 
 
-def test_search_of_a_two_head_model_with_a_metric_of_its_own(tmp_path: Path) -> None:
+@pytest.mark.parametrize("side_input", [False, True], ids=["one_input", "two_inputs"])
+def test_search_of_a_two_head_model_with_a_metric_of_its_own(
+    tmp_path: Path, side_input: bool
+) -> None:
+    """The detector-shaped model, also with a second input (``x_<split>_<input>`` in the
+    .npz): every technique reaches the backbone, and the file keeps every name."""
     from ai_edge_litert.interpreter import Interpreter
     from two_heads import write_two_head_task
 
     from devicefit.evaluators.tflite_predict import predict
     from devicefit.spaces import all_techniques
+    from devicefit.tasks.named_inputs import NamedInputs
 
-    files = write_two_head_task(tmp_path / "heads")
+    files = write_two_head_task(tmp_path / "heads", side_input=side_input)
     (tmp_path / "study.toml").write_text(EVERY_TECHNIQUE)
     run = _cli(
         "search", "--config", str(tmp_path / "study.toml"), "--model", str(files / "net.keras"),
@@ -357,7 +363,11 @@ def test_search_of_a_two_head_model_with_a_metric_of_its_own(tmp_path: Path) -> 
     sizes = {t.number: t.user_attrs[attrs.METRICS]["size_bytes"] for t in (f32, int8)}
     assert sizes[int8.number] < sizes[f32.number] / 2  # int8 weights in backbone and heads
     with np.load(files / "data.npz") as npz:
-        x_test = npz["x_test"]
+        x_test = (
+            NamedInputs({"image": npz["x_test_image"], "hint": npz["x_test_hint"]})
+            if side_input
+            else npz["x_test"]
+        )
         y_test = {"cls": npz["y_test_cls"], "box": npz["y_test_box"]}
     namespace: dict = {}
     exec((files / "score.py").read_text(), namespace)  # noqa: S102 - the test's own metric
@@ -379,7 +389,10 @@ def test_search_of_a_two_head_model_with_a_metric_of_its_own(tmp_path: Path) -> 
     export = _cli("export", str(folder), "--trial", str(faster[0].number), "--out", str(out))
     assert export.returncode == 0, export.stderr
     interpreter = Interpreter(model_path=str(out / "model.tflite"))
-    assert sorted(interpreter.get_signature_list()["serving_default"]["outputs"]) == ["box", "cls"]
+    signature = interpreter.get_signature_list()["serving_default"]
+    assert sorted(signature["outputs"]) == ["box", "cls"]
+    if side_input:
+        assert sorted(signature["inputs"]) == ["hint", "image"]
 
 
 def test_kill_driver_then_resume(tmp_path: Path) -> None:

@@ -151,6 +151,10 @@ def _random_inputs(interp: Any, rng: np.random.Generator) -> None:
         shape, dtype = detail["shape"], detail["dtype"]
         if np.issubdtype(dtype, np.floating):
             value = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif not detail["quantization"][0]:
+            # An integer input without a scale holds ids (an Embedding's, a lookup's):
+            # id 0 exists in every table, where a random id may be out of range.
+            value = np.zeros(shape, dtype)
         else:
             info = np.iinfo(dtype)
             value = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)

@@ -10,35 +10,45 @@ from devicefit.deploy.runtime import make_interpreter
 from devicefit.errors import TrialFailed
 
 
-def predict(tflite: bytes, x: np.ndarray, num_threads: int = 1, batch: int = 32) -> Any:
+def predict(tflite: bytes, x: Any, num_threads: int = 1, batch: int = 32) -> Any:
     """Outputs of the TFLite model for every sample of ``x``: one array, or for a file with
     several outputs a dict by their signature names (the Keras model's output names).
+    ``x`` is an array, or for a file with several inputs rows that read as a dict by the
+    signature's input names (tasks/named_inputs.py).
 
     The file ships with batch 1; the batch dimension is resized for speed and
     falls back to one sample at a time if the file does not allow resizing.
     """
     try:
         interp = make_interpreter(tflite, num_threads)
-        inp = interp.get_input_details()[0]
         names = _output_names(interp)
+        by_name = _input_indices(interp)
     except Exception as exc:  # noqa: BLE001
         raise TrialFailed(f"TFLite file does not load: {exc}") from exc
     size = batch
     try:
-        interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]], strict=True)
+        for detail in interp.get_input_details():
+            interp.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]], strict=True)
         interp.allocate_tensors()
     except Exception:  # noqa: BLE001 - some files cannot be resized: run one at a time
         interp = make_interpreter(tflite, num_threads)
         interp.allocate_tensors()
         size = 1
-    inp = interp.get_input_details()[0]
+    details = {detail["index"]: detail for detail in interp.get_input_details()}
     outputs: dict[int, list[np.ndarray]] = {index: [] for index in names}
     for start in range(0, len(x), size):
-        chunk = _quantize(x[start : start + size], inp)
-        real = len(chunk)
-        if real < size:  # pad the last batch to the allocated size
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - real, axis=0)])
-        interp.set_tensor(inp["index"], chunk)
+        chunk = x[start : start + size]
+        parts = chunk if isinstance(chunk, dict) else {"": chunk}
+        real = 0
+        for name, values in parts.items():
+            if name not in by_name:
+                raise TrialFailed(f"the TFLite file has no input {name!r} ({', '.join(by_name)})")
+            detail = details[by_name[name]]
+            values = _quantize(np.asarray(values), detail)
+            real = len(values)
+            if real < size:  # pad the last batch to the allocated size
+                values = np.concatenate([values, np.repeat(values[-1:], size - real, axis=0)])
+            interp.set_tensor(detail["index"], values)
         interp.invoke()
         for detail in interp.get_output_details():
             if detail["index"] in outputs:
@@ -47,6 +57,16 @@ def predict(tflite: bytes, x: np.ndarray, num_threads: int = 1, batch: int = 32)
     if len(names) == 1:
         return np.concatenate(next(iter(outputs.values())))
     return {names[index]: np.concatenate(parts) for index, parts in outputs.items()}
+
+
+def _input_indices(interp: Any) -> dict[str, int]:
+    """Input name -> tensor index: the signature's names for a file with several inputs,
+    ``""`` for the one input of a file with one (fed an array, whatever its name)."""
+    details = interp.get_input_details()
+    if len(details) == 1:
+        return {"": details[0]["index"]}
+    runner = interp.get_signature_runner()
+    return {name: d["index"] for name, d in runner.get_input_details().items()}
 
 
 def _output_names(interp: Any) -> dict[int, str]:
@@ -61,15 +81,16 @@ def _output_names(interp: Any) -> dict[int, str]:
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     dtype = detail["dtype"]
-    if np.issubdtype(dtype, np.integer):
-        scale, zero = detail["quantization"]
+    scale, zero = detail["quantization"]
+    # An integer input without a scale is an id (an Embedding's), not a quantized value.
+    if np.issubdtype(dtype, np.integer) and scale:
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
     return x.astype(dtype)
 
 
 def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    if np.issubdtype(detail["dtype"], np.integer):
-        scale, zero = detail["quantization"]
+    scale, zero = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
         return (y.astype(np.float32) - zero) * scale
     return y.astype(np.float32)

@@ -15,6 +15,7 @@ from typing import Any
 
 from devicefit.spaces.sensitivity import SensitivityJob, SensitivityPoint
 from devicefit.tasks.base import TaskSpec
+from devicefit.tasks.named_inputs import first_rows
 
 SAMPLES = 256  # validation examples each point is scored on
 
@@ -27,7 +28,7 @@ def profile_inputs(task: Any, samples: int = SAMPLES) -> tuple[Any, Any]:
     """The validation subset every point of a profile is scored on."""
     from devicefit.tasks.base import take
 
-    return task.data.x_val[:samples], take(task.data.y_val, slice(None, samples))
+    return first_rows(task.data.x_val, samples), take(task.data.y_val, slice(None, samples))
 
 
 @dataclass(frozen=True)

@@ -99,11 +99,10 @@ def _untouched_statistics(untouched: Any, x: np.ndarray) -> dict[str, tuple[Any,
     """What re-estimating on ``x`` gives the untouched model's layers, by name: computed on
     a copy once per model and inputs in this process (the entry keeps the model, so a
     freed model's reused id cannot hand another its statistics)."""
-    import hashlib
-
     from devicefit.spaces.rebuild import clone_with_weights
+    from devicefit.tasks.named_inputs import content_digest
 
-    key = (id(untouched), hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
+    key = (id(untouched), content_digest(x))
     entry = _UNTOUCHED.get(key)
     if entry is None or entry[0] is not untouched:
         copy = clone_with_weights(untouched)

@@ -59,11 +59,16 @@ def with_named_outputs(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, dict(zip(names, outputs, strict=True)), name=model.name)
 
 
-def _signature(model: keras.Model, input_shape: tuple[int, ...]) -> tf.TensorSpec:
+def _signature(model: keras.Model, input_shape: tuple[int, ...]) -> list[tf.TensorSpec]:
     # Batch left open (-1 in the file's shape signature) so hosts can evaluate in
     # batches; the file's default shape is still batch 1, as benchmarks run it.
+    if len(model.inputs) > 1:  # fixed sizes (user.py checks), named as the model names them
+        return [
+            tf.TensorSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=t.name)
+            for t in model.inputs
+        ]
     dtype = model.inputs[0].dtype if model.inputs else "float32"
-    return tf.TensorSpec(shape=(None, *input_shape[1:]), dtype=dtype, name="input")
+    return [tf.TensorSpec(shape=(None, *input_shape[1:]), dtype=dtype, name="input")]
 
 
 def _from_keras_model(model: keras.Model, input_shape: tuple[int, ...], folder: str) -> Any:
@@ -77,8 +82,8 @@ def _from_saved_model(model: keras.Model, input_shape: tuple[int, ...], folder: 
     export.track(model)
     export.add_endpoint(
         "serve",
-        lambda x: model(x, training=False),
-        input_signature=[_signature(model, input_shape)],
+        lambda *x: model(list(x) if len(x) > 1 else x[0], training=False),
+        input_signature=_signature(model, input_shape),
     )
     export.write_out(folder, verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(folder)

@@ -24,6 +24,7 @@ from devicefit.spaces.base import PER_LAYER, Applied, Technique
 from devicefit.spaces.graph import GraphView, graph_view
 from devicefit.spaces.params import FloatRange
 from devicefit.spaces.rebuild import as_functional, rebuild
+from devicefit.tasks.named_inputs import NamedInputs, feed, first_rows
 
 silence_tensorflow()
 
@@ -100,7 +101,7 @@ class DepthPruning(Technique):
         return {"ratio": 1.0}
 
     def prepare(self, samples: np.ndarray) -> None:
-        self._samples = np.asarray(samples[:PROBE_SAMPLES], dtype=np.float32)
+        self._samples = first_rows(samples, PROBE_SAMPLES).astype(np.float32)
 
     def units(
         self, model: keras.Model, granularity: str, blocks: dict[str, list[str]]
@@ -168,13 +169,17 @@ class DepthPruning(Technique):
     def _least_important(self, model: keras.Model, adds: dict[str, int]) -> list[str]:
         """The Adds, the one whose branch output is smallest against its shortcut first."""
         samples = self._samples
-        if samples is None:  # no training inputs given: a fixed draw of the input's shape
-            shape = (PROBE_SAMPLES, *model.inputs[0].shape[1:])
-            samples = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        if samples is None:  # no training inputs given: a fixed draw of each input's shape
+            rng = np.random.default_rng(0)
+            draws = {
+                t.name: rng.standard_normal((PROBE_SAMPLES, *t.shape[1:])).astype(np.float32)
+                for t in model.inputs
+            }
+            samples = NamedInputs(draws) if len(draws) > 1 else next(iter(draws.values()))
         layers = {layer.name: layer for layer in model.layers}
         tensors = [layers[name].input for name in adds]  # each: [input 0, input 1]
         probe = keras.Model(model.inputs, [t for pair in tensors for t in pair])
-        values = probe(samples[:PROBE_SAMPLES], training=False)
+        values = probe(feed(samples), training=False)
         share = {}
         for n, (name, index) in enumerate(adds.items()):
             shortcut, branch = values[2 * n + index], values[2 * n + 1 - index]

@@ -25,6 +25,7 @@ import numpy as np
 
 from devicefit.errors import TrialFailed
 from devicefit.evaluators.tflite_ops import WeightedOp, weighted_ops
+from devicefit.tasks.named_inputs import rows_of_one
 
 PRECISIONS = ("float", "w8", "w4", "a8w8", "a16w8", "a8w4")
 # What a per-layer study searches unless its ranges say otherwise: a8w4 came later, and a
@@ -138,6 +139,7 @@ def _calibration_data(tflite: bytes, samples: np.ndarray) -> dict[str, list[dict
     interpreter = make_interpreter(tflite, num_threads=1)
     signatures = interpreter.get_signature_list()
     key = next(iter(signatures))
-    (input_name,) = signatures[key]["inputs"]
-    rows = samples[:CALIBRATION_SAMPLES].astype(np.float32)
-    return {key: [{input_name: row[None]} for row in rows]}
+    names = signatures[key]["inputs"]
+    rows = rows_of_one(samples.astype(np.float32), CALIBRATION_SAMPLES)
+    # Several inputs come by name already; one input takes the file's own input name.
+    return {key: [row if isinstance(row, dict) else {names[0]: row} for row in rows]}

@@ -22,6 +22,7 @@ from devicefit.spaces.graph import DependencyGraph, dependency_graph
 from devicefit.spaces.importance import IMPORTANCES, kernel_axes, rank_groups
 from devicefit.spaces.params import Choice, FloatRange
 from devicefit.spaces.rebuild import as_functional, clone_with, rebuild
+from devicefit.tasks.named_inputs import first_rows
 
 silence_tensorflow()
 
@@ -71,7 +72,7 @@ class ChannelPruning(Technique):
         self.samples: np.ndarray | None = None
 
     def prepare(self, samples: np.ndarray) -> None:
-        self.samples = samples[: self.max_samples]
+        self.samples = first_rows(samples, self.max_samples)
 
     # The ranking the sensitivity profile and the profile plans prune by (they set only
     # per-unit ratios on top of the identity). Activation, not L1: SRCNN's pass-through

@@ -16,6 +16,7 @@ from devicefit.spaces.mixed_precision import (
     quantize_per_layer,
 )
 from devicefit.spaces.params import Choice
+from devicefit.tasks.named_inputs import rows_of_one
 
 silence_tensorflow()
 
@@ -109,11 +110,11 @@ def _configure(converter: Any, mode: str, ctx: ConvertContext) -> None:
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        samples = ctx.calibration[:CALIBRATION_SAMPLES].astype(np.float32)
+        rows = rows_of_one(ctx.calibration.astype(np.float32), CALIBRATION_SAMPLES)
 
         def representative() -> Any:
-            for sample in samples:
-                yield [sample[None, ...]]
+            for row in rows:  # several inputs: a dict by the signature's input names
+                yield row if isinstance(row, dict) else [row]
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -3,8 +3,9 @@
 The function takes no arguments and returns the splits as ``tf.data.Dataset``s of
 ``(inputs, labels)`` elements: a tuple ``(train, val)`` or ``(train, val, test)``, or a
 dict with ``"train"``, ``"val"`` and optionally ``"test"``. Elements may be batched or
-single samples (told apart by the model's input rank); a model with several outputs
-gets its labels as a dict by output name. Without a test split the validation split is
+single samples (told apart by the model's input rank); a model with several inputs
+takes its inputs as a dict by input name, and one with several outputs its labels as a
+dict by output name. Without a test split the validation split is
 halved, as for an ``.npz``.
 
 One pass over each dataset writes its inputs to a file on disk, a batch in memory at a
@@ -23,6 +24,7 @@ once its driver is gone (a driver that was killed).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -70,11 +72,15 @@ def read_written_splits(path: str, dtype: Any) -> dict[str, Any]:
     return _read_splits(Path(path), dtype)
 
 
-def read_loader(spec: str, input_rank: int, dtype: Any) -> tuple[dict[str, Any], Path]:
+def read_loader(
+    spec: str, input_rank: int | dict[str, int], dtype: Any
+) -> tuple[dict[str, Any], Path]:
     """Run the loader and write its splits (the driver); the splits as an ``.npz`` would
-    give them (``x_train``, ``y_train`` or ``y_train_<output>``, ...), inputs as DiskRows
-    of ``dtype`` (``input_rank``: the model's input rank, batch axis included), and the
-    folder written, which workers read instead of running the loader."""
+    give them (``x_train`` or ``x_train_<input>``, ``y_train`` or ``y_train_<output>``,
+    ...), inputs as DiskRows of ``dtype`` (``input_rank``: the model's input rank, batch
+    axis included, or each input's by name for a model with several; their inputs keep
+    the dtype the pipeline gave), and the folder written, which workers read instead of
+    running the loader."""
     parent = loader_folder(spec)
     parent.mkdir(parents=True, exist_ok=True)
     _sweep(parent)
@@ -165,7 +171,7 @@ def _write_splits(spec: str, input_rank: int, folder: Path) -> None:
 
 
 def _write_split(
-    spec: str, split: str, dataset: Any, input_rank: int, work: Path
+    spec: str, split: str, dataset: Any, input_rank: int | dict[str, int], work: Path
 ) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -174,25 +180,28 @@ def _write_split(
     where = f"--data {spec}: the {split} dataset"
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise UsageError(f"{where} never ends (a .repeat() without a count?)")
+    ranks = input_rank if isinstance(input_rank, dict) else {"": input_rank}
     labels: list[Any] = []
-    rows, sample, dtype = 0, None, None
+    rows = 0
+    inputs: dict[str, dict[str, Any]] = {}  # each input's sample shape and dtype
     digest = hashlib.sha1()
-    with open(work / f"x_{split}.bin", "wb") as out, ReadingProgress(split, dataset) as bar:
+    with contextlib.ExitStack() as files, ReadingProgress(split, dataset) as bar:
+        out = {n: files.enter_context(open(work / _input_file(split, n), "wb")) for n in ranks}
         try:
             for element in dataset.as_numpy_iterator():
-                x, y = _pair(element, where)
-                if x.ndim == input_rank - 1:  # one sample: a batch of one
-                    x, y = x[None], _map(y, lambda v: np.asarray(v)[None])
-                if x.ndim != input_rank or (sample is not None and x.shape[1:] != sample):
-                    want = sample or f"rank {input_rank - 1} samples"
-                    raise UsageError(f"{where} gives inputs of shape {x.shape}; expected {want}")
-                sample, dtype = x.shape[1:], x.dtype if dtype is None else dtype
-                rows_bytes = np.ascontiguousarray(x, dtype=dtype).tobytes()
-                out.write(rows_bytes)
-                digest.update(rows_bytes)
+                x, y = _pair(element, where, tuple(ranks))
+                if all(x[n].ndim == rank - 1 for n, rank in ranks.items()):  # one sample
+                    x, y = _map(x, lambda v: v[None]), _map(y, lambda v: np.asarray(v)[None])
+                for name, values in x.items():
+                    values = _checked(values, ranks[name], inputs.setdefault(name, {}), where, name)
+                    out[name].write(values.tobytes())
+                    digest.update(values.tobytes())
                 labels.append(_map(y, np.asarray))
-                rows += len(x)
-                bar.advance(len(x))
+                count = len(next(iter(x.values())))
+                if any(len(values) != count for values in x.values()):
+                    raise UsageError(f"{where} gives inputs with different numbers of rows")
+                rows += count
+                bar.advance(count)
         except UsageError:
             raise
         except Exception as exc:  # noqa: BLE001 - a user's pipeline can fail in any way
@@ -200,13 +209,26 @@ def _write_split(
     if not rows:
         raise UsageError(f"{where} is empty")
     names = _save_labels(labels, split, work, where, digest)
-    return {
-        "rows": rows,
-        "sample": list(sample),
-        "dtype": str(dtype),
-        "labels": names,
-        "digest": digest.hexdigest(),
-    }
+    return {"rows": rows, "inputs": inputs, "labels": names, "digest": digest.hexdigest()}
+
+
+def _checked(
+    values: np.ndarray, rank: int, seen: dict[str, Any], where: str, name: str
+) -> np.ndarray:
+    """A batch of input ``name``, in the shape and dtype of its first batch (``seen``,
+    filled by the first)."""
+    sample = tuple(seen.get("sample", values.shape[1:]))
+    if values.ndim != rank or values.shape[1:] != sample:
+        want = sample if "sample" in seen else f"rank {rank - 1} samples"
+        what = f"inputs {name!r}" if name else "inputs"
+        raise UsageError(f"{where} gives {what} of shape {values.shape}; expected {want}")
+    seen.setdefault("sample", list(sample))
+    seen.setdefault("dtype", str(values.dtype))
+    return np.ascontiguousarray(values, dtype=seen["dtype"])
+
+
+def _input_file(split: str, name: str) -> str:
+    return f"x_{split}.bin" if not name else f"x_{split}_{name}.bin"
 
 
 def _label_file(split: str, name: str | None) -> str:
@@ -221,20 +243,29 @@ def splits_digest(folder: str | Path) -> str:
     return hashlib.sha1(joined.encode()).hexdigest()[:16]
 
 
-def _pair(element: Any, where: str) -> tuple[np.ndarray, Any]:
+def _pair(element: Any, where: str, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], Any]:
+    """The element's inputs by name (``""`` for a model's one input) and labels."""
     if not (isinstance(element, tuple) and len(element) == 2):
         raise UsageError(f"{where} must give (inputs, labels) pairs; got {_describe(element)}")
     x, y = element
-    if not isinstance(x, np.ndarray):
+    if names == ("",):
+        if not isinstance(x, np.ndarray):
+            raise UsageError(
+                f"{where} gives inputs as {_describe(x)}; models with one input take one array"
+            )
+        x = {"": x}
+    elif not (isinstance(x, dict) and set(x) == set(names)):
         raise UsageError(
-            f"{where} gives inputs as {_describe(x)}; models with one input take one array"
+            f"{where} gives inputs as {_describe(x)}; the model takes a dict of arrays by its "
+            f"input names {', '.join(names)}"
         )
-    for what, values in (("inputs", x), *_labels_by_name(y)):
+    inputs = [(f"inputs {name!r}" if name else "inputs", values) for name, values in x.items()]
+    for what, values in (*inputs, *_labels_by_name(y)):
         dtype = np.asarray(values).dtype
         if dtype.kind not in "biuf":
             text = " (text or objects)" if dtype.kind in "OSUV" else ""
             raise UsageError(f"{where} gives {what} of dtype {dtype}{text}, not numbers")
-    return x, y
+    return {name: x[name] for name in names}, y
 
 
 def _labels_by_name(y: Any) -> list[tuple[str, Any]]:
@@ -276,9 +307,11 @@ def _read_splits(folder: Path, dtype: Any) -> dict[str, Any]:
     layout = json.loads((folder / LAYOUT).read_text())
     arrays: dict[str, Any] = {}
     for split, info in layout.items():
-        path = str(folder / f"x_{split}.bin")
-        sample = tuple(info["sample"])
-        arrays[f"x_{split}"] = DiskRows(path, info["dtype"], sample, info["rows"], dtype)
+        for name, stored in info["inputs"].items():  # several inputs keep their own dtypes
+            path = str(folder / _input_file(split, name))
+            sample, cast = tuple(stored["sample"]), dtype if not name else None
+            rows = DiskRows(path, stored["dtype"], sample, info["rows"], cast)
+            arrays[_input_file(split, name).removesuffix(".bin")] = rows
         for name in info["labels"] or [None]:
             file = _label_file(split, name)
             arrays[file.removesuffix(".npy")] = np.load(folder / file, allow_pickle=False)

@@ -28,10 +28,12 @@ from devicefit.tasks.data_loader import (
     written_by_this_process,
 )
 from devicefit.tasks.lazy_rows import is_lazy
+from devicefit.tasks.named_inputs import input_names
 from devicefit.tasks.user_data import (
     check_inputs,
     check_labels,
     default_metric,
+    group_inputs,
     make_splits,
     read_npz,
 )
@@ -64,7 +66,7 @@ def load_user_task(spec: TaskSpec) -> Task:
         metric = metric_for(spec.metric or by_labels, METRICS[by_labels].kind)
         fidelity = metric.name == "fidelity"
         splits = make_splits(arrays, spec.data_path, labels_required=not fidelity)
-    sample_shape = check_inputs(splits, tuple(model.inputs[0].shape[1:]))
+    sample_shape = check_inputs(splits, expected_inputs(model))
     splits = _cast_inputs(splits, model)
     if fidelity:
         splits = relabel_with_model(model, splits)
@@ -78,10 +80,24 @@ def _read_arrays(data: str, model: keras.Model) -> dict[str, Any]:
     disk)."""
     dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
     if is_written_splits(data):  # a loader's splits, as the driver's workers get them
-        return read_written_splits(data, dtype)
-    if not is_data_loader(data):
-        return read_npz(data)
-    return read_loader(data, len(model.inputs[0].shape), dtype)[0]
+        arrays = read_written_splits(data, dtype)
+    elif not is_data_loader(data):
+        arrays = read_npz(data)
+    elif len(model.inputs) > 1:
+        ranks = {t.name: len(t.shape) for t in model.inputs}
+        arrays = read_loader(data, ranks, dtype)[0]
+    else:
+        arrays = read_loader(data, len(model.inputs[0].shape), dtype)[0]
+    if len(model.inputs) > 1:  # x_<split>_<input> arrays, one split of named inputs
+        return group_inputs(arrays, input_names(model), data)
+    return arrays
+
+
+def expected_inputs(model: keras.Model) -> tuple | dict[str, tuple]:
+    """The sample shape the model takes: one tuple, or one per input name."""
+    if len(model.inputs) == 1:
+        return tuple(model.inputs[0].shape[1:])
+    return {t.name: tuple(t.shape[1:]) for t in model.inputs}
 
 
 def _task(
@@ -119,7 +135,8 @@ def _data_digest(data: str) -> dict[str, str]:
 
 
 def load_user_model(path_text: str) -> keras.Model:
-    """A single-input, single-output Keras model from .keras, .h5 or a SavedModel folder."""
+    """A Keras model from .keras, .h5 or a SavedModel folder; one with several inputs must
+    have fixed input sizes."""
     path = Path(path_text)
     if not path.exists():
         raise UsageError(f"--model: file not found: {path}")
@@ -136,12 +153,20 @@ def load_user_model(path_text: str) -> keras.Model:
             raise UsageError(f"--model: cannot load {path} as a Keras model: {reason}") from None
     else:
         raise UsageError(f"--model: {path} is not a .keras or .h5 file or a SavedModel folder")
-    if len(model.inputs) != 1:
-        raise UsageError(
-            f"--model: {path} has {len(model.inputs)} inputs; models with more than one "
-            "input are not supported yet"
-        )
+    if len(model.inputs) > 1:
+        _check_several_inputs(model, path)
     return model
+
+
+def _check_several_inputs(model: keras.Model, path: Path) -> None:
+    # A file is converted at one shape per input: one free size (an image size the data
+    # fixes) is taken from the data for a one-input model, not guessed for several.
+    for tensor in model.inputs:
+        if any(size is None for size in tensor.shape[1:]):
+            raise UsageError(
+                f"--model: {path} has several inputs and input {tensor.name!r} takes "
+                f"{tuple(tensor.shape[1:])}; give every input of such a model fixed sizes"
+            )
 
 
 def _several_outputs(spec: TaskSpec, model: keras.Model, arrays: dict[str, np.ndarray]) -> Task:
@@ -173,7 +198,7 @@ def _several_outputs(spec: TaskSpec, model: keras.Model, arrays: dict[str, np.nd
         metric = replace(
             metric_for(spec.metric or by_output[spec.output], "classification"), output=spec.output
         )
-    sample_shape = check_inputs(splits, tuple(model.inputs[0].shape[1:]))
+    sample_shape = check_inputs(splits, expected_inputs(model))
     splits = _cast_inputs(splits, model)
     for index, name in enumerate(names):
         labels = replace(
@@ -188,6 +213,11 @@ def _image_folder(spec: TaskSpec, model: keras.Model) -> tuple[Splits, Metric]:
     model's own input size when it has one; its classes are the labels."""
     from devicefit.tasks.image_folder import read_image_folder
 
+    if len(model.inputs) > 1:
+        raise UsageError(
+            f"--data: {spec.data_path} is a folder of images, but the model takes several "
+            f"inputs ({', '.join(input_names(model))}); give an .npz with x_<split>_<input>"
+        )
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] not in (1, 3):
         raise UsageError(
@@ -248,6 +278,12 @@ def _load_saved_model(path: Path) -> keras.Model:
 
 def _cast_inputs(splits: Splits, model: keras.Model) -> Splits:
     # .npz files often hold uint8 images or float64; feed the dtype the model takes
+    if len(model.inputs) > 1:
+        dtypes = {t.name: keras.backend.standardize_dtype(t.dtype) for t in model.inputs}
+        for split in ("train", "val", "test"):
+            x = getattr(splits, f"x_{split}").with_dtypes(dtypes)
+            setattr(splits, f"x_{split}", x)
+        return splits
     dtype = np.dtype(keras.backend.standardize_dtype(model.inputs[0].dtype))
     splits.x_train = splits.x_train.astype(dtype, copy=False)
     splits.x_val = splits.x_val.astype(dtype, copy=False)

@@ -1,7 +1,9 @@
 """The ``--data`` file of a user task: an ``.npz`` with x/y arrays per split, checked up front.
 
 Keys: ``x_train``, ``y_train``, ``x_val``, ``y_val`` and optionally ``x_test``,
-``y_test``. Labels may be left out for the ``fidelity`` metric. Every problem is
+``y_test``. Labels may be left out for the ``fidelity`` metric. A model with several
+inputs takes ``x_<split>_<input>`` (one array per input name), several outputs
+``y_<split>_<output>``. Every problem is
 one UsageError line naming ``--data``, the file and the array.
 """
 
@@ -16,6 +18,7 @@ import numpy as np
 from devicefit.errors import UsageError
 from devicefit.evaluators.metrics import Metric
 from devicefit.tasks.base import Splits, take
+from devicefit.tasks.named_inputs import NamedInputs
 
 SPLITS = ("train", "val", "test")
 
@@ -129,8 +132,36 @@ def _fits(shape: tuple, expected: tuple) -> bool:
     )
 
 
-def check_inputs(splits: Splits, expected: tuple) -> tuple[int, ...]:
-    """The concrete sample shape: the model's ``expected`` with free dims taken from x_train."""
+def group_inputs(arrays: dict[str, Any], names: tuple[str, ...], path: str) -> dict[str, Any]:
+    """The arrays with each split's ``x_<split>_<input>`` arrays (a model with several
+    inputs) gathered into one :class:`NamedInputs` under ``x_<split>``."""
+    grouped = dict(arrays)
+    for split in SPLITS:
+        keys = [f"x_{split}_{name}" for name in names]
+        present = [key for key in keys if key in arrays]
+        if not present and split == "test":
+            continue
+        if len(present) < len(keys):
+            missing = next(key for key in keys if key not in arrays)
+            plain = f" (it has x_{split}; a model with several inputs takes one per input)"
+            raise UsageError(
+                f"--data: {path} lacks {missing}" + (plain if f"x_{split}" in arrays else "")
+            )
+        try:
+            grouped[f"x_{split}"] = NamedInputs(
+                {name: arrays[f"x_{split}_{name}"] for name in names}
+            )
+        except ValueError:
+            counts = ", ".join(f"{key} has {len(arrays[key])}" for key in keys)
+            raise UsageError(f"--data: inputs of different lengths in {path}: {counts}") from None
+    return grouped
+
+
+def check_inputs(splits: Splits, expected: tuple | dict[str, tuple]) -> tuple[int, ...]:
+    """The concrete sample shape: the model's ``expected`` with free dims taken from x_train
+    (for several inputs, ``expected`` by input name, and the first input's shape)."""
+    if isinstance(expected, dict):
+        return _check_named_inputs(splits, expected)
     got = tuple(splits.x_train.shape[1:])
     if not _fits(got, expected):
         raise UsageError(
@@ -167,3 +198,16 @@ def check_labels(splits: Splits, output: tuple, metric: Metric) -> None:
                 f"--data: y_{split} must hold class indices{span} or one-hot rows for metric "
                 f"{metric.name}; got shape {y.shape}, dtype {y.dtype}"
             )
+
+
+def _check_named_inputs(splits: Splits, expected: dict[str, tuple]) -> tuple[int, ...]:
+    # A model with several inputs has fixed sizes (checked when it loads): every split's
+    # every input must have them.
+    for split in SPLITS:
+        for name, got in getattr(splits, f"x_{split}").shapes.items():
+            if tuple(got) != tuple(expected[name]):
+                raise UsageError(
+                    f"--data: x_{split}_{name} samples have shape {tuple(got)} but the model's "
+                    f"input {name} takes {tuple(expected[name])}"
+                )
+    return tuple(next(iter(expected.values())))

@@ -38,6 +38,7 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad["x_train"] = rng.random((30, 9, 9, 1), dtype=np.float32)
     np.savez(folder / "wrong_shape.npz", **bad)
     (folder / "corrupt.keras").write_bytes(b"this is not a zip archive")
+    _two_input_files(folder, good, rng)
     (folder / "scores.py").write_text(
         "def raises(y_true, y_pred):\n    raise ValueError('wrong head')\n"
         "def gives_nan(y_true, y_pred):\n    return float('nan')\n"
@@ -54,13 +55,37 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "corrupt": folder / "corrupt.keras",
         "bad_range": folder / "bad_range.toml",
         "scores": folder / "scores.py",
+        "two_in": folder / "two_in.keras",
+        "two_in_open": folder / "two_in_open.keras",
+        "two_in_wrong": folder / "two_in_wrong.npz",
     }
+
+
+def _two_input_files(folder: Path, good: dict, rng: np.random.Generator) -> None:
+    """A model with inputs "image" and "side", one whose image size is left open, and
+    data whose "side" inputs have the wrong shape."""
+    for name, size in (("two_in", 8), ("two_in_open", None)):
+        image, side = keras.Input((size, size, 1), name="image"), keras.Input((3,), name="side")
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(image))
+        joined = keras.layers.Concatenate()([x, keras.layers.Dense(4)(side)])
+        keras.Model([image, side], keras.layers.Dense(3)(joined)).save(folder / f"{name}.keras")
+    wrong = {}
+    for split in ("train", "val"):
+        wrong[f"x_{split}_image"], wrong[f"y_{split}"] = good[f"x_{split}"], good[f"y_{split}"]
+        wrong[f"x_{split}_side"] = rng.random((len(good[f"x_{split}"]), 4), dtype=np.float32)
+    np.savez(folder / "two_in_wrong.npz", **wrong)
 
 
 CASES = {
     "missing model": (["--model", "{folder}/nope.keras", "--data", "{good}"], "--model"),
     "corrupt model": (["--model", "{corrupt}", "--data", "{good}"], "--model"),
     "wrong data shape": (["--model", "{model}", "--data", "{wrong_shape}"], "(9, 9, 1)"),
+    "several inputs, one x": (["--model", "{two_in}", "--data", "{good}"], "x_train_image"),
+    "several inputs, open sizes": (["--model", "{two_in_open}", "--data", "{good}"], "fixed"),
+    "several inputs, wrong shape": (
+        ["--model", "{two_in}", "--data", "{two_in_wrong}"],
+        "x_train_side samples have shape (4,)",
+    ),
     "unknown technique": (["--task", "digits", "--techniques", "lowrank,magic"], "magic"),
     "unknown metric": (["--model", "{model}", "--data", "{good}", "--metric", "f1"], "--metric"),
     "unknown sampler": (["--task", "digits", "--sampler", "cmaes"], "--sampler"),

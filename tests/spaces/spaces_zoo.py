@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
+from devicefit.tasks.named_inputs import NamedInputs
 
 silence_tensorflow()
 
@@ -26,8 +28,16 @@ class ZooModel:
     model: keras.Model
     input_shape: tuple[int, ...]  # the shape the file ships with, batch 1
 
-    def inputs(self, count: int = 4, seed: int = 0) -> np.ndarray:
+    def inputs(self, count: int = 4, seed: int = 0) -> Any:
+        """Random inputs: an array, or for several inputs one per input, by name."""
         rng = np.random.default_rng(seed)
+        if len(self.model.inputs) > 1:
+            return NamedInputs(
+                {
+                    t.name: rng.normal(size=(count, *t.shape[1:])).astype(np.float32)
+                    for t in self.model.inputs
+                }
+            )
         return rng.normal(size=(count, *self.input_shape[1:])).astype(np.float32)
 
 
@@ -142,6 +152,27 @@ def reshape_head() -> keras.Model:
     return keras.Model(inputs, outputs, name="reshape_head")
 
 
+def two_inputs() -> keras.Model:
+    """An image and a vector of side information (a camera's settings, a sensor's
+    reading), as multimodal heads take them: a residual conv backbone on the image, a
+    Dense on the vector, joined by a Concatenate before the classifier."""
+    image = keras.Input((10, 10, 3), name="image")
+    side = keras.Input((6,), name="side")
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(image)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(name="stem_relu")(x)
+    y = L.Conv2D(16, 3, padding="same", activation="relu", name="res_a")(x)
+    y = L.Conv2D(16, 3, padding="same", name="res_b")(y)
+    x = L.Add(name="res_add")([x, y])
+    x = L.Conv2D(24, 3, strides=2, padding="same", activation="relu", name="down")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    s = L.Dense(12, activation="relu", name="side_dense")(side)
+    joined = L.Concatenate(name="join")([x, s])
+    joined = L.Dense(16, activation="relu", name="fc")(joined)
+    outputs = L.Dense(4, name="logits")(joined)
+    return keras.Model([image, side], outputs, name="two_inputs")
+
+
 def mobilenet_v2() -> keras.Model:
     return keras.applications.MobileNetV2(
         input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
@@ -172,6 +203,7 @@ ZOO: dict[str, tuple[Callable[[], keras.Model], tuple[int, ...]]] = {
     "unet": (unet, (1, 16, 16, 3)),
     "separable_residual": (separable_residual, (1, 16, 16, 3)),
     "reshape_head": (reshape_head, (1, 8, 8, 3)),
+    "two_inputs": (two_inputs, (1, 10, 10, 3)),  # the first input's shape
     "mobilenet_v2": (mobilenet_v2, (1, 32, 32, 3)),
     "resnet50": (resnet50, (1, 32, 32, 3)),
     "digits_task": (digits_task, (1, 32, 32, 1)),

@@ -23,6 +23,7 @@ from devicefit.spaces.graph import graph_view
 from devicefit.spaces.macs import keras_macs
 from devicefit.spaces.params import Choice, FloatRange, IntRange, ParamSpec, apply_overrides
 from devicefit.spaces.rebuild import copy_model
+from devicefit.tasks.named_inputs import feed
 
 # Structural techniques with nothing to act on in a zoo model: the model must
 # stay as it is and the notes must say why.
@@ -115,8 +116,8 @@ def keeps_signature(zoo: Any, model: Any) -> None:
         assert [tuple(t.shape) for t in getattr(model, kind)] == old
 
 
-def reference(zoo: Any, x: np.ndarray) -> np.ndarray:
-    return np.asarray(zoo.model(x, training=False))
+def reference(zoo: Any, x: Any) -> np.ndarray:
+    return np.asarray(zoo.model(feed(x), training=False))
 
 
 def cuts_macs_if_structural(technique: Technique, zoo: Any, model: Any, notes: list[str]) -> None:

@@ -205,3 +205,58 @@ def test_a_model_with_two_outputs_fine_tunes_from_a_loader(loaders: Path) -> Non
     assert log["epochs_run"] == 2
     pairs = zip(student.get_weights(), model.get_weights(), strict=True)
     assert any(not np.allclose(a, b) for a, b in pairs)
+
+
+def _two_input_model(folder: Path) -> Path:
+    """Inputs "image" and "hint" (an id the Embedding looks up), as the loader names them."""
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 1), name="image")
+    hint = keras.Input((1,), dtype="int32", name="hint")
+    features = keras.layers.Flatten()(keras.layers.Conv2D(8, 3, activation="relu")(image))
+    hinted = keras.layers.Flatten()(keras.layers.Embedding(5, 4)(hint))
+    joined = keras.layers.Concatenate()([features, hinted])
+    path = folder / "two_inputs.keras"
+    keras.Model([image, hint], keras.layers.Dense(10)(joined)).save(path)
+    return path
+
+
+def test_inputs_by_name_for_a_model_with_several_inputs(loaders: Path) -> None:
+    arrays, _ = read_loader(f"{loaders}:two_inputs", {"image": 4, "hint": 2}, "float32")
+    x, y = _digits()
+    assert isinstance(arrays["x_train_image"], DiskRows) and "x_train" not in arrays
+    np.testing.assert_allclose(arrays["x_train_image"][:], x[:200], atol=1e-6)
+    np.testing.assert_array_equal(arrays["x_val_hint"][:], (y[200:260] % 5)[:, None])
+    assert arrays["x_val_hint"][:].dtype == np.int64  # the pipeline's dtype, not float32
+    np.testing.assert_array_equal(arrays["y_test"], y[260:300])
+
+
+def test_a_model_with_two_inputs_fine_tunes_and_scores_from_a_loader(loaders: Path) -> None:
+    from devicefit.evaluators.tflite_predict import predict
+    from devicefit.search.finetune import finetune
+    from devicefit.spaces.convert import to_tflite
+    from devicefit.tasks.named_inputs import NamedInputs, feed
+
+    path = _two_input_model(loaders.parent)
+    task = load_user_task(TaskSpec(model_path=str(path), data_path=f"{loaders}:two_inputs"))
+    x_train = task.data.x_train
+    assert isinstance(x_train, NamedInputs) and is_lazy(x_train.arrays["image"])
+    assert x_train[:2]["hint"].dtype == np.int32  # cast as the model's input takes it
+    student = keras.models.clone_model(task.model)
+    student.set_weights(task.model.get_weights())
+    log = finetune(student, task, epochs=1, callbacks=[], keep_best=False)
+    assert log["epochs_run"] == 1
+    pairs = zip(student.get_weights(), task.model.get_weights(), strict=True)
+    assert any(not np.allclose(a, b) for a, b in pairs)
+    expected = np.asarray(student(feed(task.data.x_test), training=False))
+    out = predict(to_tflite(student, task.input_shape), task.data.x_test)
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_a_loader_without_inputs_by_name_for_several_inputs_is_one_line(loaders: Path) -> None:
+    spec = f"{loaders}:pipeline"
+    with pytest.raises(UsageError) as error:
+        read_loader(spec, {"image": 4, "hint": 2}, "float32")
+    message = str(error.value)
+    assert message.startswith(f"--data {spec}: the train dataset gives inputs as an array")
+    assert "a dict of arrays by its input names image, hint" in message
+    assert len(message.splitlines()) == 1

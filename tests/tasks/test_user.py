@@ -118,7 +118,7 @@ def test_free_input_dims_take_the_data_shape(tmp_path: Path) -> None:
 
 
 def two_input_model() -> keras.Model:
-    a, b = keras.Input((4,)), keras.Input((4,))
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
     return keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
 
 
@@ -153,13 +153,20 @@ def test_missing_and_corrupt_models(tmp_path: Path, data_file: Path) -> None:
     )
 
 
-def test_several_inputs_are_not_supported_yet(tmp_path: Path, data_file: Path) -> None:
+def test_a_model_with_several_inputs_wants_inputs_per_name(tmp_path: Path, data_file: Path) -> None:
     two_input_model().save(tmp_path / "multi.keras")
     expect_error(
-        "^--model: .*multi.keras has 2 inputs.*not supported yet$",
+        "^--data: .* lacks x_train_a \\(it has x_train; a model with several inputs takes "
+        "one per input\\)$",
         tmp_path / "multi.keras",
         data_file,
     )
+    rng = np.random.default_rng(0)
+    arrays = {f"x_{s}_{n}": rng.random((6, 4)) for s in ("train", "val") for n in "ab"}
+    arrays |= {f"y_{s}": rng.integers(0, 2, 6) for s in ("train", "val")}
+    np.savez(tmp_path / "named.npz", **arrays)
+    task = user_task(tmp_path / "multi.keras", tmp_path / "named.npz")
+    np.testing.assert_array_equal(task.data.x_train[:]["b"], arrays["x_train_b"].astype("float32"))
 
 
 def test_a_model_with_several_outputs_wants_labels_per_output(
