@@ -75,14 +75,19 @@ def two_heads():
     return made.take(200).batch(50), made.skip(200).take(50), made.skip(250).batch(25)
 
 
-def two_inputs():
-    """Inputs by name for a model with inputs "image" and "hint" (ids of 0..9, int64):
+def two_inputs(batch=64):
+    """Inputs by name for a model with inputs "image" and "hint" (ids of 0..4, int64):
     batched training, single-sample validation."""
     _count()
     x, y = digits()
     inputs = {"image": x[:300], "hint": (y[:300] % 5)[:, None]}
     made = tf.data.Dataset.from_tensor_slices((inputs, y[:300]))
-    return made.take(200).batch(64), made.skip(200).take(60), made.skip(260).batch(16)
+    return made.take(200).batch(batch), made.skip(200).take(60), made.skip(260).batch(16)
+
+
+def two_inputs_rebatched():
+    """The same rows as two_inputs, in batches of another size."""
+    return two_inputs(batch=24)
 
 
 def raises():

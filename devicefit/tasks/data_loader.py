@@ -184,7 +184,8 @@ def _write_split(
     labels: list[Any] = []
     rows = 0
     inputs: dict[str, dict[str, Any]] = {}  # each input's sample shape and dtype
-    digest = hashlib.sha1()
+    # One hash per input, so the digest does not depend on how the pipeline batches.
+    hashes = {name: hashlib.sha1() for name in ranks}
     with contextlib.ExitStack() as files, ReadingProgress(split, dataset) as bar:
         out = {n: files.enter_context(open(work / _input_file(split, n), "wb")) for n in ranks}
         try:
@@ -195,7 +196,7 @@ def _write_split(
                 for name, values in x.items():
                     values = _checked(values, ranks[name], inputs.setdefault(name, {}), where, name)
                     out[name].write(values.tobytes())
-                    digest.update(values.tobytes())
+                    hashes[name].update(values.tobytes())
                 labels.append(_map(y, np.asarray))
                 count = len(next(iter(x.values())))
                 if any(len(values) != count for values in x.values()):
@@ -208,6 +209,9 @@ def _write_split(
             raise UsageError(f"{where} failed: {_reason(exc)}") from None
     if not rows:
         raise UsageError(f"{where} is empty")
+    digest = hashes[""] if "" in hashes else hashlib.sha1()
+    for name in sorted(name for name in hashes if name):
+        digest.update(hashes[name].digest())
     names = _save_labels(labels, split, work, where, digest)
     return {"rows": rows, "inputs": inputs, "labels": names, "digest": digest.hexdigest()}
 

@@ -155,6 +155,10 @@ def load_user_model(path_text: str) -> keras.Model:
         raise UsageError(f"--model: {path} is not a .keras or .h5 file or a SavedModel folder")
     if len(model.inputs) > 1:
         _check_several_inputs(model, path)
+        # The same layers taking a list: a model built on a dict of inputs is called by
+        # its dict's keys, which need not be the inputs' names (what the data and the
+        # TFLite signature use), and its keys out of sorted order fail the converter.
+        model = keras.Model(model.inputs, model.output, name=model.name)
     return model
 
 

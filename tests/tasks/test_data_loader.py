@@ -230,6 +230,15 @@ def test_inputs_by_name_for_a_model_with_several_inputs(loaders: Path) -> None:
     np.testing.assert_array_equal(arrays["y_test"], y[260:300])
 
 
+def test_the_digest_of_several_inputs_does_not_depend_on_batching(loaders: Path) -> None:
+    ranks = {"image": 4, "hint": 2}
+    first = read_loader(f"{loaders}:two_inputs", ranks, "float32")[1]
+    again = read_loader(f"{loaders}:two_inputs_rebatched", ranks, "float32")[1]
+    assert splits_digest(first) == splits_digest(again)
+    other = read_loader(f"{loaders}:two_heads", 4, "float32")[1]
+    assert splits_digest(other) != splits_digest(first)
+
+
 def test_a_model_with_two_inputs_fine_tunes_and_scores_from_a_loader(loaders: Path) -> None:
     from devicefit.evaluators.tflite_predict import predict
     from devicefit.search.finetune import finetune

@@ -44,11 +44,17 @@ def two_input_model() -> keras.Model:
 
 
 def rows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random rows whose image's first pixel is the row's kind: rows stay aligned."""
     rng = np.random.default_rng(seed)
-    return {
-        "image": rng.random((n, 6, 6, 2)).astype(np.float64),  # cast to float32 on load
-        "kind": rng.integers(0, 5, (n, 1)),
-    }
+    kind = rng.integers(0, 5, (n, 1))
+    image = rng.random((n, 6, 6, 2))  # float64: cast to float32 on load
+    image[:, 0, 0, 0] = kind[:, 0]
+    return {"image": image, "kind": kind}
+
+
+def aligned(x: NamedInputs) -> bool:
+    values = x[:]
+    return bool(np.array_equal(values["image"][:, 0, 0, 0], values["kind"][:, 0]))
 
 
 def test_rows_read_as_a_dict_and_subsets_stay_named() -> None:
@@ -129,17 +135,26 @@ def test_an_npz_with_one_array_per_input_loads_as_named_splits(tmp_path: Path) -
     calibration = task.calibration
     assert isinstance(calibration, NamedInputs) and len(calibration) == 30
     # Validation rows are halved alike for every input: the same rows of each.
+    assert all(aligned(x) for x in (data.x_train, data.x_val, data.x_test))
     halves = np.concatenate([data.x_val[:]["kind"], data.x_test[:]["kind"]])
     assert sorted(halves.ravel().tolist()) == sorted(arrays["x_val_kind"].ravel().tolist())
+    assert aligned(calibration) and aligned(data.x_train[np.array([29, 3, 17])])
 
 
-def test_inputs_of_different_lengths_are_refused(tmp_path: Path) -> None:
-    two_input_model().save(tmp_path / "net.keras")
+def train_and_val(folder: Path) -> dict[str, np.ndarray]:
+    """The two-input model saved in ``folder``; .npz arrays of 30 training and 20
+    validation rows, labels all 0."""
+    two_input_model().save(folder / "net.keras")
     arrays = {}
     for split, n in (("train", 30), ("val", 20)):
         for name, values in rows(n).items():
             arrays[f"x_{split}_{name}"] = values
         arrays[f"y_{split}"] = np.zeros(n, np.int64)
+    return arrays
+
+
+def test_inputs_of_different_lengths_are_refused(tmp_path: Path) -> None:
+    arrays = train_and_val(tmp_path)
     arrays["x_val_kind"] = arrays["x_val_kind"][:15]
     spec = TaskSpec(model_path=str(tmp_path / "net.keras"), data_path=_npz(tmp_path, arrays))
     with pytest.raises(UsageError, match="x_val_image has 20, x_val_kind has 15"):
@@ -185,3 +200,30 @@ def test_inspect_times_the_layers_of_a_two_input_model(
     shape = ["--input-shape", "1,6,6,2"]
     assert main(["inspect", "--model", str(tmp_path / "net.keras"), *shape]) == 2
     assert "has several inputs" in capsys.readouterr().err
+
+
+def test_a_plain_x_test_for_a_model_with_several_inputs_is_named(tmp_path: Path) -> None:
+    arrays = train_and_val(tmp_path)
+    arrays["x_test"], arrays["y_test"] = arrays["x_val_image"], arrays["y_val"]
+    spec = TaskSpec(model_path=str(tmp_path / "net.keras"), data_path=_npz(tmp_path, arrays))
+    with pytest.raises(UsageError, match=r"lacks x_test_image \(it has x_test; a model with"):
+        load_user_task(spec)
+
+
+@pytest.mark.parametrize("keys", [("a", "b"), ("kind", "image")], ids=["other_keys", "unsorted"])
+def test_a_model_built_on_a_dict_of_inputs_is_fed_by_input_name(
+    tmp_path: Path, keys: tuple[str, str]
+) -> None:
+    """Keys that are not the inputs' names, or the names out of sorted order: the data and
+    the TFLite file go by the inputs' names either way."""
+    from devicefit.tasks.user import load_user_model
+
+    image, kind = keras.Input((6, 6, 2), name="image"), keras.Input((1,), name="kind")
+    x = L.GlobalAveragePooling2D()(L.Conv2D(4, 3, name="conv")(image))
+    joined = L.Concatenate()([x, L.Dense(4, name="kind_dense")(kind)])
+    inputs = {keys[0]: kind, keys[1]: image} if keys[0] == "kind" else {"a": image, "b": kind}
+    keras.Model(inputs, L.Dense(3)(joined)).save(tmp_path / "net.keras")
+    model = load_user_model(str(tmp_path / "net.keras"))
+    x = NamedInputs(rows(12)).with_dtypes({"image": "float32", "kind": "float32"})
+    expected = np.asarray(model(feed(x), training=False))
+    np.testing.assert_allclose(predict(to_tflite(model, (1, 6, 6, 2)), x), expected, atol=1e-5)
