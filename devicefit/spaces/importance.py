@@ -25,7 +25,7 @@ import numpy as np
 from devicefit.quiet import silence_tensorflow
 from devicefit.spaces.eager_predict import eager_predict
 from devicefit.spaces.graph import DependencyGraph, Group
-from devicefit.tasks.named_inputs import has_several_inputs
+from devicefit.tasks.named_inputs import content_digest
 
 silence_tensorflow()
 
@@ -166,10 +166,7 @@ def fingerprint(model: keras.Model, samples: np.ndarray) -> str | None:
     for weight in model.get_weights():
         digest.update(f"{weight.dtype}{weight.shape}".encode())
         digest.update(np.ascontiguousarray(weight).tobytes())
-    parts = samples.items() if has_several_inputs(samples) else [("", samples)]
-    for name, values in parts:
-        digest.update(f"{name}{values.dtype}{values.shape}".encode())
-        digest.update(np.ascontiguousarray(values).tobytes())
+    digest.update(content_digest(samples).encode())
     return digest.hexdigest()
 
 

@@ -194,9 +194,10 @@ def _write_split(
                 if all(x[n].ndim == rank - 1 for n, rank in ranks.items()):  # one sample
                     x, y = _map(x, lambda v: v[None]), _map(y, lambda v: np.asarray(v)[None])
                 for name, values in x.items():
-                    values = _checked(values, ranks[name], inputs.setdefault(name, {}), where, name)
-                    out[name].write(values.tobytes())
-                    hashes[name].update(values.tobytes())
+                    seen = inputs.setdefault(name, {})
+                    data = _checked(values, ranks[name], seen, where, name).tobytes()
+                    out[name].write(data)
+                    hashes[name].update(data)
                 labels.append(_map(y, np.asarray))
                 count = len(next(iter(x.values())))
                 if any(len(values) != count for values in x.values()):

@@ -132,11 +132,12 @@ def feed(x: Any) -> Any:
 
 
 def content_digest(x: Any) -> str:
-    """A SHA-1 of ``x``'s values (every input's, by name, for several inputs)."""
+    """A SHA-1 of ``x``'s dtype, shape and values (every input's, by name, for several
+    inputs)."""
     import hashlib
 
     digest = hashlib.sha1()
     for name, values in x.items() if has_several_inputs(x) else [("", x)]:
-        digest.update(name.encode())
+        digest.update(f"{name}{values.dtype}{values.shape}".encode())
         digest.update(np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()

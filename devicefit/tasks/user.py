@@ -83,11 +83,10 @@ def _read_arrays(data: str, model: keras.Model) -> dict[str, Any]:
         arrays = read_written_splits(data, dtype)
     elif not is_data_loader(data):
         arrays = read_npz(data)
-    elif len(model.inputs) > 1:
+    else:  # each input's rank tells a batch from one sample
         ranks = {t.name: len(t.shape) for t in model.inputs}
-        arrays = read_loader(data, ranks, dtype)[0]
-    else:
-        arrays = read_loader(data, len(model.inputs[0].shape), dtype)[0]
+        rank = ranks if len(ranks) > 1 else len(model.inputs[0].shape)
+        arrays = read_loader(data, rank, dtype)[0]
     if len(model.inputs) > 1:  # x_<split>_<input> arrays, one split of named inputs
         return group_inputs(arrays, input_names(model), data)
     return arrays
