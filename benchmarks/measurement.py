@@ -119,7 +119,7 @@ def searched_files(
     from devicefit.evaluators.base import RoundsSpec
     from devicefit.evaluators.local import LocalEvaluator
     from devicefit.search import attrs
-    from devicefit.search.driver import measurement_spec
+    from devicefit.search.measuring import measurement_spec
     from devicefit.search.reference_speed import References, at_reference_speed, family
 
     complete = study.get_trials(states=(TrialState.COMPLETE,))

@@ -10,14 +10,17 @@ import os
 import sys
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from devicefit.config_flags import add_study_flags, study_flag_values
 from devicefit.errors import UsageError
 
 FORMATS = ("json", "csv", "markdown")  # devicefit report --format
 
 if TYPE_CHECKING:  # rich is imported only by the verbs that print with it
     from rich.console import Console
+
+    from devicefit.evaluators.base import Measurement
 
 EXAMPLES = {
     "search": "devicefit search --task digits --trials 30 --seed 0\n"
@@ -39,7 +42,7 @@ EXAMPLES = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep one line
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep one line
         raise UsageError(message)
 
 
@@ -54,157 +57,29 @@ def _sub(subs: Any, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``devicefit`` command line: one subcommand per verb.
+
+    Returns:
+        The parser; it raises UsageError (exit code 2) instead of exiting on bad usage.
+    """
     parser = _Parser(
         prog="devicefit",
         description="Compress Keras models for real devices.",
         epilog="on each target device: devicefit agent --help",
     )
     subs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    for add in (_add_search, _add_resume, _add_report, _add_export, _add_measuring, _add_inspect):
+        add(subs)
+    return parser
 
+
+def _add_search(subs: Any) -> None:
     s = _sub(subs, "search", "Start a multi-objective compression search.")
     s.add_argument("--config", help="TOML study file; flags override its values")
-    s.add_argument(
-        "--granularity",
-        help="global, per-block or per-layer: how finely every technique's settings vary "
-        "(per technique: a [granularity] table in the study file)",
-    )
-    s.add_argument("--task", help="built-in task: digits or sr")
-    s.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
-    s.add_argument(
-        "--data",
-        help=".npz with x_train, y_train, x_val, y_val[, x_test, y_test], a folder of images "
-        "in one sub-folder per class, or FILE.py:FUNCTION returning tf.data.Datasets",
-    )
-    s.add_argument(
-        "--output",
-        help="a model with several outputs: the one a built-in --metric scores "
-        "(a metric of your own gets them all)",
-    )
-    s.add_argument(
-        "--image-size",
-        dest="image_size",
-        metavar="H,W",
-        help="the size a --data folder's images are resized to (default: the model's input)",
-    )
-    s.add_argument(
-        "--metric",
-        help="accuracy, top5, psnr, mse or fidelity, or your own function: "
-        "FILE.py:FUNCTION or MODULE:FUNCTION (see README)",
-    )
-    s.add_argument("--trials", type=int, help="complete trials wanted (default 30)")
-    s.add_argument("--seed", type=int, help="sampler and training seed (default 0)")
-    s.add_argument("--sampler", help="tpe (default), nsga2 or random (auto: see the README)")
-    s.add_argument("--workers", type=int, help="trials run in this many processes (default 1)")
-    s.add_argument("--study", help="study name (default: task and time)")
-    s.add_argument("--storage", help="Optuna storage URL (default: results/<study>/study.db)")
-    s.add_argument("--results", help="folder for study folders (default: results)")
-    s.add_argument(
-        "--max-metric-drop",
-        type=float,
-        dest="max_metric_drop",
-        help="constraint: largest metric loss vs float32 (default 1 point, 0.3 dB)",
-    )
-    s.add_argument(
-        "--device",
-        action="append",
-        dest="devices",
-        metavar="[NAME=]SPEC",
-        help="where latency is measured: local, http://HOST:PORT, adb:SERIAL, ray:RESOURCE; "
-        "repeat it; devices sharing a NAME form a pool (default: local)",
-    )
-    s.add_argument(
-        "--objective",
-        action="append",
-        dest="objectives",
-        metavar="KIND",
-        help="also minimize peak_memory, energy or temperature on each device (repeatable)",
-    )
-    s.add_argument(
-        "--max-peak-memory",
-        dest="max_peak_memory_mb",
-        type=_megabytes,
-        metavar="SIZE",
-        help="constraint: peak memory on every device, e.g. 64MB or 1.5GB",
-    )
-    s.add_argument(
-        "--max-energy",
-        dest="max_energy_mj",
-        type=float,
-        metavar="MJ",
-        help="constraint: energy per inference in millijoules on every device",
-    )
-    s.add_argument(
-        "--max-temperature",
-        dest="max_temperature_c",
-        type=float,
-        metavar="C",
-        help="constraint: device temperature after the timed runs, in degrees Celsius",
-    )
-    s.add_argument("--threads", type=int, help="interpreter threads when measuring (default 1)")
-    s.add_argument(
-        "--cooldown-c",
-        dest="cooldown_c",
-        type=float,
-        metavar="C",
-        help="before each measurement, wait until the device is at most this hot (degrees C)",
-    )
-    s.add_argument(
-        "--cooldown-timeout",
-        dest="cooldown_timeout_s",
-        type=float,
-        metavar="SECONDS",
-        help="the longest a cool-down waits before measuring anyway (default 300)",
-    )
-    s.add_argument(
-        "--ray",
-        nargs="?",
-        const="auto",
-        metavar="ADDRESS",
-        help="run trials as tasks on a Ray cluster (default address: auto)",
-    )
-    s.add_argument(
-        "--cpus-per-trial",
-        type=int,
-        dest="cpus_per_trial",
-        help="CPUs (training threads) per trial, on Ray and in the local pool "
-        "(default: 1 on Ray, cores / workers locally)",
-    )
-    s.add_argument(
-        "--recycle-after",
-        type=int,
-        dest="recycle_after",
-        help="trials per worker process before it is replaced (default 20)",
-    )
-    s.add_argument("--techniques", help="comma-separated technique names (default: all)")
-    s.add_argument(
-        "--paired-rounds",
-        type=int,
-        dest="paired_rounds",
-        help="paired rounds of each candidate with its reference file, whose ratio the "
-        "stored latency is taken from (default 24; 0: the candidate's own median)",
-    )
-    s.add_argument(
-        "--confirm-rounds",
-        type=int,
-        dest="confirm_rounds",
-        help="paired rounds that confirm the report's speed-ups at the end (default 30; 0: none)",
-    )
-    s.add_argument(
-        "--finetune-samples",
-        type=int,
-        dest="finetune_samples",
-        metavar="N",
-        help="fine-tune each candidate on at most N training samples, a fixed random subset "
-        "(default: all; sr: its training patches, a subset of its own)",
-    )
-    s.add_argument(
-        "--sensitivity",
-        action="store_true",
-        default=None,
-        help="profile what each unit gives up to each technique before the first trial "
-        "(sensitivity.json, shown in the report; resumable)",
-    )
+    add_study_flags(s)  # one per StudyConfig field (config.py)
 
+
+def _add_resume(subs: Any) -> None:
     r = _sub(subs, "resume", "Continue a study until it has the requested complete trials.")
     r.add_argument("folder", nargs="?", help="the study's results folder")
     r.add_argument("--trials", type=int, help="new target of complete trials")
@@ -217,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cpus-per-trial", type=int, dest="cpus_per_trial", help="training threads per trial"
     )
 
+
+def _add_report(subs: Any) -> None:
     p = _sub(subs, "report", "Print the Pareto front; write report.html, pareto.json, trials.csv.")
     p.add_argument("folder", nargs="?", help="the study's results folder")
     p.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
@@ -236,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true", help="serve the report on 127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="with --serve (0: any free port)")
 
+
+def _add_export(subs: Any) -> None:
     e = _sub(subs, "export", "Copy a trial's TFLite and Keras models out with a model card.")
     e.add_argument("folder")
     which = e.add_mutually_exclusive_group(required=True)
@@ -244,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--storage", help="Optuna storage URL if not the folder's study.db")
 
+
+def _add_measuring(subs: Any) -> None:
     b = _sub(subs, "benchmark", "Measure one TFLite file the way a search does.")
     b.add_argument("file")
     b.add_argument("--device", default="local")
@@ -257,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", action="append", dest="devices", metavar="[NAME=]SPEC")
     d.add_argument("--threads", type=int, default=1)
 
+
+def _add_inspect(subs: Any) -> None:
     i = _sub(subs, "inspect", "Show per layer the MACs, channel groups and applicable techniques.")
     i.add_argument("--task", help="built-in task: digits or sr")
     i.add_argument("--model", help="a .keras, .h5 file or a SavedModel folder")
@@ -279,51 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also score each technique's mild/medium/strong setting on each layer alone, "
         "without fine-tuning, on validation data (built-in tasks: --task)",
     )
-    return parser
 
 
 def _search(args: argparse.Namespace, console: Console) -> int:
     from devicefit.config import build_config
     from devicefit.search.run import start_search
 
-    flags = {
-        key: getattr(args, key)
-        for key in (
-            "task",
-            "model",
-            "data",
-            "metric",
-            "output",
-            "image_size",
-            "trials",
-            "seed",
-            "sampler",
-            "workers",
-            "study",
-            "storage",
-            "results",
-            "max_metric_drop",
-            "devices",
-            "objectives",
-            "max_peak_memory_mb",
-            "max_energy_mj",
-            "max_temperature_c",
-            "cooldown_c",
-            "cooldown_timeout_s",
-            "threads",
-            "granularity",
-            "ray",
-            "cpus_per_trial",
-            "recycle_after",
-            "confirm_rounds",
-            "paired_rounds",
-            "sensitivity",
-            "finetune_samples",
-        )
-    }
+    flags = study_flag_values(args)
     flags["storage"] = _storage(args.storage)
-    if args.techniques:
-        flags["techniques"] = [t.strip() for t in args.techniques.split(",") if t.strip()]
     return start_search(build_config(args.config, flags), console)
 
 
@@ -346,21 +192,10 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     )
 
 
-def _megabytes(text: str) -> float:
-    """``64MB``, ``1.5GB``, ``512KB`` or a plain number of megabytes."""
-    import re
-
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMG]i?B?)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a size like 64MB or 1.5GB, got {text!r}")
-    number, unit = float(match.group(1)), (match.group(2) or "MB").upper()[0]
-    return number * {"K": 1 / 1024, "M": 1.0, "G": 1024.0}[unit]
-
-
 def _storage(flag: str | None) -> str | None:
-    import os
+    from devicefit.search.storages import given_storage
 
-    return flag or os.environ.get("DEVICEFIT_STORAGE") or None
+    return given_storage(flag)
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
@@ -478,6 +313,34 @@ def _export(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _measurement_line(m: Measurement) -> str:
+    """One line of what ``devicefit benchmark`` measured."""
+
+    def shown(value: float | None, unit: str, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f} {unit}"
+
+    interval = (
+        f" [95% CI {m.median_low_ms:.3f}–{m.median_high_ms:.3f}]"
+        if m.median_low_ms is not None and m.median_high_ms is not None
+        else ""
+    )
+    disturbed = (
+        f"; host: steal {m.steal_pct:.1f}%, others on its cores {m.core_shared_pct:.1f}%, "
+        f"elsewhere {m.other_load_cpus:.2f} CPUs"
+        + (f", measured {m.remeasured + 1} times" if m.remeasured else "")
+        if m.steal_pct is not None
+        and m.core_shared_pct is not None
+        and m.other_load_cpus is not None
+        else ""
+    )
+    return (
+        f"median {m.median_ms:.3f} ms{interval}, "
+        f"p90 {shown(m.p90_ms, 'ms')}, min {m.min_ms:.3f} ms, std {m.std_ms:.3f} ms "
+        f"over {m.count} runs, {m.threads} thread(s), "
+        f"peak memory {shown(m.peak_memory_mb, 'MB', 1)} ({m.runtime}){disturbed}"
+    )
+
+
 def _benchmark(args: argparse.Namespace, console: Console) -> int:
     import json
 
@@ -503,31 +366,7 @@ def _benchmark(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps(m.to_dict()))
     else:
-
-        def shown(value: float | None, unit: str, digits: int = 3) -> str:
-            return "n/a" if value is None else f"{value:.{digits}f} {unit}"
-
-        interval = (
-            f" [95% CI {m.median_low_ms:.3f}–{m.median_high_ms:.3f}]"
-            if m.median_low_ms is not None and m.median_high_ms is not None
-            else ""
-        )
-        disturbed = (
-            f"; host: steal {m.steal_pct:.1f}%, others on its cores {m.core_shared_pct:.1f}%, "
-            f"elsewhere {m.other_load_cpus:.2f} CPUs"
-            + (f", measured {m.remeasured + 1} times" if m.remeasured else "")
-            if m.steal_pct is not None
-            and m.core_shared_pct is not None
-            and m.other_load_cpus is not None
-            else ""
-        )
-        console.print(
-            f"{path.name} on {args.device}: median {m.median_ms:.3f} ms{interval}, "
-            f"p90 {shown(m.p90_ms, 'ms')}, min {m.min_ms:.3f} ms, std {m.std_ms:.3f} ms "
-            f"over {m.count} runs, {m.threads} thread(s), "
-            f"peak memory {shown(m.peak_memory_mb, 'MB', 1)} ({m.runtime}){disturbed}",
-            markup=False,
-        )
+        console.print(f"{path.name} on {args.device}: {_measurement_line(m)}", markup=False)
     return 0
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from devicefit.errors import UsageError
+from devicefit.samplers import SAMPLERS
 
-SAMPLERS = ("tpe", "nsga2", "random")
 # OptunaHub's AutoSampler is not a package: optunahub.load_module fetches its code from
 # GitHub (optuna/optunahub-registry) when it runs, and no package on the index ships it.
 AUTO_SAMPLER_UNAVAILABLE = (
@@ -18,71 +23,279 @@ AUTO_SAMPLER_UNAVAILABLE = (
     "choose one of " + ", ".join(SAMPLERS)
 )
 KEEP_KERAS = ("front", "all", "none")
-# What a device measurement can add as an objective (per device name) or a limit.
-DEVICE_OBJECTIVES = ("peak_memory", "energy", "temperature")
+# What a device measurement can add as an objective per device name: kind ->
+# (measurement field, unit).
+DEVICE_OBJECTIVE_FIELDS = {
+    "peak_memory": ("peak_memory_mb", "MB"),
+    "energy": ("energy_per_inference_mj", "mJ"),
+    "temperature": ("temperature_after_c", "C"),
+}
+DEVICE_OBJECTIVES = tuple(DEVICE_OBJECTIVE_FIELDS)
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    expects: str | None = None,
+    repeat: bool = False,
+    split: str | None = None,
+    const: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A StudyConfig field: its default, and how its flag reads (config_flags.py).
+
+    Args:
+        default: the value when neither the study file nor a flag gives one; a list or
+            dict default is copied for each config.
+        help: the flag's help.
+        flag: the flag, when not ``--`` and the field's name with dashes.
+        metavar: the flag's value in the help.
+        parse: turns a flag's text (or a string in the study file) into the value;
+            raises ValueError when it cannot.
+        expects: what a value looks like, added to a wrong-type message.
+        repeat: the flag is given once per item (a list).
+        split: the flag's text is a list separated by this.
+        const: the flag may be given without a value, meaning this.
+        choices: the values it may take, shown in the flag's help (checked by
+            ``StudyConfig.validate``, with the study file's message).
+
+    Returns:
+        A dataclass field carrying that metadata.
+    """
+    meta = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "parse": parse,
+        "expects": expects,
+        "repeat": repeat,
+        "split": split,
+        "const": const,
+        "choices": choices,
+    }
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def megabytes(text: str) -> int | float:
+    """``64MB``, ``1.5GB``, ``512KB`` or a plain number of megabytes.
+
+    Raises:
+        ValueError: ``text`` is none of those.
+    """
+    match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+)\s*([KMG]i?B?)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"expected a size like 64MB or 1.5GB, got {text!r}")
+    if match.group(2) is None:  # a number of MB, read as TOML reads it (so -64 stays an int)
+        return number(match.group(1))
+    unit = match.group(2).upper()[0]
+    return float(match.group(1)) * {"K": 1 / 1024, "M": 1.0, "G": 1024.0}[unit]
+
+
+def number(text: str) -> int | float:
+    """``text`` as TOML reads a number: "200" is an int, "200.0" a float.
+
+    Raises:
+        ValueError: ``text`` is not a number.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _ranges(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Everything a study needs; each field is also a study-file key and a flag."""
+    """Everything a study needs; each field is also a study-file key and a flag.
 
-    task: str | None = None
-    model: str | None = None
-    data: str | None = None
-    metric: str | None = None
-    image_size: tuple[int, int] | None = None  # a --data folder's images: (height, width)
-    output: str | None = None  # a model with several outputs: the one a built-in metric scores
-    trials: int = 30
-    seed: int = 0
-    sampler: str = "tpe"
-    workers: int = 1
-    study: str | None = None
-    storage: str | None = None
-    results: str = "results"
-    max_metric_drop: float | None = None
+    A new setting is one field here, made with ``setting``: the study file reads it by
+    its name, ``devicefit search`` gets its flag (config_flags.py), and a value of the
+    wrong type gets the same message from both.
+    """
+
+    task: str | None = setting(None, "built-in task: digits or sr")
+    model: str | None = setting(None, "a .keras, .h5 file or a SavedModel folder")
+    data: str | None = setting(
+        None,
+        ".npz with x_train, y_train, x_val, y_val[, x_test, y_test], a folder of images in "
+        "one sub-folder per class, or FILE.py:FUNCTION returning tf.data.Datasets",
+    )
+    metric: str | None = setting(
+        None,
+        "accuracy, top5, psnr, mse or fidelity, or your own function: FILE.py:FUNCTION or "
+        "MODULE:FUNCTION (see README)",
+    )
+    # A --data folder's images: (height, width).
+    image_size: tuple[int, int] | None = setting(
+        None,
+        "the size a --data folder's images are resized to (default: the model's input)",
+        metavar="H,W",
+    )
+    output: str | None = setting(
+        None,
+        "a model with several outputs: the one a built-in --metric scores (a metric of your "
+        "own gets them all)",
+    )
+    trials: int = setting(30, "complete trials wanted (default 30)")
+    seed: int = setting(0, "sampler and training seed (default 0)")
+    sampler: str = setting(
+        "tpe", "tpe (default), nsga2 or random (auto: see the README)", choices=tuple(SAMPLERS)
+    )
+    workers: int = setting(1, "trials run in this many processes (default 1)")
+    study: str | None = setting(None, "study name (default: task and time)")
+    storage: str | None = setting(
+        None, "Optuna storage URL (default: results/<study>/study.db; or $DEVICEFIT_STORAGE)"
+    )
+    results: str = setting("results", "folder for study folders (default: results)")
+    max_metric_drop: float | None = setting(
+        None, "constraint: largest metric loss vs float32 (default 1 point, 0.3 dB)"
+    )
     # NAME=SPEC or SPEC; devices sharing a NAME form a pool, one latency objective per NAME.
-    devices: tuple[str, ...] = ("local",)
+    devices: tuple[str, ...] = setting(
+        ("local",),
+        "where latency is measured: local, http://HOST:PORT, adb:SERIAL, ray:RESOURCE; "
+        "repeat it; devices sharing a NAME form a pool (default: local)",
+        flag="--device",
+        metavar="[NAME=]SPEC",
+        repeat=True,
+    )
     # Per device name, more objectives than latency: peak_memory, energy, temperature.
-    objectives: tuple[str, ...] = ()
-    max_peak_memory_mb: float | None = None  # constraints, on every device
-    max_energy_mj: float | None = None  # per inference
-    max_temperature_c: float | None = None  # after the timed runs
-    threads: int = 1
-    ray: str | None = None  # run trials as Ray tasks: a cluster address, or "auto"
+    objectives: tuple[str, ...] = setting(
+        (),
+        "also minimize peak_memory, energy or temperature on each device (repeatable)",
+        flag="--objective",
+        choices=DEVICE_OBJECTIVES,
+        repeat=True,
+    )
+    # Constraints, on every device.
+    max_peak_memory_mb: float | None = setting(
+        None,
+        "constraint: peak memory on every device, e.g. 64MB or 1.5GB",
+        flag="--max-peak-memory",
+        metavar="SIZE",
+        parse=megabytes,
+        expects="a size like 64MB or 1.5GB, or a number of MB",
+    )
+    max_energy_mj: float | None = setting(  # per inference
+        None,
+        "constraint: energy per inference in millijoules on every device",
+        flag="--max-energy",
+        metavar="MJ",
+    )
+    max_temperature_c: float | None = setting(  # after the timed runs
+        None,
+        "constraint: device temperature after the timed runs, in degrees Celsius",
+        flag="--max-temperature",
+        metavar="C",
+    )
+    threads: int = setting(1, "interpreter threads when measuring (default 1)")
+    # Run trials as Ray tasks: a cluster address, or "auto".
+    ray: str | None = setting(
+        None,
+        "run trials as tasks on a Ray cluster (default address: auto)",
+        metavar="ADDRESS",
+        const="auto",
+    )
     # CPUs (training threads) of each trial, Ray or local pool; None: Ray 1, pool cores/workers.
     # Training is bitwise reproducible at a fixed thread count only (summation order).
-    cpus_per_trial: int | None = None
-    recycle_after: int = 20  # trials per worker process before it is replaced
-    grace_seconds: float = 120.0  # after Ctrl-C, how long running trials may finish
+    cpus_per_trial: int | None = setting(
+        None,
+        "CPUs (training threads) per trial, on Ray and in the local pool (default: 1 on Ray, "
+        "cores / workers locally)",
+    )
+    recycle_after: int = setting(20, "trials per worker process before it is replaced (default 20)")
+    grace_seconds: float = setting(
+        120.0, "after Ctrl-C, how long running trials may finish (default 120)", metavar="SECONDS"
+    )
     # Which trials keep their Keras model (model.keras, for export): "front" drops those of
     # dominated and infeasible trials (they never return to the front), "all", or "none".
-    keep_keras: str = "front"
-    min_runs: int = 50
-    min_seconds: float = 1.0
+    keep_keras: str = setting(
+        "front",
+        "which trials keep their Keras model for export: front (default), all or none",
+        choices=KEEP_KERAS,
+    )
+    min_runs: int = setting(50, "timed runs of each measurement, at least (default 50)")
+    min_seconds: float = setting(
+        1.0, "seconds each measurement runs, at least (default 1)", metavar="SECONDS"
+    )
     # Timing a file stops when its median's 95% interval is within +-2%, or after this long.
-    max_seconds: float = 10.0
+    max_seconds: float = setting(
+        10.0,
+        "timing stops once the median is known within 2%%, or after this long (default 10)",
+        metavar="SECONDS",
+    )
     # Before each measurement, wait until the device's hottest thermal zone is at most this
     # (degrees C; None: no wait), for at most cooldown_timeout_s: a board still hot from the
     # last candidate throttles and times the next one slow.
-    cooldown_c: float | None = None
-    cooldown_timeout_s: float = 300.0
+    cooldown_c: float | None = setting(
+        None,
+        "before each measurement, wait until the device is at most this hot (degrees C)",
+        metavar="C",
+    )
+    cooldown_timeout_s: float = setting(
+        300.0,
+        "the longest a cool-down waits before measuring anyway (default 300)",
+        flag="--cooldown-timeout",
+        metavar="SECONDS",
+    )
     # Paired rounds of each candidate with its reference file: the stored latency is the
     # reference's times the per-round ratio (search/reference_speed.py; 0: own median).
-    paired_rounds: int = 24
+    paired_rounds: int = setting(
+        24,
+        "paired rounds of each candidate with its reference file, whose ratio the stored "
+        "latency is taken from (default 24; 0: the candidate's own median)",
+    )
     # Paired rounds that confirm the report's speed-ups at the end of a search (0: none).
-    confirm_rounds: int = 30
+    confirm_rounds: int = setting(
+        30, "paired rounds that confirm the report's speed-ups at the end (default 30; 0: none)"
+    )
     # Profile what each unit gives up to each technique when the study starts
     # (search/sensitivity_profiles.py). Off by default: on the digits task it costs about
     # 3.7 min, a third of a 30-trial search (benchmarks/README.md, "Profile cost").
-    sensitivity: bool = False
+    sensitivity: bool = setting(
+        False,
+        "profile what each unit gives up to each technique before the first trial "
+        "(sensitivity.json, shown in the report; resumable)",
+    )
     # Fine-tune each candidate on at most this many training samples, a fixed random subset
     # (None: the task's own choice: all, or sr's patch subset). Each epoch costs time
     # in proportion: a large data set needs no more than a few thousand to recover a cut.
-    finetune_samples: int | None = None
-    techniques: tuple[str, ...] | None = None  # None: all
-    ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finetune_samples: int | None = setting(
+        None,
+        "fine-tune each candidate on at most N training samples, a fixed random subset "
+        "(default: all; sr: its training patches, a subset of its own)",
+        metavar="N",
+    )
+    techniques: tuple[str, ...] | None = setting(  # None: all
+        None, "comma-separated technique names (default: all)", split=","
+    )
+    # Technique -> parameter -> [low, high] (or a list of choices); a [ranges] table.
+    ranges: dict[str, dict[str, Any]] = setting(
+        {},
+        'technique ranges as JSON, e.g. \'{"lowrank": {"rank_ratio": [0.2, 0.6]}}\' '
+        "(usually a [ranges] table in the study file)",
+        metavar="JSON",
+        parse=_ranges,
+        expects="a table of technique -> parameter -> range",
+    )
     # One granularity for every technique, or technique -> granularity (others global).
-    granularity: str | dict[str, str] = "global"
+    granularity: str | dict[str, str] = setting(
+        "global",
+        "global, per-block or per-layer: how finely every technique's settings vary "
+        "(per technique: a [granularity] table in the study file)",
+    )
 
     def granularity_of(self, technique: str) -> str:
         if isinstance(self.granularity, str):
@@ -190,6 +403,14 @@ def _normalized(data: dict[str, Any], where: str) -> dict[str, Any]:
 
         if is_data_loader(values["data"]):  # likewise a data loader's file
             values["data"] = absolute_target(values["data"])
+    for item in fields(StudyConfig):
+        parse = item.metadata.get("parse")
+        if parse is not None and isinstance(values.get(item.name), str):
+            # A study file may give such a setting as its flag does ("64MB").
+            try:
+                values[item.name] = parse(values[item.name])
+            except ValueError:
+                raise wrong_type(item.name, values[item.name], where) from None
     for key in ("techniques", "devices", "objectives"):
         value = values.get(key)
         if isinstance(value, str):
@@ -215,10 +436,8 @@ def _check_devices(config: StudyConfig, where: str) -> None:
             )
     for key in ("max_peak_memory_mb", "max_energy_mj", "max_temperature_c"):
         value = getattr(config, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise UsageError(f"{where}: {key} must be a number, got {value!r}")
         if value is not None and value <= 0:
-            raise UsageError(f"--{key.replace('_', '-')}: must be > 0, got {value}")
+            raise UsageError(f"{flag_of(key)}: must be > 0, got {value}")
 
 
 def _check_granularity(value: Any, where: str) -> None:
@@ -244,47 +463,61 @@ def _check_granularity(value: Any, where: str) -> None:
             )
 
 
+def flag_of(name: str) -> str:
+    """The flag of a StudyConfig field: its own, or ``--`` and its name with dashes."""
+    return StudyConfig.__dataclass_fields__[name].metadata.get("flag") or "--" + name.replace(
+        "_", "-"
+    )
+
+
+def field_types(name: str) -> tuple[type, ...]:
+    """The Python types a StudyConfig field's value may have, from its annotation.
+
+    Args:
+        name: the field.
+
+    Returns:
+        The types for ``isinstance`` (an int is also a float; a list is also a tuple).
+    """
+    hint = typing.get_type_hints(StudyConfig)[name]
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    allowed: list[type] = []
+    for member in members:
+        base = typing.get_origin(member) or member
+        widened: dict[Any, list[type]] = {float: [int, float], tuple: [tuple, list]}
+        allowed += widened.get(base, [base])
+    return tuple(allowed)
+
+
+def wrong_type(name: str, value: Any, where: str) -> UsageError:
+    """The one message for a setting of the wrong type, from a study file or a flag.
+
+    Args:
+        name: the StudyConfig field.
+        value: what was given.
+        where: the study file or "flags".
+
+    Returns:
+        The error to raise.
+    """
+    allowed = field_types(name)
+    if allowed == (bool,):
+        return UsageError(f"{where}: {name} must be true or false, got {value!r}")
+    if str in allowed and dict not in allowed:
+        return UsageError(f"{where}: {name} must be a string, got {value!r}")
+    expects = StudyConfig.__dataclass_fields__[name].metadata.get("expects")
+    return UsageError(
+        f"{where}: {name} has the wrong type ({value!r})"
+        + (f"; expected {expects}" if expects else "")
+    )
+
+
 def _check_types(config: StudyConfig, where: str) -> None:
-    expected = {
-        "trials": int,
-        "seed": int,
-        "workers": int,
-        "threads": int,
-        "min_runs": int,
-        "confirm_rounds": int,
-        "paired_rounds": int,
-        "cpus_per_trial": (int, type(None)),
-        "finetune_samples": (int, type(None)),
-        "recycle_after": int,
-        "min_seconds": (int, float),
-        "max_seconds": (int, float),
-        "grace_seconds": (int, float),
-        "max_metric_drop": (int, float, type(None)),
-        "cooldown_c": (int, float, type(None)),
-        "cooldown_timeout_s": (int, float),
-        "ranges": dict,
-    }
-    for name, types in expected.items():
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise UsageError(f"{where}: {name} has the wrong type ({value!r})")
-    if not isinstance(config.sensitivity, bool):
-        raise UsageError(f"{where}: sensitivity must be true or false, got {config.sensitivity!r}")
-    for name in (
-        "task",
-        "model",
-        "data",
-        "metric",
-        "output",
-        "study",
-        "storage",
-        "sampler",
-        "ray",
-        "keep_keras",
-    ):
-        value = getattr(config, name)
-        if value is not None and not isinstance(value, str):
-            raise UsageError(f"{where}: {name} must be a string, got {value!r}")
+    for item in fields(config):
+        value = getattr(config, item.name)
+        allowed = field_types(item.name)
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise wrong_type(item.name, value, where)
 
 
 # The layout of the config a study stores (study.json, the study's user attribute), so an

@@ -86,7 +86,7 @@ def test_devices_objectives_and_limits_from_file_and_flags(tmp_path: Path) -> No
 
 
 def test_memory_sizes_on_the_command_line() -> None:
-    from devicefit.cli import _megabytes
+    from devicefit.config import megabytes as _megabytes
 
     assert _megabytes("64MB") == 64 and _megabytes("1.5GB") == 1536
     assert _megabytes("512KB") == 0.5 and _megabytes("100") == 100
@@ -136,7 +136,7 @@ def test_sensitivity_is_off_unless_asked_for(tmp_path: Path) -> None:
 
 
 def test_the_measure_table_sets_how_every_device_measures(tmp_path: Path) -> None:
-    from devicefit.search.driver import measurement_spec
+    from devicefit.search.measuring import measurement_spec
 
     text = 'task = "digits"\n[measure]\nmin_runs = 9\ncooldown_c = 55\ncooldown-timeout-s = 20\n'
     config = build_config(_write(tmp_path, text), {})

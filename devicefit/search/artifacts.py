@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from devicefit.search import attrs
+
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +27,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_atomic(path, _json(data))
 
 
 def write_folder_atomic(folder: Path, files: dict[str, bytes]) -> None:
@@ -41,3 +43,32 @@ def write_folder_atomic(folder: Path, files: dict[str, bytes]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_trial_folder(
+    results: Path,
+    number: int,
+    tflite: bytes,
+    keras_model: bytes,
+    plan: dict[str, Any],
+    metrics: dict[str, Any],
+) -> None:
+    """Write trial ``number``'s artifacts, whole or not at all, before it is told.
+
+    Args:
+        results: the study's results folder.
+        number: the trial's number; its folder is ``trials/<number>``.
+        tflite: the candidate's TFLite file.
+        keras_model: its .keras file (empty: not kept).
+        plan: the trial's plan as a dict.
+        metrics: its stored record (TrialMetrics.to_dict()).
+    """
+    files = {"model.keras": keras_model} if keras_model else {}
+    files["model.tflite"] = tflite
+    files["plan.json"] = _json(plan)
+    files["metrics.json"] = _json({"trial": number, **metrics})
+    write_folder_atomic(results / attrs.TRIALS_DIR / str(number), files)
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()

@@ -22,29 +22,19 @@ Study user attributes:
 Trial user attributes:
   "plan": Plan.to_dict(); "plan_short": Plan.short()
   "baseline": "float32" | "float16" | "int8"   (only on the enqueued reference trials)
-  "metrics": {"metric": float, "metric_drop": float, "size_bytes": int, "macs": int,
-              "params": int, "latency": {device: measurement dict (median_ms, p90_ms,
-              min_ms, std_ms, count, threads, peak_memory_mb, ...)},
-              "notes": [str], "timings_s": {stage: seconds},
-              "tflite_sha256": str, "same_as": int | None,
-              "pooled": {device: {"median_ms", "measurements"}} (a file measured before:
-                        the median over all its measurements, what the trial was told),
-              "paused_trials": int (trials held paused while this one measured here),
-              "finetune": {"drop_before" (its weights techniques applied at once when
-                           "one_shot"), "drops" (after each epoch), "drop_after",
-                           "recovered" (validation split, metric units), "epochs_planned",
-                           "epochs", "epochs_run", "macs_removed", "weights", and
-                           "epochs_extra", "epochs_extra_run" when a structural change
-                           still over the budget got more epochs}
-                           ({} when the trial did not fine-tune)}
+  "metrics": TrialMetrics.to_dict() (search/trial_metrics.py, one key per field:
+             the metric and its drop, size, MACs, parameters, ops, per-layer MACs,
+             "latency": {device: Measurement.to_dict()}, notes, timings, where it was
+             built, the file's sha256, pooled medians of a file measured before, and
+             "finetune": its drops and recovery, keyed as in search/rejection.py)
   "same_as": int                                (the same candidate as that earlier trial:
                                                  the same plan or the same file bytes)
   "fail_reason": str                            (failed trials)
   "pruned_reason": str                          (trials pruned as hopeless: before or
                                                  during fine-tuning, or before conversion
                                                  when they do not fine-tune; "metrics"
-                                                 holds only "finetune", "timings_s" and
-                                                 "notes")
+                                                 is trial_metrics.pruned_metrics: only
+                                                 "finetune", "timings_s" and "notes")
   "retry_of": int                               (a re-run of a trial a dead driver left)
   "recipe": technique name                      (the enqueued one-technique recipes),
             or "combined"                        (the feasible recipes together)
@@ -54,11 +44,10 @@ Trial user attributes:
 The metric-drop constraint is set with ``trial.set_constraint(CONSTRAINT, value)``
 (feasible when <= 0); device limits add one constraint each, keyed by the
 measurement field (``peak_memory_mb``, ``energy_per_inference_mj``,
-``temperature_after_c``): the worst device's reading minus the limit. Each
-measurement dict names the pool member that gave it (``device``), where it ran
-(``node``) and when (``measured_from``/``measured_until``, epoch seconds).
-"metrics" also holds "built_on": the Ray node that ran the trial (None: this
-machine). Artifacts live in ``<results folder>/trials/<number>/``:
+``temperature_after_c``): the worst device's reading minus the limit
+(search/scoring.py). Each measurement dict names the pool member that gave it
+(``device``), where it ran (``node``) and when (``measured_from``/``measured_until``,
+epoch seconds). Artifacts live in ``<results folder>/trials/<number>/``:
 ``model.tflite``, ``plan.json``, ``metrics.json``.
 
 Results folder file ``inspect.json``: the per-layer report ``devicefit inspect`` prints

@@ -12,6 +12,7 @@ excludes 1.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def confirmation_trials(record: StudyRecord) -> tuple[int | None, int | None, li
 
 def confirm(
     record: StudyRecord,
-    devices: dict[str, DeviceEvaluator],
+    devices: Mapping[str, DeviceEvaluator],
     threads: int,
     console: Console,
     rounds: int = ROUNDS,
@@ -90,7 +91,7 @@ def confirm(
 def confirm_study(
     study: Any,
     record: StudyRecord,
-    devices: dict[str, DeviceEvaluator],
+    devices: Mapping[str, DeviceEvaluator],
     threads: int,
     console: Console,
     rounds: int = ROUNDS,

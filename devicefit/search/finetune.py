@@ -14,12 +14,13 @@ from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+# E402 below: TensorFlow's logging must be silenced before keras first imports it.
+import keras  # noqa: E402 - after silence_tensorflow
 
-from devicefit.spaces.convert import with_named_outputs  # noqa: E402
-from devicefit.spaces.eager_predict import eager_predict, named_outputs  # noqa: E402
-from devicefit.tasks.base import Task, once_per_task, take  # noqa: E402
-from devicefit.tasks.lazy_rows import is_lazy  # noqa: E402
+from devicefit.spaces.convert import with_named_outputs  # noqa: E402 - after silence_tensorflow
+from devicefit.spaces.eager_predict import eager_predict, named_outputs  # noqa: E402 - as above
+from devicefit.tasks.base import Task, once_per_task, take  # noqa: E402 - as above
+from devicefit.tasks.lazy_rows import is_lazy  # noqa: E402 - as above
 
 TEMPERATURE = 4.0
 ALPHA = 0.5  # weight of the ground-truth loss; the rest goes to matching the teacher
@@ -197,51 +198,13 @@ def finetune(
     the epochs run, whether the last epoch was the best so far (``improving``: more
     epochs may gain more), the score of the weights kept (``kept_score``) and, when a
     limit stopped it, ``hopeless``: the epoch, its drop and the limit."""
-    data = task.data
     subset = training_subset(task)
-    x_train, y_train = data.x_train[subset], take(data.y_train, subset)
-    teacher = teacher_outputs(task)
-    if task.output_kinds:
-        # Several outputs: each against its own labels and the original's output, on a
-        # view of the model with named outputs (the same layers, so it trains the model).
-        model = with_named_outputs(model)
-        pairs = {
-            name: _target_and_loss(kind, y_train[name], teacher[name], False)
-            for name, kind in task.output_kinds.items()
-        }
-        target = {name: pair[0] for name, pair in pairs.items()}
-        loss: Any = {name: pair[1] for name, pair in pairs.items()}
-    else:
-        probabilities = outputs_are_probabilities(task.model)
-        target, loss = _target_and_loss(task.metric.kind, y_train, teacher, probabilities)
-    steps = epochs * steps_per_epoch(task)
-    warmup = int(WARMUP * steps)
-    # A cold start at the full rate can wreck a freshly rewritten network's good weights.
-    schedule = keras.optimizers.schedules.CosineDecay(
-        learning_rate * WARMUP if warmup else learning_rate,
-        max(1, steps - warmup),
-        warmup_target=learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+    x_train, y_train = task.data.x_train[subset], take(task.data.y_train, subset)
+    model, target, loss = _targets(model, task, y_train)
+    optimizer = keras.optimizers.Adam(_schedule(task, epochs, learning_rate))
+    model.compile(optimizer=optimizer, loss=loss)
     keeper = _KeepBest(task, keep_best, patience, hopeless_after, start_score)
-    if is_lazy(x_train):  # a folder of images: streamed a batch at a time
-        model.fit(
-            ShuffledBatches(x_train, target, batch_size(task)),
-            epochs=epochs,
-            callbacks=[*callbacks, keeper],
-            verbose=0,
-        )
-    else:
-        model.fit(
-            x_train,
-            target,
-            batch_size=batch_size(task),
-            epochs=epochs,
-            callbacks=[*callbacks, keeper],
-            verbose=0,
-            shuffle=True,
-        )
+    _fit(model, task, x_train, target, epochs, [*callbacks, keeper])
     improving = keeper.enabled and keeper.since_best == 0 and len(keeper.scores) > 1
     kept = None  # the validation metric of the weights kept (None without keep_best)
     if keeper.best is not None:
@@ -254,6 +217,64 @@ def finetune(
         "improving": improving,
         "kept_score": kept,
     }
+
+
+def _fit(
+    model: keras.Model,
+    task: Task,
+    x_train: Any,
+    target: Any,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    if is_lazy(x_train):  # a folder of images: streamed a batch at a time
+        model.fit(
+            ShuffledBatches(x_train, target, batch_size(task)),
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    else:
+        model.fit(
+            x_train,
+            target,
+            batch_size=batch_size(task),
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=True,
+        )
+
+
+def _targets(model: keras.Model, task: Task, y_train: Any) -> tuple[keras.Model, Any, Any]:
+    """The model to train, its training targets (labels beside the original model's
+    outputs) and its loss; a model with several outputs is trained through a view with
+    named outputs (the same layers, so it trains the model)."""
+    teacher = teacher_outputs(task)
+    if not task.output_kinds:
+        probabilities = outputs_are_probabilities(task.model)
+        target, loss = _target_and_loss(task.metric.kind, y_train, teacher, probabilities)
+        return model, target, loss
+    pairs = {
+        name: _target_and_loss(kind, y_train[name], teacher[name], False)
+        for name, kind in task.output_kinds.items()
+    }
+    targets = {name: pair[0] for name, pair in pairs.items()}
+    losses = {name: pair[1] for name, pair in pairs.items()}
+    return with_named_outputs(model), targets, losses
+
+
+def _schedule(task: Task, epochs: int, learning_rate: float) -> Any:
+    """Cosine decay after a warm-up: a cold start at the full rate can wreck a freshly
+    rewritten network's good weights."""
+    steps = epochs * steps_per_epoch(task)
+    warmup = int(WARMUP * steps)
+    return keras.optimizers.schedules.CosineDecay(
+        learning_rate * WARMUP if warmup else learning_rate,
+        max(1, steps - warmup),
+        warmup_target=learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def _target_and_loss(

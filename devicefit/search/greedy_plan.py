@@ -47,9 +47,10 @@ unit's setting, the settings between those two run as well (``between_settings``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from devicefit.search.attrs import PROFILE_PLAN
 from devicefit.spaces import PROFILED_GRAPH_TECHNIQUES
 from devicefit.spaces.base import PER_LAYER, Plan, Step
 
@@ -321,99 +322,138 @@ def greedy_plans(
     one before, then the bisections. ``modes``: the whole-model conversions the
     study may use; ``int8_drop``: what the untouched model's int8 file loses (None: not
     scored). An int8 plan's steps share each allowance with that loss."""
-    from devicefit.search import attrs
     from devicefit.search.step_savings import with_efficiency
 
     profiled = device_profiles.get(device) or {}
     mode = faster_mode(profiled, modes, int8_drop, budget)
-    # The conversion's loss is paid after fine-tuning: it comes off every allowance whole.
-    charged = max(0.0, int8_drop or 0.0) if mode == "int8" else 0.0
-    whole_ms = untouched_ms(profiled, mode)
-    specs: list[dict[str, Any]] = []
-    seen: set[str] = set()
     points = timed_in(profile.get("points", []), profiled, device, mode)
-    points = with_efficiency(points, profile.get("step_savings"), device, mode)
-    layer_ms = (profiled.get(savings_file(profiled, mode)) or {}).get("layers")
-    # A zero budget still ranks steps that cost nothing (or gain metric) first.
-    floor = max(_FLOOR * budget, 1e-9)
+    planner = _Planner(
+        points=with_efficiency(points, profile.get("step_savings"), device, mode),
+        device=device,
+        budget=budget,
+        epochs=epochs,
+        mode=mode,
+        # The conversion's loss is paid after fine-tuning: it comes off every allowance whole.
+        charged=max(0.0, int8_drop or 0.0) if mode == "int8" else 0.0,
+        whole_ms=untouched_ms(profiled, mode),
+        layer_ms=(profiled.get(savings_file(profiled, mode)) or {}).get("layers"),
+    )
+    climb = planner.climb()
+    descent = planner.descend(climb)
+    name = PROFILE_PLAN
+    for (low, lower), (high, higher) in zip(climb, climb[1:], strict=False):
+        # The allowances' plans all run: only an escalation can be where the climb ends.
+        ends = high in ESCALATIONS
+        planner.bisect((low, lower["attrs"][name]), (high, higher["attrs"][name]), BISECTIONS, ends)
+    for (high, higher), (low, lower) in zip(descent, descent[1:], strict=False):
+        # A descent's step is where the plans end when the milder plan holds.
+        planner.bisect((low, lower["attrs"][name]), (high, higher["attrs"][name]), BISECTIONS, True)
+    return planner.specs
 
-    def planned(factor: float) -> tuple[list[Choice], Plan]:
+
+@dataclass
+class _Planner:
+    """The greedy plans of one device and conversion mode, made once each: ``specs`` in
+    the order they are enqueued, ``made`` each plan's choices by name."""
+
+    points: list[dict[str, Any]]
+    device: str
+    budget: float
+    epochs: int
+    mode: str
+    charged: float  # the conversion's loss, taken off every allowance
+    whole_ms: float | None
+    layer_ms: dict[str, float] | None
+    specs: list[dict[str, Any]] = field(default_factory=list)
+    made: dict[str, list[Choice]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+    def planned(self, factor: float) -> tuple[list[Choice], Plan]:
         """The greedy's choices at ``factor`` budgets (less the conversion's loss), and
         their plan."""
-        choices = greedy_choices(points, device, factor * budget - charged, floor, layer_ms)
-        return choices, plan_of(choices, mode, epochs, whole_ms, layer_ms)
+        # A zero budget still ranks steps that cost nothing (or gain metric) first.
+        floor = max(_FLOOR * self.budget, 1e-9)
+        allowance = factor * self.budget - self.charged
+        choices = greedy_choices(self.points, self.device, allowance, floor, self.layer_ms)
+        return choices, self._plan(choices)
 
-    climb: list[tuple[float, dict[str, Any]]] = []
-    made: dict[str, list[Choice]] = {}  # each plan's choices, by name
-    for factor in (*ALLOWANCES, *ESCALATIONS):
-        choices, plan = planned(factor)
-        if not choices or plan.to_json() in seen:
-            continue
-        seen.add(plan.to_json())
-        spec = _spec(f"greedy-{factor:g}x", plan, choices)
-        made[spec["attrs"][attrs.PROFILE_PLAN]] = choices
-        if factor in ESCALATIONS and climb:
-            spec["after"] = climb[-1][1]["attrs"][attrs.PROFILE_PLAN]
-        climb.append((factor, spec))
-    specs = [spec for _, spec in climb]
-    # Below the first plan: milder ones, each run only once the one above it missed.
-    descent: list[tuple[float, dict[str, Any]]] = climb[:1]
-    for share in DESCENTS if climb else ():
-        factor = climb[0][0] * share
-        choices, plan = planned(factor)
-        if not choices or plan.to_json() in seen:
-            continue
-        seen.add(plan.to_json())
-        spec = _spec(f"greedy-{factor:.3g}x", plan, choices)
-        spec["unless"] = descent[-1][1]["attrs"][attrs.PROFILE_PLAN]
-        made[spec["attrs"][attrs.PROFILE_PLAN]] = choices
-        specs.append(spec)
-        descent.append((factor, spec))
+    def _plan(self, choices: list[Choice]) -> Plan:
+        return plan_of(choices, self.mode, self.epochs, self.whole_ms, self.layer_ms)
 
-    def refine(low: str, high: str) -> None:
+    def _new(self, name: str, choices: list[Choice], plan: Plan) -> dict[str, Any] | None:
+        """The spec of a plan not made before (None for one that was), remembered."""
+        if plan.to_json() in self.seen:
+            return None
+        self.seen.add(plan.to_json())
+        self.made[name] = choices
+        return _spec(name, plan, choices)
+
+    def climb(self) -> list[tuple[float, dict[str, Any]]]:
+        """The plans of the allowances and escalations, cautious first; an escalation
+        runs once the plan before it held."""
+        climb: list[tuple[float, dict[str, Any]]] = []
+        for factor in (*ALLOWANCES, *ESCALATIONS):
+            choices, plan = self.planned(factor)
+            spec = self._new(f"greedy-{factor:g}x", choices, plan) if choices else None
+            if spec is None:
+                continue
+            if factor in ESCALATIONS and climb:
+                spec["after"] = climb[-1][1]["attrs"][PROFILE_PLAN]
+            climb.append((factor, spec))
+            self.specs.append(spec)
+        return climb
+
+    def descend(
+        self, climb: list[tuple[float, dict[str, Any]]]
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """Below the first plan: milder ones, each run only once the one above it missed."""
+        descent = climb[:1]
+        for share in DESCENTS if climb else ():
+            factor = climb[0][0] * share
+            choices, plan = self.planned(factor)
+            spec = self._new(f"greedy-{factor:.3g}x", choices, plan) if choices else None
+            if spec is None:
+                continue
+            spec["unless"] = descent[-1][1]["attrs"][PROFILE_PLAN]
+            self.specs.append(spec)
+            descent.append((factor, spec))
+        return descent
+
+    def refine(self, low: str, high: str) -> None:
         """Between two plans that differ in one unit's setting, the settings in between,
         each run once the one before it held (the first once ``low`` held) and ``high``
         did not."""
         before = low
-        for unit, value, choices in between_settings(made[low], made[high]):
-            plan = plan_of(choices, mode, epochs, whole_ms, layer_ms)
-            if plan.to_json() in seen:
+        for unit, value, choices in between_settings(self.made[low], self.made[high]):
+            plan = self._plan(choices)
+            if plan.to_json() in self.seen:
                 continue
-            seen.add(plan.to_json())
+            self.seen.add(plan.to_json())
             name = f"{high}-{unit}-{value:g}"
-            specs.append(_spec(name, plan, choices) | {"between": [before, high]})
+            self.specs.append(_spec(name, plan, choices) | {"between": [before, high]})
             before = name
 
-    def bisect(low: tuple[float, str], high: tuple[float, str], levels: int, ends: bool) -> None:
+    def bisect(
+        self, low: tuple[float, str], high: tuple[float, str], levels: int, ends: bool
+    ) -> None:
         """Plans between the allowances ``low`` (held) and ``high`` (did not), by name;
         at the last level, where the climb ``ends``, the settings between the two where
         they differ in one."""
         if levels == 0:
             if ends:
-                refine(low[1], high[1])
+                self.refine(low[1], high[1])
             return
         factor = (low[0] * high[0]) ** 0.5
-        choices, plan = planned(factor)
-        if plan.to_json() in seen:  # the same plan as one end: narrow the gap and look again
-            bisect(low, (factor, high[1]), levels - 1, ends)
-            bisect((factor, low[1]), high, levels - 1, ends)
-            return
-        seen.add(plan.to_json())
+        choices, plan = self.planned(factor)
         name = f"greedy-{factor:.3g}x"
-        specs.append(_spec(name, plan, choices) | {"between": [low[1], high[1]]})
-        made[name] = choices
-        bisect(low, (factor, name), levels - 1, ends)  # runs if this one did not hold
-        bisect((factor, name), high, levels - 1, ends)  # runs if this one held
-
-    name = attrs.PROFILE_PLAN
-    for (low, lower), (high, higher) in zip(climb, climb[1:], strict=False):
-        # The allowances' plans all run: only an escalation can be where the climb ends.
-        ends = high in ESCALATIONS
-        bisect((low, lower["attrs"][name]), (high, higher["attrs"][name]), BISECTIONS, ends)
-    for (high, higher), (low, lower) in zip(descent, descent[1:], strict=False):
-        # A descent's step is where the plans end when the milder plan holds.
-        bisect((low, lower["attrs"][name]), (high, higher["attrs"][name]), BISECTIONS, True)
-    return specs
+        spec = self._new(name, choices, plan)
+        if spec is None:  # the same plan as one end: narrow the gap and look again
+            self.bisect(low, (factor, high[1]), levels - 1, ends)
+            self.bisect((factor, low[1]), high, levels - 1, ends)
+            return
+        self.specs.append(spec | {"between": [low[1], high[1]]})
+        self.bisect(low, (factor, name), levels - 1, ends)  # runs if this one did not hold
+        self.bisect((factor, name), high, levels - 1, ends)  # runs if this one held
 
 
 def between_settings(

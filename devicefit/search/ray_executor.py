@@ -38,7 +38,7 @@ def task_bundle(spec: TaskSpec) -> tuple[Bundle, TaskSpec]:
         for path in sorted(folder.glob("*.keras")):
             files[f"builtin/{spec.builtin}/{path.name}"] = path.read_bytes()
         return files, spec
-    relative = {}
+    relative: dict[str, Any] = {}
     for field_name in ("model_path", "data_path"):
         value = getattr(spec, field_name)
         if value is None:
@@ -78,7 +78,7 @@ def unpack(bundle: Bundle, spec: TaskSpec) -> TaskSpec:
         # The built-in task finds its trained model in the cache: point the cache here.
         os.environ["DEVICEFIT_CACHE"] = str(root / "builtin")
         return spec
-    changes = {
+    changes: dict[str, Any] = {
         f: str(root / getattr(spec, f)) for f in ("model_path", "data_path") if getattr(spec, f)
     }
     return replace(spec, **changes)
@@ -135,7 +135,10 @@ class RayExecutor(Executor):
         self._refs: list[Any] = []
 
     def submit(self, request: Request[R]) -> cf.Future[R]:
-        ref = self._task.remote(replace(request, task=self.spec), self._bundle, self.cpus_per_trial)
+        # Every request is a dataclass (TrialRequest, SensitivityRequest); the Protocol
+        # cannot say so, hence the cast.
+        sent = replace(cast(Any, request), task=self.spec)
+        ref = self._task.remote(sent, self._bundle, self.cpus_per_trial)
         self._refs.append(ref)
         return ref.future()
 

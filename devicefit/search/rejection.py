@@ -177,3 +177,23 @@ def unrecovered_reason(drop: float, limit: float, metric: str) -> str:
         f"over {limit:.3g} ({UNRECOVERED_MARGIN:g}x the budget), and the plan fine-tunes for "
         "no epoch to win it back"
     )
+
+
+def request_limits(max_drop: float, records: list[Recovery], epochs: int) -> dict[str, Any]:
+    """The limits beyond which a sampled trial is pruned (TrialRequest's ``reject_*``).
+
+    Args:
+        max_drop: the study's metric-drop budget.
+        records: what earlier fine-tunings recovered.
+        epochs: the trial's fine-tuning epochs.
+
+    Returns:
+        Its drop limit before fine-tuning, after each epoch but the last, and without
+        fine-tuning (None where there is none yet).
+    """
+    return {
+        "reject_drop": rejection_limit(max_drop, recoveries_within(records, epochs)),
+        "reject_after_epoch": epoch_limits(max_drop, records, epochs),
+        # With no loss allowed, a validation drop of one sample may still test within it.
+        "reject_unrecovered": UNRECOVERED_MARGIN * max_drop if max_drop > 0 else None,
+    }

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
 from devicefit.config import StudyConfig, config_from_stored
 from devicefit.errors import UsageError
 from devicefit.evaluators.devices import build_pools
+from devicefit.evaluators.pool import DevicePool
+from devicefit.results.records import StudyRecord
 from devicefit.search import attrs
 from devicefit.search.driver import Driver
 from devicefit.search.executors import Executor, make_executor
@@ -25,7 +28,7 @@ from devicefit.search.study import (
 )
 from devicefit.spaces import all_techniques, get_technique
 from devicefit.spaces.space import RECIPE_SETTINGS, SearchSpace
-from devicefit.tasks.base import TaskSpec
+from devicefit.tasks.base import Task, TaskSpec
 
 
 def task_spec(config: StudyConfig) -> TaskSpec:
@@ -61,7 +64,18 @@ def build_space(config: StudyConfig, model: Any = None) -> SearchSpace:
     return SearchSpace(techniques, config.ranges, granularity, units)
 
 
-def _prepare(config: StudyConfig) -> tuple[TaskSpec, SearchSpace, object, object]:
+@dataclass
+class Prepared:
+    """A study's inputs, checked: the task as workers load it, the task itself (loaded
+    here), its search space and its devices (name -> pool, in objective order)."""
+
+    spec: TaskSpec
+    task: Task
+    space: SearchSpace
+    devices: dict[str, DevicePool]
+
+
+def _prepare(config: StudyConfig) -> Prepared:
     """Check every input before anything is written: a bad one raises UsageError."""
     import optuna
 
@@ -78,11 +92,10 @@ def _prepare(config: StudyConfig) -> tuple[TaskSpec, SearchSpace, object, object
     task = load_task(spec)  # trains a built-in task's model on first use
     if loader:  # workers read the files this read wrote, never the loader
         spec = replace(spec, data_path=str(written_by_this_process(str(spec.data_path))))
-    space = build_space(config, task.model)  # type: ignore[attr-defined]
-    return spec, space, devices, task
+    return Prepared(spec, task, build_space(config, task.model), devices)
 
 
-def describe_devices(config: StudyConfig, devices: dict[str, Any]) -> dict[str, Any]:
+def describe_devices(config: StudyConfig, devices: dict[str, DevicePool]) -> dict[str, Any]:
     """Each device's description; a UsageError if a device cannot give what the study
     asks of it (energy or temperature objectives and limits need its sensors)."""
     from devicefit.errors import UsageError
@@ -107,8 +120,21 @@ def describe_devices(config: StudyConfig, devices: dict[str, Any]) -> dict[str, 
 
 
 def start_search(config: StudyConfig, console: Console) -> int:
-    spec, space, devices, task = _prepare(config)
-    metric = task.metric  # type: ignore[attr-defined]
+    """Create a study from ``config`` and run it to its trials; the report at the end.
+
+    Args:
+        config: the study's settings.
+        console: where progress and the report are printed.
+
+    Returns:
+        The driver's exit code (0 done, 1 stopped, 130 interrupted).
+
+    Raises:
+        UsageError: an input is bad; nothing is written then.
+    """
+    prepared = _prepare(config)
+    spec, space, devices, task = prepared.spec, prepared.space, prepared.devices, prepared.task
+    metric = task.metric
     name = config.study or f"{spec.label()}-{datetime.now():%Y%m%d-%H%M%S}"
     folder = Path(config.results) / name
     max_drop = (
@@ -127,28 +153,28 @@ def start_search(config: StudyConfig, console: Console) -> int:
     set_study_info(
         study,
         devices=described,
-        task_info=dict(task.info),  # type: ignore[attr-defined]
+        task_info=dict(task.info),
     )
     console.print(f"study [bold]{name}[/] in {folder}  (resume: devicefit resume {folder})")
-    if note := task.info.get("note"):  # type: ignore[attr-defined]
+    if note := task.info.get("note"):
         console.print(note, style="yellow", markup=False)
     _write_inspection(folder, task, space, console)
     from devicefit.search.device_profiles import write_device_profiles
 
     write_device_profiles(folder, task, devices, config.threads, console)
-    return _drive(study, config, folder, space, metric, spec, devices, console, task)
+    return _drive(study, config, folder, prepared, console)
 
 
 def _write_sensitivity(
-    study: Any,
+    study: optuna.Study,
     folder: Path,
-    task: Any,
+    task: Task,
     space: SearchSpace,
     config: StudyConfig,
     console: Console,
     executor: Executor,
     spec: TaskSpec,
-    devices: dict[str, Any],
+    devices: dict[str, DevicePool],
 ) -> None:
     """The sensitivity profile, or the rest of it when a resumed study stopped while
     making it (on the study's workers), with the time its settings save, predicted and
@@ -182,7 +208,7 @@ def _write_sensitivity(
     add_space_shaping(study, folder, space, console)
 
 
-def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Console) -> None:
+def _write_inspection(folder: Path, task: Task, space: SearchSpace, console: Console) -> None:
     """What the search can touch in the model, layer by layer (as `devicefit inspect`),
     saved beside the study so a surprising front can be traced to a frozen group."""
     import dataclasses
@@ -204,7 +230,13 @@ def _write_inspection(folder: Path, task: Any, space: SearchSpace, console: Cons
     )
 
 
-def _confirmed(study: Any, record: Any, config: StudyConfig, devices: Any, console: Console) -> Any:
+def _confirmed(
+    study: optuna.Study,
+    record: StudyRecord,
+    config: StudyConfig,
+    devices: dict[str, DevicePool],
+    console: Console,
+) -> StudyRecord:
     """The record after the report's claims were measured in paired rounds; as it was if a
     device could not (the report then says its speed-ups are unconfirmed)."""
     from devicefit.errors import DeviceUnavailable, TrialFailed
@@ -233,16 +265,16 @@ def resume_search(
     config = config.replace(
         trials=trials, workers=workers, storage=storage, ray=ray, cpus_per_trial=cpus_per_trial
     )
-    spec, space, devices, task = _prepare(config)
+    prepared = _prepare(config)
     study = open_study(folder, storage, config)
-    _warn_if_data_changed(study, task.info, console)  # type: ignore[attr-defined]
+    _warn_if_data_changed(study, prepared.task.info, console)
     recovered = recover_interrupted(study, "the driver stopped while this trial ran; re-run")
     if recovered:
         console.print(f"re-running trial(s) {recovered} left unfinished by a stopped driver")
-    return _drive(study, config, folder, space, task.metric, spec, devices, console, task)  # type: ignore[attr-defined]
+    return _drive(study, config, folder, prepared, console)
 
 
-def _warn_if_data_changed(study: Any, info: dict[str, Any], console: Console) -> None:
+def _warn_if_data_changed(study: optuna.Study, info: dict[str, Any], console: Console) -> None:
     """A data loader that gives other data than when the study started: trials scored
     before and after the resume are not comparable, which a user must hear."""
     from devicefit.search.study import study_info
@@ -258,7 +290,10 @@ def _warn_if_data_changed(study: Any, info: dict[str, Any], console: Console) ->
         )
 
 
-def _drive(study, config, folder, space, metric, spec, devices, console, task) -> int:  # noqa: ANN001
+def _drive(
+    study: optuna.Study, config: StudyConfig, folder: Path, prepared: Prepared, console: Console
+) -> int:
+    spec, space, devices, task = prepared.spec, prepared.space, prepared.devices, prepared.task
     log = str((folder / "worker.log").resolve())
     if config.ray:
         from devicefit.search.ray_executor import RayExecutor
@@ -273,7 +308,9 @@ def _drive(study, config, folder, space, metric, spec, devices, console, task) -
     except BaseException:  # Ctrl-C or a worker lost: no worker outlives the driver
         executor.shutdown(cancel=True)
         raise
-    driver = Driver(study, config, folder, space, metric, spec, executor, devices, console)
+    driver = Driver(
+        study, config, folder, space, task.metric, spec, executor, dict(devices), console
+    )
     code = driver.run()
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if complete:

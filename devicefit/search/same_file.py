@@ -78,6 +78,15 @@ class KnownCandidates:
         medians = [*self.medians.get(sha, {}).get(device, []), fresh]
         return statistics.median(medians), len(medians)
 
+    def take_scores(self, out: TrialOutput) -> None:
+        """When ``out`` was converted to a file an earlier trial made and scored, it takes
+        that trial's scores: it was not scored here (``known_file``), or it was scored
+        while that trial was still in flight."""
+        earlier = self.files.get(out.tflite_sha256)
+        if out.same_as is None and earlier is not None:
+            self.fill_scores(out, earlier)
+            out.notes.append(f"same file as trial #{earlier}: its scores, measured again")
+
     def fill_scores(self, out: TrialOutput, earlier: int) -> None:
         """``out`` takes the scores of trial ``earlier``, whose file it is."""
         scores = self.scores[earlier]

@@ -54,41 +54,65 @@ def write_sensitivity(
 
     With an ``executor`` of several workers and the task's ``spec``, the points are shared
     among the workers (search/sensitivity_request.py); else they are scored here."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from devicefit.spaces.base import ConvertContext
-    from devicefit.spaces.sensitivity import SensitivityPoint, score_jobs, sensitivity_jobs
+    from devicefit.spaces.sensitivity import sensitivity_jobs
 
     x, y = profile_inputs(task)
-    key = {
-        "granularity": granularity,
-        "samples": int(len(x)),
-        "techniques": sorted(t.name for t in techniques),
-    }
+    key: dict[str, Any] = {"granularity": granularity, "samples": int(len(x))}
+    key["techniques"] = sorted(t.name for t in techniques)
     saved = read_sensitivity(folder)
-    profile: dict[str, Any] = (
+    profile = _Saved(
+        folder,
         saved
         if saved is not None and saved.get("key") == key
-        else {"key": key, "points": [], "complete": False, "seconds": 0.0}
+        else {"key": key, "points": [], "complete": False, "seconds": 0.0},
     )
-    if profile.get("complete"):
-        return profile
-    done = {(p["unit"], p["technique"], p["level"]) for p in profile["points"]}
+    if profile.data.get("complete"):
+        return profile.data
+    done = {(p["unit"], p["technique"], p["level"]) for p in profile.data["points"]}
     jobs = sensitivity_jobs(task.model, techniques, granularity, done)
-    began, saved_at = time.monotonic(), time.monotonic()
-    spent = float(profile.get("seconds") or 0.0)
+    with _bar(console) as bar:
+        row = bar.add_task("points", total=len(jobs), unit=granularity.removeprefix("per-"))
+        if executor is not None and executor.workers > 1 and spec is not None:
+            requests = share_jobs(spec, jobs, executor.workers, int(len(x)))
+            for future in cf.as_completed([executor.submit(r) for r in requests]):
+                points = future.result()
+                for point in points:
+                    profile.keep(point)
+                bar.advance(row, len(points))
+        else:
+            shown = lambda n: bar.update(row, completed=n)  # noqa: E731 - a one-line callback
+            _score_here(task, jobs, techniques, x, y, profile, shown)
+    order = {(j.unit, j.technique, j.level): n for n, j in enumerate(jobs)}
+    points = profile.data["points"]
+    points.sort(key=lambda p: order.get((p["unit"], p["technique"], p["level"]), -1))
+    profile.save(True)
+    console.print(_summary(profile.data, task.metric.name), markup=False)
+    return profile.data
 
-    def save(complete: bool) -> None:
-        profile["seconds"] = spent + time.monotonic() - began
-        profile["complete"] = complete
-        write_json_atomic(folder / attrs.SENSITIVITY_FILE, profile)
 
-    def keep(point: SensitivityPoint) -> None:
-        nonlocal saved_at
-        profile["points"].append({**point.to_dict(), "layers": list(point.layers)})  # as JSON
-        if time.monotonic() - saved_at >= SAVE_EVERY_S:
-            save(False)
-            saved_at = time.monotonic()
+class _Saved:
+    """A profile being made, saved to the results folder every ``SAVE_EVERY_S`` seconds
+    (and at its end) with the time spent on it, summed over resumes."""
+
+    def __init__(self, folder: Path, data: dict[str, Any]) -> None:
+        self.folder, self.data = folder, data
+        self.began = self.saved_at = time.monotonic()
+        self.spent = float(data.get("seconds") or 0.0)
+
+    def save(self, complete: bool) -> None:
+        self.data["seconds"] = self.spent + time.monotonic() - self.began
+        self.data["complete"] = complete
+        write_json_atomic(self.folder / attrs.SENSITIVITY_FILE, self.data)
+
+    def keep(self, point: Any) -> None:
+        self.data["points"].append({**point.to_dict(), "layers": list(point.layers)})  # as JSON
+        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+            self.save(False)
+            self.saved_at = time.monotonic()
+
+
+def _bar(console: Any) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
         TextColumn("sensitivity ({task.fields[unit]})"),
@@ -96,32 +120,33 @@ def write_sensitivity(
         TextColumn("{task.completed}/{task.total}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
-        row = bar.add_task("points", total=len(jobs), unit=granularity.removeprefix("per-"))
-        if executor is not None and executor.workers > 1 and spec is not None:
-            requests = share_jobs(spec, jobs, executor.workers, int(len(x)))
-            for future in cf.as_completed([executor.submit(r) for r in requests]):
-                points = future.result()
-                for point in points:
-                    keep(point)
-                bar.advance(row, len(points))
-        else:  # here, one after another, on the loaded model
-            score_jobs(
-                task.model,
-                jobs,
-                {t.name: t for t in techniques},
-                x,
-                y,
-                task.metric,
-                ConvertContext(task.input_shape, task.calibration),
-                on_point=keep,
-                progress=lambda n, _: bar.update(row, completed=n),
-            )
-    order = {(j.unit, j.technique, j.level): n for n, j in enumerate(jobs)}
-    profile["points"].sort(key=lambda p: order.get((p["unit"], p["technique"], p["level"]), -1))
-    save(True)
-    console.print(_summary(profile, task.metric.name), markup=False)
-    return profile
+    return Progress(*columns, console=console, transient=True)
+
+
+def _score_here(
+    task: Any,
+    jobs: list[Any],
+    techniques: list[Any],
+    x: Any,
+    y: Any,
+    profile: _Saved,
+    progress: Any,
+) -> None:
+    """Score ``jobs`` in this process, one after another, on the loaded model."""
+    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.sensitivity import score_jobs
+
+    score_jobs(
+        task.model,
+        jobs,
+        {t.name: t for t in techniques},
+        x,
+        y,
+        task.metric,
+        ConvertContext(task.input_shape, task.calibration),
+        on_point=profile.keep,
+        progress=lambda n, _: progress(n),
+    )
 
 
 def _summary(profile: dict[str, Any], metric: str) -> str:

@@ -224,12 +224,13 @@ def add_space_shaping(study: Any, folder: Any, space: Any, console: Any) -> None
         profile = read_sensitivity(folder)
         device = next((o["device"] for o in info["objectives"] if o.get("device")), None)
         timed = ((read_device_profiles(folder) or {}).get(str(device)) or {}).get("float32")
-        if profile is None or not profile.get("complete") or not (timed or {}).get("median_ms"):
+        median = (timed or {}).get("median_ms")
+        if profile is None or not profile.get("complete") or not median:
             return
         decisions = shape(
             profile,
             str(device),
-            float(timed["median_ms"]),
+            float(median),
             float(info["max_metric_drop"]),
             space.units,
             [t.name for t in space.techniques],

@@ -113,14 +113,18 @@ def measure_steps(
                 entry["error"] = why
         return entries
     for entry in entries:
-        if "file" not in entry:
-            continue
-        changed = blocks[entry.pop("file")]
-        entry["untouched_ms"] = median(blocks[0])
-        entry["measured_ms"] = median(a - b for a, b in zip(blocks[0], changed, strict=True))
-        small = entry["predicted_ms"] < LEAST_SHARE * entry["untouched_ms"]
-        entry["efficiency"] = None if small else entry["measured_ms"] / entry["predicted_ms"]
+        if "file" in entry:
+            _add_measured(entry, blocks[0], blocks[entry.pop("file")])
     return entries
+
+
+def _add_measured(entry: dict[str, Any], untouched: list[float], changed: list[float]) -> None:
+    """A step's measured saving (the median per-round difference from the untouched file)
+    and its efficiency: measured over predicted, None when too small to measure."""
+    entry["untouched_ms"] = median(untouched)
+    entry["measured_ms"] = median(a - b for a, b in zip(untouched, changed, strict=True))
+    small = entry["predicted_ms"] < LEAST_SHARE * entry["untouched_ms"]
+    entry["efficiency"] = None if small else entry["measured_ms"] / entry["predicted_ms"]
 
 
 def _whole_model_steps(

@@ -7,6 +7,7 @@ as they are; only their options are chosen here.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -22,6 +23,21 @@ JOURNAL = "journal:"
 # driver treats as an outage and retries. Optuna commits at once and its row locks are held
 # for milliseconds, so the bounds are generous. (No statement timeout: a slow query, such
 # as loading a large study over a slow link, would fail the same way on every retry.)
+ENV_STORAGE = "DEVICEFIT_STORAGE"  # the storage when no --storage is given
+
+
+def given_storage(flag: str | None) -> str | None:
+    """The storage URL a command was given: ``--storage``, else ``$DEVICEFIT_STORAGE``.
+
+    Args:
+        flag: the ``--storage`` flag's value, if any.
+
+    Returns:
+        The URL, or None (the study's own: its folder's study.db or the stored URL).
+    """
+    return flag or os.environ.get(ENV_STORAGE) or None
+
+
 LOCK_TIMEOUT_S = 60
 IDLE_IN_TRANSACTION_S = 60
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,13 +12,19 @@ import optuna
 from optuna.trial import TrialState
 
 from devicefit import __version__
-from devicefit.config import StudyConfig, config_from_stored, stored_config
+from devicefit.config import (
+    DEVICE_OBJECTIVE_FIELDS,
+    StudyConfig,
+    config_from_stored,
+    stored_config,
+)
 from devicefit.errors import UsageError
 from devicefit.evaluators.devices import device_pools
 from devicefit.evaluators.metrics import Metric
+from devicefit.samplers import SAMPLERS
 from devicefit.search import attrs
 from devicefit.search.artifacts import write_json_atomic
-from devicefit.search.storages import open_storage
+from devicefit.search.storages import given_storage, open_storage
 
 BASELINE_MODES = ("float32", "float16", "int8")
 COMBINED = "combined"  # the recipe attr of the combined-recipes trial
@@ -135,26 +139,23 @@ def storage_url(folder: Path, storage: str | None) -> str:
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        # group=True because technique parameters exist only when the technique is on;
-        # it is marked experimental, which would print a warning on every run.
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
+    """The study's sampler, from the registry (devicefit/samplers.py).
+
+    Args:
+        name: a sampler's name.
+        seed: its seed.
+
+    Returns:
+        The sampler.
+
+    Raises:
+        UsageError: no sampler has that name.
+    """
+    if name not in SAMPLERS:
+        raise UsageError(
+            f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}"
         )
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise UsageError(f"--sampler: unknown sampler {name!r}; choose one of tpe, nsga2, random")
-
-
-# Extra per-device objectives: kind -> (measurement field, unit).
-DEVICE_OBJECTIVE_FIELDS = {
-    "peak_memory": ("peak_memory_mb", "MB"),
-    "energy": ("energy_per_inference_mj", "mJ"),
-    "temperature": ("temperature_after_c", "C"),
-}
+    return SAMPLERS[name](seed)
 
 
 def objectives(
@@ -225,40 +226,11 @@ def create_study(
         )
         # Named objectives: Optuna's dashboard and plots label the axes with them.
         study.set_metric_names([o["name"] for o in objs])
-        study.set_user_attr(
-            attrs.STUDY_KEY,
-            {
-                "task": label,
-                "metric": {
-                    "name": metric.name,
-                    "higher_is_better": metric.higher_is_better,
-                    "unit": metric.unit,
-                },
-                "objectives": objs,
-                "max_metric_drop": max_drop,
-                "reference_metric": None,
-                "version": __version__,
-                # So another machine can resume it by name (devicefit resume --study).
-                "config": stored_config(config),
-            },
-        )
+        study.set_user_attr(attrs.STUDY_KEY, _study_attrs(config, metric, objs, max_drop, label))
         # The fixed trials are enqueued one at a time by the driver, just before it asks
         # (see enqueue_next_fixed), so re-runs of interrupted trials always go first.
-        fixed = [{"attrs": {attrs.BASELINE: m}, "params": {}} for m in BASELINE_MODES]
-        recipes = recipes or []
-        fixed += [{"attrs": {attrs.RECIPE: r["technique"]}, "params": r["params"]} for r in recipes]
-        if len(recipes) >= 2 and combined is not None:
-            fixed.append({"attrs": {attrs.RECIPE: COMBINED}, "params": combined, "combine": True})
-        set_study_info(study, fixed_trials=fixed)
-        write_json_atomic(
-            folder / attrs.STUDY_FILE,
-            {
-                "study_name": folder.name,
-                "storage": config.storage,
-                "config": stored_config(config),
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        set_study_info(study, fixed_trials=fixed_trials(recipes or [], combined))
+        write_study_file(folder, folder.name, config.storage, stored_config(config))
     except optuna.exceptions.DuplicatedStudyError:
         _cleanup(folder, created_folder)
         raise UsageError(
@@ -270,9 +242,71 @@ def create_study(
     return study
 
 
+def _study_attrs(
+    config: StudyConfig,
+    metric: Metric,
+    objs: list[dict[str, Any]],
+    max_drop: float,
+    label: str,
+) -> dict[str, Any]:
+    """The study's devicefit attributes as it is created (search/attrs.py)."""
+    return {
+        "task": label,
+        "metric": {
+            "name": metric.name,
+            "higher_is_better": metric.higher_is_better,
+            "unit": metric.unit,
+        },
+        "objectives": objs,
+        "max_metric_drop": max_drop,
+        "reference_metric": None,
+        "version": __version__,
+        # So another machine can resume it by name (devicefit resume --study).
+        "config": stored_config(config),
+    }
+
+
+def fixed_trials(
+    recipes: list[dict[str, Any]], combined: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The trials every study runs besides the sampler's, in order.
+
+    Args:
+        recipes: the one-technique recipes ({"technique", "params"}).
+        combined: the settings of the trial combining the feasible recipes (None: none).
+
+    Returns:
+        The baselines, the recipes, then the combined trial when there are two recipes
+        or more: each {"attrs", "params"} (and "combine" for the combined one).
+    """
+    fixed: list[dict[str, Any]] = [
+        {"attrs": {attrs.BASELINE: m}, "params": {}} for m in BASELINE_MODES
+    ]
+    fixed += [{"attrs": {attrs.RECIPE: r["technique"]}, "params": r["params"]} for r in recipes]
+    if len(recipes) >= 2 and combined is not None:
+        fixed.append({"attrs": {attrs.RECIPE: COMBINED}, "params": combined, "combine": True})
+    return fixed
+
+
 def _cleanup(folder: Path, created: bool) -> None:
     if created:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_study_file(folder: Path, name: str, storage: str | None, config: dict[str, Any]) -> None:
+    """Write the results folder's study.json (search/attrs.py), whole or not at all.
+
+    Args:
+        folder: the results folder.
+        name: the study's name in its storage.
+        storage: its storage URL (None: the folder's study.db).
+        config: its stored config (config.stored_config).
+    """
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json_atomic(
+        folder / attrs.STUDY_FILE,
+        {"study_name": name, "storage": storage, "config": config, "created": created},
+    )
 
 
 def read_study_file(folder: Path) -> dict[str, Any]:
@@ -300,20 +334,12 @@ def locate_study_folder(name: str, storage: str, results: str | None) -> Path:
     folder = Path(results or config.results) / name
     if not (folder / attrs.STUDY_FILE).exists():
         folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            folder / attrs.STUDY_FILE,
-            {
-                "study_name": name,
-                "storage": storage,
-                "config": meta["config"],
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        write_study_file(folder, name, storage, meta["config"])
     return folder
 
 
 def open_study(folder: Path, storage: str | None, config: StudyConfig) -> optuna.Study:
-    url = storage_url(folder, storage or os.environ.get("DEVICEFIT_STORAGE") or config.storage)
+    url = storage_url(folder, given_storage(storage) or config.storage)
     name = read_study_file(folder)["study_name"]
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(url))
@@ -346,8 +372,9 @@ def recover_interrupted(study: optuna.Study, reason: str) -> list[int]:
                 if key in trial.user_attrs:
                     user_attrs[key] = trial.user_attrs[key]
             study.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
-        storage.set_trial_user_attr(trial._trial_id, attrs.FAIL_REASON, reason)  # noqa: SLF001
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
+        trial_id = trial._trial_id  # noqa: SLF001 - the storage API takes Optuna's own id
+        storage.set_trial_user_attr(trial_id, attrs.FAIL_REASON, reason)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
         recovered.append(trial.number)
     return recovered
 
@@ -358,3 +385,31 @@ def study_info(study: optuna.Study) -> dict[str, Any]:
 
 def set_study_info(study: optuna.Study, **changes: Any) -> None:
     study.set_user_attr(attrs.STUDY_KEY, {**study_info(study), **changes})
+
+
+def ensure_reference_trial(study: optuna.Study) -> None:
+    """Queue the float32 baseline again when it failed (or never ran).
+
+    Args:
+        study: a study whose reference metric is not known yet.
+    """
+    pending = (TrialState.WAITING, TrialState.RUNNING)
+    for trial in study.get_trials(deepcopy=False, states=pending):
+        if trial.user_attrs.get(attrs.BASELINE) == "float32":
+            return
+    study.enqueue_trial({}, user_attrs={attrs.BASELINE: "float32"})
+
+
+def reference_latency(study: optuna.Study) -> float | None:
+    """The float32 baseline's latency on the first device, once it is complete.
+
+    Args:
+        study: the study.
+
+    Returns:
+        Its first latency objective's value, or None before it completes.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get(attrs.BASELINE) == "float32":
+            return float(trial.values[1])
+    return None

@@ -89,15 +89,11 @@ def run_trial(request: TrialRequest) -> TrialOutput:
 
 
 def _run(request: TrialRequest, out: TrialOutput) -> None:
+    """Build, fine-tune, convert and score the candidate of ``request`` into ``out``."""
     import keras
 
-    from devicefit.evaluators.tflite_predict import predict
-    from devicefit.evaluators.tflite_stats import tflite_stats
-    from devicefit.search.rejection import validation_drop, validation_reference
     from devicefit.spaces import get_technique
     from devicefit.spaces.base import Plan
-    from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
-    from devicefit.spaces.macs import macs_by_layer
     from devicefit.tasks import load_task
 
     clock = time.perf_counter()
@@ -105,6 +101,32 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
     task = load_task(request.task)
     keras.utils.set_random_seed(request.seed)
     steps = [(get_technique(s.technique), s.params) for s in plan.steps]
+    model = _rewritten(task, steps, out.notes)
+    out.timings_s["build"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    model = _tuned(model, task, plan, steps, request, out)
+    if model is None:  # rejected as hopeless
+        return
+    out.timings_s["finetune"] = time.perf_counter() - clock
+    _record_model(model, task, request, out)
+
+    clock = time.perf_counter()
+    out.tflite = convert_candidate(model, steps, task.input_shape, task.calibration)
+    out.tflite_sha256 = hashlib.sha256(out.tflite).hexdigest()
+    out.timings_s["convert"] = time.perf_counter() - clock
+    if out.tflite_sha256 in request.known_files:
+        out.known_file = True  # the driver takes its scores from the trial that made it
+        return
+    clock = time.perf_counter()
+    _score_file(task, request, out)
+    out.timings_s["evaluate"] = time.perf_counter() - clock
+
+
+def _rewritten(task: Any, steps: list[tuple[Any, dict[str, Any]]], notes: list[str]) -> Any:
+    """A copy of the task's model with every graph technique's rewrite, and its BatchNorm
+    statistics re-estimated after them."""
+    from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
 
     model = _copy(task.model)
     for tech, params in steps:
@@ -112,14 +134,27 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
             tech.prepare(task.calibration)
             applied = tech.rewrite(model, params)
             model = applied.model
-            out.notes += [f"{tech.name}: {note}" for note in applied.notes]
+            notes += [f"{tech.name}: {note}" for note in applied.notes]
     count = recalibrate_batchnorm(model, task.calibration, task.model)
     if count:
-        out.notes.append(
+        notes.append(
             f"batchnorm: statistics of {count} layer(s) re-estimated on "
             f"{len(task.calibration)} training inputs after the rewrite"
         )
-    out.timings_s["build"] = time.perf_counter() - clock
+    return model
+
+
+def _tuned(
+    model: Any,
+    task: Any,
+    plan: Any,
+    steps: list[tuple[Any, dict[str, Any]]],
+    request: TrialRequest,
+    out: TrialOutput,
+) -> Any:
+    """The model fine-tuned (when the plan changed it and asks for epochs) with its weights
+    techniques finalized; None when it was rejected as hopeless (``out.rejected`` set)."""
+    from devicefit.search.rejection import validation_drop, validation_reference
 
     clock = time.perf_counter()
     weights = [(t, p) for t, p in steps if t.stage == "weights"]
@@ -130,34 +165,37 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         if not done:
             spent = "finetune" if "epochs_run" in out.finetune else "score_before_finetune"
             out.timings_s[spent] = time.perf_counter() - clock
-            return
+            return None
     model = _finalized(model, weights, out.notes)
     if changed and not out.finetune and _unrecovered(model, task, request, out):
         out.timings_s["score_before_convert"] = time.perf_counter() - clock
-        return
+        return None
     if out.finetune:
         if kept is None:  # no best epoch kept (a weights technique finalized since): score
             after = validation_drop(model, task)
         else:
             after = task.metric.drop(validation_reference(task), kept)
         out.finetune.update(drop_after=after, recovered=out.finetune["drop_before"] - after)
-    out.timings_s["finetune"] = time.perf_counter() - clock
+    return model
+
+
+def _record_model(model: Any, task: Any, request: TrialRequest, out: TrialOutput) -> None:
+    """The model's MACs per layer, and its .keras file when the study keeps them."""
+    from devicefit.spaces.macs import macs_by_layer
+
     try:  # for the report only: a model it cannot count must not fail the trial
         out.layer_macs = macs_by_layer(model, task.input_shape)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - MACs per layer are for the report only
         out.notes.append(f"MACs per layer not counted: {type(exc).__name__}: {exc}"[:300])
     if request.keep_keras:
         out.keras_model = _keras_file(model, out.notes)
 
-    clock = time.perf_counter()
-    out.tflite = convert_candidate(model, steps, task.input_shape, task.calibration)
-    out.tflite_sha256 = hashlib.sha256(out.tflite).hexdigest()
-    out.timings_s["convert"] = time.perf_counter() - clock
-    if out.tflite_sha256 in request.known_files:
-        out.known_file = True  # the driver takes its scores from the trial that made it
-        return
 
-    clock = time.perf_counter()
+def _score_file(task: Any, request: TrialRequest, out: TrialOutput) -> None:
+    """The task metric of ``out.tflite`` on the test split, and the file's statistics."""
+    from devicefit.evaluators.tflite_predict import predict
+    from devicefit.evaluators.tflite_stats import tflite_stats
+
     pred = predict(out.tflite, task.data.x_test, num_threads=request.threads)
     out.metric = task.metric(task.data.y_test, pred)
     stats = tflite_stats(out.tflite)
@@ -167,7 +205,6 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
         stats.params,
         stats.ops,
     )
-    out.timings_s["evaluate"] = time.perf_counter() - clock
 
 
 def _finalized(model: Any, weights: list[tuple[Any, dict[str, Any]]], notes: list[str]) -> Any:
@@ -206,34 +243,49 @@ def _finetuned(
     validation drop after each epoch); False (and ``out.rejected`` set) when its drop
     before fine-tuning, or after an epoch but the last, is hopeless. With it, the
     validation metric of the weights fine-tuning kept (None when it kept no best epoch)."""
-    from devicefit.search.finetune import finetune, steps_per_epoch
     from devicefit.search.rejection import (
         epoch_rejection_reason,
         rejection_reason,
         validation_reference,
-        validation_score,
     )
 
-    # With the weights techniques that act before the first step applied, as fine-tuning
-    # will start: a plan that clusters to 2 bits is judged on what 2-bit clusters cost, not
-    # on the model before them. A gradual one (magnitude pruning) starts from the model
-    # without its masks; all at once they would cost more than fine-tuning ever faces.
-    one_shot = bool(weights) and all(t.applied_before_training for t, _ in weights)
-    start = validation_score(_finalized(_copy(model), weights, []) if one_shot else model, task)
-    before = task.metric.drop(validation_reference(task), start)
-    out.finetune = {
-        "drop_before": before,
-        "epochs_planned": plan.finetune_epochs,
-        "weights": bool(weights),  # its masks or clusters are remade during fine-tuning
-        "one_shot": one_shot,  # and were all applied to score it before
-    }
+    start, before = _start(model, task, plan, weights, out)
     if request.reject_drop is not None and before > request.reject_drop:
         out.rejected = rejection_reason(
             before, request.reject_drop, plan.finetune_epochs, task.metric.name
         )
         return False, None
+    ran = _trained(model, task, plan.finetune_epochs, weights, request, start, out)
+    if ran["hopeless"]:
+        stop = ran["hopeless"]
+        out.rejected = epoch_rejection_reason(
+            stop["epoch"], plan.finetune_epochs, stop["drop"], stop["limit"], task.metric.name
+        )
+        return False, None
+    kept = ran["kept_score"]
+    if ran["improving"] and request.max_drop is not None:
+        after = task.metric.drop(validation_reference(task), kept)
+        kept = _finetune_longer(
+            model, task, request.max_drop, after, out.finetune, request.max_epochs, kept
+        )
+    return True, kept
+
+
+def _trained(
+    model: Any,
+    task: Any,
+    epochs: int,
+    weights: list[tuple[Any, dict[str, Any]]],
+    request: TrialRequest,
+    start: float,
+    out: TrialOutput,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` in place for ``epochs``; what search/finetune.py's ``finetune``
+    gives, with the share of MACs removed and the drop after each epoch recorded."""
+    from devicefit.search.finetune import finetune, steps_per_epoch
+    from devicefit.search.rejection import validation_reference
+
     removed = _macs_removed(model, task)
-    epochs = plan.finetune_epochs
     total = epochs * steps_per_epoch(task)
     callbacks = [cb for t, p in weights for cb in t.training_callbacks(model, p, total)]
     # A weights technique's schedule must run to its end: no early stop, no best epoch.
@@ -254,19 +306,35 @@ def _finetuned(
         epochs_run=ran["epochs_run"],
         drops=[task.metric.drop(reference, score) for score in ran["epoch_scores"]],
     )
-    if ran["hopeless"]:
-        stop = ran["hopeless"]
-        out.rejected = epoch_rejection_reason(
-            stop["epoch"], epochs, stop["drop"], stop["limit"], task.metric.name
-        )
-        return False, None
-    kept = ran["kept_score"]
-    if ran["improving"] and request.max_drop is not None:
-        after = task.metric.drop(validation_reference(task), kept)
-        kept = _finetune_longer(
-            model, task, request.max_drop, after, out.finetune, request.max_epochs, kept
-        )
-    return True, kept
+    return ran
+
+
+def _start(
+    model: Any,
+    task: Any,
+    plan: Any,
+    weights: list[tuple[Any, dict[str, Any]]],
+    out: TrialOutput,
+) -> tuple[float, float]:
+    """The validation metric fine-tuning starts from and its drop, recorded in
+    ``out.finetune``.
+
+    With the weights techniques that act before the first step applied, as fine-tuning
+    will start: a plan that clusters to 2 bits is judged on what 2-bit clusters cost, not
+    on the model before them. A gradual one (magnitude pruning) starts from the model
+    without its masks; all at once they would cost more than fine-tuning ever faces."""
+    from devicefit.search.rejection import validation_reference, validation_score
+
+    one_shot = bool(weights) and all(t.applied_before_training for t, _ in weights)
+    start = validation_score(_finalized(_copy(model), weights, []) if one_shot else model, task)
+    before = task.metric.drop(validation_reference(task), start)
+    out.finetune = {
+        "drop_before": before,
+        "epochs_planned": plan.finetune_epochs,
+        "weights": bool(weights),  # its masks or clusters are remade during fine-tuning
+        "one_shot": one_shot,  # and were all applied to score it before
+    }
+    return start, before
 
 
 def _finetune_longer(

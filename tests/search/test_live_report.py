@@ -1,6 +1,6 @@
-"""The driver's live report: when it is rewritten, and that it can never stop a search.
+"""The live report: when it is rewritten, and that it can never stop a search.
 
-Only the report logic of a Driver is exercised, on a real SQLite study; the real search
+The driver's LiveReporter is exercised alone, on a real SQLite study; the real search
 that rewrites its report while a browser watches is tests/results/test_report_in_browser.py.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -15,7 +16,17 @@ from rich.console import Console
 
 from devicefit.config import StudyConfig
 from devicefit.search import attrs
-from devicefit.search.driver import REPORT_EVERY, Driver
+from devicefit.search.live_report import REPORT_EVERY, LiveReporter
+
+
+@dataclass
+class Live:
+    """A LiveReporter and the count of trials told, as the driver keeps them."""
+
+    reporter: LiveReporter
+    folder: Path
+    console: Console
+    told: int = 0
 
 
 def _study(folder: Path) -> optuna.Study:
@@ -41,13 +52,13 @@ def _study(folder: Path) -> optuna.Study:
     return study
 
 
-def _driver(study: optuna.Study, folder: Path, console: Console) -> Driver:
-    # The report needs the study, its folder, the config and a console; nothing runs trials.
-    config = StudyConfig()
-    return Driver(study, config, folder, None, None, None, None, {}, console)  # type: ignore[arg-type]
+def _driver(study: optuna.Study, folder: Path, console: Console) -> Live:
+    # The report needs the study, its folder, the keep_keras setting and a console.
+    reporter = LiveReporter(study, folder, StudyConfig().keep_keras, console)
+    return Live(reporter, folder, console)
 
 
-def _tell(driver: Driver, study: optuna.Study, n: int, latency: float = 2.0) -> None:
+def _tell(driver: Live, study: optuna.Study, n: int, latency: float = 2.0) -> None:
     for _ in range(n):
         trial = optuna.trial.create_trial(
             values=[96.5, latency], constraints={attrs.CONSTRAINT: -0.5}
@@ -60,7 +71,7 @@ def _tell(driver: Driver, study: optuna.Study, n: int, latency: float = 2.0) -> 
         driver.told += 1
 
 
-def _started(tmp_path: Path) -> tuple[Driver, optuna.Study, Path]:
+def _started(tmp_path: Path) -> tuple[Live, optuna.Study, Path]:
     """A driver whose first trial completed and whose first live report is written."""
     folder = tmp_path / "live"
     study = _study(folder)
@@ -70,9 +81,9 @@ def _started(tmp_path: Path) -> tuple[Driver, optuna.Study, Path]:
     return driver, study, folder
 
 
-def _report_now(driver: Driver) -> None:
-    driver._live_report()
-    driver._finish_live_report()
+def _report_now(driver: Live) -> None:
+    driver.reporter.update(driver.told)
+    driver.reporter.finish()
 
 
 def _trials_in_report(folder: Path) -> int:
@@ -90,7 +101,7 @@ def test_rewritten_every_few_trials_in_the_background(tmp_path: Path) -> None:
     assert _trials_in_report(folder) == 1
 
     _tell(driver, study, 1)
-    driver._report_cost = 0.0  # the throttle by writing time is tested below
+    driver.reporter.cost = 0.0  # the throttle by writing time is tested below
     _report_now(driver)
     assert _trials_in_report(folder) == 1 + REPORT_EVERY
 
@@ -98,7 +109,7 @@ def test_rewritten_every_few_trials_in_the_background(tmp_path: Path) -> None:
 def test_slow_reports_are_written_less_often(tmp_path: Path) -> None:
     driver, study, folder = _started(tmp_path)
     # As if that write had taken 60 s: the next may come only 10 minutes later.
-    driver._report_cost, driver._report_at = 60.0, time.monotonic()
+    driver.reporter.cost, driver.reporter.written_at = 60.0, time.monotonic()
     _tell(driver, study, 2 * REPORT_EVERY)
     _report_now(driver)
     assert _trials_in_report(folder) == 1
@@ -118,7 +129,7 @@ def test_a_failing_report_never_stops_the_search(tmp_path: Path) -> None:
     # The study itself broken (no devicefit attributes): a warning, nothing raised.
     study.set_user_attr(attrs.STUDY_KEY, "broken")
     _tell(driver, study, REPORT_EVERY)
-    driver._report_cost = 0.0
+    driver.reporter.cost = 0.0
     _report_now(driver)
     assert "live report not written: UsageError" in console.export_text()
 
@@ -127,7 +138,7 @@ def test_keras_models_of_dominated_trials_are_dropped(tmp_path: Path) -> None:
     driver, study, folder = _started(tmp_path)  # trial 0: 96.5 %, 2.0 ms
     _tell(driver, study, 1, latency=1.0)  # dominates trial 0
     _tell(driver, study, REPORT_EVERY - 1, latency=3.0)  # dominated
-    driver._report_cost = 0.0
+    driver.reporter.cost = 0.0
     _report_now(driver)
     kept = sorted(p.parent.name for p in (folder / attrs.TRIALS_DIR).glob("*/model.keras"))
     assert kept == ["1"]

@@ -20,7 +20,8 @@ from rich.console import Console
 from devicefit.config import StudyConfig
 from devicefit.evaluators.metrics import get_metric
 from devicefit.search import attrs
-from devicefit.search.driver import MAX_PRUNED_PER_TRIAL, Driver
+from devicefit.search.candidates import MAX_PRUNED_PER_TRIAL
+from devicefit.search.driver import Driver
 from devicefit.search.executors import Executor
 from devicefit.search.rejection import (
     MARGIN,

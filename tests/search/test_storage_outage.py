@@ -21,8 +21,7 @@ from test_driver_devices import InstantExecutor, SlowRemoteDevice
 from devicefit.config import StudyConfig
 from devicefit.evaluators.base import BenchmarkSpec, Measurement
 from devicefit.evaluators.metrics import get_metric
-from devicefit.search import driver as driver_module
-from devicefit.search import storages
+from devicefit.search import storage_retries, storages
 from devicefit.search.driver import Driver
 from devicefit.search.run import build_space
 from devicefit.search.study import create_study
@@ -186,7 +185,7 @@ def test_a_brief_outage_is_retried_and_the_study_completes(tmp_path: Path, relay
 def test_a_lasting_outage_stops_cleanly_keeping_what_was_told(
     tmp_path: Path, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(driver_module, "STORAGE_RETRIES", 2)
+    monkeypatch.setattr(storage_retries, "STORAGE_RETRIES", 2)
     driver, log = _driver(tmp_path, relay.url, 50)
     told: list[int] = []
     # The cut comes once the driver has told a trial (60 s at the latest), not at a fixed
@@ -289,11 +288,11 @@ def test_a_dropped_connection_is_an_outage_whatever_the_driver_calls_it() -> Non
 
     dropped = DatabaseError("COMMIT", {}, Exception("SSL SYSCALL error: EOF detected"))
     dropped.connection_invalidated = True
-    assert not driver_module.is_outage(optuna.exceptions.StorageInternalError("bad data"))
+    assert not storage_retries.is_outage(optuna.exceptions.StorageInternalError("bad data"))
     wrapped = optuna.exceptions.StorageInternalError("commit failed")
     wrapped.__cause__ = dropped
-    assert driver_module.is_outage(wrapped)
-    assert not driver_module.is_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert storage_retries.is_outage(wrapped)
+    assert not storage_retries.is_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
 
 
 def test_a_query_stuck_behind_a_vanished_session_is_cancelled_as_an_outage(
@@ -317,7 +316,7 @@ def test_a_query_stuck_behind_a_vanished_session_is_cancelled_as_an_outage(
         with pytest.raises(Exception) as caught:
             study.tell(trial, 1.0)
         assert time.monotonic() - began >= 0.9  # it waited for the lock, then was cancelled
-        assert driver_module.is_outage(caught.value), repr(caught.value)
+        assert storage_retries.is_outage(caught.value), repr(caught.value)
         assert "lock timeout" in _chain(caught.value)
         stuck.close()
         # Once the lock is gone, the same storage goes on: the trial is told.
@@ -343,7 +342,7 @@ def test_a_session_idle_in_a_transaction_is_ended_by_the_server(
         time.sleep(2.5)
         with pytest.raises(Exception, match="idle-in-transaction") as caught:
             connection.execute(text("SELECT 1"))
-        assert driver_module.is_outage(caught.value), repr(caught.value)
+        assert storage_retries.is_outage(caught.value), repr(caught.value)
     # Without the bound (a plain engine), the same idle session lives on.
     plain = create_engine(make_url(postgres_url))
     with plain.connect() as connection:
