@@ -45,4 +45,4 @@ def silence_tensorflow() -> None:
     warnings.filterwarnings("ignore", module="keras")
     if "tensorflow" not in sys.modules:
         with stderr_to_devnull():
-            import tensorflow  # noqa: F401
+            import tensorflow  # noqa: F401 - loaded here, its start-up noise muted

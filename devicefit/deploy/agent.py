@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from devicefit.deploy.agent_jobs import JobFailed, MeasurementQueue
@@ -161,7 +161,8 @@ class AgentServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        # An AF_INET(6) socket's name: typeshed's address type also allows bytes.
+        host, port = cast(tuple[str, int], self.server_address[:2])
         return f"{'https' if self.config.certfile else 'http'}://{host}:{port}"
 
 
@@ -174,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch({"/health": self._health, "/info": self._info})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch({"/benchmark": self._benchmark, "/rounds": self._rounds})
 
     def _dispatch(self, routes: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from devicefit.deploy.agent import AgentConfig, AgentConfigError, serve
 
@@ -17,7 +18,7 @@ EXAMPLE = """examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise AgentConfigError(message)
 
 

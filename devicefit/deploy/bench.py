@@ -34,6 +34,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,7 +312,7 @@ def benchmark(
     readings["temperature_after_c"] = sensors.temperature_c()
     arr = kept.times
     median, low, high = median_interval(arr)
-    result = {
+    result: dict[str, Any] = {
         "median_ms": median,
         "median_low_ms": low,
         "median_high_ms": high,
@@ -361,7 +362,7 @@ def benchmark(
 LOAD_FIELDS = ("steal_pct", "core_shared_pct", "other_load_cpus")
 
 
-def _load_fields(load: HostLoad | None) -> dict[str, float | None]:
+def _load_fields(load: HostLoad | None) -> Mapping[str, float | None]:
     return load.to_dict() if load is not None else dict.fromkeys(LOAD_FIELDS)
 
 

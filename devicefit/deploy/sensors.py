@@ -54,9 +54,10 @@ class Sensors:
         domains = self.rapl_domains()
         if domains:
             values = [_read_number(d / "energy_uj") for d in domains]
-            if any(v is None for v in values):
+            readable = [v for v in values if v is not None]
+            if len(readable) < len(values):
                 return Reading(None, "RAPL energy_uj is not readable (needs root on most kernels)")
-            return Reading(sum(values), source="rapl:" + ",".join(d.name for d in domains))
+            return Reading(sum(readable), source="rapl:" + ",".join(d.name for d in domains))
         return self._battery_energy_uj()
 
     def _battery_energy_uj(self) -> Reading:
@@ -94,9 +95,10 @@ class Sensors:
                 return Reading(None, "battery gauge did not change during the run (too coarse)")
         elif used < 0:  # a RAPL counter wrapped around
             ranges = [_read_number(d / "max_energy_range_uj") for d in self.rapl_domains()]
-            if any(r is None for r in ranges):
+            known = [r for r in ranges if r is not None]
+            if len(known) < len(ranges):
                 return Reading(None, "RAPL counter wrapped and its range is unknown")
-            used += sum(ranges)  # type: ignore[arg-type]
+            used += sum(known)
         return Reading(used / 1000.0, source=before.source)
 
     # Temperature and frequency ----------------------------------------------

@@ -114,7 +114,7 @@ class AdbEvaluator(DeviceEvaluator):
         )
 
     def _push(self, files: list[bytes]) -> list[str]:
-        remotes = []
+        remotes: list[str] = []
         with tempfile.TemporaryDirectory(prefix="devicefit-adb-") as folder:
             for content in files:
                 remote = f"{REMOTE_DIR}/devicefit-{uuid.uuid4().hex}.tflite"

@@ -19,7 +19,8 @@ class Metric:
     unit: str
     # In the metric's own unit; None: the study must give one (a user's metric without it).
     default_max_drop: float | None
-    fn: Callable[[np.ndarray, np.ndarray], float]
+    # Arrays; a user's metric on a model with several outputs gets dicts of them.
+    fn: Callable[[Any, Any], float]
     source: str | None = None  # "file.py:function" or "module:function" of a user's metric
     # A built-in metric of a model with several outputs scores this one of them.
     output: str | None = None

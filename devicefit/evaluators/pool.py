@@ -45,8 +45,9 @@ class DevicePool(DeviceEvaluator):
         self._next = 0
         self._cond = threading.Condition()
 
+    # Read-only here, a plain attribute on other devices: a pool's answer follows its members.
     @property
-    def shares_host_cpu(self) -> bool:
+    def shares_host_cpu(self) -> bool:  # type: ignore[override]  # read-only by design
         return any(getattr(m, "shares_host_cpu", False) for m in self.members)
 
     def alive(self) -> list[DeviceEvaluator]:

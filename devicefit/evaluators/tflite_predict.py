@@ -23,7 +23,7 @@ def predict(tflite: bytes, x: Any, num_threads: int = 1, batch: int = 32) -> Any
         interp = make_interpreter(tflite, num_threads)
         names = _output_names(interp)
         by_name = _input_indices(interp)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a bad file fails to load in many ways
         raise TrialFailed(f"TFLite file does not load: {exc}") from exc
     size = batch
     try:

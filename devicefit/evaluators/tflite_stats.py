@@ -28,7 +28,7 @@ def _schema():  # noqa: ANN202 - generated module
     return schema
 
 
-def _op_names(schema) -> dict[int, str]:  # noqa: ANN001
+def _op_names(schema) -> dict[int, str]:  # noqa: ANN001 - a generated flatbuffer class
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
@@ -45,7 +45,7 @@ def tflite_stats(tflite: bytes) -> FileStats:
     try:
         model = schema.Model.GetRootAs(tflite, 0)
         graph = model.Subgraphs(0)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails in many ways
         raise TrialFailed(f"not a TFLite flatbuffer: {exc}") from exc
     names = _op_names(schema)
     shapes = [
@@ -76,7 +76,7 @@ def tflite_stats(tflite: bytes) -> FileStats:
     return FileStats(len(tflite), int(macs), int(params), dict(ops))
 
 
-def _is_weight(graph, index: int) -> bool:  # noqa: ANN001
+def _is_weight(graph, index: int) -> bool:  # noqa: ANN001 - a generated flatbuffer class
     # int32 constants are shapes, axes and biases of int8 models; count biases
     # (rank 1) but not shape vectors by excluding int32 tensors that name no weights.
     tensor = graph.Tensors(index)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from devicefit.results.hypervolume import HypervolumeStep, metric_edge
@@ -130,8 +130,8 @@ def _metric_axis(fig: go.Figure, record: StudyRecord, row: int, col: int) -> Non
     fig.add_hline(
         y=edge, line_dash="dot", line_color="#999", annotation_text="budget", row=row, col=col
     )
-    values = [t.metric(record.objectives) for t in record.trials if t.complete]
-    values = [v for v in values if v is not None]
+    measured = [t.metric(record.objectives) for t in record.trials if t.complete]
+    values = [v for v in measured if v is not None]
     if not values:
         return
     margin = 3 * (record.max_metric_drop or abs(edge) * 0.01 or 1.0)
@@ -228,7 +228,8 @@ def _staircase(fig: go.Figure, record: StudyRecord, front: Sequence[TrialRecord]
 
 
 def hypervolume_figure(
-    history: Sequence[HypervolumeStep], series: dict[str, Sequence[HypervolumeStep]] | None = None
+    history: Sequence[HypervolumeStep],
+    series: Mapping[str, Sequence[HypervolumeStep]] | None = None,
 ) -> go.Figure:
     """Hypervolume against completed trials and against time; one line per study."""
     import plotly.graph_objects as go

@@ -69,7 +69,8 @@ def _volume(points: list[list[float]], ref: list[float]) -> float:
     # is the (d-1)-volume of every point at or below the lower cut. Only the cross-section's
     # own non-dominated points matter; dropping the rest keeps the recursion small.
     ordered = sorted(points, key=lambda p: p[-1])
-    total, section = 0.0, []
+    total = 0.0
+    section: list[list[float]] = []
     for i, point in enumerate(ordered):
         section = _with(section, point[:-1]) or section
         upper = ordered[i + 1][-1] if i + 1 < len(ordered) else ref[-1]
@@ -175,6 +176,7 @@ def hypervolume_history(
             continue
         if changed and ref is not None:
             volume, changed = hypervolume(front, ref), False
+        assert trial.datetime_complete is not None  # ``done`` keeps only completed times
         elapsed = (trial.datetime_complete - origin).total_seconds() if origin else 0.0
         steps.append(HypervolumeStep(trial.number, i + 1, elapsed, volume))
     return steps
@@ -183,7 +185,8 @@ def hypervolume_history(
 def objective_roles(record: StudyRecord) -> list[str]:
     """What each objective measures, device names left out, so studies on other devices align:
     "metric:<name>", then "latency#1", "latency#2", "peak_memory#1", ..."""
-    roles, seen = ["metric:" + record.metric.name], {}
+    roles = ["metric:" + record.metric.name]
+    seen: dict[str, int] = {}
     for obj in record.objectives[1:]:
         seen[obj.kind] = seen.get(obj.kind, 0) + 1
         roles.append(f"{obj.kind}#{seen[obj.kind]}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Literal, cast
 
 from devicefit.results.records import StudyRecord
 
@@ -45,7 +46,9 @@ def _importances(record: StudyRecord) -> Importances:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
     try:
-        study = optuna.create_study(directions=record.directions)
+        # The names Optuna gave when the record was read ("maximize", "minimize").
+        directions = cast(list[Literal["minimize", "maximize"]], record.directions)
+        study = optuna.create_study(directions=directions)
     finally:
         optuna.logging.set_verbosity(verbosity)
     for t in done:

@@ -107,8 +107,10 @@ def compare(record: StudyRecord, trial: TrialRecord) -> Comparison:
     for obj in record.latency_objectives:
         mine = trial.latency_median(obj)
         theirs = base.latency_median(obj) if base is not None else None
-        ok = mine is not None and theirs is not None and mine > 0
-        out.speedup[obj.device or obj.name] = theirs / mine if ok else None
+        speedup: float | None = None
+        if mine is not None and theirs is not None and mine > 0:
+            speedup = theirs / mine
+        out.speedup[obj.device or obj.name] = speedup
     if base is not None:
         out.size_ratio = _ratio(trial.metrics.get("size_bytes"), base.metrics.get("size_bytes"))
         out.macs_ratio = _ratio(trial.metrics.get("macs"), base.metrics.get("macs"))

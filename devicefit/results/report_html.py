@@ -38,16 +38,16 @@ from devicefit.results.trial_detail import detail_html, original_layer_macs
 from devicefit.results.trials_table import trials_table_html
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     from devicefit.results.comparison import StudyComparison
 
 LIVE_RELOAD_S = 20  # how often a running study's page reloads itself
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
-def plot_div(fig: object, div_id: str) -> str:
-    return fig.to_html(  # type: ignore[attr-defined]
-        full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG
-    )
+def plot_div(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG)
 
 
 def render_html(record: StudyRecord, front: Sequence[TrialRecord], *, live: bool = False) -> str:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from devicefit.errors import UsageError
@@ -49,20 +49,21 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self._maybe_rebuild()
         super().do_GET()
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         self.send_error(405)
 
     def _maybe_rebuild(self) -> None:
+        assert self.rebuild is not None  # do_GET calls this only when there is one
         with self.state["lock"]:
             if time.monotonic() - self.state["built"] < REBUILD_AFTER_S:
                 return
             try:
-                self.rebuild()  # type: ignore[misc]
+                self.rebuild()
             except Exception as exc:  # noqa: BLE001 - serve the last good page instead
                 self.log_error("report not rebuilt: %s", exc)
             self.state["built"] = time.monotonic()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of base
         pass  # one line per request would drown the URL the user needs
 
 
@@ -84,7 +85,8 @@ def make_server(
 
 
 def serve_forever(server: http.server.ThreadingHTTPServer, on_ready: Callable[[str], None]) -> int:
-    host, port = server.server_address[:2]
+    # An AF_INET socket's name: typeshed's address type also allows bytes.
+    host, port = cast(tuple[str, int], server.server_address[:2])
     on_ready(f"http://{host}:{port}/")
     try:
         server.serve_forever(poll_interval=0.5)

@@ -51,12 +51,12 @@ def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
         prefix = f"{dev} " if len(devices) > 1 else ""
         for key, label in DEVICE_FIELDS:
             if any(t.latency(dev).get(key) is not None for t in record.trials):
-                cols.append(Column(prefix + label, lambda t, d=dev, k=key: t.latency(d).get(k)))
+                cols.append(Column(prefix + label, _measured(dev, key)))
         if any(t.latency(dev).get("median_low_ms") is not None for t in record.trials):
             cols.append(
                 Column(
                     prefix + "median 95% CI",
-                    lambda t, d=dev: fmt_interval(t.latency(d)),
+                    _interval(dev),
                     numeric=False,
                 )
             )
@@ -64,7 +64,7 @@ def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
             cols.append(
                 Column(
                     prefix + "speedup [95% CI] (paired)",
-                    lambda t, d=dev: _paired(record, t, d),
+                    _paired(record, dev),
                     numeric=False,
                 )
             )
@@ -78,9 +78,22 @@ def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
     return cols
 
 
-def _paired(record: StudyRecord, trial: TrialRecord, device: str) -> str | None:
-    speedup = confirmed(record, trial.number, device, "float32")
-    return speedup.text() if speedup else None
+# Column values on one device: closures, as mypy cannot type a lambda that binds the loop's
+# device (and field) as default arguments.
+def _measured(device: str, key: str) -> Callable[[TrialRecord], Any]:
+    return lambda t: t.latency(device).get(key)
+
+
+def _interval(device: str) -> Callable[[TrialRecord], str | None]:
+    return lambda t: fmt_interval(t.latency(device))
+
+
+def _paired(record: StudyRecord, device: str) -> Callable[[TrialRecord], str | None]:
+    def speedup_text(trial: TrialRecord) -> str | None:
+        speedup = confirmed(record, trial.number, device, "float32")
+        return speedup.text() if speedup else None
+
+    return speedup_text
 
 
 def _scaled(value: Any, scale: float) -> float | None:

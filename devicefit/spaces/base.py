@@ -139,7 +139,7 @@ class Technique(ABC):
     layer_params: ClassVar[dict[str, ParamSpec]] = {}
     global_only: ClassVar[tuple[str, ...]] = ()
 
-    def sample(self, trial: optuna.Trial, ranges: dict[str, ParamSpec]) -> dict[str, Any]:
+    def sample(self, trial: optuna.trial.BaseTrial, ranges: dict[str, ParamSpec]) -> dict[str, Any]:
         return {key: spec.suggest(trial, f"{self.name}.{key}") for key, spec in ranges.items()}
 
     @abstractmethod

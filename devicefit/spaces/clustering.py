@@ -22,7 +22,7 @@ from devicefit.spaces.sparsity import explain_kernels, prunable_kernels
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 
 def kmeans_1d(values: np.ndarray, clusters: int, iterations: int = 20) -> np.ndarray:

@@ -13,8 +13,8 @@ from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
+import tensorflow as tf  # noqa: E402 - after silence_tensorflow()
 
 Configure = Callable[[Any], None]
 

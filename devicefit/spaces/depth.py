@@ -28,7 +28,7 @@ from devicefit.tasks.named_inputs import NamedInputs, feed, first_rows
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 PROBE_SAMPLES = 32  # inputs the branches are ranked on (training inputs, else a fixed draw)
 
@@ -92,7 +92,7 @@ class DepthPruning(Technique):
     layer_params = {"ratio": FloatRange(0.0, 1.0)}
 
     def __init__(self) -> None:
-        self._samples: np.ndarray | None = None
+        self._samples: np.ndarray | NamedInputs | None = None  # by input name for several
 
     def identity_params(self) -> dict[str, Any]:
         return {"ratio": 0.0}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 L = keras.layers
 Shape = tuple[int | None, ...]
@@ -282,31 +282,34 @@ class _Builder:
         if problem:
             self.unknown(name, inputs, out_channels, problem)
             return
+        # problem() turned away inputs without a layout and unknown sizes.
+        layouts = cast(list[Layout], inputs)
         if isinstance(layer, PRODUCERS):
-            self.add_members(inputs[0], name, "in")
+            self.add_members(layouts[0], name, "in")
             layout = self.fresh(out_channels)
+            assert layout is not None  # problem() turned away an unknown channel count
             self.out_layout[name] = layout
             self.add_members(layout, name, "out")
             act = _activation_name(getattr(layer, "activation", None))
             if act not in ELEMENTWISE:
                 self.freeze(layout, f"{name!r} has activation {act!r}, which mixes channels")
         elif isinstance(layer, CHANNELWISE):
-            self.add_members(inputs[0], name, "pass")
-            self.out_layout[name] = inputs[0]
+            self.add_members(layouts[0], name, "pass")
+            self.out_layout[name] = layouts[0]
         elif isinstance(layer, GLOBAL_POOLING):
-            self.out_layout[name] = inputs[0]
+            self.out_layout[name] = layouts[0]
         elif isinstance(layer, L.Flatten) or (
             isinstance(layer, L.Reshape) and _reshape_kind(view, name) == "flatten"
         ):
-            spatial = prod(int(d) for d in view.shapes[name][0][1:-1])
-            self.out_layout[name] = Layout(inputs[0].segments, inputs[0].positions * spatial)
+            spatial = prod(int(d) for d in _known(view.shapes[name][0][1:-1]))
+            self.out_layout[name] = Layout(layouts[0].segments, layouts[0].positions * spatial)
         elif isinstance(layer, L.Reshape):  # keeps the last axis: the layout as it was
-            self.out_layout[name] = inputs[0]
+            self.out_layout[name] = layouts[0]
         elif isinstance(layer, L.Concatenate) and _concat_on_channels(layer, view, name):
-            segs = tuple(s for lay in inputs for s in lay.segments)
+            segs = tuple(s for lay in layouts for s in lay.segments)
             self.out_layout[name] = Layout(segs)
         else:  # an element-wise merge (or a Concatenate along another axis)
-            self.out_layout[name] = self.merge(name, inputs)
+            self.out_layout[name] = self.merge(name, layouts)
 
     def merge(self, name: str, inputs: list[Layout]) -> Layout:
         full = [lay for lay in inputs if lay.channels > 1 or len(inputs) == 1]
@@ -349,7 +352,8 @@ class _Builder:
             return f"{kind} {name!r} is channels_first"
         if _channels(self.view.shapes[name][1]) is None:
             return f"{kind} {name!r} has an unknown channel count"
-        return _layer_problem(name, layer, inputs, self.view)
+        layouts = cast(list[Layout], inputs)  # none is None: checked above
+        return _layer_problem(name, layer, layouts, self.view)
 
     def unknown(
         self, name: str, inputs: list[Layout | None], channels: int | None, why: str
@@ -421,7 +425,7 @@ def _reshape_kind(view: GraphView, name: str) -> str | None:
     before, after = view.shapes[name]
     if before[-1] == after[-1]:
         return "keep"
-    if len(before) > 2 and after[-1] == prod(int(d) for d in before[1:]):
+    if len(before) > 2 and after[-1] == prod(int(d) for d in _known(before[1:])):
         return "flatten"
     return None
 
@@ -429,6 +433,12 @@ def _reshape_kind(view: GraphView, name: str) -> str | None:
 def _concat_on_channels(layer: Any, view: GraphView, name: str) -> bool:
     rank = len(view.shapes[name][1])
     return layer.axis % rank == rank - 1
+
+
+def _known(sizes: Shape) -> tuple[int, ...]:
+    """``sizes`` that _layer_problem has checked are all known (it turns away a Flatten or
+    Reshape of unknown size before anything multiplies them)."""
+    return cast(tuple[int, ...], sizes)
 
 
 def _channels(shape: Shape) -> int | None:

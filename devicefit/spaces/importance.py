@@ -29,7 +29,7 @@ from devicefit.tasks.named_inputs import content_digest
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 L = keras.layers
 IMPORTANCES = ("l1", "l2", "bn_scale", "activation")
@@ -71,7 +71,8 @@ def rank_groups(
     if importance == "activation" and samples is not None:
         taps = _consumer_inputs(graph, groups, model, samples)
     for group in groups:
-        score, used = None, importance
+        score: np.ndarray | int | None = None  # int: sum() of a group with no layers is 0
+        used = importance
         if importance == "bn_scale":
             score = _bn_scale(graph, group)
             used = "BatchNorm scale" if score is not None else "L1 (no BatchNorm on the group)"

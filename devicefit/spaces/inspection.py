@@ -15,7 +15,7 @@ from devicefit.spaces.rebuild import as_functional
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 
 @dataclass

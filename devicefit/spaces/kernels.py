@@ -20,7 +20,7 @@ from devicefit.spaces.rebuild import as_functional, clone_with, rebuild, unique_
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 SUPPORTED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 

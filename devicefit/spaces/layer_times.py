@@ -75,16 +75,16 @@ def op_layers(model: Any, tflite: bytes, ops: list[FileOp] | None = None) -> dic
     """Op index in the file -> the Keras layer it came from, for the ops that can be told."""
     ops = ops if ops is not None else file_ops(tflite)
     owner: dict[int, str] = {}
-    for layer, located in locate_layers(model, tflite).items():
-        for op in located:
-            owner[op.index] = layer
+    for name, located in locate_layers(model, tflite).items():
+        for weighted in located:
+            owner[weighted.index] = name
     classes = {layer.name: type(layer).__name__ for layer in model.layers}
     for op in ops:
         if op.index in owner:
             continue
-        layer = _named_layer(op, classes)
-        if layer is not None:
-            owner[op.index] = layer
+        named = _named_layer(op, classes)
+        if named is not None:
+            owner[op.index] = named
     # The graph: an unnamed activation op ("StatefulPartitionedCall:0" at the output) whose
     # one input comes from a layer with that activation is that layer's.
     producer = {t: op.index for op in ops for t in op.output_ids}

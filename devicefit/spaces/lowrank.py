@@ -11,7 +11,7 @@ only on that axis' size, kernel, stride and dilation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from devicefit.spaces.rebuild import as_functional, clone_with, plain_weights, r
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 EXACT_SVD_MAX_SIDE = 256  # exact SVD up to this smaller side: a fraction of a second
 Factors = tuple[list[keras.layers.Layer], dict[str, list[np.ndarray]]]
@@ -108,7 +108,8 @@ class LowRank(Technique):
                     result[layer.name] = (False, f"{kind.__name__} is not Dense or Conv2D")
                 continue
             if not plain_weights(layer):
-                why: str | None = "it has extra weights (LoRA or quantized)"
+                # Never Factors here: with build=False nothing is built.
+                why: Factors | str | None = "it has extra weights (LoRA or quantized)"
             elif kind is keras.layers.Dense:
                 why = _factor_dense(layer, strong["rank_ratio"], "ratio", set(), build=False)
             else:
@@ -142,7 +143,7 @@ class LowRank(Technique):
             if type(layer) in (keras.layers.Dense, keras.layers.Conv2D) and not plain_weights(
                 layer
             ):
-                result = "it has extra weights (LoRA or quantized)"
+                result: Factors | str | None = "it has extra weights (LoRA or quantized)"
             elif type(layer) is keras.layers.Dense:
                 result = _factor_dense(layer, ratio, rule, taken)
             elif type(layer) is keras.layers.Conv2D:
@@ -286,4 +287,5 @@ def _sizes(layer: Any, view: GraphView) -> tuple[tuple[int, int], tuple[int, int
     if any(d is None for d in sizes):
         sh, sw = layer.strides
         return (sh, sw), (1, 1)
-    return (int(sizes[0]), int(sizes[1])), (int(sizes[2]), int(sizes[3]))
+    known = cast(tuple[int, ...], sizes)  # none is None: checked above
+    return (int(known[0]), int(known[1])), (int(known[2]), int(known[3]))

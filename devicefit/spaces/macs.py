@@ -7,7 +7,7 @@ structural technique's effect apart from noise and go into the report.
 from __future__ import annotations
 
 from math import prod
-from typing import Any
+from typing import Any, cast
 
 from devicefit.quiet import silence_tensorflow
 from devicefit.spaces.graph import Shape, graph_view
@@ -15,12 +15,12 @@ from devicefit.spaces.rebuild import as_functional
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 L = keras.layers
 
 
-def keras_macs(model: keras.Model, input_shape: tuple[int, ...] | None = None) -> int:
+def keras_macs(model: keras.Model, input_shape: Shape | None = None) -> int:
     """MACs of one forward pass of one sample (batch excluded).
 
     Counts Conv2D (``out_h*out_w*kh*kw*cin*cout/groups``), DepthwiseConv2D,
@@ -31,7 +31,7 @@ def keras_macs(model: keras.Model, input_shape: tuple[int, ...] | None = None) -
     return sum(macs_by_layer(model, input_shape).values())
 
 
-def macs_by_layer(model: keras.Model, input_shape: tuple[int, ...] | None = None) -> dict[str, int]:
+def macs_by_layer(model: keras.Model, input_shape: Shape | None = None) -> dict[str, int]:
     """MACs of each layer that has any, by layer name, in graph order (see ``keras_macs``).
 
     Reports put these side by side for the original model and a candidate: a rewrite keeps
@@ -50,7 +50,7 @@ def macs_by_layer(model: keras.Model, input_shape: tuple[int, ...] | None = None
 
 
 def layer_shapes(
-    model: keras.Model, input_shape: tuple[int, ...] | None = None
+    model: keras.Model, input_shape: Shape | None = None
 ) -> dict[str, tuple[Shape, Shape]]:
     """First input and output shape of every layer, at ``input_shape`` if given."""
     view = graph_view(model)
@@ -89,6 +89,8 @@ def layer_macs(layer: Any, in_shape: Shape, out_shape: Shape) -> int:
             f"layer {layer.name!r} has unknown sizes {in_shape} -> {out_shape}; "
             "pass input_shape to keras_macs"
         )
+    # Checked above: every size but the batch axis's (never read below) is known.
+    in_shape, out_shape = cast(tuple[int, ...], in_shape), cast(tuple[int, ...], out_shape)
     if isinstance(layer, L.Dense):
         return prod(in_shape[1:-1]) * int(in_shape[-1]) * layer.units
     channels_last = layer.data_format == "channels_last"

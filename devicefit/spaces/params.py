@@ -26,7 +26,7 @@ class FloatRange:
         if not self.low <= self.high:
             raise UsageError(f"{where}: invalid range [{self.low}, {self.high}] (low > high)")
 
-    def suggest(self, trial: optuna.Trial, name: str) -> float:
+    def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> float:
         if self.low == self.high:
             return self.low
         return trial.suggest_float(name, self.low, self.high, log=self.log)
@@ -47,7 +47,7 @@ class IntRange:
         if not self.low <= self.high:
             raise UsageError(f"{where}: invalid range [{self.low}, {self.high}] (low > high)")
 
-    def suggest(self, trial: optuna.Trial, name: str) -> int:
+    def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> int:
         if self.low == self.high:
             return self.low
         return trial.suggest_int(name, self.low, self.high)
@@ -75,7 +75,7 @@ class Choice:
         if not self.options:
             raise UsageError(f"{where}: no choices")
 
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+    def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
         if len(self.options) == 1:
             return self.options[0]
         return trial.suggest_categorical(name, list(self.options))

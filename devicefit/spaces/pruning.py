@@ -26,7 +26,7 @@ from devicefit.tasks.named_inputs import first_rows
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 L = keras.layers
 
@@ -223,6 +223,7 @@ def _slice(
     # Channel-wise layers: the depthwise kernel (kh, kw, channels, 1) on axis 2, every
     # other weight (BatchNorm, LayerNorm, PReLU, depthwise bias) on its last axis.
     index = in_idx if in_idx is not None else out_idx
+    assert index is not None  # the caller skips a layer with neither
     if isinstance(layer, L.DepthwiseConv2D):
         kernel, *bias = values
         return [kernel[:, :, index], *(b[index] for b in bias)], {}

@@ -20,7 +20,7 @@ from devicefit.tasks.named_inputs import rows_of_one
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 MODES = ("float32", "float16", "dynamic_int8", "int8")
 SPARSE_MODES = ("float32", "float16")  # the file types XNNPACK runs sparse

@@ -19,7 +19,7 @@ from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 
 def as_functional(model: keras.Model) -> keras.Model:
@@ -79,7 +79,8 @@ def rebuild(
         return _clone_layer(layer)
 
     def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
-        sequence = replace.get(getattr(layer, "name", None))
+        name = getattr(layer, "name", None)  # an operation need not have one
+        sequence = replace.get(name) if name is not None else None
         if sequence is None:
             return layer(*args, **kwargs)
         out = sequence[0](*args, **kwargs)

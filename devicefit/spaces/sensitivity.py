@@ -144,7 +144,8 @@ def score_job(
     params = job_params(job, technique)
     where = (job.unit, job.layers, job.technique, job.level, job.setting)
     try:
-        kept, changed = ({} if technique.stage == "weights" else None), None
+        kept: dict[str, float] | None = {} if technique.stage == "weights" else None
+        changed: Any = None  # a graph technique's rewritten Keras model
         if technique.stage == "graph":  # rewritten once: for its MACs, then scored
             changed = technique.rewrite(model, params).model
             after = macs_by_layer(changed, base.context.input_shape)

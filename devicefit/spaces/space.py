@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import optuna
 
@@ -45,7 +45,7 @@ class SearchSpace:
         self.epochs = DEFAULT_EPOCHS
         if FINETUNE in overrides:
             spec = apply_overrides({"epochs": DEFAULT_EPOCHS}, overrides.pop(FINETUNE), FINETUNE)
-            self.epochs = spec["epochs"]  # type: ignore[assignment]
+            self.epochs = cast(IntRange, spec["epochs"])  # IntRange.override keeps an IntRange
             if self.epochs.low < 0:
                 raise UsageError(f"ranges.finetune.epochs: must be >= 0, got {self.epochs.low}")
         stray = sorted(set(overrides) - names)
@@ -134,7 +134,7 @@ class SearchSpace:
         self.shaped_ranges.setdefault(tech, {})[key] = Choice((value,))
         return True
 
-    def sample(self, trial: optuna.Trial, leave_out: bool = True) -> Plan:
+    def sample(self, trial: optuna.trial.BaseTrial, leave_out: bool = True) -> Plan:
         """A plan drawn by the sampler, from ranges as the profiles ended them (every trial
         alike: one distribution per parameter); ``leave_out=False`` keeps what the profiles
         left out (a recipe's fixed settings must not lose a unit)."""
@@ -186,7 +186,7 @@ class SearchSpace:
         return (params, again) if _same_effect(plan, again) else None
 
     def _sample_technique(
-        self, trial: optuna.Trial, tech: Technique, leave_out: bool = False
+        self, trial: optuna.trial.BaseTrial, tech: Technique, leave_out: bool = False
     ) -> dict[str, Any]:
         units = self.units.get(tech.name)
         ranges = {**self.ranges[tech.name], **self.shaped_ranges.get(tech.name, {})}

@@ -21,7 +21,7 @@ from devicefit.spaces.params import Choice, FloatRange
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 # Variables holding multiplicative weights; biases and normalization stay dense.
 KERNEL_ATTRS = ("kernel", "depthwise_kernel", "pointwise_kernel")

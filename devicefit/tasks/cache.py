@@ -21,11 +21,11 @@ from devicefit.quiet import silence_tensorflow
 
 silence_tensorflow()
 
-import keras  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import Progress  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
+from rich.console import Console  # noqa: E402 - after silence_tensorflow()
+from rich.progress import Progress  # noqa: E402 - after silence_tensorflow()
 
-from devicefit.tasks.reading_progress import transient_bar  # noqa: E402
+from devicefit.tasks.reading_progress import transient_bar  # noqa: E402 - after silence_tensorflow()
 
 CACHE_ENV = "DEVICEFIT_CACHE"
 

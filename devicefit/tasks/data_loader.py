@@ -154,7 +154,7 @@ def _datasets(spec: str) -> dict[str, Any]:
     return found
 
 
-def _write_splits(spec: str, input_rank: int, folder: Path) -> None:
+def _write_splits(spec: str, input_rank: int | dict[str, int], folder: Path) -> None:
     """Every split's inputs to ``x_<split>.bin`` and labels to ``.npy`` files, in a
     temporary folder renamed into place when complete (never a half-written cache)."""
     datasets = _datasets(spec)

@@ -24,7 +24,7 @@ from devicefit.tasks.cache import cached_model
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 NAME = "digits"
 # Bump when the data, architecture or training recipe changes: it names the cache file.

@@ -89,7 +89,7 @@ def parse_image_size(text: Any) -> tuple[int, int]:
         size = tuple(text)
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"--image-size: give HEIGHT,WIDTH in pixels, e.g. 64,64; got {text!r}")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def read_image_folder(path_text: str, size: tuple[int, int], channels: int) -> Splits:
@@ -110,7 +110,7 @@ def read_image_folder(path_text: str, size: tuple[int, int], channels: int) -> S
     for split, files in found.items():
         if not files:
             raise UsageError(f"--data: {root} has no images for the {split} split")
-    splits = []
+    splits: list[Any] = []  # per split a LazyImages (standing in for an array), its labels
     for split in SPLIT_FOLDERS:
         paths = tuple(p for p, _ in found[split])
         labels = np.array([label for _, label in found[split]], np.int64)

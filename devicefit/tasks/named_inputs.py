@@ -50,7 +50,9 @@ class NamedInputs(LazyRows):
             return {name: values[index] for name, values in self.arrays.items()}
         return super().__getitem__(index)
 
-    def read(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def read(  # type: ignore[override]  # several inputs' rows: a dict, not one array
+        self, rows: np.ndarray
+    ) -> dict[str, np.ndarray]:
         return {
             name: values.read(rows) if is_lazy(values) else np.asarray(values[rows])
             for name, values in self.arrays.items()

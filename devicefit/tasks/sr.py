@@ -22,7 +22,7 @@ from devicefit.tasks.cache import cached_model
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 NAME = "sr"
 # Bump when the data, architecture or training recipe changes: it names the cache file.
@@ -99,7 +99,8 @@ def random_patches(
     pairs: list[tuple[np.ndarray, np.ndarray]], count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random textured 64x64 training patches."""
-    xs, ys = [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
     while len(xs) < count:
         x, y = pairs[rng.integers(len(pairs))]
         i = rng.integers(0, y.shape[0] - CROP + 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from devicefit.tasks.user_data import (
 
 silence_tensorflow()
 
-import keras  # noqa: E402
+import keras  # noqa: E402 - after silence_tensorflow()
 
 
 def load_user_task(spec: TaskSpec) -> Task:
@@ -178,17 +178,20 @@ def _several_outputs(spec: TaskSpec, model: keras.Model, arrays: dict[str, np.nd
     metric of the user's own gets every output (dicts by name)."""
     from dataclasses import replace
 
+    assert spec.data_path is not None  # load_user_task turns away a spec without data
     names = tuple(model.output_names)
     splits = make_splits(arrays, spec.data_path, labels_required=True, outputs=names)
     by_output = {name: default_metric({"y_train": splits.y_train[name]}) for name in names}
-    kinds = {name: METRICS[by].kind for name, by in by_output.items()}
+    kinds: dict[str, str] = {name: METRICS[by].kind for name, by in by_output.items()}
     if spec.metric == "fidelity":
         raise UsageError(
             f"--metric fidelity: {spec.model_path} has several outputs; score one with "
             "--output NAME and its labels, or give a metric of your own"
         )
     if spec.metric and is_custom_metric(spec.metric):
-        kind = "classification" if "classification" in kinds.values() else "regression"
+        kind: Literal["classification", "regression"] = (
+            "classification" if "classification" in kinds.values() else "regression"
+        )
         metric = metric_for(spec.metric, kind)
     else:
         if spec.output not in names:
@@ -216,6 +219,7 @@ def _image_folder(spec: TaskSpec, model: keras.Model) -> tuple[Splits, Metric]:
     model's own input size when it has one; its classes are the labels."""
     from devicefit.tasks.image_folder import read_image_folder
 
+    assert spec.data_path is not None  # load_user_task turns away a spec without data
     if len(model.inputs) > 1:
         raise UsageError(
             f"--data: {spec.data_path} is a folder of images, but the model takes several "
@@ -262,7 +266,7 @@ def _load_saved_model(path: Path) -> keras.Model:
 
     try:
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a SavedModel fails to load in many ways
         raise UsageError(f"--model: cannot load {path} as a Keras model: {_short(exc)}") from None
     _, inputs = signature.structured_input_signature
     outputs = signature.structured_outputs

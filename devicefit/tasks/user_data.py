@@ -33,7 +33,7 @@ def read_npz(path_text: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:  # no pickles: data files are untrusted
             return {key: npz[key] for key in npz.files}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - an untrusted file fails in many ways
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"--data: cannot read {path} as an .npz file: {reason}") from None
 
