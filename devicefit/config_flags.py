@@ -68,7 +68,9 @@ def _typed(item: Field[Any], text: Any) -> Any:
     if not isinstance(text, str):  # a switch's True, a repeated flag's list
         return text
     if meta.get("split"):
-        return [part.strip() for part in text.split(meta["split"]) if part.strip()]
+        parts = [part.strip() for part in text.split(meta["split"]) if part.strip()]
+        return parts or None  # an empty list flag (--techniques "") is not given
+
     convert = meta.get("parse")
     if convert is None and str not in allowed:
         # Numbers here; other texts (an image size) are read as a study file's are.

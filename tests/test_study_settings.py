@@ -172,3 +172,12 @@ def test_a_bad_value_gets_the_same_message_from_file_and_flag(
         _from_flags([flag, text])
     where = f"--config {tmp_path / f'{name}.toml'}: "
     assert str(by_file.value).removeprefix(where) == str(by_flag.value).removeprefix("flags: ")
+
+
+def test_an_empty_list_flag_leaves_the_study_file_s_value(tmp_path: Path) -> None:
+    # A script passing an empty $TECHNIQUES means "not given", as before the flags were
+    # derived from the fields: not "no technique at all".
+    file = tmp_path / "study.toml"
+    file.write_text('task = "digits"\ntechniques = ["lowrank"]\n')
+    args = build_parser().parse_args(["search", "--config", str(file), "--techniques", ""])
+    assert build_config(file, study_flag_values(args)).techniques == ("lowrank",)

@@ -159,6 +159,25 @@ class DeviceEvaluator(ABC):
     both ``spec.min_runs`` and ``spec.min_seconds`` are reached; reports median,
     p90, min, std and count; a failure to run the file raises TrialFailed with
     the reason; metrics it cannot read are None with a reason.
+
+    A new device kind, e.g. one that times files with its own tool (then give it a
+    spec scheme in evaluators/devices.py and a case in the conformance test)::
+
+        class BoardEvaluator(DeviceEvaluator):
+            name = "board"
+
+            def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
+                times = sorted(run_on_board(tflite, spec))  # ms per timed run
+                if not times:
+                    raise TrialFailed("board: the file did not run")
+                return Measurement(
+                    median_ms=statistics.median(times),
+                    p90_ms=times[int(0.9 * (len(times) - 1))],
+                    min_ms=times[0],
+                    std_ms=statistics.pstdev(times),
+                    count=len(times),
+                    threads=spec.threads,
+                )
     """
 
     name: str
@@ -167,7 +186,20 @@ class DeviceEvaluator(ABC):
 
     @abstractmethod
     def measure(self, tflite: bytes, spec: BenchmarkSpec) -> Measurement:
-        """Measure ``tflite`` once per ``spec``."""
+        """Measure ``tflite`` once per ``spec``.
+
+        Args:
+            tflite: the file's bytes.
+            spec: threads, warm-up, the least runs and seconds, when to stop.
+
+        Returns:
+            The measurement; a reading the device cannot give is None, with its reason
+            in ``unavailable``.
+
+        Raises:
+            TrialFailed: the file does not run on the device.
+            DeviceUnavailable: the device cannot be reached.
+        """
 
     def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
         """Paired rounds of ``files`` on this one device (see RoundsSpec). This default

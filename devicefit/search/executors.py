@@ -33,12 +33,35 @@ class Executor(ABC):
     candidate (the output carries the error); ``pause``/``resume`` stop and
     restart all trial work so a latency measurement has the CPU to itself;
     ``shutdown`` releases the workers.
+
+    A new executor, e.g. one thread per request (then add it to the conformance
+    test's ``KINDS``)::
+
+        class ThreadExecutor(Executor):
+            def __init__(self, workers: int) -> None:
+                self.workers = workers
+                self._pool = cf.ThreadPoolExecutor(workers)
+
+            def submit(self, request: Request[R]) -> cf.Future[R]:
+                return self._pool.submit(request.run)
+
+            def shutdown(self, cancel: bool = False) -> None:
+                self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
     """
 
     workers: int = 1
 
     @abstractmethod
-    def submit(self, request: Request[R]) -> cf.Future[R]: ...
+    def submit(self, request: Request[R]) -> cf.Future[R]:
+        """Start ``request`` on a worker.
+
+        Args:
+            request: a TrialRequest or a share of a sensitivity profile.
+
+        Returns:
+            The future of ``request.run()``'s result; it fails only when the worker
+            itself is lost (a candidate's own failure is in the result).
+        """
 
     def pause(self) -> None:  # noqa: B027 - optional hook
         """Stop all trial work (no-op where nothing runs beside the driver)."""
@@ -47,7 +70,13 @@ class Executor(ABC):
         """Let trial work continue."""
 
     @abstractmethod
-    def shutdown(self, cancel: bool = False) -> None: ...
+    def shutdown(self, cancel: bool = False) -> None:
+        """Release the workers.
+
+        Args:
+            cancel: drop requests not finished (Ctrl-C, a failed driver) instead of
+                waiting for them.
+        """
 
 
 class InProcessExecutor(Executor):

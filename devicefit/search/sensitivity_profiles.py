@@ -70,6 +70,7 @@ def write_sensitivity(
         return profile.data
     done = {(p["unit"], p["technique"], p["level"]) for p in profile.data["points"]}
     jobs = sensitivity_jobs(task.model, techniques, granularity, done)
+    profile.began = profile.saved_at = time.monotonic()  # the time spent scoring, from here
     with _bar(console) as bar:
         row = bar.add_task("points", total=len(jobs), unit=granularity.removeprefix("per-"))
         if executor is not None and executor.workers > 1 and spec is not None:

@@ -112,7 +112,8 @@ class ConvertContext:
 class Technique(ABC):
     """One compression technique and its slice of the search space.
 
-    Contract (checked for every technique by tests/spaces/test_conformance.py):
+    Contract (checked for every registered technique on every model of the zoo by
+    tests/spaces/test_technique_conformance.py):
     - ``stage`` decides when it acts: ``graph`` rewrites the Keras model before
       fine-tuning, ``weights`` acts during fine-tuning (callbacks) and after it
       (``finalize``), ``convert`` turns the model into TFLite bytes.
@@ -123,6 +124,29 @@ class Technique(ABC):
     - ``sample`` draws the parameters from an Optuna trial, naming each
       parameter ``"<technique>.<param>"``, within ``ranges`` (the defaults
       merged with the study file's overrides).
+
+    A new technique is one module plus its line in ``devicefit.spaces.TECHNIQUES``; e.g. a
+    graph technique that drops every Dropout layer (it changes nothing at inference, so
+    it is only an example)::
+
+        class DropDropout(Technique):
+            name = "drop_dropout"
+            stage = "graph"
+            default_ranges = {"on": Choice((False, True))}
+
+            def identity_params(self) -> dict[str, Any]:
+                return {"on": False}
+
+            def strong_params(self) -> dict[str, Any]:
+                return {"on": True}
+
+            def rewrite(self, model: keras.Model, params: dict[str, Any]) -> Applied:
+                drops = [x.name for x in model.layers if isinstance(x, keras.layers.Dropout)]
+                if not params["on"] or not drops:
+                    return Applied(copy_model(model), ["no Dropout" if params["on"] else "off"])
+                # spaces/rebuild.py: each named layer is called as its replacements
+                kept = rebuild(model, replace={name: [keras.layers.Identity()] for name in drops})
+                return Applied(kept, [f"{name}: removed" for name in drops])
     """
 
     name: ClassVar[str]
@@ -140,15 +164,32 @@ class Technique(ABC):
     global_only: ClassVar[tuple[str, ...]] = ()
 
     def sample(self, trial: optuna.trial.BaseTrial, ranges: dict[str, ParamSpec]) -> dict[str, Any]:
+        """Draw the technique's parameters from ``trial``.
+
+        Args:
+            trial: the Optuna trial (or a FixedTrial replaying fixed parameters).
+            ranges: parameter -> its range, the defaults with the study's overrides.
+
+        Returns:
+            Parameter -> value; each drawn as ``"<technique>.<param>"``.
+        """
         return {key: spec.suggest(trial, f"{self.name}.{key}") for key, spec in ranges.items()}
 
     @abstractmethod
     def identity_params(self) -> dict[str, Any]:
-        """Parameters at which the technique changes nothing."""
+        """Parameters at which the technique changes nothing.
+
+        Returns:
+            Parameter -> value, one per key of ``default_ranges``, inside them.
+        """
 
     @abstractmethod
     def strong_params(self) -> dict[str, Any]:
-        """A strong but valid setting, used by the conformance tests."""
+        """A strong but valid setting, used by the conformance tests.
+
+        Returns:
+            Parameter -> value, one per key of ``default_ranges``, inside them.
+        """
 
     def prepare(self, samples: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Called before ``rewrite`` with training inputs, for techniques that rank
