@@ -43,6 +43,17 @@ EXAMPLES = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep one line
+        """Raise instead of printing usage and exiting, so ``main`` prints one line and exits 2.
+
+        Args:
+            message: argparse's description of the bad command line.
+
+        Returns:
+            Never returns.
+
+        Raises:
+            UsageError: always, with ``message``.
+        """
         raise UsageError(message)
 
 
@@ -317,6 +328,16 @@ def _measurement_line(m: Measurement) -> str:
     """One line of what ``devicefit benchmark`` measured."""
 
     def shown(value: float | None, unit: str, digits: int = 3) -> str:
+        """A value with its unit, or "n/a" when it was not measured.
+
+        Args:
+            value: the number, or None.
+            unit: its unit, e.g. "ms".
+            digits: decimals shown.
+
+        Returns:
+            e.g. "2.210 ms".
+        """
         return "n/a" if value is None else f"{value:.{digits}f} {unit}"
 
     interval = (
@@ -513,6 +534,19 @@ VERBS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``devicefit`` command.
+
+    ``devicefit agent`` is handed to its own stdlib-only command line; every other verb
+    needs the search extra (rich, Optuna, TensorFlow).
+
+    Args:
+        argv: the arguments after ``devicefit``; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0 ok, 1 the run failed, 2 bad usage or input (the message printed
+        to stderr), 130 interrupted. An interrupted search or resume exits the process with
+        130 at once instead of returning.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["agent"]:
         # The agent runs on devices with only devicefit[agent] installed (no rich,

@@ -85,6 +85,13 @@ def setting(
 def megabytes(text: str) -> int | float:
     """``64MB``, ``1.5GB``, ``512KB`` or a plain number of megabytes.
 
+    Args:
+        text: a flag's or study file's size; the unit's case and a trailing ``B`` or ``iB``
+            do not matter (1 GB is 1024 MB).
+
+    Returns:
+        The size in megabytes: as ``number`` reads it without a unit, else a float.
+
     Raises:
         ValueError: ``text`` is none of those.
     """
@@ -99,6 +106,12 @@ def megabytes(text: str) -> int | float:
 
 def number(text: str) -> int | float:
     """``text`` as TOML reads a number: "200" is an int, "200.0" a float.
+
+    Args:
+        text: a flag's text.
+
+    Returns:
+        The int, or the float when it is not an integer literal.
 
     Raises:
         ValueError: ``text`` is not a number.
@@ -298,11 +311,25 @@ class StudyConfig:
     )
 
     def granularity_of(self, technique: str) -> str:
+        """How finely ``technique``'s settings vary in this study.
+
+        Args:
+            technique: a technique name.
+
+        Returns:
+            "global", "per-block" or "per-layer": the study's one granularity, or the
+            technique's entry of its table ("global" when the table leaves it out).
+        """
         if isinstance(self.granularity, str):
             return self.granularity
         return self.granularity.get(technique, "global")
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON/TOML-ready data.
+
+        Returns:
+            Field name -> value, tuples as lists (``image_size`` None when not set).
+        """
         data = asdict(self)
         data["techniques"] = list(self.techniques) if self.techniques is not None else None
         data["devices"] = list(self.devices)
@@ -312,6 +339,19 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "study file") -> StudyConfig:
+        """A checked config from a study file's (or stored study's) keys.
+
+        Args:
+            data: field name -> value; the older single ``device`` key is accepted too.
+            where: names the source in error messages.
+
+        Returns:
+            The config, normalised (lists as tuples, user files' paths absolute) and validated.
+
+        Raises:
+            UsageError: an unknown key, a value of the wrong type, or settings ``validate``
+                refuses.
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known - {"device"})
         if unknown:
@@ -324,10 +364,31 @@ class StudyConfig:
         return config
 
     def replace(self, **changes: Any) -> StudyConfig:
+        """A copy with some fields changed, normalised as ``from_dict`` does but not validated.
+
+        Args:
+            **changes: field name -> new value; None leaves the field as it is.
+
+        Returns:
+            The new config.
+
+        Raises:
+            UsageError: a changed value cannot be normalised (e.g. of the wrong type).
+        """
         data = {**asdict(self), **{k: v for k, v in changes.items() if v is not None}}
         return StudyConfig(**_normalized(data, "config"))
 
     def validate(self, where: str = "config") -> None:
+        """Check that the settings are of their types, consistent and in range.
+
+        Args:
+            where: names the source in error messages.
+
+        Raises:
+            UsageError: a value is of the wrong type or out of range, both or neither of task
+                and model are given, a model lacks its data, or a sampler, granularity, device
+                or objective is unknown.
+        """
         _check_types(self, where)
         if self.task and self.model:
             raise UsageError(f"{where}: give either --task or --model, not both")
@@ -464,7 +525,14 @@ def _check_granularity(value: Any, where: str) -> None:
 
 
 def flag_of(name: str) -> str:
-    """The flag of a StudyConfig field: its own, or ``--`` and its name with dashes."""
+    """The flag of a StudyConfig field: its own, or ``--`` and its name with dashes.
+
+    Args:
+        name: the field.
+
+    Returns:
+        The flag, e.g. "--max-metric-drop".
+    """
     return StudyConfig.__dataclass_fields__[name].metadata.get("flag") or "--" + name.replace(
         "_", "-"
     )
@@ -526,12 +594,31 @@ STORED_FORMAT = 2
 
 
 def stored_config(config: StudyConfig) -> dict[str, Any]:
-    """The config as a study stores it, marked with its layout."""
+    """The config as a study stores it, marked with its layout.
+
+    Args:
+        config: the study's config.
+
+    Returns:
+        ``config.to_dict()`` with ``format`` set to ``STORED_FORMAT``.
+    """
     return {**config.to_dict(), "format": STORED_FORMAT}
 
 
 def config_from_stored(data: dict[str, Any], where: str) -> StudyConfig:
-    """A study's stored config, brought up to this version's meaning."""
+    """A study's stored config, brought up to this version's meaning.
+
+    Args:
+        data: the config as ``stored_config`` wrote it (an older layout when it has no
+            ``format``).
+        where: names the source in error messages.
+
+    Returns:
+        The checked config.
+
+    Raises:
+        UsageError: the stored config is not valid in this version.
+    """
     data = dict(data)
     version = data.pop("format", 1)
     if version < 2 and data.get("ray") is None and data.get("cpus_per_trial") == 1:
@@ -542,7 +629,19 @@ def config_from_stored(data: dict[str, Any], where: str) -> StudyConfig:
 
 
 def load_study_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML study file into a flat dict of StudyConfig keys."""
+    """Read a TOML study file into a flat dict of StudyConfig keys.
+
+    Dashes in keys become underscores and a ``[measure]`` table's keys move to the top.
+
+    Args:
+        path: the ``--config`` file.
+
+    Returns:
+        Key -> value as TOML gave it (not yet checked).
+
+    Raises:
+        UsageError: the file is missing, not TOML, or its ``[measure]`` table is wrong.
+    """
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"--config: file not found: {file}")
@@ -587,7 +686,21 @@ def _flatten_measure(data: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def build_config(file: str | Path | None, flags: dict[str, Any]) -> StudyConfig:
-    """Study file values, then the flags that were given (flags win)."""
+    """Study file values, then the flags that were given (flags win).
+
+    A ``--model`` flag replaces the file's task, and a ``--task`` flag the file's model
+    and its data.
+
+    Args:
+        file: the ``--config`` study file, or None.
+        flags: field name -> a flag's value, None where the flag was not given.
+
+    Returns:
+        The checked config.
+
+    Raises:
+        UsageError: the study file cannot be read, or the merged settings are not valid.
+    """
     data = load_study_file(file) if file else {}
     where = f"--config {file}" if file else "flags"
     given = {k: v for k, v in flags.items() if v is not None}

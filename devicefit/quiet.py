@@ -15,7 +15,14 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def stderr_to_devnull() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null (C++ code writes there directly)."""
+    """Point file descriptor 2 at /dev/null (C++ code writes there directly).
+
+    Python's ``sys.stderr`` is flushed before and after; without a stderr at all, nothing
+    is redirected.
+
+    Yields:
+        Nothing; file descriptor 2 is restored on leaving, also after an exception.
+    """
     try:
         saved = os.dup(2)
     except OSError:  # no stderr at all

@@ -15,13 +15,27 @@ from devicefit.errors import UsageError
 
 
 def is_file_target(target: str) -> bool:
-    """Whether ``target`` (the part before ``:``) names a file rather than a module."""
+    """Whether ``target`` (the part before ``:``) names a file rather than a module.
+
+    Args:
+        target: e.g. ``loaders.py``, ``./data/load``, or ``my_pkg.loaders``.
+
+    Returns:
+        True when it ends in ``.py`` or holds a path separator.
+    """
     return target.endswith(".py") or "/" in target or "\\" in target
 
 
 def absolute_target(spec: str) -> str:
     """``FILE:NAME`` with the file made absolute, so a study resumed from another folder
-    (or run by workers that start elsewhere) imports the same file; a module as it is."""
+    (or run by workers that start elsewhere) imports the same file; a module as it is.
+
+    Args:
+        spec: ``FILE.py:NAME`` or ``MODULE:NAME`` as given on the command line.
+
+    Returns:
+        The spec with the file's path absolute (``~`` expanded); a module spec unchanged.
+    """
     target, name = spec.rsplit(":", 1)
     if not is_file_target(target):
         return spec
@@ -31,7 +45,20 @@ def absolute_target(spec: str) -> str:
 def import_target(target: str, where: str, prefix: str) -> Any:
     """The module ``target`` names: a ``.py`` file (imported once per process under a
     name made from ``prefix`` and its path, so two files of the same name do not
-    collide) or an importable module. A UsageError starting with ``where`` otherwise."""
+    collide) or an importable module. A UsageError starting with ``where`` otherwise.
+
+    Args:
+        target: the part of a spec before ``:``.
+        where: the flag (or study key) that named it, to start error messages.
+        prefix: the start of the module name a file is imported under.
+
+    Returns:
+        The imported module.
+
+    Raises:
+        UsageError: the file is missing or not Python, or importing it (or the module)
+            raised; the message has the error's last line.
+    """
     if is_file_target(target):
         path = Path(target).expanduser()
         if not path.is_file():
@@ -60,14 +87,29 @@ def import_target(target: str, where: str, prefix: str) -> Any:
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as ``Type: its last line`` (where Python puts the message)."""
+    """An exception as ``Type: its last line`` (where Python puts the message).
+
+    Args:
+        exc: the exception, often from a user's code.
+
+    Returns:
+        e.g. ``ValueError: bad shape``, the message cut to 300 characters; the type's name
+        alone when the message is empty.
+    """
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1][:300]}" if text else type(exc).__name__
 
 
 def user_frame(exc: BaseException) -> str:
     """Where in the user's code it raised: the innermost frame outside devicefit and
-    installed packages, as `` at FILE:LINE`` (empty when there is none)."""
+    installed packages, as `` at FILE:LINE`` (empty when there is none).
+
+    Args:
+        exc: an exception with its traceback.
+
+    Returns:
+        e.g. `` at loaders.py:12`` (the file's name only), or "".
+    """
     own = str(Path(__file__).resolve().parent)  # this package's folder
     frames = [
         f

@@ -77,6 +77,11 @@ class AgentConfig:
     keyfile: str | None = None
 
     def limits(self) -> dict[str, Any]:
+        """The limits a client may need to know, as reported in ``GET /info``.
+
+        Returns:
+            ``max_upload_mb``, ``timeout_s``, ``memory_mb`` and ``max_queued`` (never the token).
+        """
         return {
             "max_upload_mb": self.max_upload_mb,
             "timeout_s": self.timeout_s,
@@ -86,6 +91,15 @@ class AgentConfig:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` can only be reached from this machine.
+
+    Args:
+        host: the address the agent binds, as given to ``--host``.
+
+    Returns:
+        True for ``localhost`` and loopback IP addresses; False for any other name, which
+        may resolve to anything.
+    """
     if host == "localhost":
         return True
     try:
@@ -95,6 +109,16 @@ def is_loopback(host: str) -> bool:
 
 
 def check_config(config: AgentConfig) -> None:
+    """Refuse a configuration that would be unsafe or cannot work.
+
+    Args:
+        config: the agent's settings, checked before it binds its port.
+
+    Raises:
+        AgentConfigError: it listens beyond loopback without a token, the token is shorter
+            than 16 characters, only one of certfile and keyfile is set, or the upload or
+            time limit is not positive.
+    """
     if not is_loopback(config.host) and not config.token:
         raise AgentConfigError(
             f"--host {config.host}: listening beyond loopback needs a token "
@@ -117,6 +141,19 @@ class BadRequest(Exception):
 def parse_spec(
     query: str, fields: dict[str, tuple[type, float, float]] | None = None
 ) -> dict[str, Any]:
+    """Turn a request's query string into checked benchmark settings.
+
+    Args:
+        query: the URL's query part, e.g. ``threads=4&min_runs=50``.
+        fields: name -> (type, lowest, highest) of the settings allowed; default
+            ``SPEC_FIELDS`` (``POST /benchmark``).
+
+    Returns:
+        Setting name -> value converted to its type; only the settings given.
+
+    Raises:
+        BadRequest: (400) a setting is unknown, not of its type, or out of its range.
+    """
     fields = SPEC_FIELDS if fields is None else fields
     spec: dict[str, Any] = {}
     for key, text in parse_qsl(query, keep_blank_values=True):
@@ -148,6 +185,14 @@ class AgentServer(ThreadingHTTPServer):
             self._tls.load_cert_chain(config.certfile, config.keyfile)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        """Do the TLS handshake (when serving HTTPS), then handle the connection.
+
+        A client whose handshake fails or times out (30 s) is dropped quietly.
+
+        Args:
+            request: the accepted socket.
+            client_address: the client's address, passed on to the handler.
+        """
         # The TLS handshake happens here, in the connection's own thread and under a
         # timeout: done in accept(), one silent client would block every other.
         if self._tls is not None:
@@ -161,6 +206,7 @@ class AgentServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The base URL the agent serves on (http or https, with the bound port)."""
         # An AF_INET(6) socket's name: typeshed's address type also allows bytes.
         host, port = cast(tuple[str, int], self.server_address[:2])
         return f"{'https' if self.config.certfile else 'http'}://{host}:{port}"
@@ -289,6 +335,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of base
+        """Log one request line to stderr, prefixed with the client's address.
+
+        Args:
+            format: printf-style format from ``http.server``.
+            *args: its values.
+        """
         sys.stderr.write(f"agent {self.address_string()} {format % args}\n")
 
 
@@ -298,7 +350,18 @@ def _check_tflite(content: bytes, what: str) -> None:
 
 
 def serve(config: AgentConfig) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted.
+
+    Prints the URL, limits and settings (never the token), then handles requests until
+    Ctrl-C; the socket is closed either way.
+
+    Args:
+        config: the agent's settings.
+
+    Raises:
+        AgentConfigError: the settings are refused by ``check_config``.
+        OSError: the address cannot be bound or the certificate cannot be read.
+    """
     server = AgentServer(config)
     print(f"devicefit agent serving on {server.url} (limits: {json.dumps(config.limits())})")
     print(f"config: {json.dumps({k: v for k, v in asdict(config).items() if k != 'token'})}")

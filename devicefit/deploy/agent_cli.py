@@ -19,10 +19,26 @@ EXAMPLE = """examples:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        """Raise instead of printing usage and exiting, so ``main`` reports it like other errors.
+
+        Args:
+            message: argparse's description of the bad command line.
+
+        Returns:
+            Never returns.
+
+        Raises:
+            AgentConfigError: always, with ``message``.
+        """
         raise AgentConfigError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``devicefit agent`` argument parser.
+
+    Returns:
+        A parser whose errors raise AgentConfigError instead of exiting.
+    """
     p = _Parser(
         prog="devicefit agent",
         description="Serve TFLite latency, memory, energy and temperature measurements "
@@ -51,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_token(token_file: str | None) -> str | None:
+    """The bearer token clients must send: from ``token_file``, else ``$DEVICEFIT_TOKEN``.
+
+    Args:
+        token_file: the ``--token-file`` path (``~`` expanded), or None to use the environment.
+
+    Returns:
+        The token with surrounding whitespace removed; None when no file is given and the
+        variable is unset or empty (then the agent asks for no token).
+
+    Raises:
+        AgentConfigError: the file cannot be read or is empty.
+    """
     if token_file:
         path = Path(token_file).expanduser()
         try:
@@ -64,6 +92,15 @@ def read_token(token_file: str | None) -> str | None:
 
 
 def main(argv: list[str]) -> int:
+    """Run ``devicefit agent`` until interrupted.
+
+    Args:
+        argv: the arguments after ``devicefit agent``.
+
+    Returns:
+        The exit code: 0 after a clean stop, 2 when the command line or configuration is
+        refused or the server cannot start (the message is printed to stderr).
+    """
     try:
         args = build_parser().parse_args(argv)
         config = AgentConfig(

@@ -51,6 +51,20 @@ def run_in_child(
 
     Files get fixed names in a fresh folder: nothing from the client ever becomes part
     of a path.
+
+    Args:
+        contents: the TFLite files' bytes, as uploaded.
+        spec: the checked benchmark settings, passed to ``devicefit.deploy.bench`` as JSON.
+        timeout_s: wall-clock limit for the child process.
+        memory_mb: the child's address-space limit, or None for none.
+        rounds: measure paired rounds of every file instead of one file once.
+
+    Returns:
+        The measurement the child printed (its last JSON line).
+
+    Raises:
+        JobFailed: the child timed out, crashed, ran out of memory, rejected the model,
+            or printed no result.
     """
     with tempfile.TemporaryDirectory(prefix="devicefit-agent-") as folder:
         paths = write_model_files(folder, contents)
@@ -113,6 +127,7 @@ class MeasurementQueue:
 
     @property
     def length(self) -> int:
+        """How many measurements are queued or running."""
         with self._lock:
             return self._pending
 
@@ -120,7 +135,20 @@ class MeasurementQueue:
         self, contents: list[bytes], spec: dict[str, Any], rounds: bool = False
     ) -> dict[str, Any]:
         """Queue one measurement (or paired rounds) and wait for it (callers are HTTP
-        handler threads)."""
+        handler threads).
+
+        Args:
+            contents: the TFLite files' bytes.
+            spec: the checked benchmark settings.
+            rounds: paired rounds of every file, else one measurement of the one file.
+
+        Returns:
+            The measurement, with ``measured_from`` and ``measured_until`` (epoch seconds):
+            when the device was busy with it.
+
+        Raises:
+            JobFailed: (503) the queue is full, or the measurement itself failed (its status).
+        """
         with self._lock:
             if self._pending >= self.max_queued:
                 raise JobFailed(f"{self._pending} measurements already queued; retry later", 503)

@@ -12,7 +12,12 @@ from devicefit.deploy.sensors import Sensors
 
 
 def cpu_model() -> str:
-    """The CPU's marketing name; ARM boards put the board in ``Model``/``Hardware``."""
+    """The CPU's marketing name; ARM boards put the board in ``Model``/``Hardware``.
+
+    Returns:
+        The first of ``model name``, ``Model``, ``Hardware`` or ``cpu model`` in
+        /proc/cpuinfo; without those, the platform's processor or machine name.
+    """
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -29,6 +34,11 @@ def cpu_model() -> str:
 
 
 def memory_mb() -> float | None:
+    """The device's total memory.
+
+    Returns:
+        MemTotal from /proc/meminfo in MB, or None where it cannot be read (not Linux).
+    """
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
@@ -39,6 +49,17 @@ def memory_mb() -> float | None:
 
 
 def device_info(sensors: Sensors, limits: dict[str, Any]) -> dict[str, Any]:
+    """The body of ``GET /info``: what the device is and what it can measure.
+
+    Args:
+        sensors: the agent's sensors, asked which readings this device has.
+        limits: the agent's limits (``AgentConfig.limits()``), reported as they are.
+
+    Returns:
+        host, cpu, machine, cores, memory_mb, os, python, runtime (``none (why)`` when no
+        LiteRT runtime imports), sensors (name -> None when readable, else why not),
+        limits and the devicefit version.
+    """
     from devicefit.deploy.runtime import interpreter_class
 
     try:

@@ -28,6 +28,11 @@ class HostLoad:
     other_load_cpus: float  # CPU time of other processes on any CPU, in CPUs (1.0: one core)
 
     def to_dict(self) -> dict[str, float]:
+        """The load as JSON-ready numbers.
+
+        Returns:
+            ``steal_pct``, ``core_shared_pct`` and ``other_load_cpus``, rounded to 3 decimals.
+        """
         return {
             "steal_pct": round(self.steal_pct, 3),
             "core_shared_pct": round(self.core_shared_pct, 3),
@@ -36,6 +41,12 @@ class HostLoad:
 
 
 def read_counters() -> CpuCounters | None:
+    """Read the CPU counters now, to be compared with a later reading by ``load_between``.
+
+    Returns:
+        Each CPU's /proc/stat ticks and this process's own CPU ticks; None where /proc
+        cannot be read (not Linux).
+    """
     try:
         with open("/proc/stat") as handle:
             lines = handle.read().splitlines()
@@ -55,7 +66,18 @@ def read_counters() -> CpuCounters | None:
 def load_between(
     before: CpuCounters | None, after: CpuCounters | None, cpus: set[int] | None
 ) -> HostLoad | None:
-    """The load over the interval; ``cpus``: the CPUs the measurement ran on (None: all)."""
+    """The load over the interval; ``cpus``: the CPUs the measurement ran on (None: all).
+
+    Args:
+        before: ``read_counters()`` when the timed runs began.
+        after: ``read_counters()`` when they ended.
+        cpus: the CPUs the measurement ran on (None or empty: all).
+
+    Returns:
+        Steal and other processes' share of the measuring CPUs, and other processes' load
+        on all CPUs, with this process's own CPU time taken out; zeros when no time passed,
+        None when either reading is None.
+    """
     if before is None or after is None:
         return None
     mine = cpus if cpus else set(after.per_cpu)
@@ -87,6 +109,11 @@ def load_between(
 
 
 def clock_ticks() -> int:
+    """The kernel's clock ticks per second, the unit of /proc/stat counters.
+
+    Returns:
+        ``SC_CLK_TCK``, or 100 (the usual value) where it cannot be asked.
+    """
     try:
         return int(os.sysconf("SC_CLK_TCK"))
     except (ValueError, OSError, AttributeError):

@@ -19,7 +19,17 @@ Z95 = 1.959963984540054
 
 def median_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     """(median, low, high): the median of ``values`` and its 95% interval. With fewer than
-    6 values no interval reaches 95%: it is then the full range."""
+    6 values no interval reaches 95%: it is then the full range.
+
+    Args:
+        values: independent samples, e.g. run times or per-round speed-up ratios; any order.
+
+    Returns:
+        The median, then the low and high ends of its interval, in the values' unit.
+
+    Raises:
+        ValueError: ``values`` is empty.
+    """
     data = np.sort(np.asarray(values, dtype=np.float64))
     n = data.size
     if n == 0:
@@ -39,6 +49,16 @@ def relative_half_width(values: Sequence[float] | np.ndarray) -> float:
     Never narrower than the finest step between the values: times read off a clock are
     quantised, and a very steady run can put both order statistics on one tick (an
     interval of width 0), which says nothing about a precision finer than the tick.
+
+    Args:
+        values: independent samples, e.g. run times.
+
+    Returns:
+        The relative half-width (0.05: the median plus or minus 5%); infinity when the
+        median is not positive.
+
+    Raises:
+        ValueError: ``values`` is empty.
     """
     median, low, high = median_interval(values)
     if median <= 0:

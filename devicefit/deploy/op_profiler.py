@@ -53,6 +53,11 @@ class ProfiledOp:
     ms: float  # per run
 
     def to_dict(self) -> dict[str, Any]:
+        """The op as JSON-ready values.
+
+        Returns:
+            ``source``, ``kind``, ``index``, ``partition`` and ``ms``, as in the dataclass.
+        """
         return dict(self.__dict__)
 
 
@@ -186,6 +191,15 @@ class _Session:
                 getattr(self.lib, name)(handle)
 
     def call(self, name: str, *args: Any) -> None:
+        """Call the C API function ``name`` and check its LiteRtStatus.
+
+        Args:
+            name: the libLiteRt symbol.
+            *args: its arguments, as ctypes values.
+
+        Raises:
+            OpProfileUnavailable: this libLiteRt lacks ``name``, or it returned a failure.
+        """
         try:
             function = getattr(self.lib, name)
         except AttributeError:
@@ -282,6 +296,14 @@ class _Session:
         )
 
     def events(self) -> list[_Event]:
+        """The profiler's events since it was last reset.
+
+        Returns:
+            The events in the order they began (see the module docstring for their types).
+
+        Raises:
+            OpProfileUnavailable: the profiler could not be read.
+        """
         count = ctypes.c_int()
         self.call("LiteRtGetNumProfilerEvents", self.profiler, ctypes.byref(count))
         events = (_Event * count.value)()
@@ -296,12 +318,31 @@ class OpProfile:
     runs: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The profile as JSON-ready values.
+
+        Returns:
+            ``ops`` (each ``ProfiledOp.to_dict()``, in run order), ``run_ms`` and ``runs``.
+        """
         return {"ops": [op.to_dict() for op in self.ops], "run_ms": self.run_ms, "runs": self.runs}
 
 
 def profile_ops(model: bytes, threads: int, runs: int = 200, warmup: int = 20) -> OpProfile:
     """Per-op times of the TFLite file ``model``, warm: ``warmup`` untimed runs, then
-    ``runs`` profiled. Raises OpProfileUnavailable when this LiteRT cannot profile."""
+    ``runs`` profiled. Raises OpProfileUnavailable when this LiteRT cannot profile.
+
+    Args:
+        model: the TFLite flatbuffer's bytes.
+        threads: XNNPACK threads, as in the measurement the profile explains.
+        runs: profiled runs; more make the per-op means steadier.
+        warmup: untimed runs before them.
+
+    Returns:
+        Each op's trimmed-mean time per run, in run order, and the run's own time.
+
+    Raises:
+        OpProfileUnavailable: no suitable ai-edge-litert, a C API call failed, or the runs
+            did not all show the same ops.
+    """
     session = _Session(_library(), model, threads)
     try:
         for _ in range(warmup):
@@ -319,7 +360,21 @@ def profile_ops(model: bytes, threads: int, runs: int = 200, warmup: int = 20) -
 def summarise(events: list[Any], runs: int) -> OpProfile:
     """Events of ``runs`` runs -> each op's trimmed-mean time per run. Every run must show
     the same ops in the same order (else OpProfileUnavailable: the profile is not one
-    model's)."""
+    model's).
+
+    Args:
+        events: the profiler's events (``_Event``-like: tag, event_type, metadata1,
+            elapsed_us), in the order they began.
+        runs: how many runs were profiled.
+
+    Returns:
+        The ops in run order with their mean ms per run, and the mean run time, both over
+        the runs whose run time is central (a tenth cut at each end).
+
+    Raises:
+        OpProfileUnavailable: the events hold another number of runs, no ops, or runs with
+            different ops.
+    """
     per_run: list[list[Any]] = []
     invokes: list[float] = []
     for event in events:
@@ -377,7 +432,18 @@ def _central(values: np.ndarray, cut: float = 0.1) -> np.ndarray:
 def profile_in_child(model: bytes, threads: int, runs: int, timeout_s: float = 300.0) -> dict:
     """``profile_ops`` in a process of its own: a native crash or hang of the C API costs
     the profile (its reason is returned under "unavailable"), never the caller's measurement.
-    The child inherits the caller's CPU affinity."""
+    The child inherits the caller's CPU affinity.
+
+    Args:
+        model: the TFLite flatbuffer's bytes.
+        threads: XNNPACK threads.
+        runs: profiled runs.
+        timeout_s: the child's wall-clock limit, in seconds.
+
+    Returns:
+        ``OpProfile.to_dict()``, or ``{"unavailable": why}`` when it could not be profiled,
+        crashed or timed out.
+    """
     with tempfile.TemporaryDirectory(prefix="devicefit-profile-") as folder:
         path = os.path.join(folder, "model.tflite")
         with open(path, "wb") as handle:

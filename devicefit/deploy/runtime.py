@@ -6,7 +6,15 @@ from typing import Any
 
 
 def interpreter_class() -> tuple[type, str]:
-    """The interpreter class and a label naming the runtime and its version."""
+    """The interpreter class and a label naming the runtime and its version.
+
+    Returns:
+        The first importable of ai-edge-litert, tflite-runtime and TensorFlow's
+        ``tf.lite.Interpreter``, and e.g. ``"ai-edge-litert 1.2.0"``.
+
+    Raises:
+        ImportError: none of the three is installed.
+    """
     try:
         from ai_edge_litert import interpreter as litert
 
@@ -34,6 +42,18 @@ def _version(dist: str) -> str:
 
 
 def make_interpreter(model_content: bytes, num_threads: int) -> Any:
-    """An interpreter for ``model_content``; ``num_threads`` is always explicit."""
+    """An interpreter for ``model_content``; ``num_threads`` is always explicit.
+
+    Args:
+        model_content: the TFLite flatbuffer's bytes.
+        num_threads: threads the interpreter may use.
+
+    Returns:
+        A new interpreter of the runtime ``interpreter_class`` picks (tensors not yet
+        allocated).
+
+    Raises:
+        ImportError: no LiteRT runtime is installed.
+    """
     cls, _ = interpreter_class()
     return cls(model_content=model_content, num_threads=int(num_threads))

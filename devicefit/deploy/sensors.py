@@ -41,7 +41,12 @@ class Sensors:
 
     def rapl_domains(self) -> list[Path]:
         """Top-level RAPL packages (intel-rapl:N, not their sub-zones intel-rapl:N:M),
-        so package energy is not counted twice."""
+        so package energy is not counted twice.
+
+        Returns:
+            The packages' powercap folders that have an ``energy_uj`` file, sorted; empty on
+            devices without RAPL.
+        """
         zones = self._glob("sys/class/powercap/intel-rapl:*")
         return [z for z in zones if z.name.count(":") == 1 and (z / "energy_uj").exists()]
 
@@ -50,6 +55,10 @@ class Sensors:
 
         Callers subtract two readings; RAPL counters wrap at ``max_energy_range_uj``,
         handled by ``energy_between``.
+
+        Returns:
+            The counter (summed over RAPL packages, or the discharging battery's stored energy)
+            with its source, or None with the reason it cannot be read.
         """
         domains = self.rapl_domains()
         if domains:
@@ -85,7 +94,16 @@ class Sensors:
         return Reading(None, f"battery {bat.name} has no readable energy_now or charge_now")
 
     def energy_between(self, before: Reading, after: Reading) -> Reading:
-        """Energy used between two counter readings, in millijoules."""
+        """Energy used between two counter readings, in millijoules.
+
+        Args:
+            before: ``energy_uj()`` before the runs.
+            after: ``energy_uj()`` after them.
+
+        Returns:
+            The energy used, or None with a reason: either reading had none, the battery gauge
+            did not move, or a RAPL counter wrapped and its range is unknown.
+        """
         if before.value is None or after.value is None:
             return Reading(None, before.reason or after.reason)
         used = after.value - before.value
@@ -104,7 +122,11 @@ class Sensors:
     # Temperature and frequency ----------------------------------------------
 
     def temperature_c(self) -> Reading:
-        """The hottest thermal zone, in degrees Celsius."""
+        """The hottest thermal zone, in degrees Celsius.
+
+        Returns:
+            The highest zone temperature, or None with the reason (no zones, none readable).
+        """
         zones = self._glob("sys/class/thermal/thermal_zone*")
         if not zones:
             return Reading(None, "no /sys/class/thermal zones")
@@ -116,7 +138,11 @@ class Sensors:
         return Reading(hottest, source=f"max of {len(temps)} thermal zones")
 
     def cpu_freq_mhz(self) -> Reading:
-        """The highest current CPU frequency over all cores, in MHz."""
+        """The highest current CPU frequency over all cores, in MHz.
+
+        Returns:
+            The frequency, or None with the reason (no cpufreq, as in most VMs, or unreadable).
+        """
         files = self._glob("sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")
         if not files:
             return Reading(None, "no cpufreq in /sys/devices/system/cpu (VM or fixed clock)")
@@ -130,6 +156,14 @@ class Sensors:
 
         None with a reason when there is no thermometer, or when it stayed hot past
         ``timeout_s`` (then the measurement goes ahead, and says so).
+
+        Args:
+            threshold_c: the temperature to wait for, in degrees Celsius.
+            timeout_s: the longest wait, in seconds.
+            poll_s: seconds between readings.
+
+        Returns:
+            The seconds waited, or None with the reason.
         """
         began = time.monotonic()
         while True:
@@ -146,7 +180,12 @@ class Sensors:
             time.sleep(poll_s)
 
     def available(self) -> dict[str, str | None]:
-        """Which sensors this device has: name -> None if readable, else the reason."""
+        """Which sensors this device has: name -> None if readable, else the reason.
+
+        Returns:
+            ``energy``, ``temperature`` and ``cpu_freq``, each None when it can be read now,
+            else why not.
+        """
         readings = {
             "energy": self.energy_uj(),
             "temperature": self.temperature_c(),

@@ -93,7 +93,21 @@ class AgentEvaluator(DeviceEvaluator):
         return measurement
 
     def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
-        """The agent holds every file and interleaves them itself (POST /rounds)."""
+        """The agent holds every file and interleaves them itself (POST /rounds).
+
+        Args:
+            files: the TFLite files' bytes, sent in one upload.
+            spec: the rounds to ask the agent for.
+
+        Returns:
+            The agent's rounds, with this device's name.
+
+        Raises:
+            TrialFailed: the upload is over the agent's limit, or the agent refused the
+                files (400, 413, 422).
+            DeviceUnavailable: no answer after the retries, a rejected token, or an answer
+                that is not an agent's.
+        """
         query = {k: v for k, v in spec.to_dict().items() if k != "timeout_s"}
         query["sizes"] = ",".join(str(len(f)) for f in files)
         self._check_upload(sum(map(len, files)))
@@ -125,6 +139,14 @@ class AgentEvaluator(DeviceEvaluator):
         return None if self._limit < 0 else self._limit
 
     def health(self) -> dict[str, Any]:
+        """The agent's own report on itself (GET /health), retried like a measurement.
+
+        Returns:
+            The agent's answer, as JSON.
+
+        Raises:
+            DeviceUnavailable: no answer after the retries, or a rejected token.
+        """
         return self._request("GET", "/health", None, self.connect_timeout_s)
 
     def ping(self) -> None:
@@ -132,6 +154,14 @@ class AgentEvaluator(DeviceEvaluator):
         self._request("GET", "/health", None, self.connect_timeout_s, retries=0)
 
     def describe(self) -> dict[str, Any]:
+        """This client's name and URL with what the agent says of its device (GET /info).
+
+        Returns:
+            ``name``, ``spec`` (the base URL) and the agent's ``/info`` answer.
+
+        Raises:
+            DeviceUnavailable: no answer after the retries, or a rejected token.
+        """
         info = self._request("GET", "/info", None, self.connect_timeout_s)
         return {"name": self.name, "spec": self.base, **info}
 

@@ -26,6 +26,11 @@ class BenchmarkSpec:
     placements: int = 4
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values, to send to an agent or a child process.
+
+        Returns:
+            Field name -> value.
+        """
         return asdict(self)
 
 
@@ -42,10 +47,20 @@ class RoundsSpec:
     timeout_s: float = 900.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values, to send to an agent or a child process.
+
+        Returns:
+            Field name -> value.
+        """
         return asdict(self)
 
     def block_spec(self) -> BenchmarkSpec:
-        """One block as a measurement of its own (devices that take one file at a time)."""
+        """One block as a measurement of its own (devices that take one file at a time).
+
+        Returns:
+            A spec that times one file for about ``block_seconds`` (at least
+            ``block_min_runs`` runs) after ``block_warmup`` untimed runs, in one load.
+        """
         return BenchmarkSpec(
             threads=self.threads,
             warmup=self.block_warmup,
@@ -76,10 +91,26 @@ class Rounds:
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rounds as plain values (JSON), as an agent or child process sends them.
+
+        Returns:
+            Field name -> value.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rounds:
+        """Rounds from :meth:`to_dict`'s form.
+
+        Args:
+            data: field name -> value; keys it does not know (a newer agent's) are ignored.
+
+        Returns:
+            The rounds.
+
+        Raises:
+            TypeError: a required field is missing (not an answer about rounds).
+        """
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -144,10 +175,27 @@ class Measurement:
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as plain values (JSON), as stored and sent.
+
+        Returns:
+            Field name -> value; None where the device gave no number.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        """A measurement from :meth:`to_dict`'s form.
+
+        Args:
+            data: field name -> value; keys it does not know (a newer agent's or tool's)
+                are ignored.
+
+        Returns:
+            The measurement.
+
+        Raises:
+            TypeError: a required field is missing (not an answer about a measurement).
+        """
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -204,7 +252,19 @@ class DeviceEvaluator(ABC):
     def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
         """Paired rounds of ``files`` on this one device (see RoundsSpec). This default
         measures each block as a measurement of its own; a device that can hold several
-        files at once (local, agent, Ray) interleaves them in one process instead."""
+        files at once (local, agent, Ray) interleaves them in one process instead.
+
+        Args:
+            files: the TFLite files' bytes, timed against each other.
+            spec: the number of rounds, each block's length and warm-up, the threads.
+
+        Returns:
+            Per file, in the order of ``files``, one median block time (ms) per round.
+
+        Raises:
+            TrialFailed: a file does not run on the device.
+            DeviceUnavailable: the device cannot be reached.
+        """
         blocks: list[list[float]] = [[] for _ in files]
         last: Measurement | None = None
         for round_index in range(spec.rounds):
@@ -227,5 +287,12 @@ class DeviceEvaluator(ABC):
         return None
 
     def describe(self) -> dict[str, Any]:
-        """What the device is (host, CPU, runtime, ...); may raise DeviceUnavailable."""
+        """What the device is (host, CPU, runtime, ...); may raise DeviceUnavailable.
+
+        Returns:
+            JSON-able facts about the device, ``name`` always among them.
+
+        Raises:
+            DeviceUnavailable: the device cannot be reached to ask.
+        """
         return {"name": self.name}

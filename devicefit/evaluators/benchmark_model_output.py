@@ -36,7 +36,21 @@ class BenchmarkOutputError(ValueError):
 
 def parse_benchmark_model(text: str) -> dict[str, Any]:
     """Statistics of the timed runs, in milliseconds and megabytes; None where the
-    output does not say (older builds print no median or percentiles)."""
+    output does not say (older builds print no median or percentiles).
+
+    Args:
+        text: what ``benchmark_model`` printed (its output, or logcat lines).
+
+    Returns:
+        ``count``, ``min_ms``, ``max_ms``, ``mean_ms``, ``std_ms``, ``median_ms``,
+        ``p5_ms`` and ``p95_ms`` always; ``warmup_runs``, ``init_ms``,
+        ``first_inference_ms``, ``init_memory_mb``, ``model_memory_mb`` and
+        ``peak_memory_mb`` only where printed.
+
+    Raises:
+        BenchmarkOutputError: the text has neither a statistics line nor an
+            "Inference timings" line (the tool failed, or this is not its output).
+    """
     stats = [m for m in _STATS.finditer(text)]
     timings = _TIMINGS.search(text)
     if not stats and not timings:

@@ -21,7 +21,11 @@ class DeviceCheck:
 
 def reference_tflite() -> bytes:
     """A small fixed CNN (seeded weights): the same file on every device, so the
-    reference medians compare devices."""
+    reference medians compare devices.
+
+    Returns:
+        The float32 TFLite file, taking one 32x32x3 image.
+    """
     import numpy as np
 
     from devicefit.quiet import silence_tensorflow
@@ -46,6 +50,20 @@ def reference_tflite() -> bytes:
 
 
 def check_devices(specs: list[str], threads: int = 1) -> list[DeviceCheck]:
+    """Ping, describe and time the reference file on every member of every pool.
+
+    Args:
+        specs: the ``--device`` values (``SPEC`` or ``NAME=SPEC``).
+        threads: the threads each device runs the reference file with.
+
+    Returns:
+        One check per member, pools in the order given; a member that cannot be
+        reached or fails to run the file has its ``error`` set (not raised).
+
+    Raises:
+        UsageError: a spec is not valid, its token file cannot be read, or Ray is not
+            installed for a ``ray:`` device.
+    """
     tflite = reference_tflite()
     spec = BenchmarkSpec(threads=threads, min_runs=50, min_seconds=1.0, timeout_s=120.0)
     checks = []
@@ -64,6 +82,12 @@ def check_devices(specs: list[str], threads: int = 1) -> list[DeviceCheck]:
 
 
 def print_checks(checks: list[DeviceCheck], console: Any) -> None:
+    """Print the checks as one table: reachable, CPU / runtime, sensors, reference time.
+
+    Args:
+        checks: what :func:`check_devices` gave.
+        console: the rich console to print on.
+    """
     from rich.table import Table
 
     table = Table(title="devices")

@@ -34,19 +34,46 @@ class MetricError(RuntimeError):
 
 
 def is_custom_metric(name: str) -> bool:
-    """Whether ``--metric`` names a function (``target:function``) rather than a built-in."""
+    """Whether ``--metric`` names a function (``target:function``) rather than a built-in.
+
+    Args:
+        name: the ``--metric`` value.
+
+    Returns:
+        True for a user's function, False for a built-in metric's name.
+    """
     return ":" in name
 
 
 def absolute_metric_spec(name: str) -> str:
     """``name`` with a relative file made absolute, so a study resumed from another folder
     (or run by workers that start elsewhere) loads the same file; modules and built-ins as
-    they are."""
+    they are.
+
+    Args:
+        name: the ``--metric`` value.
+
+    Returns:
+        The spec to store with the study.
+    """
     return absolute_target(name) if is_custom_metric(name) else name
 
 
 def metric_for(name: str, kind: Literal["classification", "regression"]) -> Metric:
-    """The built-in metric ``name``, or the user's function it names (of ``kind``)."""
+    """The built-in metric ``name``, or the user's function it names (of ``kind``).
+
+    Args:
+        name: a built-in metric's name, or ``file.py:function`` / ``module:function``.
+        kind: for a user's function, how fine-tuning reads the labels; a built-in metric
+            has its own.
+
+    Returns:
+        The metric.
+
+    Raises:
+        UsageError: no built-in metric has that name, or the user's function cannot be
+            loaded (see :func:`load_custom_metric`).
+    """
     from devicefit.evaluators.metrics import get_metric
 
     return load_custom_metric(name, kind) if is_custom_metric(name) else get_metric(name)
@@ -54,7 +81,21 @@ def metric_for(name: str, kind: Literal["classification", "regression"]) -> Metr
 
 def load_custom_metric(name: str, kind: Literal["classification", "regression"]) -> Metric:
     """The metric ``name`` (``file.py:function`` or ``module:function``) as a Metric of
-    ``kind`` (how fine-tuning reads the labels: class indices, or values to regress)."""
+    ``kind`` (how fine-tuning reads the labels: class indices, or values to regress).
+
+    Args:
+        name: ``file.py:function`` or ``module:function``, as given to ``--metric``.
+        kind: ``"classification"`` or ``"regression"``.
+
+    Returns:
+        The metric; calling it raises :class:`MetricError` when the function fails or
+        gives no finite number.
+
+    Raises:
+        UsageError: ``name`` is malformed, the file or module does not import, it has no
+            such function, or ``higher_is_better``, ``unit`` or ``max_drop`` is of the
+            wrong type.
+    """
     target, _, function_name = name.rpartition(":")
     where = f"--metric {name}"
     if not target or not function_name:
@@ -87,7 +128,19 @@ def load_custom_metric(name: str, kind: Literal["classification", "regression"])
 
 def check_on_model(metric: Metric, y_true: np.ndarray, y_pred: Any) -> float:
     """The metric on the original model's outputs; a UsageError if it fails there, where
-    every candidate would fail too."""
+    every candidate would fail too.
+
+    Args:
+        metric: the task's metric.
+        y_true: the validation labels.
+        y_pred: the original model's outputs on the same samples.
+
+    Returns:
+        The metric's value for the original model.
+
+    Raises:
+        UsageError: the metric raised :class:`MetricError` (the study must not start).
+    """
     try:
         return metric(y_true, y_pred)
     except MetricError as exc:
@@ -98,6 +151,18 @@ def _checked(function: Callable[..., Any], name: str) -> Callable[[Any, Any], fl
     """``function`` whose failures and non-numbers are one MetricError line each."""
 
     def call(y_true: Any, y_pred: Any) -> float:
+        """``function(y_true, y_pred)`` as a finite float.
+
+        Args:
+            y_true: the labels.
+            y_pred: the model's outputs on the same samples.
+
+        Returns:
+            The user's number (a one-element array taken as its element).
+
+        Raises:
+            MetricError: the function raised, or returned no finite number.
+        """
         try:
             value = function(y_true, y_pred)
         except Exception as exc:  # noqa: BLE001 - a user's metric can fail in any way

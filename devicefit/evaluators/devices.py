@@ -24,7 +24,17 @@ KINDS = {"local": "local", "http": "agent", "https": "agent", "adb": "adb", "ray
 
 
 def spec_kind(spec: str) -> str:
-    """The device kind of a spec, or UsageError saying what a spec looks like."""
+    """The device kind of a spec, or UsageError saying what a spec looks like.
+
+    Args:
+        spec: one ``--device`` spec, without its ``NAME=``.
+
+    Returns:
+        ``"local"``, ``"agent"``, ``"adb"`` or ``"ray"``.
+
+    Raises:
+        UsageError: the spec is of no known kind or lacks its host, port or name.
+    """
     if spec == "local":
         return "local"
     scheme = spec.split(":", 1)[0] if ":" in spec else ""
@@ -48,7 +58,18 @@ def spec_kind(spec: str) -> str:
 
 
 def device_pools(specs: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
-    """NAME -> member specs, in the order given."""
+    """NAME -> member specs, in the order given.
+
+    Args:
+        specs: the ``--device`` values, ``SPEC`` or ``NAME=SPEC``; unnamed specs are
+            named after their kind.
+
+    Returns:
+        Each pool's name and its members' specs (without ``NAME=``).
+
+    Raises:
+        UsageError: a spec is not valid, or one is given twice under one name.
+    """
     pools: dict[str, list[str]] = {}
     for text in specs:
         match = _NAMED.match(text)
@@ -62,6 +83,19 @@ def device_pools(specs: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
 
 
 def make_evaluator(spec: str, name: str | None = None) -> DeviceEvaluator:
+    """The evaluator for one device spec; the device is not contacted yet.
+
+    Args:
+        spec: one ``--device`` spec, without its ``NAME=``.
+        name: the name its measurements carry; None: one made from the spec.
+
+    Returns:
+        A local, agent, adb or Ray evaluator.
+
+    Raises:
+        UsageError: the spec or its options are not valid, or an agent's token file
+            cannot be read.
+    """
     kind = spec_kind(spec)
     if kind == "local":
         from devicefit.evaluators.local import LocalEvaluator
@@ -82,7 +116,20 @@ def make_evaluator(spec: str, name: str | None = None) -> DeviceEvaluator:
 
 def build_pools(specs: tuple[str, ...] | list[str], wait_s: float = 120.0) -> dict[str, DevicePool]:
     """One DevicePool per device name; a member is named NAME@SPEC (without options), which
-    each measurement stores, so every number can be traced to the device that gave it."""
+    each measurement stores, so every number can be traced to the device that gave it.
+
+    Args:
+        specs: the ``--device`` values, ``SPEC`` or ``NAME=SPEC``.
+        wait_s: how long a pool whose members are all out waits for one to come back
+            before it gives up with DeviceUnavailable.
+
+    Returns:
+        Pool name -> pool, in the order the names first appear.
+
+    Raises:
+        UsageError: a spec is not valid or given twice, or an agent's token file cannot
+            be read.
+    """
     pools = {}
     for name, members in device_pools(specs).items():
         evaluators = [make_evaluator(spec, f"{name}@{spec.split('?')[0]}") for spec in members]

@@ -45,13 +45,30 @@ class LocalEvaluator(DeviceEvaluator):
         return measurement
 
     def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
-        """All files loaded in one child process, interleaved there (deploy/bench.py)."""
+        """All files loaded in one child process, interleaved there (deploy/bench.py).
+
+        Args:
+            files: the TFLite files' bytes.
+            spec: the rounds to run; ``timeout_s`` bounds the child process.
+
+        Returns:
+            The child's rounds, with this host's name as their node.
+
+        Raises:
+            TrialFailed: the child timed out, exited with an error or printed no result.
+        """
         payload = {k: v for k, v in spec.to_dict().items() if k != "timeout_s"}
         rounds = Rounds.from_dict(_run_bench(files, payload, spec.timeout_s, rounds=True))
         rounds.node = platform.node()
         return rounds
 
     def describe(self) -> dict[str, Any]:
+        """This machine: host, architecture, CPU count and processor, readable sensors.
+
+        Returns:
+            The facts, with ``sensors``: each sensor's name -> None when it can be read,
+            else why not.
+        """
         return {
             "name": self.name,
             "spec": "local",

@@ -41,7 +41,15 @@ class Metric:
         return float(self.fn(np.asarray(y_true), np.asarray(y_pred)))
 
     def drop(self, reference: float, value: float) -> float:
-        """How much worse ``value`` is than ``reference`` (positive = worse), in metric units."""
+        """How much worse ``value`` is than ``reference`` (positive = worse), in metric units.
+
+        Args:
+            reference: the original model's value.
+            value: a candidate's value.
+
+        Returns:
+            The drop, comparable with the study's metric budget; negative when better.
+        """
         return reference - value if self.higher_is_better else value - reference
 
 
@@ -53,10 +61,29 @@ def _labels(y_true: np.ndarray) -> np.ndarray:
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Top-1 accuracy: the share of samples whose highest score is their label's class.
+
+    Args:
+        y_true: class indices, or one-hot rows.
+        y_pred: the model's class scores (logits or probabilities), one row per sample.
+
+    Returns:
+        The accuracy in percent, 0 to 100.
+    """
     return 100.0 * float(np.mean(y_pred.reshape(len(y_pred), -1).argmax(-1) == _labels(y_true)))
 
 
 def top5(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Top-5 accuracy: the share of samples whose label is among their 5 highest scores.
+
+    Args:
+        y_true: class indices, or one-hot rows.
+        y_pred: the model's class scores, one row per sample; with fewer than 5 classes
+            every class counts (100%).
+
+    Returns:
+        The accuracy in percent, 0 to 100.
+    """
     scores = y_pred.reshape(len(y_pred), -1)
     k = min(5, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -64,7 +91,16 @@ def top5(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def psnr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean per-sample PSNR in dB; data in [0, 1] (or [0, 255] when the targets exceed 1)."""
+    """Mean per-sample PSNR in dB; data in [0, 1] (or [0, 255] when the targets exceed 1).
+
+    Args:
+        y_true: the target images, one per sample.
+        y_pred: the model's images of the same shape; clipped to the data's range.
+
+    Returns:
+        The mean over samples of each sample's PSNR (a sample's squared error is floored
+        at 1e-12, so an exact match stays finite).
+    """
     peak = 255.0 if float(np.max(y_true)) > 1.5 else 1.0
     pred = np.clip(y_pred.astype(np.float64), 0.0, peak)
     err = ((pred - y_true.astype(np.float64)) ** 2).reshape(len(y_true), -1).mean(axis=1)
@@ -73,6 +109,15 @@ def psnr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean squared error over every element.
+
+    Args:
+        y_true: the targets.
+        y_pred: the model's outputs, of the same shape.
+
+    Returns:
+        The mean squared difference, in the targets' units squared (lower is better).
+    """
     return float(np.mean((y_pred.astype(np.float64) - y_true.astype(np.float64)) ** 2))
 
 
@@ -88,6 +133,17 @@ METRICS: dict[str, Metric] = {
 
 
 def get_metric(name: str) -> Metric:
+    """The built-in metric ``name``.
+
+    Args:
+        name: ``accuracy``, ``top5``, ``fidelity``, ``psnr`` or ``mse``.
+
+    Returns:
+        The metric (one shared object per name).
+
+    Raises:
+        UsageError: no built-in metric has that name; the message lists them.
+    """
     try:
         return METRICS[name]
     except KeyError:

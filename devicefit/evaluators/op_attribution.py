@@ -100,10 +100,23 @@ class OpTime:
     ms: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The time as plain values, to store.
+
+        Returns:
+            ``op``, ``label`` and ``ms``.
+        """
         return {"op": self.op, "label": self.label, "ms": self.ms}
 
 
 def file_ops(tflite: bytes) -> list[FileOp]:
+    """The ops of the file's first subgraph, in execution order, for :func:`attribute`.
+
+    Args:
+        tflite: the TFLite file that was profiled.
+
+    Returns:
+        One :class:`FileOp` per op; its ``index`` is the op's node index in the file.
+    """
     schema = _schema()
     model = schema.Model.GetRootAs(tflite, 0)
     graph = model.Subgraphs(0)
@@ -136,7 +149,16 @@ def _implements(op_kind: str, operator: str) -> bool:
 
 def attribute(profiled: list[dict[str, Any]], ops: list[FileOp]) -> list[OpTime]:
     """Each profiled op's time on an op of the file, or unmapped. ``profiled`` rows have
-    ``source`` ("tflite"/"delegate"), ``kind``, ``index``, ``partition`` and ``ms``."""
+    ``source`` ("tflite"/"delegate"), ``kind``, ``index``, ``partition`` and ``ms``.
+
+    Args:
+        profiled: a device's op profile of the file, one row per profiled op.
+        ops: :func:`file_ops` of the same file.
+
+    Returns:
+        One time per ``tflite`` or ``delegate`` row: on the file op it belongs to, or with
+        ``op`` None (and the profile's name) where it cannot be told.
+    """
     kept = {row["index"] for row in profiled if row["source"] == "tflite"}
     times: list[OpTime] = []
     for row in profiled:

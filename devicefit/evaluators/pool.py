@@ -51,6 +51,11 @@ class DevicePool(DeviceEvaluator):
         return any(getattr(m, "shares_host_cpu", False) for m in self.members)
 
     def alive(self) -> list[DeviceEvaluator]:
+        """The members not taken out (for not answering).
+
+        Returns:
+            Those members, in the order given.
+        """
         with self._cond:
             return [m for i, m in enumerate(self.members) if i not in self.dead]
 
@@ -61,7 +66,19 @@ class DevicePool(DeviceEvaluator):
 
     def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
         """Every round on one member: a pairing across two devices would compare devices.
-        A member lost midway starts the rounds again on another."""
+        A member lost midway starts the rounds again on another.
+
+        Args:
+            files: the TFLite files' bytes.
+            spec: the rounds to run.
+
+        Returns:
+            The rounds of the member that completed them, named as their device.
+
+        Raises:
+            TrialFailed: a file does not run on the member (not retried elsewhere).
+            DeviceUnavailable: no member answered for ``wait_s`` seconds.
+        """
         member, rounds = self._on_a_member(lambda m: m.measure_rounds(files, spec))
         rounds.device = rounds.device or member.name
         return rounds
@@ -134,6 +151,12 @@ class DevicePool(DeviceEvaluator):
             raise DeviceUnavailable(f"device {self.name}: every member is out")
 
     def describe(self) -> dict[str, Any]:
+        """The pool's name and every member's description.
+
+        Returns:
+            ``name`` and ``members``: each member's :meth:`describe`, or its name and why
+            it is unavailable; an unreachable member is not an error here.
+        """
         described = []
         for member in self.members:
             try:

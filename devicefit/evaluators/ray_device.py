@@ -39,7 +39,18 @@ def _ray() -> Any:
 
 
 def connect(address: str | None) -> Any:
-    """Join the Ray cluster once per process (quietly: no dashboard, no log echo)."""
+    """Join the Ray cluster once per process (quietly: no dashboard, no log echo).
+
+    Args:
+        address: the cluster's ``HOST:PORT``; None: ``$RAY_ADDRESS``, else the cluster
+            this machine belongs to. Ignored once this process has joined one.
+
+    Returns:
+        The ``ray`` module, initialised.
+
+    Raises:
+        UsageError: Ray is not installed.
+    """
     ray = _ray()
     with _CONNECT:
         if not ray.is_initialized():
@@ -53,7 +64,19 @@ def connect(address: str | None) -> Any:
 
 
 def measure_here(tflite: bytes, spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs on the device node: the local evaluator there, plus which node it was."""
+    """Runs on the device node: the local evaluator there, plus which node it was.
+
+    Args:
+        tflite: the file's bytes.
+        spec: a :class:`BenchmarkSpec` as ``to_dict`` gives it.
+
+    Returns:
+        The measurement as ``Measurement.to_dict`` gives it, with its Ray node id, and
+        the node's host name under ``host``.
+
+    Raises:
+        TrialFailed: the file did not run there (Ray hands it to the caller).
+    """
     import ray
 
     from devicefit.evaluators.local import LocalEvaluator
@@ -64,7 +87,18 @@ def measure_here(tflite: bytes, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def rounds_here(files: list[bytes], spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs on the device node: paired rounds by the local evaluator there."""
+    """Runs on the device node: paired rounds by the local evaluator there.
+
+    Args:
+        files: the TFLite files' bytes.
+        spec: a :class:`RoundsSpec` as ``to_dict`` gives it.
+
+    Returns:
+        The rounds as ``Rounds.to_dict`` gives them, with their Ray node id.
+
+    Raises:
+        TrialFailed: a file did not run there (Ray hands it to the caller).
+    """
     import ray
 
     from devicefit.evaluators.local import LocalEvaluator
@@ -100,6 +134,21 @@ class RayDeviceEvaluator(DeviceEvaluator):
         return measurement
 
     def measure_rounds(self, files: list[bytes], spec: RoundsSpec) -> Rounds:
+        """Every round in one Ray task on a node with this device's resource.
+
+        Args:
+            files: the TFLite files' bytes.
+            spec: the rounds to run.
+
+        Returns:
+            The node's rounds, with this device's name.
+
+        Raises:
+            TrialFailed: a file did not run on the node.
+            DeviceUnavailable: no live node offers the resource, no answer in time, or
+                the node or its worker died.
+            UsageError: Ray is not installed.
+        """
         data = self._on_node(rounds_here, (files, spec.to_dict()), 2 * spec.timeout_s + 60)
         rounds = Rounds.from_dict(data)
         rounds.device = self.name
@@ -127,6 +176,16 @@ class RayDeviceEvaluator(DeviceEvaluator):
             raise DeviceUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from None
 
     def describe(self) -> dict[str, Any]:
+        """The first live node that offers this device's resource.
+
+        Returns:
+            ``name``, ``spec``, the node's ``host`` and id, its CPU ``cores`` and
+            ``memory_mb`` as Ray reports them.
+
+        Raises:
+            DeviceUnavailable: no live node offers the resource.
+            UsageError: Ray is not installed.
+        """
         ray = connect(self.address)
         nodes = [
             n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(self.resource)

@@ -27,7 +27,15 @@ class WeightedOp:
 
 
 def weighted_ops(tflite: bytes) -> list[WeightedOp]:
-    """Every conv / fully-connected op in execution order (first subgraph)."""
+    """Every conv / fully-connected op in execution order (first subgraph).
+
+    Args:
+        tflite: a converted TFLite file.
+
+    Returns:
+        One :class:`WeightedOp` per CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED or
+        TRANSPOSE_CONV op, its weight type as stored (before any DEQUANTIZE).
+    """
     schema = _schema()
     model = schema.Model.GetRootAs(tflite, 0)
     graph = model.Subgraphs(0)
@@ -46,6 +54,14 @@ def weighted_ops(tflite: bytes) -> list[WeightedOp]:
         ops.append((j, kind, ins, outs))
 
     def tensor(index: int):  # noqa: ANN202 - generated type
+        """The first subgraph's tensor ``index``.
+
+        Args:
+            index: the tensor's index in the subgraph.
+
+        Returns:
+            The flatbuffer's accessor for that tensor (name, shape, type).
+        """
         return graph.Tensors(index)
 
     found = []

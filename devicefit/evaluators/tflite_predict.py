@@ -18,6 +18,18 @@ def predict(tflite: bytes, x: Any, num_threads: int = 1, batch: int = 32) -> Any
 
     The file ships with batch 1; the batch dimension is resized for speed and
     falls back to one sample at a time if the file does not allow resizing.
+
+    Args:
+        tflite: the TFLite file.
+        x: the samples, read ``batch`` rows at a time (a lazy split is fine).
+        num_threads: the interpreter's threads.
+        batch: samples per invocation when the file can be resized.
+
+    Returns:
+        Float32 outputs, one row per sample of ``x`` (quantized outputs dequantized).
+
+    Raises:
+        TrialFailed: the file does not load, or ``x`` names an input it does not have.
     """
     try:
         interp = make_interpreter(tflite, num_threads)

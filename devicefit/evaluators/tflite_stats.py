@@ -40,6 +40,16 @@ def tflite_stats(tflite: bytes) -> FileStats:
     FULLY_CONNECTED out_elems*in, TRANSPOSE_CONV in_elems*kh*kw*cout,
     BATCH_MATMUL out_elems*k. Elementwise ops are not counted: they are not what
     compression removes and they are small next to these.
+
+    Args:
+        tflite: the TFLite file.
+
+    Returns:
+        The file's size in bytes, its MACs, its constant weight elements (biases
+        included) and how many ops of each kind it has.
+
+    Raises:
+        TrialFailed: the bytes are not a TFLite flatbuffer.
     """
     schema = _schema()
     try:

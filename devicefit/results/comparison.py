@@ -35,11 +35,16 @@ class StudyComparison:
 
     @property
     def same_devices(self) -> bool:
+        """Whether every study measured on the same set of devices."""
         devices = [sorted(o.device or "" for o in r.objectives) for r in self.records]
         return all(d == devices[0] for d in devices)
 
     def caveat(self) -> str:
-        """Absolute latencies favour the faster device; say so when devices differ."""
+        """Absolute latencies favour the faster device; say so when devices differ.
+
+        Returns:
+            A paragraph for the reader when the studies ran on different devices, else "".
+        """
         if self.same_devices:
             return ""
         return (
@@ -50,6 +55,19 @@ class StudyComparison:
 
 
 def compare_studies(records: Sequence[StudyRecord]) -> StudyComparison:
+    """Line up several studies: aligned objectives, one common reference point, and each
+    study's front and hypervolume against it.
+
+    Args:
+        records: the studies; the first one's objective order is the one compared.
+
+    Returns:
+        The comparison; every volume is 0 while no study has an eligible trial.
+
+    Raises:
+        UsageError: fewer than two studies, one study given twice, or studies whose
+            objectives do not match (``align_objectives``).
+    """
     if len(records) < 2:
         raise UsageError("--compare: give at least two results folders")
     where = [(str(Path(r.folder).resolve()), r.storage, r.name) for r in records]
@@ -68,6 +86,15 @@ def compare_studies(records: Sequence[StudyRecord]) -> StudyComparison:
 
 
 def comparison_json(c: StudyComparison) -> str:
+    """The comparison as JSON, for ``--format json``.
+
+    Args:
+        c: the comparison.
+
+    Returns:
+        The reference point, each study's devices, objectives, hypervolume, headline and
+        front, and the caveat (null when none); non-finite numbers as null.
+    """
     first = c.records[0]
     doc = {
         "reference_point": reference_values(first, c.reference),
@@ -91,6 +118,14 @@ def comparison_json(c: StudyComparison) -> str:
 
 
 def comparison_table(c: StudyComparison) -> Table:
+    """The terminal table of the comparison.
+
+    Args:
+        c: the comparison.
+
+    Returns:
+        One row per study: devices, completed trials, front size and hypervolume.
+    """
     table = Table(title="Studies compared (hypervolume against one reference point)")
     for header in ("study", "devices", "completed", "on the front", "hypervolume"):
         table.add_column(header, justify="left" if header in ("study", "devices") else "right")
@@ -101,6 +136,15 @@ def comparison_table(c: StudyComparison) -> Table:
 
 
 def reference_text(c: StudyComparison) -> str:
+    """The reference point the hypervolumes share, as a sentence for the terminal.
+
+    Args:
+        c: the comparison.
+
+    Returns:
+        The point's value per objective, followed by the caveat when devices differ; a
+        notice when no study has a feasible trial yet.
+    """
     values = reference_values(c.records[0], c.reference)
     if values is None:
         return "No study has a feasible trial yet: no reference point."
@@ -109,6 +153,15 @@ def reference_text(c: StudyComparison) -> str:
 
 
 def write_comparison(c: StudyComparison, path: Path) -> Path:
+    """Write the HTML comparison page.
+
+    Args:
+        c: the comparison.
+        path: the HTML file to (re)write.
+
+    Returns:
+        The path written.
+    """
     from devicefit.results.report_html import compare_html
 
     return write_atomic(Path(path), compare_html(c))

@@ -27,6 +27,14 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
 
     Exact, by slicing along the last objective (HSO); fine for fronts of hundreds.
     Points not strictly better than the reference on every objective add nothing.
+
+    Args:
+        points: objective vectors in minimisation space, any order, dominated ones allowed.
+        reference: the point bounding the volume, one value per objective.
+
+    Returns:
+        The volume, in the product of the objectives' units; 0.0 when no point beats the
+        reference.
     """
     ref = [float(r) for r in reference]
     front: list[list[float]] = []
@@ -92,13 +100,30 @@ def _weakly_dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def as_minimised(record: StudyRecord, trial: TrialRecord) -> list[float]:
+    """A trial's objective values in minimisation space (maximised objectives negated).
+
+    Args:
+        record: the study, for its objectives' order and directions.
+        trial: a trial with a value for every objective.
+
+    Returns:
+        One value per objective, in the study's order.
+    """
     return [
         -trial.values[o.name] if o.maximize else trial.values[o.name] for o in record.objectives
     ]
 
 
 def reference_point(record: StudyRecord) -> list[float] | None:
-    """The study's own reference (minimisation space); None before any eligible trial."""
+    """The study's own reference (minimisation space); None before any eligible trial.
+
+    Args:
+        record: the study.
+
+    Returns:
+        The metric-drop budget's edge and the float32 trial's values where known, else the
+        worst eligible value plus a tenth of the range; None before any eligible trial.
+    """
     points = [as_minimised(record, t) for t in record.trials if eligible(record, t)]
     if not points:
         return None
@@ -119,7 +144,15 @@ def reference_point(record: StudyRecord) -> list[float] | None:
 
 
 def metric_edge(record: StudyRecord) -> float | None:
-    """The worst task metric a feasible trial may have."""
+    """The worst task metric a feasible trial may have.
+
+    Args:
+        record: the study, for its budget and reference metric.
+
+    Returns:
+        The reference metric (stored, else the float32 trial's) less the allowed drop (or
+        plus it, for a lower-is-better metric); None without a reference or a budget.
+    """
     base = float32_baseline(record)
     ref = record.reference_metric
     if ref is None and base is not None:
@@ -131,6 +164,16 @@ def metric_edge(record: StudyRecord) -> float | None:
 
 
 def study_hypervolume(record: StudyRecord, reference: Sequence[float] | None = None) -> float:
+    """The hypervolume of the study's eligible trials (computed once per reference).
+
+    Args:
+        record: the study; the value is cached in ``record.cache``.
+        reference: the point in the study's objective order; default its own
+            ``reference_point``.
+
+    Returns:
+        The volume; 0.0 when there is no reference point (no eligible trial).
+    """
     ref = reference if reference is not None else reference_point(record)
     if ref is None:
         return 0.0
@@ -156,6 +199,16 @@ def hypervolume_history(
 
     Long studies are sampled at ``max_points`` evenly spaced completions (the last always
     included): with many objectives one exact volume of a large front takes a second.
+
+    Args:
+        record: the study.
+        reference: the point in the study's objective order; default its own
+            ``reference_point``.
+        max_points: at most this many steps.
+
+    Returns:
+        The steps, each with its trial, the completions so far, seconds since the first
+        trial started, and the volume (0.0 throughout without a reference point).
     """
     ref = reference if reference is not None else reference_point(record)
     done = [t for t in record.trials if t.complete and t.datetime_complete is not None]
@@ -184,7 +237,14 @@ def hypervolume_history(
 
 def objective_roles(record: StudyRecord) -> list[str]:
     """What each objective measures, device names left out, so studies on other devices align:
-    "metric:<name>", then "latency#1", "latency#2", "peak_memory#1", ..."""
+    "metric:<name>", then "latency#1", "latency#2", "peak_memory#1", ...
+
+    Args:
+        record: the study.
+
+    Returns:
+        One role per objective, in the study's order.
+    """
     roles = ["metric:" + record.metric.name]
     seen: dict[str, int] = {}
     for obj in record.objectives[1:]:
@@ -199,6 +259,15 @@ def align_objectives(records: Sequence[StudyRecord]) -> list[list[int]]:
     Studies with the same objective names (the same devices) align by name, whatever their
     order; otherwise by kind and position ("the first device's latency"). Raises UsageError
     when the studies do not optimise the same metric and kinds of objectives.
+
+    Args:
+        records: the studies; the first one's objective order is the common one.
+
+    Returns:
+        One index list per study (the first's is ``[0, 1, ...]``).
+
+    Raises:
+        UsageError: a study's objectives or their directions do not match the first's.
     """
     first = records[0]
     names = [o.name for o in first.objectives]
@@ -226,7 +295,18 @@ def common_reference(
     records: Sequence[StudyRecord], perms: Sequence[Sequence[int]] | None = None
 ) -> list[float] | None:
     """One reference point for several studies, in the first study's objective order: the
-    worst of their own, objective by objective."""
+    worst of their own, objective by objective.
+
+    Args:
+        records: the studies.
+        perms: ``align_objectives(records)``, when already known.
+
+    Returns:
+        The point in minimisation space; None when no study has an eligible trial.
+
+    Raises:
+        UsageError: the studies' objectives do not match (only when ``perms`` is not given).
+    """
     perms = perms if perms is not None else align_objectives(records)
     refs = []
     for record, perm in zip(records, perms, strict=True):
@@ -239,7 +319,15 @@ def common_reference(
 
 
 def reference_for(reference: Sequence[float], perm: Sequence[int]) -> list[float]:
-    """A reference in the first study's order, rearranged into another study's order."""
+    """A reference in the first study's order, rearranged into another study's order.
+
+    Args:
+        reference: the point in the first study's objective order.
+        perm: that study's entry of ``align_objectives``.
+
+    Returns:
+        The same values, in the other study's objective order.
+    """
     out = [0.0] * len(perm)
     for i, j in enumerate(perm):
         out[j] = reference[i]

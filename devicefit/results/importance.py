@@ -24,7 +24,17 @@ class Importances:
 
 
 def param_importances(record: StudyRecord) -> Importances:
-    """Never raises: importances are one section of a report, not a reason to lose it."""
+    """How much each search parameter matters for each objective.
+
+    Never raises: importances are one section of a report, not a reason to lose it.
+
+    Args:
+        record: the study; only its completed trials with parameters are used.
+
+    Returns:
+        Objective name -> parameter -> importance (the weights of one objective add up
+        to 1); ``reason`` says why some or all are missing (too few trials, an error).
+    """
     try:
         return _importances(record)
     except Exception as exc:  # noqa: BLE001 - stored parameters Optuna will not take back
@@ -61,6 +71,16 @@ def _importances(record: StudyRecord) -> Importances:
         sign = -1.0 if obj.maximize else 1.0  # the evaluator assumes lower is better
 
         def target(trial: optuna.trial.FrozenTrial, i: int = i, sign: float = sign) -> float:
+            """The objective ``i`` of a trial, negated when maximised (the evaluator minimises).
+
+            Args:
+                trial: a trial of the in-memory copy.
+                i: the objective's index, bound when defined.
+                sign: -1.0 for a maximised objective, else 1.0.
+
+            Returns:
+                The value to rank trials by, lower better.
+            """
             return sign * trial.values[i]
 
         try:

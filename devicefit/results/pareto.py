@@ -18,7 +18,16 @@ SAME_FILE = "same file"  # status of a trial that is one candidate with an earli
 
 
 def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
-    """Whether ``a`` is at least as good as ``b`` on every objective and better on one."""
+    """Whether ``a`` is at least as good as ``b`` on every objective and better on one.
+
+    Args:
+        a: one objective vector.
+        b: another, in the same order.
+        maximize: per objective, whether higher is better.
+
+    Returns:
+        True when ``a`` dominates ``b``; False for equal vectors.
+    """
     better = False
     for x, y, up in zip(a, b, maximize, strict=True):
         if up:
@@ -34,6 +43,13 @@ def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -
     """Indices of the points no other point dominates (equal points all stay), in input order.
 
     Quadratic, which is fine for studies of hundreds or a few thousand trials.
+
+    Args:
+        points: objective vectors.
+        maximize: per objective, whether higher is better.
+
+    Returns:
+        Indices into ``points``, ascending.
     """
     return [
         i
@@ -44,7 +60,17 @@ def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -
 
 def eligible(record: StudyRecord, trial: TrialRecord) -> bool:
     """A trial that may be on the front: completed, feasible, with every objective value
-    finite (an infinite latency is a broken measurement, not a point in objective space)."""
+    finite (an infinite latency is a broken measurement, not a point in objective space).
+
+    A trial with the same file as an earlier one is left out: the first stands for it.
+
+    Args:
+        record: the study, for its objectives.
+        trial: one of its trials.
+
+    Returns:
+        Whether the trial may be on the front.
+    """
     return (
         trial.complete
         and trial.feasible
@@ -54,7 +80,14 @@ def eligible(record: StudyRecord, trial: TrialRecord) -> bool:
 
 
 def pareto_front(record: StudyRecord) -> list[TrialRecord]:
-    """Front members in trial-number order."""
+    """Front members in trial-number order.
+
+    Args:
+        record: the study.
+
+    Returns:
+        The eligible trials that no other eligible trial dominates.
+    """
     candidates = [t for t in record.trials if eligible(record, t)]
     points = [[t.values[o.name] for o in record.objectives] for t in candidates]
     maximize = [o.maximize for o in record.objectives]
@@ -62,7 +95,17 @@ def pareto_front(record: StudyRecord) -> list[TrialRecord]:
 
 
 def status(record: StudyRecord, trial: TrialRecord, front_numbers: set[int]) -> str:
-    """One word for plots and tables: front, dominated, infeasible, or the trial state."""
+    """One word for plots and tables: front, dominated, infeasible, or the trial state.
+
+    Args:
+        record: the study.
+        trial: one of its trials.
+        front_numbers: the trial numbers of the front.
+
+    Returns:
+        "front", "dominated", "infeasible", "same file", or the state in lower case
+        ("fail", "pruned", "running", ...) for a trial that did not complete.
+    """
     if not trial.complete:
         return trial.state.lower()
     if trial.same_as is not None:
@@ -73,7 +116,14 @@ def status(record: StudyRecord, trial: TrialRecord, front_numbers: set[int]) -> 
 
 
 def float32_baseline(record: StudyRecord) -> TrialRecord | None:
-    """The completed float32 reference trial (the first one, if a retry completed twice)."""
+    """The completed float32 reference trial (the first one, if a retry completed twice).
+
+    Args:
+        record: the study; the answer is cached in ``record.cache``.
+
+    Returns:
+        The trial, or None while no float32 trial has completed.
+    """
     if "float32" not in record.cache:  # asked once per trial by every table and plot
         found = next((t for t in record.trials if t.baseline == FLOAT32 and t.complete), None)
         record.cache["float32"] = found
@@ -92,6 +142,16 @@ class Comparison:
 
 
 def compare(record: StudyRecord, trial: TrialRecord) -> Comparison:
+    """A trial against the float32 baseline (or, without one, the reference metric).
+
+    Args:
+        record: the study.
+        trial: the trial to compare.
+
+    Returns:
+        Speed-up per latency device, metric change, and size and MACs ratios; None where
+        the trial or the baseline lacks the number.
+    """
     base = float32_baseline(record)
     out = Comparison()
     metric = trial.metric(record.objectives)
@@ -118,12 +178,29 @@ def compare(record: StudyRecord, trial: TrialRecord) -> Comparison:
 
 
 def by_latency(record: StudyRecord, trials: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """Fastest first on the first device; trials without a latency go last."""
+    """Fastest first on the first device; trials without a latency go last.
+
+    Args:
+        record: the study, for its latency objectives.
+        trials: the trials to order.
+
+    Returns:
+        The trials as a new list, ties broken by trial number; in the given order when the
+        study has no latency objective.
+    """
     objs = record.latency_objectives
     if not objs:
         return list(trials)
 
     def key(t: TrialRecord) -> tuple[bool, float, int]:
+        """The sort key: no latency last, then median ms, then trial number.
+
+        Args:
+            t: a trial.
+
+        Returns:
+            (no latency, median ms or 0, trial number).
+        """
         median = t.latency_median(objs[0])
         return (median is None, median or 0.0, t.number)
 
@@ -134,6 +211,13 @@ def best_candidate(record: StudyRecord, front: Sequence[TrialRecord]) -> TrialRe
     """The headline pick: the fastest feasible trial that is not the float32 model itself.
 
     Every front member already meets the metric-drop budget, so speed decides.
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        The trial, or None when the front holds only the float32 model (or nothing).
     """
     picks = [t for t in front if t.baseline != FLOAT32]
     ordered = by_latency(record, picks)
@@ -141,7 +225,14 @@ def best_candidate(record: StudyRecord, front: Sequence[TrialRecord]) -> TrialRe
 
 
 def best_recipe(record: StudyRecord) -> TrialRecord | None:
-    """The fastest feasible one-technique reference: a float16/int8 baseline or a recipe."""
+    """The fastest feasible one-technique reference: a float16/int8 baseline or a recipe.
+
+    Args:
+        record: the study.
+
+    Returns:
+        The eligible trial, or None when no such reference completed feasibly.
+    """
     picks = [
         t
         for t in record.trials

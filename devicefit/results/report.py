@@ -31,6 +31,12 @@ LATENCY_FIELDS = ("median_ms", "p90_ms", "min_ms", "std_ms", "count", "threads")
 
 
 def print_report(record: StudyRecord, console: Console) -> None:
+    """Print the headline, the best recipe, the front table and failure counts.
+
+    Args:
+        record: the study.
+        console: where to print (rich).
+    """
     front = pareto_front(record)
     console.print(headline(record, front))
     line = recipe_line(record, front)
@@ -50,6 +56,19 @@ def write_report(record: StudyRecord, folder: Path, *, live: bool = False) -> di
     """Write report.html, pareto.json and trials.csv into ``folder``, each atomically.
 
     ``live``: the study is still running, so the page reloads itself to show new trials.
+
+    All three are rendered before any is written, so a failure leaves the old set whole.
+
+    Args:
+        record: the study.
+        folder: the results folder (made if missing).
+        live: the study is still running (see above).
+
+    Returns:
+        ``{"html": ..., "pareto": ..., "trials": ...}``: the paths written.
+
+    Raises:
+        OSError: a file could not be written.
     """
     from devicefit.results.report_html import render_html
 
@@ -66,7 +85,18 @@ def write_report(record: StudyRecord, folder: Path, *, live: bool = False) -> di
 
 
 def formatted(record: StudyRecord, fmt: str) -> str:
-    """The report as text for scripts and pull requests: json, csv or markdown."""
+    """The report as text for scripts and pull requests: json, csv or markdown.
+
+    Args:
+        record: the study.
+        fmt: "json" (pareto.json's content), "csv" (trials.csv's) or "markdown".
+
+    Returns:
+        The text, ending in a newline.
+
+    Raises:
+        ValueError: ``fmt`` is none of the three.
+    """
     front = pareto_front(record)
     if fmt == "json":
         return pareto_json(record, front)
@@ -78,6 +108,17 @@ def formatted(record: StudyRecord, fmt: str) -> str:
 
 
 def front_member(record: StudyRecord, t: TrialRecord) -> dict[str, Any]:
+    """One front member as plain data, for pareto.json and the comparison JSON.
+
+    Args:
+        record: the study.
+        t: a trial of the front (it has every objective value).
+
+    Returns:
+        Its number, objective values, plan, baseline, recipe and metrics, and ``vs_float32``:
+        the metric change, speed-ups from the stored medians and from paired confirmation
+        (with its 95% interval; None where not confirmed), and size and MACs ratios.
+    """
     cmp = compare(record, t)
     return {
         "number": t.number,
@@ -102,7 +143,15 @@ def front_member(record: StudyRecord, t: TrialRecord) -> dict[str, Any]:
 
 
 def summary(record: StudyRecord, front: Sequence[TrialRecord]) -> dict[str, Any]:
-    """The study, its front and its hypervolume as plain data (pareto.json, --format json)."""
+    """The study, its front and its hypervolume as plain data (pareto.json, --format json).
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        A JSON-ready dict (non-finite numbers not yet replaced: see ``finite``).
+    """
     ref = reference_point(record)
     return {
         "study": record.name,
@@ -140,17 +189,45 @@ def summary(record: StudyRecord, front: Sequence[TrialRecord]) -> dict[str, Any]
 
 
 def reference_values(record: StudyRecord, ref: Sequence[float] | None) -> dict[str, float] | None:
+    """A reference point in the objectives' own units and directions, by objective name.
+
+    Args:
+        record: the study whose objectives ``ref`` is ordered by.
+        ref: a point in minimisation space (maximised objectives negated), or None.
+
+    Returns:
+        Objective name -> value, maximised objectives negated back; None when ``ref`` is.
+    """
     if ref is None:
         return None
     return {o.name: (-r if o.maximize else r) for o, r in zip(record.objectives, ref, strict=True)}
 
 
 def pareto_json(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
+    """The content of pareto.json: ``summary`` as strict JSON.
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        Indented JSON ending in a newline; infinities and NaN written as null.
+    """
     # Strict JSON: an infinite latency would otherwise be written as the non-standard Infinity.
     return json.dumps(finite(summary(record, front)), indent=2, allow_nan=False) + "\n"
 
 
 def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
+    """The content of trials.csv: one row per trial, every state.
+
+    Args:
+        record: the study.
+        front: its Pareto front, for each row's status.
+
+    Returns:
+        CSV with a header row: values, metric and its change, per-device latency fields and
+        speed-ups, size, MACs, plan and why a trial failed; empty cells where not known.
+    """
     devices = [o.device or o.name for o in record.latency_objectives]
     header = ["number", "state", "status", "feasible"]
     header += [f"value_{o.name}" for o in record.objectives]
@@ -179,7 +256,16 @@ def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
 
 
 def markdown(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
-    """Headline and front table, ready to paste into a pull request."""
+    """Headline and front table, ready to paste into a pull request.
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        Markdown ending in a newline: the headline, the best recipe, the front table, the
+        hypervolume with its reference point, and the front's size.
+    """
     lines = [f"### {record.name}", "", headline(record, front)]
     line = recipe_line(record, front)
     if line:
@@ -206,6 +292,14 @@ def _round(value: float | None) -> float | None:
 
 
 def finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by None, for strict JSON.
+
+    Args:
+        value: JSON-like data; dicts, lists and tuples are walked.
+
+    Returns:
+        A copy with non-finite floats as None (tuples become lists); other values as given.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -47,10 +47,29 @@ PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
 def plot_div(fig: go.Figure, div_id: str) -> str:
+    """A figure as an HTML fragment, without plotly.js (the page inlines it once).
+
+    Args:
+        fig: the plotly figure.
+        div_id: the element id, used by the page's script and links.
+
+    Returns:
+        The figure's ``<div>`` and its script.
+    """
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG)
 
 
 def render_html(record: StudyRecord, front: Sequence[TrialRecord], *, live: bool = False) -> str:
+    """The whole report.html page of a study.
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+        live: the study is still running: the page reloads itself every ``LIVE_RELOAD_S``.
+
+    Returns:
+        A self-contained HTML document (plotly.js inlined, nothing fetched).
+    """
     front_numbers = {t.number for t in front}
     ref = reference_point(record)
     volume = study_hypervolume(record, ref)
@@ -180,7 +199,15 @@ def _status_select(record: StudyRecord, front_numbers: set[int]) -> str:
 
 
 def compare_html(c: StudyComparison) -> str:
-    """Several studies' fronts in one page, hypervolumes against one reference point."""
+    """Several studies' fronts in one page, hypervolumes against one reference point.
+
+    Args:
+        c: the comparison (``compare_studies``).
+
+    Returns:
+        A self-contained HTML document: the studies table, their fronts and their
+        hypervolume over the search.
+    """
     fronts = c.fronts
     first = c.records[0]
     rows = []
@@ -224,6 +251,18 @@ def compare_html(c: StudyComparison) -> str:
 
 
 def page(title: str, heading: str, facts: str, sections: Sequence[str], live: bool) -> str:
+    """Wrap sections in the report's HTML document, with its style and script.
+
+    Args:
+        title: the browser tab's title.
+        heading: the page's heading.
+        facts: one line of facts under it (may be "").
+        sections: HTML fragments, in order.
+        live: the study is still running: reload every ``LIVE_RELOAD_S`` and say so.
+
+    Returns:
+        The complete HTML document, stamped with the time it was written.
+    """
     from plotly.offline import get_plotlyjs
 
     refresh = f'<meta http-equiv="refresh" content="{LIVE_RELOAD_S}">' if live else ""

@@ -17,13 +17,28 @@ LEVELS = ("mild", "medium", "strong")
 
 
 def sensitivity_of(record: StudyRecord) -> dict[str, Any] | None:
-    """The study's sensitivity profile; None when it has none."""
+    """The study's sensitivity profile; None when it has none.
+
+    Args:
+        record: the study; its folder's ``sensitivity.json`` is read.
+
+    Returns:
+        The profile as stored (points, key, checks, ...), or None.
+    """
     return read_sensitivity(Path(record.folder))
 
 
 def drop_rows(profile: dict[str, Any]) -> list[tuple[str, str, list[float | str | None]]]:
     """(unit, technique, [drop or error per level]) in the profile's order; a level not
-    scored (a profile stopped early) is None."""
+    scored (a profile stopped early) is None.
+
+    Args:
+        profile: a sensitivity profile (``sensitivity_of``).
+
+    Returns:
+        One row per unit and technique; each level's metric drop, ``"failed: why"`` when
+        scoring it failed, or None.
+    """
     cells: dict[tuple[str, str], dict[str, float | str | None]] = {}
     for p in profile["points"]:
         if p["level"] in LEVELS:
@@ -33,7 +48,15 @@ def drop_rows(profile: dict[str, Any]) -> list[tuple[str, str, list[float | str 
 
 
 def sensitivity_figure(rows: list[tuple[str, str, list[Any]]], metric: str) -> Any:
-    """Heat map: one row per unit x technique, one column per setting, the drop as colour."""
+    """Heat map: one row per unit x technique, one column per setting, the drop as colour.
+
+    Args:
+        rows: ``drop_rows(profile)``; failed and missing cells are left blank.
+        metric: the metric's name, for the colour bar.
+
+    Returns:
+        The plotly figure, first row at the top.
+    """
     import plotly.graph_objects as go
 
     names = [f"{unit} · {technique}" for unit, technique, _ in rows][::-1]
@@ -63,6 +86,17 @@ def _cell(value: float | str | None) -> str:
 
 
 def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
+    """The report's "What each unit tolerates" section.
+
+    Args:
+        record: the study.
+        plot_div: turns a figure and an element id into HTML (``report_html.plot_div``).
+
+    Returns:
+        The HTML section: the drops as a heat map and a table, the savings checks, how the
+        profiles shaped the space and the plans made from them; a one-line notice when the
+        study has no profile.
+    """
     head = "<section id='sensitivity'><h2>What each unit tolerates</h2>"
     profile = sensitivity_of(record)
     if not profile or not profile["points"]:
@@ -105,7 +139,14 @@ def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
 
 
 def shaping_table(record: StudyRecord) -> str:
-    """What the profiles left out of the sampler's space, and where they ended ranges."""
+    """What the profiles left out of the sampler's space, and where they ended ranges.
+
+    Args:
+        record: the study.
+
+    Returns:
+        An HTML heading, note and table; "" when the profiles changed nothing.
+    """
     if not record.shaping:
         return ""
     rows = "".join(
@@ -125,7 +166,14 @@ def shaping_table(record: StudyRecord) -> str:
 
 def profile_plans_list(record: StudyRecord) -> str:
     """The greedy plans made from the profiles, each as the settings it took in order, with
-    the trial that ran it (a plan of the climb is not run when the one before did not hold)."""
+    the trial that ran it (a plan of the climb is not run when the one before did not hold).
+
+    Args:
+        record: the study.
+
+    Returns:
+        An HTML heading, note and list; "" when no plan was made.
+    """
     if not record.profile_plans:
         return ""
     ran = {t.profile_plan: t.number for t in record.trials if t.profile_plan}
@@ -147,12 +195,27 @@ def profile_plans_list(record: StudyRecord) -> str:
 
 def savings_check_table(profile: dict[str, Any]) -> str:
     """The settings whose time saved was predicted from the device profile and then
-    measured (search/sensitivity_savings.py); empty when none was checked."""
+    measured (search/sensitivity_savings.py); empty when none was checked.
+
+    Args:
+        profile: the sensitivity profile.
+
+    Returns:
+        An HTML heading, note and table, or "".
+    """
     checks = profile.get("savings_check") or []
     if not checks:
         return ""
 
     def measured(entry: dict[str, Any]) -> str:
+        """The measured-ms cell of one check.
+
+        Args:
+            entry: one check of ``savings_check``.
+
+        Returns:
+            A ``<td>`` with the ms saved, or "not measured" with the error as its title.
+        """
         if "error" in entry:
             return f"<td title='{escape(entry['error'])}'>not measured</td>"
         return f"<td>{entry['measured_ms']:.3f}</td>"
@@ -175,12 +238,28 @@ def savings_check_table(profile: dict[str, Any]) -> str:
 
 def step_savings_table(profile: dict[str, Any]) -> str:
     """Each setting applied to every unit at once, predicted and measured in the file the
-    plans convert to (search/step_savings.py): the efficiency the greedy ranked it by."""
+    plans convert to (search/step_savings.py): the efficiency the greedy ranked it by.
+
+    Args:
+        profile: the sensitivity profile.
+
+    Returns:
+        An HTML heading, note and table, or "" when no step was measured.
+    """
     measured = profile.get("step_savings") or {}
     if not measured.get("steps"):
         return ""
 
     def cells(entry: dict[str, Any]) -> str:
+        """The measured and efficiency cells of one step.
+
+        Args:
+            entry: one step of ``step_savings``.
+
+        Returns:
+            Two ``<td>`` cells (ms saved of the untouched ms, and the efficiency or "too
+            small"), or one spanning both with "not measured" and the error as its title.
+        """
         if "error" in entry:
             return f"<td title='{escape(entry['error'])}' colspan='2'>not measured</td>"
         ratio = entry.get("efficiency")

@@ -64,12 +64,33 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.state["built"] = time.monotonic()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of base
+        """Log nothing: one line per request would drown the URL the user needs.
+
+        Args:
+            format: printf-style format from ``http.server`` (ignored).
+            *args: its values (ignored).
+        """
         pass  # one line per request would drown the URL the user needs
 
 
 def make_server(
     folder: Path, page: str, port: int, rebuild: Callable[[], None] | None
 ) -> http.server.ThreadingHTTPServer:
+    """A server for the report page in ``folder``, on 127.0.0.1 only.
+
+    Args:
+        folder: the results folder holding the page.
+        page: the page's file name; the only thing served.
+        port: the port to listen on (0 picks a free one).
+        rebuild: rewrites the page, called on a request when the copy is older than
+            ``REBUILD_AFTER_S``; None for a finished study.
+
+    Returns:
+        The bound server, not yet serving.
+
+    Raises:
+        UsageError: the port cannot be listened on (in use, not allowed).
+    """
     state = {"lock": threading.Lock(), "built": time.monotonic()}
     handler = type(
         "ReportHandler",
@@ -85,6 +106,15 @@ def make_server(
 
 
 def serve_forever(server: http.server.ThreadingHTTPServer, on_ready: Callable[[str], None]) -> int:
+    """Serve until interrupted, then close the server.
+
+    Args:
+        server: from ``make_server``.
+        on_ready: called once with the page's base URL, before serving starts.
+
+    Returns:
+        The exit code: 0.
+    """
     # An AF_INET socket's name: typeshed's address type also allows bytes.
     host, port = cast(tuple[str, int], server.server_address[:2])
     on_ready(f"http://{host}:{port}/")

@@ -27,7 +27,17 @@ class Rows:
 
 
 def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
-    """Front members sorted by latency on the first device, one list of cells each."""
+    """Front members sorted by latency on the first device, one list of cells each.
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        Headers and one row of text cells per member (metric and its change, latency and
+        speed-up per device, other objectives, size, MACs, params, plan), with each row's
+        baseline kind and trial number.
+    """
     devices = [o.device or o.name for o in record.latency_objectives]
     multi = len(devices) > 1
     unit = f" ({record.metric.unit})" if record.metric.unit else ""
@@ -64,6 +74,15 @@ def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
 
 
 def front_table(record: StudyRecord, front: Sequence[TrialRecord]) -> Table:
+    """The front as a terminal table; baseline rows in cyan.
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        The rich table of ``front_rows``, titled with the front's size.
+    """
     rows = front_rows(record, front)
     completed = sum(t.complete for t in record.trials)
     table = Table(
@@ -79,6 +98,15 @@ def front_table(record: StudyRecord, front: Sequence[TrialRecord]) -> Table:
 
 
 def fmt_num(value: float | None) -> str:
+    """A number for a table cell: two decimals, or three significant digits when very small
+    or very large.
+
+    Args:
+        value: the number, or None when not known.
+
+    Returns:
+        The text; an em dash for None.
+    """
     # Two decimals read well for %, dB and ms; tiny values (MSE) keep significant digits.
     if value is None:
         return NA
@@ -86,7 +114,15 @@ def fmt_num(value: float | None) -> str:
 
 
 def fmt_value(value: object, missing: str = NA) -> str:
-    """Any cell: floats rounded as fmt_num, integers with thousands separators."""
+    """Any cell: floats rounded as fmt_num, integers with thousands separators.
+
+    Args:
+        value: the cell's value (booleans and other types as ``str``).
+        missing: the text for None.
+
+    Returns:
+        The cell's text.
+    """
     if value is None:
         return missing
     if isinstance(value, float):
@@ -97,18 +133,42 @@ def fmt_value(value: object, missing: str = NA) -> str:
 
 
 def fmt_signed(value: float | None) -> str:
+    """A change, with its sign, rounded as ``fmt_num``.
+
+    Args:
+        value: the change, or None when not known.
+
+    Returns:
+        The text, e.g. "+0.25" or "-1.20"; an em dash for None.
+    """
     if value is None:
         return NA
     return f"{value:+.2f}" if value == 0 or 0.01 <= abs(value) < 1e5 else f"{value:+.3g}"
 
 
 def fmt_speedup(value: float | None) -> str:
+    """A speed-up factor from stored medians.
+
+    Args:
+        value: the factor, or None when not known.
+
+    Returns:
+        e.g. "2.10×"; an em dash for None.
+    """
     return NA if value is None else f"{value:.2f}×"
 
 
 def fmt_latency(trial: TrialRecord, objective: Objective) -> str:
     """'2.21 [2.20–2.22] (2.30)': the median, its 95% interval, the p90. A file measured
-    several times shows the median over its measurements and how many there were."""
+    several times shows the median over its measurements and how many there were.
+
+    Args:
+        trial: the trial.
+        objective: the latency objective, naming the device.
+
+    Returns:
+        The cell's text; an em dash when the trial has no latency there.
+    """
     median = trial.latency_median(objective)
     measured = trial.latency(objective.device or "")
     if median is None:
@@ -123,19 +183,45 @@ def fmt_latency(trial: TrialRecord, objective: Objective) -> str:
 
 
 def fmt_interval(measured: dict[str, Any]) -> str | None:
-    """'2.20–2.22': a measurement's 95% interval of the median; None if it has none."""
+    """'2.20–2.22': a measurement's 95% interval of the median; None if it has none.
+
+    Args:
+        measured: the device's measurement dict (``TrialRecord.latency``).
+
+    Returns:
+        The interval's text, or None.
+    """
     low, high = measured.get("median_low_ms"), measured.get("median_high_ms")
     return None if low is None or high is None else f"{fmt_num(low)}–{fmt_num(high)}"
 
 
 def fmt_scaled(value: object, scale: float, pattern: str) -> str:
+    """A number divided by ``scale`` and formatted, e.g. bytes as KB.
+
+    Args:
+        value: the number; anything else counts as missing.
+        scale: what to divide by.
+        pattern: a ``str.format`` pattern for the result.
+
+    Returns:
+        The text; an em dash when ``value`` is not a number.
+    """
     if not isinstance(value, int | float):
         return NA
     return pattern.format(value / scale)
 
 
 def headline(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
-    """One sentence: the best candidate within the budget against the float32 model."""
+    """One sentence: the best candidate within the budget against the float32 model.
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        The best candidate's speed-up per device (confirmed or marked unconfirmed), size
+        gain and metric change; or why there is none yet.
+    """
     completed = [t for t in record.trials if t.complete]
     if not completed:
         return f"{record.name}: no completed trials yet."
@@ -184,7 +270,15 @@ def recipe_line(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
     """How the headline pick compares with the best obvious one-technique recipe.
 
     "Faster" only when paired rounds say so (their interval excludes 1); the same file, or
-    an interval that contains 1, is "no faster than"."""
+    an interval that contains 1, is "no faster than".
+
+    Args:
+        record: the study.
+        front: its Pareto front.
+
+    Returns:
+        One sentence; "" without a pick, a recipe, a latency objective or the latencies.
+    """
     best = best_candidate(record, front)
     recipe = best_recipe(record)
     objs = record.latency_objectives

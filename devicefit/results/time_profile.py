@@ -14,12 +14,27 @@ from devicefit.search.device_profiles import read_device_profiles
 
 
 def device_profiles(record: StudyRecord) -> dict[str, Any] | None:
-    """The study's device_profile.json (search/device_profiles.py, ``read_device_profiles``)."""
+    """The study's device_profile.json (search/device_profiles.py, ``read_device_profiles``).
+
+    Args:
+        record: the study; its folder is read.
+
+    Returns:
+        Device -> its files' per-layer profiles, or None when the study has none.
+    """
     return read_device_profiles(Path(record.folder))
 
 
 def share_rows(profile: dict[str, Any], macs: dict[str, int]) -> list[tuple[str, float, float]]:
-    """(layer or unmapped op, share of the profiled time, share of the MACs), by time."""
+    """(layer or unmapped op, share of the profiled time, share of the MACs), by time.
+
+    Args:
+        profile: one file's profile on one device: ms per layer and per unmapped op.
+        macs: the untouched model's MACs per layer.
+
+    Returns:
+        One row per layer and unmapped op, shares as fractions of 1, largest time first.
+    """
     total = sum(profile["layers"].values()) + sum(profile["unmapped"].values()) or 1.0
     total_macs = sum(macs.values()) or 1
     rows = [(n, ms / total, macs.get(n, 0) / total_macs) for n, ms in profile["layers"].items()]
@@ -28,6 +43,15 @@ def share_rows(profile: dict[str, Any], macs: dict[str, int]) -> list[tuple[str,
 
 
 def time_profile_figure(rows: list[tuple[str, float, float]], title: str) -> Any:
+    """Bar chart of each layer's share of the time beside its share of the MACs.
+
+    Args:
+        rows: ``share_rows(...)``, largest first.
+        title: the chart's title.
+
+    Returns:
+        The plotly figure, the largest share on top.
+    """
     import plotly.graph_objects as go
 
     names = [r[0] for r in rows][::-1]  # the largest share on top
@@ -46,6 +70,16 @@ def time_profile_figure(rows: list[tuple[str, float, float]], title: str) -> Any
 
 
 def time_profile_section(record: StudyRecord, plot_div: Any) -> str:
+    """The report's "Where the time goes" section, one chart per device.
+
+    Args:
+        record: the study.
+        plot_div: turns a figure and an element id into HTML (``report_html.plot_div``).
+
+    Returns:
+        The HTML section; a one-line notice when the study has no device profile, and per
+        device why it has none when its float32 file was not profiled.
+    """
     profiles = device_profiles(record)
     head = "<section id='time-profile'><h2>Where the time goes</h2>"
     if not profiles:

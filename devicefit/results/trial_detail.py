@@ -42,7 +42,14 @@ class LayerMacs:
 
 
 def original_layer_macs(record: StudyRecord) -> dict[str, int]:
-    """Per-layer MACs of the searched model: the float32 trial's, else ``inspect.json``'s."""
+    """Per-layer MACs of the searched model: the float32 trial's, else ``inspect.json``'s.
+
+    Args:
+        record: the study.
+
+    Returns:
+        Layer name -> MACs; empty when neither source has them.
+    """
     base = float32_baseline(record)
     if base is not None and base.metrics.get("layer_macs"):
         return {k: int(v) for k, v in base.metrics["layer_macs"].items()}
@@ -60,6 +67,14 @@ def layer_macs_table(before: dict[str, int], after: dict[str, int]) -> list[Laye
     A rewrite keeps the replaced layer's name on one part and calls the others
     ``<name>_<suffix>`` (``conv1_lowrank``, ``conv1_crop``): the longest original name that
     prefixes a new layer's name owns it. Original layers that disappeared show 0 after.
+
+    Args:
+        before: the original model's MACs per layer (``original_layer_macs``).
+        after: the candidate's MACs per layer.
+
+    Returns:
+        One row per original layer, in its order, then the candidate's layers no original
+        name owns (``before`` None).
     """
     rows = {name: LayerMacs(name, macs, 0) for name, macs in before.items()}
     by_length = sorted(before, key=len, reverse=True)
@@ -75,6 +90,15 @@ def layer_macs_table(before: dict[str, int], after: dict[str, int]) -> list[Laye
 
 
 def export_command(record: StudyRecord, trial: TrialRecord) -> str:
+    """The shell command that exports the trial's model, as shown in its detail view.
+
+    Args:
+        record: the study, for its folder.
+        trial: the trial.
+
+    Returns:
+        ``devicefit export FOLDER --trial N --out export/trial-N``, the folder shell-quoted.
+    """
     folder = shlex.quote(str(record.folder))
     return f"devicefit export {folder} --trial {trial.number} --out export/trial-{trial.number}"
 
@@ -82,7 +106,18 @@ def export_command(record: StudyRecord, trial: TrialRecord) -> str:
 def detail_html(
     record: StudyRecord, trial: TrialRecord, status: str, before: dict[str, int]
 ) -> str:
-    """A section shown when the page's address ends in ``#trial-<N>`` (CSS :target)."""
+    """A section shown when the page's address ends in ``#trial-<N>`` (CSS :target).
+
+    Args:
+        record: the study.
+        trial: the trial to show.
+        status: its word in the trials table (``pareto.status``).
+        before: the original model's MACs per layer, shared by every trial's section.
+
+    Returns:
+        The HTML section: summary, failure, plan, technique notes and, for a completed
+        trial, its measurements, MACs per layer and the export command.
+    """
     parts = [f'<section class="detail" id="trial-{trial.number}">']
     title = f"Trial #{trial.number}: {trial.plan_short or 'original model'}"
     parts.append(f"<h3>{escape(title)} <a href='#trials'>(back to the table)</a></h3>")

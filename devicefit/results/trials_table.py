@@ -36,6 +36,18 @@ class Column:
 
 
 def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
+    """The columns of the trials table, after the trial number.
+
+    Per-device measurement columns appear only when some trial has a value for them; the
+    paired speed-up only when the study has confirmations.
+
+    Args:
+        record: the study.
+        front_numbers: the trial numbers of the front, for the status column.
+
+    Returns:
+        The columns, in display order.
+    """
     unit = f" {record.metric.unit}" if record.metric.unit else ""
     cols = [
         Column("status", lambda t: status(record, t, front_numbers), numeric=False),
@@ -90,6 +102,14 @@ def _interval(device: str) -> Callable[[TrialRecord], str | None]:
 
 def _paired(record: StudyRecord, device: str) -> Callable[[TrialRecord], str | None]:
     def speedup_text(trial: TrialRecord) -> str | None:
+        """The trial's confirmed speed-up over float32 on the device.
+
+        Args:
+            trial: the trial.
+
+        Returns:
+            e.g. '3.94× [3.90–3.98]', or None when not confirmed.
+        """
         speedup = confirmed(record, trial.number, device, "float32")
         return speedup.text() if speedup else None
 
@@ -101,6 +121,16 @@ def _scaled(value: Any, scale: float) -> float | None:
 
 
 def trials_table_html(record: StudyRecord, front_numbers: set[int]) -> str:
+    """The sortable table of every trial.
+
+    Args:
+        record: the study.
+        front_numbers: the trial numbers of the front.
+
+    Returns:
+        The HTML table; each row carries its status and number, numeric cells their raw
+        value in ``data-v``, and the number links to the trial's detail view.
+    """
     cols = columns(record, front_numbers)
     head = "<th data-type='num'>#</th>" + "".join(
         f"<th data-type='{'num' if c.numeric else 'text'}'>{escape(c.header)}</th>" for c in cols

@@ -30,7 +30,22 @@ _loaded: dict[TaskSpec, Task] = {}
 
 
 def load_task(spec: TaskSpec) -> Task:
-    """The task ``spec`` names, loaded once per process."""
+    """The task ``spec`` names, loaded once per process.
+
+    Args:
+        spec: a built-in task name or the user's model and data files, with the metric
+            and fine-tuning settings to apply.
+
+    Returns:
+        The loaded task, the same object for every later call with an equal ``spec``
+        until :func:`forget_task` or :func:`clear_loaded_tasks`.
+
+    Raises:
+        UsageError: the spec is inconsistent (a built-in task with ``--model``/``--data``,
+            an unknown task, a metric that does not fit it), the user's model, data or
+            metric fails its checks, or a metric of the user's own fails on the original
+            model's validation outputs.
+    """
     if spec not in _loaded:
         task = _load(spec)
         if spec.finetune_samples is not None:
@@ -42,7 +57,11 @@ def load_task(spec: TaskSpec) -> Task:
 
 
 def forget_task(spec: TaskSpec) -> None:
-    """Forget the task ``spec`` names in this process: the next load reads it again."""
+    """Forget the task ``spec`` names in this process: the next load reads it again.
+
+    Args:
+        spec: the spec the task was loaded by; one never loaded is ignored.
+    """
     _loaded.pop(spec, None)
 
 

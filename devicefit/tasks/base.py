@@ -29,7 +29,15 @@ class Splits:
 
 
 def take(labels: Any, index: Any) -> Any:
-    """``labels[index]``, for one array or a dict of them (a model with several outputs)."""
+    """``labels[index]``, for one array or a dict of them (a model with several outputs).
+
+    Args:
+        labels: a split's labels: one array, or a dict of arrays by output name.
+        index: what picks the rows (an int, a slice, an index array or a mask).
+
+    Returns:
+        The picked rows, in the same form as ``labels`` (a dict stays a dict).
+    """
     if isinstance(labels, dict):
         return {name: values[index] for name, values in labels.items()}
     return labels[index]
@@ -74,7 +82,15 @@ CALIBRATION_SAMPLES = 128
 
 def calibration_subset(x_train: np.ndarray, count: int = CALIBRATION_SAMPLES) -> np.ndarray:
     """``count`` inputs of ``x_train`` drawn without replacement by a fixed seed, kept in
-    their order (all of them when there are fewer), as float32."""
+    their order (all of them when there are fewer), as float32.
+
+    Args:
+        x_train: the task's training inputs.
+        count: how many to draw.
+
+    Returns:
+        A new float32 array of at most ``count`` rows, the same on every call.
+    """
     if len(x_train) <= count:
         return x_train.astype(np.float32)
     chosen = np.sort(np.random.default_rng(0).choice(len(x_train), size=count, replace=False))
@@ -87,7 +103,16 @@ T = TypeVar("T")
 def once_per_task(cache: dict[int, tuple[Task, Any]], task: Task, compute: Callable[[], T]) -> T:
     """``compute()`` once per task object in this process. Tasks are unhashable dataclasses,
     so ``cache`` is keyed by identity and keeps the task: a freed task's id, reused by a
-    new task, must not hand that one the old value."""
+    new task, must not hand that one the old value.
+
+    Args:
+        cache: the caller's module-level dict, one per kind of value; filled here.
+        task: the task the value belongs to.
+        compute: makes the value; called only when ``cache`` has none for ``task``.
+
+    Returns:
+        The value ``compute`` gave for this task object, computed now or earlier.
+    """
     entry = cache.get(id(task))
     if entry is None or entry[0] is not task:
         entry = cache[id(task)] = (task, compute())
@@ -107,6 +132,11 @@ class TaskSpec:
     output: str | None = None  # the output a built-in metric scores (several outputs)
 
     def label(self) -> str:
+        """A short name for the task in reports and file names.
+
+        Returns:
+            The built-in task's name, else the model file's name without its suffix.
+        """
         if self.builtin:
             return self.builtin
         from pathlib import Path

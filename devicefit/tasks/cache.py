@@ -31,7 +31,12 @@ CACHE_ENV = "DEVICEFIT_CACHE"
 
 
 def cache_root() -> Path:
-    """``$DEVICEFIT_CACHE``, else the platform's user cache folder + ``devicefit``."""
+    """``$DEVICEFIT_CACHE``, else the platform's user cache folder + ``devicefit``.
+
+    Returns:
+        The folder holding devicefit's caches (trained task models, loader reads); it
+        may not exist yet.
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     if sys.platform == "win32":
@@ -44,6 +49,14 @@ def cache_root() -> Path:
 
 
 def task_cache_dir(task: str) -> Path:
+    """The cache folder of one built-in task, created if absent.
+
+    Args:
+        task: the built-in task's name (its sub-folder of :func:`cache_root`).
+
+    Returns:
+        The folder, which exists on return.
+    """
     folder = cache_root() / task
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -65,6 +78,11 @@ class RichProgress(keras.callbacks.Callback):
         self._epoch = 0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        """Start the bar over every step of every epoch of the ``fit``.
+
+        Args:
+            logs: Keras's logs so far, if any (a loss shown in the description).
+        """
         epochs = int(self.params.get("epochs") or 1)
         steps = int(self.params.get("steps") or 1)
         self._progress = transient_bar(self.console)
@@ -72,13 +90,30 @@ class RichProgress(keras.callbacks.Callback):
         self._bar = self._progress.add_task(self._describe(logs), total=epochs * steps)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Note the epoch, for the bar's description.
+
+        Args:
+            epoch: the epoch starting, counted from 0.
+            logs: unused (Keras's callback signature).
+        """
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Advance the bar one step and show the latest loss.
+
+        Args:
+            batch: the step's index within the epoch (unused).
+            logs: Keras's logs of the step; its ``loss`` is shown.
+        """
         if self._progress is not None:
             self._progress.update(self._bar, advance=1, description=self._describe(logs))
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        """Stop the bar (it is transient: it leaves no line behind).
+
+        Args:
+            logs: unused (Keras's callback signature).
+        """
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -99,6 +134,16 @@ def cached_model(task: str, filename: str, train: Trainer, seed: int = 0) -> ker
     ``filename`` should carry a recipe version (``model-v1.keras``) so a changed
     recipe never loads a stale model. ``train`` gets the callbacks to pass to
     ``fit`` and returns the trained model; the global seed is set before it runs.
+
+    Args:
+        task: the built-in task's name: its cache sub-folder and the progress bar's label.
+        filename: the model file's name in that folder.
+        train: trains the model when no valid cached file exists.
+        seed: the global Keras seed set before ``train`` runs.
+
+    Returns:
+        The model as loaded from the cache file, uncompiled (also on the run that
+        trained it). A damaged cache file is retrained, not an error.
     """
     path = task_cache_dir(task) / filename
     model = _load_if_valid(path)
@@ -136,8 +181,16 @@ def uncompiled_copy(model: keras.Model) -> keras.Model:
     ``load_model`` cannot rebuild when it is a function of ours (fine-tuning's distillation
     loss). Rebuilt from its config the copy is uncompiled; ``clone_model`` would compile it.
 
-    Raises whatever ``from_config`` raises for a model it cannot rebuild (a subclassed
-    model without ``get_config``)."""
+    Args:
+        model: the model to save; left as it is.
+
+    Returns:
+        A new model of the same class and config, holding copies of ``model``'s weights.
+
+    Raises:
+        Exception: whatever ``from_config`` raises for a model it cannot rebuild (a
+            subclassed model without ``get_config``).
+    """
     plain = type(model).from_config(model.get_config())
     plain.set_weights(model.get_weights())
     return plain
@@ -157,6 +210,17 @@ def _save_atomically(model: keras.Model, path: Path) -> None:
 
 @contextlib.contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` for the ``with`` block, across processes.
+
+    On Windows (no ``fcntl``) nothing is locked: the atomic replace of the cache file
+    still keeps readers from a torn file, but two processes may both train.
+
+    Args:
+        lock_path: the lock file, created if absent and left in place afterwards.
+
+    Yields:
+        Nothing, once the lock is held (released when the block ends).
+    """
     try:
         import fcntl
     except ImportError:  # Windows: no lock; atomic replace still prevents torn files

@@ -49,12 +49,28 @@ LAYOUT = "splits.json"  # written last: a folder without it is incomplete
 
 def is_data_loader(text: str) -> bool:
     """Whether ``--data`` names a function (``target:function``) rather than a file or
-    folder (a path that exists wins: ``C:\\data.npz``)."""
+    folder (a path that exists wins: ``C:\\data.npz``).
+
+    Args:
+        text: the ``--data`` value as given.
+
+    Returns:
+        True for a loader spec, False for a path (an ``.npz``, an image folder, or a
+        folder a loader's read wrote).
+    """
     return ":" in text and not Path(text).exists()
 
 
 def loader_folder(spec: str) -> Path:
-    """Where the loader's reads are written: one sub-folder per read."""
+    """Where the loader's reads are written: one sub-folder per read.
+
+    Args:
+        spec: the loader, ``FILE.py:FUNCTION`` or ``MODULE:FUNCTION``; a relative file
+            is made absolute first, so one loader has one folder wherever it is run from.
+
+    Returns:
+        ``<cache>/data/<function>-<digest of spec>``; not created here.
+    """
     from devicefit.tasks.cache import cache_root
 
     spec = absolute_target(spec)
@@ -63,12 +79,28 @@ def loader_folder(spec: str) -> Path:
 
 
 def is_written_splits(path: str) -> bool:
-    """Whether ``path`` is a folder a loader's read wrote (``--data`` as workers get it)."""
+    """Whether ``path`` is a folder a loader's read wrote (``--data`` as workers get it).
+
+    Args:
+        path: the ``--data`` value.
+
+    Returns:
+        True only for a complete read (its layout file is written last).
+    """
     return (Path(path) / LAYOUT).is_file()
 
 
 def read_written_splits(path: str, dtype: Any) -> dict[str, Any]:
-    """A folder a loader's read wrote, as :func:`read_loader` gives it."""
+    """A folder a loader's read wrote, as :func:`read_loader` gives it.
+
+    Args:
+        path: the folder (``--data`` as workers get it).
+        dtype: the dtype a one-input model takes: its inputs are cast to it as rows are
+            read; each input of a model with several keeps its stored dtype.
+
+    Returns:
+        The splits by ``.npz`` key: inputs as :class:`DiskRows`, labels as arrays.
+    """
     return _read_splits(Path(path), dtype)
 
 
@@ -80,7 +112,23 @@ def read_loader(
     ...), inputs as DiskRows of ``dtype`` (``input_rank``: the model's input rank, batch
     axis included, or each input's by name for a model with several; their inputs keep
     the dtype the pipeline gave), and the folder written, which workers read instead of
-    running the loader."""
+    running the loader.
+
+    Args:
+        spec: the loader, ``FILE.py:FUNCTION`` or ``MODULE:FUNCTION``.
+        input_rank: the model's input rank (batch axis included), or each input's rank by
+            name: it tells a batched element from a single sample.
+        dtype: the dtype a one-input model's inputs are read as.
+
+    Returns:
+        The splits by ``.npz`` key, and the folder this read wrote (removed when this
+        process exits).
+
+    Raises:
+        UsageError: the loader cannot be imported or called, raises, or gives something
+            other than (inputs, labels) datasets of numbers with one sample shape, or a
+            dataset that never ends or is empty.
+    """
     parent = loader_folder(spec)
     parent.mkdir(parents=True, exist_ok=True)
     _sweep(parent)
@@ -92,7 +140,17 @@ def read_loader(
 
 
 def written_by_this_process(spec: str) -> Path:
-    """The folder this process's last read of ``spec`` wrote (KeyError before any)."""
+    """The folder this process's last read of ``spec`` wrote (KeyError before any).
+
+    Args:
+        spec: the loader, as given to :func:`read_loader` (relative or absolute).
+
+    Returns:
+        The folder workers are given as ``--data`` instead of the loader.
+
+    Raises:
+        KeyError: this process has not read ``spec`` yet.
+    """
     return _written[absolute_target(spec)]
 
 
@@ -242,7 +300,14 @@ def _label_file(split: str, name: str | None) -> str:
 
 def splits_digest(folder: str | Path) -> str:
     """One digest of every split's inputs and labels as a read wrote them: a resumed
-    study whose loader now gives other data is told so."""
+    study whose loader now gives other data is told so.
+
+    Args:
+        folder: a folder a loader's read wrote.
+
+    Returns:
+        16 hex digits, the same for the same data however the pipeline batched it.
+    """
     layout = json.loads((Path(folder) / LAYOUT).read_text())
     joined = ",".join(f"{split}:{layout[split]['digest']}" for split in sorted(layout))
     return hashlib.sha1(joined.encode()).hexdigest()[:16]

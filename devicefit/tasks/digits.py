@@ -35,7 +35,14 @@ EPOCHS = 6
 
 
 def load_data(seed: int = SEED) -> Splits:
-    """60/20/20 stratified split of the 1,797 digits, upscaled to 32x32x1 in [0, 1]."""
+    """60/20/20 stratified split of the 1,797 digits, upscaled to 32x32x1 in [0, 1].
+
+    Args:
+        seed: the splits' random state; the default gives the task's own splits.
+
+    Returns:
+        Float32 images of shape (n, 32, 32, 1) with int64 class labels 0..9 per split.
+    """
     from skimage.transform import resize
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -57,10 +64,23 @@ def load_data(seed: int = SEED) -> Splits:
 
 
 def build_model() -> keras.Model:
-    """Conv 32-64-64-64 / pool / conv 64-64 / pool / dense 1024 / dense 10 (logits)."""
+    """Conv 32-64-64-64 / pool / conv 64-64 / pool / dense 1024 / dense 10 (logits).
+
+    Returns:
+        A new, untrained and uncompiled model taking (batch, 32, 32, 1) images.
+    """
     layers = keras.layers
 
     def conv_bn_relu(filters: int, name: str) -> list[keras.layers.Layer]:
+        """A 3x3 convolution, batch norm and ReLU, for one block of the stack.
+
+        Args:
+            filters: the convolution's output channels.
+            name: the block's name, the prefix of its three layers' names.
+
+        Returns:
+            The three layers, in order, to unpack into the Sequential.
+        """
         # Bias-free convs before batch norm: the BN offset makes a bias redundant.
         # momentum 0.9: with ~100 steps of training the default 0.99 leaves the
         # moving statistics far from the data and inference accuracy collapses.
@@ -96,6 +116,15 @@ def build_model() -> keras.Model:
 
 
 def train_model(data: Splits, callbacks: list[keras.callbacks.Callback]) -> keras.Model:
+    """Train a new :func:`build_model` on the training split (Adam, cosine decay).
+
+    Args:
+        data: the task's splits; only the training split is used.
+        callbacks: passed to ``fit`` (the cache's progress bar).
+
+    Returns:
+        The trained model, still compiled (the cache saves an uncompiled copy).
+    """
     model = build_model()
     steps = EPOCHS * int(np.ceil(len(data.x_train) / 32))
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, steps, alpha=0.02)
@@ -116,7 +145,19 @@ def train_model(data: Splits, callbacks: list[keras.callbacks.Callback]) -> kera
 
 
 def load(metric: str | None = None) -> Task:
-    """The digits task; trains and caches the model on first use."""
+    """The digits task; trains and caches the model on first use.
+
+    Args:
+        metric: ``--metric``: a built-in classification metric or a user's
+            ``FILE.py:FUNCTION``; None for accuracy.
+
+    Returns:
+        The task, shipped at input shape (1, 32, 32, 1).
+
+    Raises:
+        UsageError: ``metric`` is not a known metric, or the user's function it names
+            cannot be loaded.
+    """
     data = load_data()
     model = cached_model(
         NAME, f"digits-cnn-{RECIPE}.keras", lambda cbs: train_model(data, cbs), seed=SEED

@@ -76,7 +76,17 @@ class LazyImages(LazyRows):
 
 
 def parse_image_size(text: Any) -> tuple[int, int]:
-    """``"64,64"`` or ``[64, 64]`` as (height, width); a UsageError otherwise."""
+    """``"64,64"`` or ``[64, 64]`` as (height, width); a UsageError otherwise.
+
+    Args:
+        text: ``--image-size`` as given: a flag's text, or a list from the study file.
+
+    Returns:
+        The (height, width) in pixels, both at least 1.
+
+    Raises:
+        UsageError: ``text`` is not two positive integers.
+    """
     size: tuple[int, ...] = ()
     if isinstance(text, str):
         try:
@@ -93,7 +103,22 @@ def parse_image_size(text: Any) -> tuple[int, int]:
 
 
 def read_image_folder(path_text: str, size: tuple[int, int], channels: int) -> Splits:
-    """The folder's train, validation and test splits (see the module docstring)."""
+    """The folder's train, validation and test splits (see the module docstring).
+
+    Args:
+        path_text: the ``--data`` folder.
+        size: the (height, width) every image is resized to.
+        channels: the model's input channels: 1 (grayscale) or 3 (RGB).
+
+    Returns:
+        Per split a :class:`LazyImages` (nothing decoded yet) and int64 labels, the
+        index of each image's class folder in sorted order.
+
+    Raises:
+        UsageError: fewer than two class folders, a class folder missing from a split or
+            holding no images, a file that is not an image, a class too small to split,
+            or a split left without images.
+    """
     root = Path(path_text)
     if all((root / split).is_dir() for split in SPLIT_FOLDERS[:2]):
         classes = _class_names(root / "train")

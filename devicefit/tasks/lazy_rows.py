@@ -28,11 +28,26 @@ class LazyRows:
         raise NotImplementedError
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """The rows numbered ``rows`` (in that order) as one array of ``dtype``."""
+        """The rows numbered ``rows`` (in that order) as one array of ``dtype``.
+
+        Args:
+            rows: row numbers of this split, ``0..len-1``.
+
+        Returns:
+            A new array of shape ``(len(rows), *sample_shape)``.
+        """
         raise NotImplementedError
 
     def subset(self, rows: np.ndarray) -> LazyRows:
-        """The rows numbered ``rows`` as another lazy split."""
+        """The rows numbered ``rows`` as another lazy split.
+
+        Args:
+            rows: row numbers of this split, ``0..len-1``; they become rows ``0..`` of the
+                subset, in that order.
+
+        Returns:
+            A lazy split of the same kind and dtype; nothing is read.
+        """
         raise NotImplementedError
 
     @property
@@ -62,12 +77,28 @@ class LazyRows:
 
     def astype(self, dtype: Any, copy: bool = True) -> Any:
         """``copy=False`` (how a task casts its splits) stays lazy, cast as rows are read;
-        a copy reads every row."""
+        a copy reads every row.
+
+        Args:
+            dtype: the dtype rows are to have.
+            copy: False to stay lazy; True reads the whole split into memory.
+
+        Returns:
+            A lazy split (``copy=False``), else an array of every row.
+        """
         if not copy:
             return self.with_dtype(dtype)
         return self[:].astype(dtype)
 
     def with_dtype(self, dtype: Any) -> LazyRows:
+        """This split with its rows read as ``dtype``; nothing is read now.
+
+        Args:
+            dtype: the dtype rows are cast to as they are read.
+
+        Returns:
+            A shallow copy (it shares this split's files or paths).
+        """
         other = copy.copy(self)
         other.dtype = np.dtype(dtype)
         return other
@@ -78,7 +109,14 @@ class LazyRows:
 
 
 def is_lazy(x: Any) -> bool:
-    """Whether ``x`` is a lazy split (read a batch at a time) rather than an array."""
+    """Whether ``x`` is a lazy split (read a batch at a time) rather than an array.
+
+    Args:
+        x: a split's inputs.
+
+    Returns:
+        True for any :class:`LazyRows` (loader files, image folders, several inputs).
+    """
     return isinstance(x, LazyRows)
 
 

@@ -53,6 +53,14 @@ class NamedInputs(LazyRows):
     def read(  # type: ignore[override]  # several inputs' rows: a dict, not one array
         self, rows: np.ndarray
     ) -> dict[str, np.ndarray]:
+        """The rows numbered ``rows`` of every input.
+
+        Args:
+            rows: row numbers, ``0..len-1``, in the order wanted.
+
+        Returns:
+            Input name -> an array of those rows (lazy inputs are read now).
+        """
         return {
             name: values.read(rows) if is_lazy(values) else np.asarray(values[rows])
             for name, values in self.arrays.items()
@@ -63,7 +71,15 @@ class NamedInputs(LazyRows):
 
     def astype(self, dtype: Any, copy: bool = True) -> NamedInputs:
         """Float inputs cast to ``dtype``; integer inputs (token or category ids, which
-        an Embedding takes) keep theirs. ``copy=True`` reads every row into memory."""
+        an Embedding takes) keep theirs. ``copy=True`` reads every row into memory.
+
+        Args:
+            dtype: the dtype for the float inputs.
+            copy: False keeps lazy inputs lazy (cast as rows are read).
+
+        Returns:
+            New named inputs; this one is left as it is.
+        """
         wanted = np.dtype(dtype)
         return NamedInputs(
             {
@@ -75,18 +91,43 @@ class NamedInputs(LazyRows):
         )
 
     def with_dtypes(self, dtypes: dict[str, Any]) -> NamedInputs:
-        """Each input cast (lazily where it is lazy) to the dtype its model input takes."""
+        """Each input cast (lazily where it is lazy) to the dtype its model input takes.
+
+        Args:
+            dtypes: input name -> dtype, for every input.
+
+        Returns:
+            New named inputs; this one is left as it is.
+        """
         return NamedInputs(
             {name: _cast(values, np.dtype(dtypes[name]), False) for name, values in self.items()}
         )
 
     def with_dtype(self, dtype: Any) -> NamedInputs:
+        """``astype(dtype, copy=False)``: float inputs cast lazily, integer ones kept.
+
+        Args:
+            dtype: the dtype for the float inputs.
+
+        Returns:
+            New named inputs; nothing is read.
+        """
         return self.astype(dtype, copy=False)
 
     def items(self) -> Any:
+        """Each input's values by name, as ``dict.items`` gives them.
+
+        Returns:
+            (name, array or lazy split) pairs, in the model's input order.
+        """
         return self.arrays.items()
 
     def setflags(self, write: bool) -> None:
+        """Set the writeable flag of every input held as an array (lazy ones have none).
+
+        Args:
+            write: False to make them read-only (inputs shared by every candidate).
+        """
         for values in self.arrays.values():
             if isinstance(values, np.ndarray):
                 values.setflags(write=write)
@@ -102,17 +143,40 @@ def _cast(values: Any, dtype: np.dtype, copy: bool) -> Any:
 
 
 def input_names(model: Any) -> tuple[str, ...]:
-    """The model's input names, in the order of ``model.inputs``."""
+    """The model's input names, in the order of ``model.inputs``.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        The names the data's ``x_<split>_<input>`` arrays and the TFLite signature use.
+    """
     return tuple(tensor.name for tensor in model.inputs)
 
 
 def has_several_inputs(x: Any) -> bool:
+    """Whether ``x`` is the inputs of a model with several inputs.
+
+    Args:
+        x: a split's inputs.
+
+    Returns:
+        True for :class:`NamedInputs`, False for an array or a one-input lazy split.
+    """
     return isinstance(x, NamedInputs)
 
 
 def rows_of_one(x: Any, count: int) -> list[Any]:
     """The first ``count`` rows of ``x``, each as a batch of one: an array, or for several
-    inputs a dict by input name (as a TFLite signature takes them)."""
+    inputs a dict by input name (as a TFLite signature takes them).
+
+    Args:
+        x: a split's inputs: an array, a lazy split or :class:`NamedInputs`.
+        count: how many rows at most.
+
+    Returns:
+        One item per row, ``min(count, len(x))`` of them; every row is read.
+    """
     head = x[:count]
     if isinstance(head, dict):
         rows = len(next(iter(head.values())))
@@ -122,20 +186,44 @@ def rows_of_one(x: Any, count: int) -> list[Any]:
 
 def first_rows(x: Any, count: int) -> Any:
     """The first ``count`` rows of ``x`` as the same kind of split (an array stays an
-    array, several inputs stay :class:`NamedInputs`)."""
+    array, several inputs stay :class:`NamedInputs`).
+
+    Args:
+        x: a split's inputs.
+        count: how many rows at most.
+
+    Returns:
+        At most ``count`` rows: a :class:`NamedInputs` subset is not read; a one-input
+        lazy split is read into an array.
+    """
     if has_several_inputs(x):
         return x[np.arange(min(count, len(x)))]
     return x[:count]
 
 
 def feed(x: Any) -> Any:
-    """``x`` as a Keras model takes it in one call: the array, or a dict by input name."""
+    """``x`` as a Keras model takes it in one call: the array, or a dict by input name.
+
+    Args:
+        x: a split's inputs.
+
+    Returns:
+        ``x`` itself, or for several inputs every row read, as a dict by input name.
+    """
     return x[:] if has_several_inputs(x) else x
 
 
 def content_digest(x: Any) -> str:
     """A SHA-1 of ``x``'s dtype, shape and values (every input's, by name, for several
-    inputs)."""
+    inputs).
+
+    Args:
+        x: inputs to key a cache by: an array, a lazy split or :class:`NamedInputs` (lazy
+            ones are read whole).
+
+    Returns:
+        The hex digest: equal inputs give equal digests in any process.
+    """
     import hashlib
 
     digest = hashlib.sha1()

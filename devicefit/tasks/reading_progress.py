@@ -18,7 +18,15 @@ from rich.progress import (
 
 def transient_bar(console: Console) -> Progress:
     """A bar with count, elapsed time and ETA that disappears when done, drawn only when
-    ``console`` is a terminal (a log file gets no bar frames)."""
+    ``console`` is a terminal (a log file gets no bar frames).
+
+    Args:
+        console: where the bar is drawn (stderr's console, in practice).
+
+    Returns:
+        A progress display with no task yet, not started: the caller adds its task and
+        starts and stops it.
+    """
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -52,7 +60,12 @@ class ReadingProgress:
         self.progress.stop()
 
     def advance(self, rows: int) -> None:
-        """One element read, holding ``rows`` samples."""
+        """One element read, holding ``rows`` samples.
+
+        Args:
+            rows: the samples in the element (1 for an unbatched one), added to the count
+                the bar shows.
+        """
         self.rows += rows
         self.progress.update(self.bar, advance=1, description=self._describe())
 

@@ -48,7 +48,14 @@ FLAT_STD = 0.02  # crops whose ground truth varies less than this are skipped
 
 
 def luma(image: np.ndarray) -> np.ndarray:
-    """BT.601 Y in [0, 1] (16..235 of 255) of a grey, RGB or RGBA uint8 image."""
+    """BT.601 Y in [0, 1] (16..235 of 255) of a grey, RGB or RGBA uint8 image.
+
+    Args:
+        image: a photo as ``skimage.data`` gives it: (H, W), (H, W, 3) or (H, W, 4).
+
+    Returns:
+        The (H, W) float32 luma channel.
+    """
     from skimage.color import gray2rgb, rgb2ycbcr, rgba2rgb
 
     if image.ndim == 2:
@@ -59,7 +66,14 @@ def luma(image: np.ndarray) -> np.ndarray:
 
 
 def degrade(target: np.ndarray) -> np.ndarray:
-    """Shrink x3 with anti-aliasing, then bicubic upscale back: the model's input."""
+    """Shrink x3 with anti-aliasing, then bicubic upscale back: the model's input.
+
+    Args:
+        target: a ground-truth (H, W) luma image in [0, 1].
+
+    Returns:
+        The blurred (H, W) float32 image in [0, 1] the model learns to sharpen.
+    """
     from skimage.transform import resize
 
     h, w = target.shape
@@ -68,7 +82,14 @@ def degrade(target: np.ndarray) -> np.ndarray:
 
 
 def photo_pair(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(bicubic input, ground-truth Y) of one bundled photo, cropped to a multiple of 3."""
+    """(bicubic input, ground-truth Y) of one bundled photo, cropped to a multiple of 3.
+
+    Args:
+        name: the ``skimage.data`` function of the photo, e.g. ``"camera"``.
+
+    Returns:
+        The model input and its target, both (H, W) float32 of the same size.
+    """
     from skimage import data
 
     y = luma(getattr(data, name)())
@@ -84,7 +105,14 @@ def _textured(target: np.ndarray) -> bool:
 
 
 def grid_crops(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Non-overlapping textured 64x64 crops of each photo (input, target), NHWC."""
+    """Non-overlapping textured 64x64 crops of each photo (input, target), NHWC.
+
+    Args:
+        pairs: (input, target) photos as :func:`photo_pair` gives them.
+
+    Returns:
+        Inputs and targets of shape (n, 64, 64, 1), crops too flat to teach skipped.
+    """
     xs, ys = [], []
     for x, y in pairs:
         for i in range(0, y.shape[0] - CROP + 1, CROP):
@@ -98,7 +126,16 @@ def grid_crops(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
 def random_patches(
     pairs: list[tuple[np.ndarray, np.ndarray]], count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random textured 64x64 training patches."""
+    """Random textured 64x64 training patches.
+
+    Args:
+        pairs: (input, target) photos as :func:`photo_pair` gives them.
+        count: how many patches to draw (patches may overlap or repeat).
+        rng: draws the photos and positions; the caller's seed makes them repeatable.
+
+    Returns:
+        Inputs and targets of shape (count, 64, 64, 1).
+    """
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     while len(xs) < count:
@@ -114,6 +151,15 @@ def random_patches(
 
 
 def load_data(seed: int = SEED) -> Splits:
+    """Training patches of the training photos; validation and test crops of others.
+
+    Args:
+        seed: draws the training patches and the validation crops kept; the default
+            gives the task's own splits.
+
+    Returns:
+        Bicubic inputs with their ground-truth Y as labels, (n, 64, 64, 1) float32.
+    """
     rng = np.random.default_rng(seed)
     x_train, y_train = random_patches([photo_pair(n) for n in TRAIN_PHOTOS], TRAIN_PATCHES, rng)
     x_val, y_val = grid_crops(photo_pair(n) for n in VAL_PHOTOS)
@@ -123,7 +169,11 @@ def load_data(seed: int = SEED) -> Splits:
 
 
 def build_model() -> keras.Model:
-    """SRCNN 9-5-5 (64 and 32 filters), any input size."""
+    """SRCNN 9-5-5 (64 and 32 filters), any input size.
+
+    Returns:
+        A new, untrained and uncompiled model mapping (batch, H, W, 1) to the same shape.
+    """
     layers = keras.layers
     return keras.Sequential(
         [
@@ -145,6 +195,9 @@ def start_as_bicubic(model: keras.Model) -> None:
     image through; here channel 0 of each layer is a centred delta (inputs are
     >= 0, so ReLU keeps them), the output layer's other weights start at zero,
     and training only has to learn the detail bicubic misses.
+
+    Args:
+        model: an SRCNN from :func:`build_model`; its weights are overwritten in place.
     """
     first, mid, last = model.layers
     for layer, tap in ((first, 4), (mid, 2)):
@@ -160,6 +213,15 @@ def start_as_bicubic(model: keras.Model) -> None:
 
 
 def train_model(data: Splits, callbacks: list[keras.callbacks.Callback]) -> keras.Model:
+    """Train a new SRCNN, started as bicubic, for one epoch over the training patches.
+
+    Args:
+        data: the task's splits; only the training split is used.
+        callbacks: passed to ``fit`` (the cache's progress bar).
+
+    Returns:
+        The trained model, still compiled (the cache saves an uncompiled copy).
+    """
     model = build_model()
     start_as_bicubic(model)
     steps = int(np.ceil(len(data.x_train) / BATCH))
@@ -174,7 +236,20 @@ def train_model(data: Splits, callbacks: list[keras.callbacks.Callback]) -> kera
 
 
 def load(metric: str | None = None) -> Task:
-    """The sr task; trains and caches the model on first use."""
+    """The sr task; trains and caches the model on first use.
+
+    Args:
+        metric: ``--metric``: a built-in regression metric or a user's
+            ``FILE.py:FUNCTION``; None for PSNR.
+
+    Returns:
+        The task, shipped at input shape (1, 64, 64, 1), with the test split's bicubic
+        PSNR in its ``info``.
+
+    Raises:
+        UsageError: ``metric`` is not a known metric, or the user's function it names
+            cannot be loaded.
+    """
     data = load_data()
     model = cached_model(
         NAME, f"srcnn-x3-{RECIPE}.keras", lambda cbs: train_model(data, cbs), seed=SEED

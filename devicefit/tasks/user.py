@@ -44,7 +44,21 @@ import keras  # noqa: E402 - after silence_tensorflow()
 
 
 def load_user_task(spec: TaskSpec) -> Task:
-    """The user's model and data, checked; the metric defaults by the labels given."""
+    """The user's model and data, checked; the metric defaults by the labels given.
+
+    Args:
+        spec: ``--model``, ``--data`` (an ``.npz``, an image folder, a loader or the
+            folder a loader's read wrote) and the ``--metric``, ``--output`` and
+            ``--image-size`` given with them.
+
+    Returns:
+        The task, its inputs cast to the dtype the model takes; its ``info`` names the
+        files (and a loader's data digest, which a resumed study compares).
+
+    Raises:
+        UsageError: ``--model`` or ``--data`` is missing, the model does not load, or the
+            data, metric or flags do not fit the model.
+    """
     if not spec.model_path:
         raise UsageError("--model: a model path is required when no --task is given")
     if not spec.data_path:
@@ -93,7 +107,15 @@ def _read_arrays(data: str, model: keras.Model) -> dict[str, Any]:
 
 
 def expected_inputs(model: keras.Model) -> tuple | dict[str, tuple]:
-    """The sample shape the model takes: one tuple, or one per input name."""
+    """The sample shape the model takes: one tuple, or one per input name.
+
+    Args:
+        model: the user's model.
+
+    Returns:
+        The shape without the batch axis, None where a size is free; a dict by input
+        name for a model with several inputs.
+    """
     if len(model.inputs) == 1:
         return tuple(model.inputs[0].shape[1:])
     return {t.name: tuple(t.shape[1:]) for t in model.inputs}
@@ -135,7 +157,19 @@ def _data_digest(data: str) -> dict[str, str]:
 
 def load_user_model(path_text: str) -> keras.Model:
     """A Keras model from .keras, .h5 or a SavedModel folder; one with several inputs must
-    have fixed input sizes."""
+    have fixed input sizes.
+
+    Args:
+        path_text: ``--model``.
+
+    Returns:
+        The model, uncompiled; one with several inputs rebuilt to take them as a list.
+
+    Raises:
+        UsageError: the path does not exist, is of another kind, does not load as a
+            Keras model, or is a model with several inputs of which one has a free size
+            (or a plain SavedModel with more than one input or output).
+    """
     path = Path(path_text)
     if not path.exists():
         raise UsageError(f"--model: file not found: {path}")
@@ -299,9 +333,26 @@ def _cast_inputs(splits: Splits, model: keras.Model) -> Splits:
 
 
 def relabel_with_model(model: keras.Model, splits: Splits) -> Splits:
-    """Labels = the model's own top-1 predictions, for the ``fidelity`` metric."""
+    """Labels = the model's own top-1 predictions, for the ``fidelity`` metric.
+
+    Args:
+        model: the original model.
+        splits: the task's splits; their labels are ignored (placeholders, or the data's).
+
+    Returns:
+        New splits with the same inputs and, as labels, the int64 class index the model
+        scores highest per sample.
+    """
 
     def top1(x: np.ndarray) -> np.ndarray:
+        """The model's highest-scoring class per row of ``x``.
+
+        Args:
+            x: one split's inputs, an array or a lazy split.
+
+        Returns:
+            An int64 class index per row.
+        """
         # Inputs on disk are read a batch at a time; arrays go through predict as before.
         if is_lazy(x):
             scores = np.asarray(eager_predict(model, x))

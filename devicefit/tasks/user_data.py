@@ -24,6 +24,18 @@ SPLITS = ("train", "val", "test")
 
 
 def read_npz(path_text: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read without unpickling (data files are untrusted).
+
+    Args:
+        path_text: ``--data``.
+
+    Returns:
+        Key -> array, each read into memory.
+
+    Raises:
+        UsageError: the file is missing, is not a zip archive, or does not read as an
+            ``.npz`` without pickles.
+    """
     path = Path(path_text)
     if not path.is_file():
         raise UsageError(f"--data: file not found: {path}")
@@ -39,7 +51,15 @@ def read_npz(path_text: str) -> dict[str, np.ndarray]:
 
 
 def default_metric(arrays: dict[str, np.ndarray]) -> str:
-    """Without --metric: agreement with the model if there are no labels, else by label type."""
+    """Without --metric: agreement with the model if there are no labels, else by label type.
+
+    Args:
+        arrays: the data's arrays by key; only ``y_train`` is looked at.
+
+    Returns:
+        ``"fidelity"`` without labels, ``"accuracy"`` for integer or one-hot labels,
+        else ``"mse"``.
+    """
     y = arrays.get("y_train")
     if y is None:
         return "fidelity"
@@ -52,9 +72,35 @@ def make_splits(
 ) -> Splits:
     """Splits from the arrays; without a test split the validation split is halved. With
     several ``outputs`` the labels of each split are a dict by output name, read from
-    ``y_<split>_<output>``."""
+    ``y_<split>_<output>``.
+
+    Args:
+        arrays: the data's arrays by key (an ``.npz``'s, or a loader's read).
+        path: ``--data``, named in errors.
+        labels_required: False where labels may be left out (``fidelity``): splits
+            without them get placeholder labels.
+        outputs: the model's output names when it has several; empty for one.
+
+    Returns:
+        The train, validation and test splits.
+
+    Raises:
+        UsageError: an array is missing, a split has no samples, inputs and labels differ
+            in length, or there is no test split and too few validation samples to halve.
+    """
 
     def need(key: str) -> np.ndarray:
+        """The array ``key`` of the data.
+
+        Args:
+            key: e.g. ``"x_train"``.
+
+        Returns:
+            The array.
+
+        Raises:
+            UsageError: the data has no such array.
+        """
         if key not in arrays:
             raise UsageError(f"--data: {path} lacks {key}")
         return arrays[key]
@@ -134,7 +180,20 @@ def _fits(shape: tuple, expected: tuple) -> bool:
 
 def group_inputs(arrays: dict[str, Any], names: tuple[str, ...], path: str) -> dict[str, Any]:
     """The arrays with each split's ``x_<split>_<input>`` arrays (a model with several
-    inputs) gathered into one :class:`NamedInputs` under ``x_<split>``."""
+    inputs) gathered into one :class:`NamedInputs` under ``x_<split>``.
+
+    Args:
+        arrays: the data's arrays by key.
+        names: the model's input names.
+        path: ``--data``, named in errors.
+
+    Returns:
+        A new dict: ``arrays`` plus an ``x_<split>`` per split present (a test split may
+        be left out altogether).
+
+    Raises:
+        UsageError: a split lacks one input's array, or its inputs differ in length.
+    """
     grouped = dict(arrays)
     for split in SPLITS:
         keys = [f"x_{split}_{name}" for name in names]
@@ -159,7 +218,20 @@ def group_inputs(arrays: dict[str, Any], names: tuple[str, ...], path: str) -> d
 
 def check_inputs(splits: Splits, expected: tuple | dict[str, tuple]) -> tuple[int, ...]:
     """The concrete sample shape: the model's ``expected`` with free dims taken from x_train
-    (for several inputs, ``expected`` by input name, and the first input's shape)."""
+    (for several inputs, ``expected`` by input name, and the first input's shape).
+
+    Args:
+        splits: the task's splits.
+        expected: the model's sample shape(s), as ``expected_inputs`` in tasks/user.py
+            gives them, None where a size is free.
+
+    Returns:
+        The sample shape the TFLite file is converted at (batch axis not included).
+
+    Raises:
+        UsageError: ``x_train`` does not fit the model, or another split's samples differ
+            from it in shape.
+    """
     if isinstance(expected, dict):
         return _check_named_inputs(splits, expected)
     got = tuple(splits.x_train.shape[1:])
@@ -178,7 +250,17 @@ def check_inputs(splits: Splits, expected: tuple | dict[str, tuple]) -> tuple[in
 
 
 def check_labels(splits: Splits, output: tuple, metric: Metric) -> None:
-    """Labels the metric can compare with the model's ``output`` (sample shape)."""
+    """Labels the metric can compare with the model's ``output`` (sample shape).
+
+    Args:
+        splits: the task's splits (one output's labels).
+        output: the model output's sample shape, None where a size is free.
+        metric: its kind picks the check: element-wise shapes for regression, class
+            indices or one-hot rows for classification.
+
+    Raises:
+        UsageError: a split's labels do not fit, naming the split and what was expected.
+    """
     classes = int(np.prod(output)) if None not in output else None
     for split in SPLITS:
         y = getattr(splits, f"y_{split}")
