@@ -274,12 +274,49 @@ def benchmark(
     """
     spec = {**DEFAULT_SPEC, **spec}
     sensors = sensors or Sensors()
+    readings = _readings_before(sensors, spec)
+    first = _first_load(model_content, spec)
+    readings["huge_pages_mb"] = huge_pages_mb()
+    attempts = _attempts(first, model_content, spec, sensors, cores)
+    kept = min(attempts, key=lambda a: a.disturbance)
+    readings.update(_readings_after(kept, sensors))
+    result = _result_fields(first, attempts, kept, spec, cores)
+    _add_readings(result, readings, kept.load, cores)
+    if int(spec["op_profile_runs"]) > 0:
+        # Warm, on the same cores, right after the timed runs; LiteRT's compiled model, not
+        # the interpreter timed above, so its run time is reported beside the median, not as
+        # it. In a child process: a native failure there must not cost this measurement.
+        _add_op_profile(result, model_content, spec)
+    return result
+
+
+@dataclass
+class _FirstLoad:
+    """The file's first load, warm, and what loading and first running it cost."""
+
+    interp: Any
+    cls: Any
+    runtime: str
+    init_ms: float
+    first_inference_ms: float
+    warmup_runs: int
+    rss_before_mb: float
+    peak_mb: float
+
+
+def _readings_before(sensors: Sensors, spec: dict[str, Any]) -> dict[str, Reading]:
+    """The cool-down wait (when asked for) and the temperature before the model loads."""
     readings: dict[str, Reading] = {}
     if spec["cooldown_c"] is not None:
         readings["cooldown_s"] = sensors.cool_down(
             float(spec["cooldown_c"]), float(spec["cooldown_timeout_s"])
         )
     readings["temperature_before_c"] = sensors.temperature_c()
+    return readings
+
+
+def _first_load(model_content: bytes, spec: dict[str, Any]) -> _FirstLoad:
+    """Load the file, time the loading and the first run, and warm it up."""
     cls, runtime = interpreter_class()
     rss_before = _rss_mb()
     start = time.perf_counter()
@@ -292,27 +329,55 @@ def benchmark(
     warm = warm_up(interp, int(spec["warmup"]), float(spec["warmup_seconds"]))
     # Memory of the first load alone: the later ones replace it, one at a time.
     peak = _rss_mb()
-    readings["huge_pages_mb"] = huge_pages_mb()
+    return _FirstLoad(interp, cls, runtime, init_ms, first_ms, warm, rss_before, peak)
+
+
+def _attempts(
+    first: _FirstLoad,
+    model_content: bytes,
+    spec: dict[str, Any],
+    sensors: Sensors,
+    cores: list[int] | None,
+) -> list[_Attempt]:
+    """The timed runs, taken again while the host disturbed them (``max_remeasures`` times
+    at most); every attempt, with the host load and energy over it."""
     attempts: list[_Attempt] = []
     while True:
         energy_before, counters = sensors.energy_uj(), read_counters()
-        times, wall_s, invokes, medians = _timed_placements(interp, cls, model_content, spec)
+        times, wall_s, invokes, medians = _timed_placements(
+            first.interp, first.cls, model_content, spec
+        )
         load = load_between(counters, read_counters(), set(cores) if cores else None)
         energy = sensors.energy_between(energy_before, sensors.energy_uj())
         attempts.append(_Attempt(times, wall_s, load, energy, invokes, medians))
         if not disturbed(load) or len(attempts) > int(spec["max_remeasures"]):
-            break
-    kept = min(attempts, key=lambda a: a.disturbance)
-    readings["energy_mj"] = kept.energy
-    readings["energy_per_inference_mj"] = Reading(
-        None if kept.energy.value is None else kept.energy.value / kept.invokes,
-        kept.energy.reason,
-    )
-    readings["cpu_freq_mhz"] = sensors.cpu_freq_mhz()
-    readings["temperature_after_c"] = sensors.temperature_c()
+            return attempts
+
+
+def _readings_after(kept: _Attempt, sensors: Sensors) -> dict[str, Reading]:
+    """The kept attempt's energy, then the clock and temperature after the last run."""
+    return {
+        "energy_mj": kept.energy,
+        "energy_per_inference_mj": Reading(
+            None if kept.energy.value is None else kept.energy.value / kept.invokes,
+            kept.energy.reason,
+        ),
+        "cpu_freq_mhz": sensors.cpu_freq_mhz(),
+        "temperature_after_c": sensors.temperature_c(),
+    }
+
+
+def _result_fields(
+    first: _FirstLoad,
+    attempts: list[_Attempt],
+    kept: _Attempt,
+    spec: dict[str, Any],
+    cores: list[int] | None,
+) -> dict[str, Any]:
+    """The measurement's fields from its run times, loading and host load (no readings)."""
     arr = kept.times
     median, low, high = median_interval(arr)
-    result: dict[str, Any] = {
+    return {
         "median_ms": median,
         "median_low_ms": low,
         "median_high_ms": high,
@@ -324,39 +389,45 @@ def benchmark(
         "wall_s": kept.wall_s,
         "threads": int(spec["threads"]),
         "cores": cores,
-        "warmup_runs": warm,
-        "init_ms": init_ms,
-        "first_inference_ms": first_ms,
-        "peak_memory_mb": peak,
-        "model_memory_mb": max(0.0, peak - rss_before),
-        "runtime": runtime,
+        "warmup_runs": first.warmup_runs,
+        "init_ms": first.init_ms,
+        "first_inference_ms": first.first_inference_ms,
+        "peak_memory_mb": first.peak_mb,
+        "model_memory_mb": max(0.0, first.peak_mb - first.rss_before_mb),
+        "runtime": first.runtime,
         "energy_source": kept.energy.source,
         "remeasured": len(attempts) - 1,
         "placement_medians_ms": kept.medians,
         "disturbed": disturbed(kept.load),
         **_load_fields(kept.load),
     }
+
+
+def _add_readings(
+    result: dict[str, Any],
+    readings: dict[str, Reading],
+    load: HostLoad | None,
+    cores: list[int] | None,
+) -> None:
+    """Add the sensor readings to ``result``, and under ``unavailable`` why any is missing."""
     result.update({name: r.value for name, r in readings.items()})
     result["unavailable"] = {
         name: r.reason or "not read" for name, r in readings.items() if r.value is None
     }
-    if kept.load is None:
+    if load is None:
         result["unavailable"].update(dict.fromkeys(LOAD_FIELDS, "no /proc/stat on this system"))
     if cores is None:
         result["unavailable"]["cores"] = "not pinned (asked for every core, or not Linux)"
-    if int(spec["op_profile_runs"]) > 0:
-        # Warm, on the same cores, right after the timed runs; LiteRT's compiled model, not
-        # the interpreter timed above, so its run time is reported beside the median, not as
-        # it. In a child process: a native failure there must not cost this measurement.
-        profile = profile_in_child(
-            model_content, int(spec["threads"]), int(spec["op_profile_runs"])
-        )
-        if "unavailable" in profile:
-            result["op_profile"] = None
-            result["unavailable"]["op_profile"] = profile["unavailable"]
-        else:
-            result["op_profile"] = profile
-    return result
+
+
+def _add_op_profile(result: dict[str, Any], model_content: bytes, spec: dict[str, Any]) -> None:
+    """Add the op-by-op profile of ``op_profile_runs`` runs, or why there is none."""
+    profile = profile_in_child(model_content, int(spec["threads"]), int(spec["op_profile_runs"]))
+    if "unavailable" in profile:
+        result["op_profile"] = None
+        result["unavailable"]["op_profile"] = profile["unavailable"]
+    else:
+        result["op_profile"] = profile
 
 
 LOAD_FIELDS = ("steal_pct", "core_shared_pct", "other_load_cpus")
@@ -408,23 +479,7 @@ def interleaved(
     # A round another process or the hypervisor took the measuring core from is measured
     # again (up to half as many rounds more): one disturbed block skews that round's ratio.
     while round_index < wanted:
-        order = list(range(len(contents)))
-        if round_index % 2:
-            order.reverse()
-        interps: dict[int, Any] = {}
-        for which in order:
-            interp = cls(model_content=contents[which], num_threads=threads)
-            interp.allocate_tensors()
-            _random_inputs(interp, np.random.default_rng(0))
-            interp.invoke()  # the first run packs the weights
-            interps[which] = interp
-        before = read_counters()
-        medians = {}
-        for offset in range(len(contents)):
-            which = (round_index + offset) % len(contents)
-            medians[which] = _block_median(interps[which], spec)
-        del interps, interp  # freed before the next round loads again
-        load = load_between(before, read_counters(), set(cores) if cores else None)
+        medians, load = _timed_round(cls, contents, round_index, spec, cores)
         if disturbed(load) and redone < wanted // 2:
             redone += 1
             continue
@@ -441,6 +496,40 @@ def interleaved(
         "runtime": runtime,
         **_load_fields(load),
     }
+
+
+def _timed_round(
+    cls: Any,
+    contents: list[bytes],
+    round_index: int,
+    spec: dict[str, Any],
+    cores: list[int] | None,
+) -> tuple[dict[int, float], HostLoad | None]:
+    """One round: every file loaded afresh, then a block of each timed, starting with file
+    ``round_index``; each file's block median and the host load over the blocks."""
+    interps = _round_loads(cls, contents, round_index, int(spec["threads"]))
+    before = read_counters()
+    medians = {}
+    for offset in range(len(contents)):
+        which = (round_index + offset) % len(contents)
+        medians[which] = _block_median(interps[which], spec)
+    del interps  # freed before the next round loads again
+    return medians, load_between(before, read_counters(), set(cores) if cores else None)
+
+
+def _round_loads(cls: Any, contents: list[bytes], round_index: int, threads: int) -> dict[int, Any]:
+    """Every file loaded and run once, in file order in even rounds and reversed in odd ones."""
+    order = list(range(len(contents)))
+    if round_index % 2:
+        order.reverse()
+    interps: dict[int, Any] = {}
+    for which in order:
+        interp = cls(model_content=contents[which], num_threads=threads)
+        interp.allocate_tensors()
+        _random_inputs(interp, np.random.default_rng(0))
+        interp.invoke()  # the first run packs the weights
+        interps[which] = interp
+    return interps
 
 
 def _block_median(interp: Any, spec: dict[str, Any]) -> float:

@@ -201,21 +201,6 @@ class AdbEvaluator(DeviceEvaluator):
                 f"{self.name}: {self.binary} prints no median (an old build); "
                 "push a recent benchmark_model"
             )
-        unavailable = {
-            "p90_ms": "benchmark_model reports p5/median/p95, not p90",
-            "wall_s": "benchmark_model does not print how long its timed runs took",
-            "energy_mj": "the adb evaluator does not read the battery gauge",
-            "median_low_ms": "benchmark_model prints no run times to bound its median with",
-            "median_high_ms": "benchmark_model prints no run times to bound its median with",
-            "cores": "benchmark_model is not pinned over adb",
-            "steal_pct": "the host load is not read on Android",
-        }
-        peak = stats.get("peak_memory_mb")
-        if peak is None:
-            unavailable["peak_memory_mb"] = "benchmark_model printed no periodic peak"
-        for key, value in (("temperature_before_c", before), ("temperature_after_c", after)):
-            if value is None:
-                unavailable[key] = "no readable /sys/class/thermal zone over adb"
         return Measurement(
             median_ms=stats["median_ms"],
             p90_ms=None,
@@ -228,7 +213,7 @@ class AdbEvaluator(DeviceEvaluator):
             warmup_runs=stats.get("warmup_runs"),
             init_ms=stats.get("init_ms"),
             first_inference_ms=stats.get("first_inference_ms"),
-            peak_memory_mb=peak,
+            peak_memory_mb=stats.get("peak_memory_mb"),
             model_memory_mb=stats.get("model_memory_mb"),
             runtime=f"benchmark_model ({self.binary})",
             temperature_before_c=before,
@@ -237,7 +222,7 @@ class AdbEvaluator(DeviceEvaluator):
             node=f"adb:{self.serial}",
             measured_from=began,
             measured_until=until,
-            unavailable=unavailable,
+            unavailable=_unavailable(stats, before, after),
         )
 
     def _temperature(self) -> float | None:
@@ -269,3 +254,24 @@ class AdbEvaluator(DeviceEvaluator):
                 "cpu_freq": "not read over adb",
             },
         }
+
+
+def _unavailable(
+    stats: dict[str, Any], before: float | None, after: float | None
+) -> dict[str, str]:
+    """Why each field benchmark_model over adb cannot fill is None."""
+    unavailable = {
+        "p90_ms": "benchmark_model reports p5/median/p95, not p90",
+        "wall_s": "benchmark_model does not print how long its timed runs took",
+        "energy_mj": "the adb evaluator does not read the battery gauge",
+        "median_low_ms": "benchmark_model prints no run times to bound its median with",
+        "median_high_ms": "benchmark_model prints no run times to bound its median with",
+        "cores": "benchmark_model is not pinned over adb",
+        "steal_pct": "the host load is not read on Android",
+    }
+    if stats.get("peak_memory_mb") is None:
+        unavailable["peak_memory_mb"] = "benchmark_model printed no periodic peak"
+    for key, value in (("temperature_before_c", before), ("temperature_after_c", after)):
+        if value is None:
+            unavailable[key] = "no readable /sys/class/thermal zone over adb"
+    return unavailable

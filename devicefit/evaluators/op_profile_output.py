@@ -54,6 +54,21 @@ def parse_op_profile(text: str) -> list[ProfiledNode]:
     read (the row is quoted), rather than returning a partial profile.
     """
     lines = [_PREFIX.sub("", line.rstrip("\n")) for line in text.splitlines()]
+    header_at = _header_line(lines)
+    has_start = "[start]" in lines[header_at]
+    row = _row_pattern(has_start)
+    nodes = []
+    for line in lines[header_at + 1 :]:
+        if not line.strip() or line.lstrip().startswith("="):
+            break
+        nodes.append(_node(row, line, has_start))
+    if not nodes:
+        raise BenchmarkOutputError("the 'Run Order' table of the op profile has no rows")
+    return nodes
+
+
+def _header_line(lines: list[str]) -> int:
+    """The index of the regular runs' run-order table's "[node type]" header line."""
     start = next((i for i, line in enumerate(lines) if _RUNS_HEADER in line), None)
     sections = [i for i, line in enumerate(lines) if _RUN_ORDER.search(line)]
     if start is not None:
@@ -67,38 +82,37 @@ def parse_op_profile(text: str) -> list[ProfiledNode]:
     header_at = sections[0] + 1
     if header_at >= len(lines) or "[node type]" not in lines[header_at]:
         raise BenchmarkOutputError("the 'Run Order' table has no '[node type]' header line")
-    has_start = "[start]" in lines[header_at]
+    return header_at
+
+
+def _row_pattern(has_start: bool) -> re.Pattern[str]:
+    """A row of the table: its node type, its numbers (one more with ``[start]``), its name."""
     numbers = 7 if has_start else 6
-    row = re.compile(
+    return re.compile(
         rf"^\s*(?P<type>\S.*?)\s+(?P<numbers>(?:{_NUMBER}%?\s+){{{numbers}}})(?P<name>\S.*?)\s*$"
     )
-    nodes = []
-    for line in lines[header_at + 1 :]:
-        if not line.strip() or line.lstrip().startswith("="):
-            break
-        match = row.match(line)
-        if match is None:
-            raise BenchmarkOutputError(f"cannot read this row of the op profile: {line.strip()!r}")
-        values = [float(v.rstrip("%")) for v in match["numbers"].split()]
-        if has_start:
-            values = values[1:]
-        first, avg, _share, _cdf, _mem_kb, calls = values
-        name = _NAME.match(match["name"])
-        assert name is not None  # the second alternative matches any text
-        index = name["index"] if name["inner"] is not None else name["bare_index"]
-        nodes.append(
-            ProfiledNode(
-                node_type=match["type"].strip(),
-                name=name["inner"] if name["inner"] is not None else name["bare"],
-                node_index=int(index) if index is not None else None,
-                first_ms=first,
-                avg_ms=avg,
-                calls=max(int(calls), 1),
-            )
-        )
-    if not nodes:
-        raise BenchmarkOutputError("the 'Run Order' table of the op profile has no rows")
-    return nodes
+
+
+def _node(row: re.Pattern[str], line: str, has_start: bool) -> ProfiledNode:
+    """One row of the table as a node; BenchmarkOutputError, quoting it, if it cannot be read."""
+    match = row.match(line)
+    if match is None:
+        raise BenchmarkOutputError(f"cannot read this row of the op profile: {line.strip()!r}")
+    values = [float(v.rstrip("%")) for v in match["numbers"].split()]
+    if has_start:
+        values = values[1:]
+    first, avg, _share, _cdf, _mem_kb, calls = values
+    name = _NAME.match(match["name"])
+    assert name is not None  # the second alternative matches any text
+    index = name["index"] if name["inner"] is not None else name["bare_index"]
+    return ProfiledNode(
+        node_type=match["type"].strip(),
+        name=name["inner"] if name["inner"] is not None else name["bare"],
+        node_index=int(index) if index is not None else None,
+        first_ms=first,
+        avg_ms=avg,
+        calls=max(int(calls), 1),
+    )
 
 
 def profile_rows(nodes: list[ProfiledNode]) -> list[dict[str, Any]]:

@@ -204,9 +204,25 @@ def _keras_info(path: Path | None) -> dict[str, Any] | None:
 
 
 def card_markdown(card: dict[str, Any]) -> str:
-    t, met, plan = card["trial"], card["metric"], card["plan"]
-    unit = f" {met['unit']}" if met["unit"] else ""
     lines = [
+        *_summary_lines(card),
+        *_plan_lines(card["plan"]),
+        *_quality_lines(card["metric"]),
+        *_latency_lines(card["latency"]),
+        *_size_lines(card),
+        *_device_lines(card["devices"]),
+        *_note_lines(card["notes"]),
+        "",
+        "Re-measure with `devicefit benchmark model.tflite --device <device>`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _summary_lines(card: dict[str, Any]) -> list[str]:
+    """The card's title and its list of what the model is, where from, and which file."""
+    t, plan = card["trial"], card["plan"]
+    return [
         f"# {card['study']['name']}: trial #{t['number']}",
         "",
         f"- Plan: `{plan.get('short') or 'original model'}`",
@@ -219,37 +235,51 @@ def card_markdown(card: dict[str, Any]) -> str:
         _keras_line(card.get("keras_model")),
         f"- Baseline: {t['baseline'] or 'no'}; feasible: {t['feasible']}; "
         f"on the Pareto front: {t['on_pareto_front']}",
-        "",
-        "## Plan, step by step",
-        "",
     ]
+
+
+def _plan_lines(plan: dict[str, Any]) -> list[str]:
+    """The "Plan, step by step" section: each step with its parameters, then fine-tuning."""
+    lines = ["", "## Plan, step by step", ""]
     for i, step in enumerate(plan.get("steps") or [], start=1):
         params = ", ".join(f"{k}={v}" for k, v in sorted(step.get("params", {}).items()))
         lines.append(f"{i}. `{step['technique']}`" + (f": {params}" if params else ""))
     if not plan.get("steps"):
         lines.append("(no compression steps)")
     lines.append(f"\nFine-tuning epochs: {plan.get('finetune_epochs', 0)}")
-    lines += [
+    return lines
+
+
+def _quality_lines(met: dict[str, Any]) -> list[str]:
+    """The "Quality" section: the metric, its change against the reference, and its drop."""
+    unit = f" {met['unit']}" if met["unit"] else ""
+    return [
         "",
         "## Quality",
         "",
         f"- {met['name']}: {_num(met['value'])}{unit}",
         f"- change vs {met['reference'] or 'float32'}: {_num(met['change_vs_float32'], '+')}{unit}",
         f"- metric drop: {_num(met['metric_drop'])} (allowed: {_num(met['max_metric_drop'])})",
+    ]
+
+
+def _latency_lines(latency: dict[str, Any]) -> list[str]:
+    """The "Latency (ms)" section: a table row per device, then each device's other fields."""
+    lines = [
         "",
         "## Latency (ms)",
         "",
         "| device | median | p90 | min | std | runs | threads | speedup vs float32 |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for dev, lat in card["latency"].items():
+    for dev, lat in latency.items():
         cells = [lat.get(k) for k in ("median_ms", "p90_ms", "min_ms", "std_ms", "count")]
         lines.append(
             f"| {dev} | "
             + " | ".join(_num(c) for c in cells)
             + f" | {lat.get('threads', 'n/a')} | {fmt_speedup(lat.get('speedup_vs_float32'))} |"
         )
-    for dev, lat in card["latency"].items():
+    for dev, lat in latency.items():
         extra = {k: lat.get(k) for k in ("runtime", "peak_memory_mb", "init_ms")}
         extra = {k: v for k, v in extra.items() if v is not None}
         if extra or lat.get("unavailable"):
@@ -258,19 +288,35 @@ def card_markdown(card: dict[str, Any]) -> str:
                 f"{k} unavailable ({why})" for k, why in (lat.get("unavailable") or {}).items()
             ]
             lines.append(f"\n{dev}: " + "; ".join(parts))
-    lines += ["", "## Size and compute", ""]
-    lines.append(
-        f"- size: {_num(card['size_bytes'])} bytes ({_num(card['size_ratio_vs_float32'])}× float32)"
-    )
-    lines.append(f"- MACs: {_num(card['macs'])} ({_num(card['macs_ratio_vs_float32'])}× float32)")
-    lines.append(f"- parameters: {_num(card['params'])}")
-    lines += ["", "## Devices", ""]
-    for dev, info in card["devices"].items():
+    return lines
+
+
+def _size_lines(card: dict[str, Any]) -> list[str]:
+    """The "Size and compute" section: bytes, MACs and parameters, against float32."""
+    return [
+        "",
+        "## Size and compute",
+        "",
+        f"- size: {_num(card['size_bytes'])} bytes "
+        f"({_num(card['size_ratio_vs_float32'])}× float32)",
+        f"- MACs: {_num(card['macs'])} ({_num(card['macs_ratio_vs_float32'])}× float32)",
+        f"- parameters: {_num(card['params'])}",
+    ]
+
+
+def _device_lines(devices: dict[str, Any]) -> list[str]:
+    """The "Devices" section: each device's description, as JSON."""
+    lines = ["", "## Devices", ""]
+    for dev, info in devices.items():
         lines.append(f"- {dev}: {json.dumps(info, sort_keys=True, default=str)}")
-    if card["notes"]:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in card["notes"]]
-    lines += ["", "Re-measure with `devicefit benchmark model.tflite --device <device>`.", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _note_lines(notes: list[str]) -> list[str]:
+    """The "Notes" section, or nothing when there are no notes."""
+    if not notes:
+        return []
+    return ["", "## Notes", ""] + [f"- {n}" for n in notes]
 
 
 def _keras_line(info: dict[str, Any] | None) -> str:

@@ -61,48 +61,20 @@ def panels(record: StudyRecord) -> list[tuple[int, int, int, int]]:
 
 
 def front_figure(record: StudyRecord, front: Sequence[TrialRecord]) -> go.Figure:
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     k = len(record.objectives)
     size = max(1, k - 1)
     fig = make_subplots(rows=size, cols=size, horizontal_spacing=0.06, vertical_spacing=0.08)
     front_numbers = {t.number for t in front}
-    groups: dict[str, list[TrialRecord]] = {}
-    for t in record.trials:
-        if t.complete and t.same_as is None:  # one point per file: its first trial
-            groups.setdefault(category(t, front_numbers, record), []).append(t)
-    order = ["dominated", "infeasible", "front"]
-    order += sorted(g for g in groups if g.startswith("recipe "))
-    order += sorted(g for g in groups if g.startswith("baseline "))
-    hover = (
-        "<b>trial #%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>"
-        "%{customdata[3]}<br>x: %{x:.4g}, y: %{y:.4g}<br><i>click for details</i><extra></extra>"
-    )
+    groups = _legend_groups(record, front_numbers)
     for index, (row, col, xi, yi) in enumerate(panels(record)):
         xo, yo = record.objectives[xi], record.objectives[yi]
-        for key in order:
-            members = [
-                t for t in groups.get(key, []) if xo.name in t.values and yo.name in t.values
-            ]
-            if not members:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=[t.values[xo.name] for t in members],
-                    y=[t.values[yo.name] for t in members],
-                    error_x=_spread(record, members, xo),
-                    error_y=_spread(record, members, yo),
-                    name=key,
-                    legendgroup=key,
-                    showlegend=index == 0,
-                    customdata=[_custom(record, t, front_numbers) for t in members],
-                    hovertemplate=hover,
-                    **_style(key, [status(record, t, front_numbers) for t in members]),
-                ),
-                row=row,
-                col=col,
-            )
+        for key, group in groups.items():
+            members = [t for t in group if xo.name in t.values and yo.name in t.values]
+            if members:
+                trace = _group_trace(record, key, members, (xo, yo), front_numbers, index == 0)
+                fig.add_trace(trace, row=row, col=col)
         fig.update_xaxes(title_text=axis_label(xo), row=row, col=col)
         fig.update_yaxes(title_text=axis_label(yo), row=row, col=col)
         if yi == 0:
@@ -116,6 +88,51 @@ def front_figure(record: StudyRecord, front: Sequence[TrialRecord]) -> go.Figure
         margin={"t": 30},
     )
     return fig
+
+
+def _legend_groups(record: StudyRecord, front_numbers: set[int]) -> dict[str, list[TrialRecord]]:
+    """The completed trials by legend group, in drawing order: dominated, infeasible and front
+    first, then the recipes and the baselines (drawn last, on top)."""
+    groups: dict[str, list[TrialRecord]] = {}
+    for t in record.trials:
+        if t.complete and t.same_as is None:  # one point per file: its first trial
+            groups.setdefault(category(t, front_numbers, record), []).append(t)
+    order = ["dominated", "infeasible", "front"]
+    order += sorted(g for g in groups if g.startswith("recipe "))
+    order += sorted(g for g in groups if g.startswith("baseline "))
+    return {key: groups[key] for key in order if key in groups}
+
+
+_FRONT_HOVER = (
+    "<b>trial #%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>"
+    "%{customdata[3]}<br>x: %{x:.4g}, y: %{y:.4g}<br><i>click for details</i><extra></extra>"
+)
+
+
+def _group_trace(
+    record: StudyRecord,
+    key: str,
+    members: list[TrialRecord],
+    axes: tuple[Objective, Objective],
+    front_numbers: set[int],
+    showlegend: bool,
+) -> go.Scatter:
+    """One legend group's points in one front panel (x and y objectives ``axes``)."""
+    import plotly.graph_objects as go
+
+    xo, yo = axes
+    return go.Scatter(
+        x=[t.values[xo.name] for t in members],
+        y=[t.values[yo.name] for t in members],
+        error_x=_spread(record, members, xo),
+        error_y=_spread(record, members, yo),
+        name=key,
+        legendgroup=key,
+        showlegend=showlegend,
+        customdata=[_custom(record, t, front_numbers) for t in members],
+        hovertemplate=_FRONT_HOVER,
+        **_style(key, [status(record, t, front_numbers) for t in members]),
+    )
 
 
 def _metric_axis(fig: go.Figure, record: StudyRecord, row: int, col: int) -> None:
@@ -351,7 +368,6 @@ def compare_figure(
 
     ``perms[s][i]``: study s's index of the first study's objective i (see align_objectives).
     """
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     first = records[0]
@@ -361,28 +377,10 @@ def compare_figure(
     for index, (row, col, xi, yi) in enumerate(panels(first)):
         studies = zip(records, fronts, labels, perms, strict=True)
         for s, (record, front, label, perm) in enumerate(studies):
-            xo, yo = record.objectives[perm[xi]], record.objectives[perm[yi]]
-            members = sorted(front, key=lambda t: t.values[xo.name])
+            axes = (record.objectives[perm[xi]], record.objectives[perm[yi]])
             colour = PALETTE[s % len(PALETTE)]
-            fig.add_trace(
-                go.Scatter(
-                    x=[t.values[xo.name] for t in members],
-                    y=[t.values[yo.name] for t in members],
-                    name=label,
-                    legendgroup=label,
-                    showlegend=index == 0,
-                    mode="lines+markers" if k == 2 else "markers",
-                    line={"shape": "hv", "color": colour, "width": 1},
-                    marker={"color": colour, "size": 10},
-                    customdata=[
-                        [t.number, html.escape(t.plan_short or "original")] for t in members
-                    ],
-                    hovertemplate=html.escape(label)
-                    + " #%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
-                ),
-                row=row,
-                col=col,
-            )
+            trace = _study_trace(front, label, axes, colour, k == 2, index == 0)
+            fig.add_trace(trace, row=row, col=col)
         # Device names may differ between compared studies; then the axis says the kind.
         fig.update_xaxes(title_text=_shared_label(records, perms, xi), row=row, col=col)
         fig.update_yaxes(title_text=_shared_label(records, perms, yi), row=row, col=col)
@@ -393,6 +391,33 @@ def compare_figure(
         margin={"t": 30},
     )
     return fig
+
+
+def _study_trace(
+    front: Sequence[TrialRecord],
+    label: str,
+    axes: tuple[Objective, Objective],
+    colour: str,
+    joined: bool,
+    showlegend: bool,
+) -> go.Scatter:
+    """One study's front in one panel (x and y objectives ``axes``), a staircase if ``joined``."""
+    import plotly.graph_objects as go
+
+    xo, yo = axes
+    members = sorted(front, key=lambda t: t.values[xo.name])
+    return go.Scatter(
+        x=[t.values[xo.name] for t in members],
+        y=[t.values[yo.name] for t in members],
+        name=label,
+        legendgroup=label,
+        showlegend=showlegend,
+        mode="lines+markers" if joined else "markers",
+        line={"shape": "hv", "color": colour, "width": 1},
+        marker={"color": colour, "size": 10},
+        customdata=[[t.number, html.escape(t.plan_short or "original")] for t in members],
+        hovertemplate=html.escape(label) + " #%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+    )
 
 
 def _shared_label(

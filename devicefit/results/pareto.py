@@ -172,8 +172,9 @@ def compare(record: StudyRecord, trial: TrialRecord) -> Comparison:
             speedup = theirs / mine
         out.speedup[obj.device or obj.name] = speedup
     if base is not None:
-        out.size_ratio = _ratio(trial.metrics.get("size_bytes"), base.metrics.get("size_bytes"))
-        out.macs_ratio = _ratio(trial.metrics.get("macs"), base.metrics.get("macs"))
+        if trial.stored and base.stored:
+            out.size_ratio = _ratio(trial.stored.size_bytes, base.stored.size_bytes)
+            out.macs_ratio = _ratio(trial.stored.macs, base.stored.macs)
     return out
 
 

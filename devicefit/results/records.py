@@ -16,6 +16,7 @@ from typing import Any
 
 from devicefit.errors import UsageError
 from devicefit.search import attrs
+from devicefit.search.trial_metrics import TrialMetrics
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class TrialRecord:
     same_as: int | None = None  # one candidate with this earlier trial (the same file)
     # device -> {"median_ms", "measurements"}: every measurement of this file pooled
     pooled: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # ``metrics`` as the typed record a complete trial stores (search/trial_metrics.py);
+    # None for other states (a pruned trial keeps only its notes and drops) and for a
+    # record that lacks a field every complete trial stores.
+    stored: TrialMetrics | None = None
 
     @property
     def complete(self) -> bool:
@@ -249,6 +254,7 @@ def _trial_record(trial: Any, objectives: list[Objective]) -> TrialRecord:
         plan=user.get(attrs.PLAN),
         plan_short=str(user.get(attrs.PLAN_SHORT, "")),
         metrics=dict(user.get(attrs.METRICS) or {}),
+        stored=_stored(trial.state.name, user.get(attrs.METRICS)),
         baseline=user.get(attrs.BASELINE),
         # Why it did not complete: its failure, or why it was pruned as hopeless.
         fail_reason=user.get(attrs.FAIL_REASON) or user.get(attrs.PRUNED_REASON),
@@ -265,13 +271,23 @@ def _trial_record(trial: Any, objectives: list[Objective]) -> TrialRecord:
     )
 
 
+def _stored(state: str, metrics: dict[str, Any] | None) -> TrialMetrics | None:
+    """A complete trial's typed record, or None (see ``TrialRecord.stored``)."""
+    if state != "COMPLETE" or not metrics:
+        return None
+    try:
+        return TrialMetrics.from_dict(metrics)
+    except (KeyError, TypeError):  # written by hand, or by a version that stored less
+        return None
+
+
 def pool_same_files(trials: list[TrialRecord], objectives: list[Objective]) -> list[TrialRecord]:
     """Complete trials whose files are the same bytes are one candidate: the later ones
     are "same as" the first, and each gets the median of every measurement of the file on
     each device (as the driver told the last of them)."""
     groups: dict[str, list[TrialRecord]] = {}
     for trial in trials:
-        sha = trial.metrics.get("tflite_sha256")
+        sha = trial.stored.tflite_sha256 if trial.stored else None
         if trial.complete and sha:
             groups.setdefault(str(sha), []).append(trial)
     for members in groups.values():

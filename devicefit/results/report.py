@@ -249,7 +249,7 @@ def trials_csv(record: StudyRecord, front: Sequence[TrialRecord]) -> str:
         row += [t.metric(record.objectives), _round(cmp.metric_change if cmp else None)]
         row += [t.latency(d).get(f) for d in devices for f in LATENCY_FIELDS]
         row += [_round(cmp.speedup.get(d)) if cmp else None for d in devices]
-        row += [t.metrics.get(k) for k in ("size_bytes", "macs", "params")]
+        row += [t.stored.size_bytes, t.stored.macs, t.stored.params] if t.stored else [None] * 3
         row += [t.plan_short, t.baseline, t.recipe, t.retry_of, t.fail_reason, t.profile_plan]
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()

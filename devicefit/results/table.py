@@ -60,11 +60,11 @@ def front_rows(record: StudyRecord, front: Sequence[TrialRecord]) -> Rows:
             speedup = paired.text() if paired else fmt_speedup(cmp.speedup.get(dev))
             cells += [fmt_latency(trial, obj), speedup]
         cells += [fmt_num(trial.values.get(o.name)) for o in extra]
-        m = trial.metrics
+        m = trial.stored
         cells += [
-            fmt_scaled(m.get("size_bytes"), 1024.0, "{:.1f}"),
-            fmt_scaled(m.get("macs"), 1e6, "{:.2f}"),
-            fmt_scaled(m.get("params"), 1.0, "{:,.0f}"),
+            fmt_scaled(m and m.size_bytes, 1024.0, "{:.1f}"),
+            fmt_scaled(m and m.macs, 1e6, "{:.2f}"),
+            fmt_scaled(m and m.params, 1.0, "{:,.0f}"),
             trial.plan_short or "(original)",
         ]
         out.rows.append(cells)

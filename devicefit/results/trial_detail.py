@@ -51,8 +51,8 @@ def original_layer_macs(record: StudyRecord) -> dict[str, int]:
         Layer name -> MACs; empty when neither source has them.
     """
     base = float32_baseline(record)
-    if base is not None and base.metrics.get("layer_macs"):
-        return {k: int(v) for k, v in base.metrics["layer_macs"].items()}
+    if base is not None and base.stored and base.stored.layer_macs:
+        return {k: int(v) for k, v in base.stored.layer_macs.items()}
     path = Path(record.folder) / attrs.INSPECT_FILE
     try:
         layers = json.loads(path.read_text(encoding="utf-8"))
@@ -133,7 +133,7 @@ def detail_html(
         parts.append("</ul>")
     if trial.complete:
         parts.append("<h4>Measurements</h4>" + _measurements_html(record, trial))
-        after = trial.metrics.get("layer_macs") or {}
+        after = trial.stored.layer_macs if trial.stored else {}
         parts.append("<h4>MACs per layer, before and after</h4>")
         parts.append(_layers_html(before, after))
         parts.append("<h4>Take it out</h4>")
@@ -201,10 +201,10 @@ def _measurements_html(record: StudyRecord, trial: TrialRecord) -> str:
             rows.append(
                 f"<tr><td></td><td colspan='99'>{escape(key)}: {escape(str(why))}</td></tr>"
             )
-    m = trial.metrics
+    m = trial.stored
     size = (
-        f"size {fmt_value(m.get('size_bytes'))} bytes, MACs {fmt_value(m.get('macs'))}, "
-        f"parameters {fmt_value(m.get('params'))}"
+        f"size {fmt_value(m and m.size_bytes)} bytes, MACs {fmt_value(m and m.macs)}, "
+        f"parameters {fmt_value(m and m.params)}"
     )
     table = (
         f"<table><thead><tr><th>device</th>{head}</tr></thead>"

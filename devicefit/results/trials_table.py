@@ -61,32 +61,39 @@ def columns(record: StudyRecord, front_numbers: set[int]) -> list[Column]:
     devices = [o.device for o in record.latency_objectives if o.device]
     for dev in devices:
         prefix = f"{dev} " if len(devices) > 1 else ""
-        for key, label in DEVICE_FIELDS:
-            if any(t.latency(dev).get(key) is not None for t in record.trials):
-                cols.append(Column(prefix + label, _measured(dev, key)))
-        if any(t.latency(dev).get("median_low_ms") is not None for t in record.trials):
-            cols.append(
-                Column(
-                    prefix + "median 95% CI",
-                    _interval(dev),
-                    numeric=False,
-                )
-            )
-        if record.confirmed:
-            cols.append(
-                Column(
-                    prefix + "speedup [95% CI] (paired)",
-                    _paired(record, dev),
-                    numeric=False,
-                )
-            )
+        cols += _device_columns(record, dev, prefix)
     cols += [
-        Column("size KB", lambda t: _scaled(t.metrics.get("size_bytes"), 1024.0)),
-        Column("MACs M", lambda t: _scaled(t.metrics.get("macs"), 1e6)),
-        Column("params", lambda t: t.metrics.get("params")),
+        Column("size KB", lambda t: _scaled(t.stored and t.stored.size_bytes, 1024.0)),
+        Column("MACs M", lambda t: _scaled(t.stored and t.stored.macs, 1e6)),
+        Column("params", lambda t: t.stored and t.stored.params),
         Column("plan", lambda t: t.plan_short or ("(original)" if t.plan else ""), numeric=False),
         Column("fail reason", lambda t: t.fail_reason or "", numeric=False),
     ]
+    return cols
+
+
+def _device_columns(record: StudyRecord, dev: str, prefix: str) -> list[Column]:
+    """One device's measurement columns that some trial has a value for, and its speed-up."""
+    cols = []
+    for key, label in DEVICE_FIELDS:
+        if any(t.latency(dev).get(key) is not None for t in record.trials):
+            cols.append(Column(prefix + label, _measured(dev, key)))
+    if any(t.latency(dev).get("median_low_ms") is not None for t in record.trials):
+        cols.append(
+            Column(
+                prefix + "median 95% CI",
+                _interval(dev),
+                numeric=False,
+            )
+        )
+    if record.confirmed:
+        cols.append(
+            Column(
+                prefix + "speedup [95% CI] (paired)",
+                _paired(record, dev),
+                numeric=False,
+            )
+        )
     return cols
 
 

@@ -23,11 +23,11 @@ def conversion_drops(task: Any, modes: tuple[str, ...] = SCORED_MODES) -> dict[s
     the profile's validation subset; a mode that fails to convert or run, with its error."""
     from devicefit.evaluators.tflite_predict import predict
     from devicefit.search.sensitivity_request import profile_inputs
-    from devicefit.spaces import get_technique
     from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.quantization import Quantization
 
     x, y = profile_inputs(task)
-    quantization = get_technique("quantization")
+    quantization = Quantization()  # by its modes: these profiles are of quantization
     context = ConvertContext(task.input_shape, task.calibration)
 
     def score(mode: str) -> float:

@@ -35,11 +35,11 @@ def write_device_profiles(
     """Profile, save and summarise in one line per device. A file that does not convert or a
     device that cannot profile it is recorded with its reason under that file
     (``{"unavailable": why}``), and the study goes on."""
-    from devicefit.spaces import get_technique
     from devicefit.spaces.base import ConvertContext
     from devicefit.spaces.device_profile import device_profile
+    from devicefit.spaces.quantization import Quantization
 
-    quantization = get_technique("quantization")
+    quantization = Quantization()  # by its modes: these profiles are of quantization
     context = ConvertContext(task.input_shape, task.calibration)
     files: dict[str, bytes | str] = {}
     for mode in PROFILED_MODES:

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from devicefit.search.executors import Executor, R, Request
 from devicefit.search.trial import TrialOutput
+from devicefit.spaces import REGISTERED_ENV
 from devicefit.tasks.base import TaskSpec
 
 # Files of one task, keyed by their path relative to the bundle root.
@@ -126,11 +127,16 @@ class RayExecutor(Executor):
         self.cpus_per_trial = cpus_per_trial
         bundle, self.spec = task_bundle(task)
         self._bundle = self.ray.put(bundle)
+        # Techniques registered in this process: Ray's workers do not inherit its
+        # environment, so their tasks are given the variable that names them.
+        registered = os.environ.get(REGISTERED_ENV)
+        env = {"runtime_env": {"env_vars": {REGISTERED_ENV: registered}}} if registered else {}
         # max_calls belongs to ray.remote itself, not to .options().
         self._task = self.ray.remote(
             num_cpus=cpus_per_trial,
             max_calls=recycle_after,  # the worker process exits after this many trials
             max_retries=node_retries,  # system failures only: a dead node or worker
+            **env,
         )(run_on_node)
         self._refs: list[Any] = []
 

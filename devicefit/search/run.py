@@ -27,7 +27,7 @@ from devicefit.search.study import (
     set_study_info,
 )
 from devicefit.spaces import all_techniques, get_technique
-from devicefit.spaces.space import RECIPE_SETTINGS, SearchSpace
+from devicefit.spaces.space import SearchSpace
 from devicefit.tasks.base import Task, TaskSpec
 
 
@@ -145,7 +145,7 @@ def start_search(config: StudyConfig, console: Console) -> int:
             f"--metric {config.metric}: the function has no max_drop attribute; give it one "
             "or set --max-metric-drop (the budget, in the metric's own unit)"
         )
-    recipes = space.recipe_params(RECIPE_SETTINGS)
+    recipes = space.recipe_params()  # each technique's own recipe setting
     described = describe_devices(config, devices)  # before anything is written
     study = create_study(
         config, folder, metric, max_drop, spec.label(), recipes, space.combined_settings()

@@ -72,14 +72,15 @@ def check_predictions(
     from devicefit.errors import DeviceUnavailable, TrialFailed
     from devicefit.evaluators.base import RoundsSpec
     from devicefit.spaces import get_technique
-    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces.base import ConvertContext, GraphTechnique
+    from devicefit.spaces.quantization import Quantization
     from devicefit.spaces.sensitivity import SensitivityJob, job_params
 
     predicted_on = {d for p in profile["points"] for d in (p.get("saved_ms") or {})}
     device = next((name for name in devices if name in predicted_on), None)
     if device is None:
         return []
-    quantization = get_technique("quantization")
+    quantization = Quantization()  # by its modes: these profiles are of quantization
     context = ConvertContext(task.input_shape, task.calibration)
     untouched = quantization.convert(task.model, {"mode": "float32"}, context)
     checks = []
@@ -88,6 +89,8 @@ def check_predictions(
         entry |= {"device": device, "predicted_ms": point["saved_ms"][device]}
         try:
             technique = get_technique(point["technique"])
+            # checked_points: only graph techniques' points predict a saving
+            assert isinstance(technique, GraphTechnique)
             job = SensitivityJob(
                 point["unit"], tuple(point["layers"]), point["technique"], point["level"],
                 point["setting"],

@@ -146,10 +146,11 @@ def _built(task: Any, steps: list[tuple[Any, dict[str, Any]]]) -> bytes:
     """The file of the untouched model with the graph ``steps`` applied, converted by the
     last step (timing does not depend on BatchNorm statistics: not re-estimated)."""
     from devicefit.search.trial import convert_candidate
+    from devicefit.spaces.base import GraphTechnique
 
     model = task.model
     for tech, params in steps:
-        if tech.stage == "graph":
+        if isinstance(tech, GraphTechnique):
             tech.prepare(task.calibration)
             model = tech.rewrite(model, params).model
     return convert_candidate(model, steps, task.input_shape, task.calibration)

@@ -126,11 +126,12 @@ def _run(request: TrialRequest, out: TrialOutput) -> None:
 def _rewritten(task: Any, steps: list[tuple[Any, dict[str, Any]]], notes: list[str]) -> Any:
     """A copy of the task's model with every graph technique's rewrite, and its BatchNorm
     statistics re-estimated after them."""
+    from devicefit.spaces.base import GraphTechnique
     from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
 
     model = _copy(task.model)
     for tech, params in steps:
-        if tech.stage == "graph":
+        if isinstance(tech, GraphTechnique):
             tech.prepare(task.calibration)
             applied = tech.rewrite(model, params)
             model = applied.model
@@ -155,10 +156,11 @@ def _tuned(
     """The model fine-tuned (when the plan changed it and asks for epochs) with its weights
     techniques finalized; None when it was rejected as hopeless (``out.rejected`` set)."""
     from devicefit.search.rejection import validation_drop, validation_reference
+    from devicefit.spaces.base import GraphTechnique, WeightsTechnique
 
     clock = time.perf_counter()
-    weights = [(t, p) for t, p in steps if t.stage == "weights"]
-    changed = any(t.stage in ("graph", "weights") for t, _ in steps)
+    weights = [(t, p) for t, p in steps if isinstance(t, WeightsTechnique)]
+    changed = any(isinstance(t, GraphTechnique | WeightsTechnique) for t, _ in steps)
     kept: float | None = None  # the validation metric fine-tuning ended on, when it kept it
     if plan.finetune_epochs > 0 and changed:
         done, kept = _finetuned(model, task, plan, weights, request, out)
@@ -393,14 +395,15 @@ def convert_candidate(
 ) -> bytes:
     """The TFLite file of a built candidate: the plan's converter decides how (float32 when
     the plan has none), as a sparse file where a weights technique asks for one."""
-    from devicefit.spaces import get_technique
-    from devicefit.spaces.base import ConvertContext
+    from devicefit.spaces import default_converter
+    from devicefit.spaces.base import ConvertContext, ConvertTechnique, WeightsTechnique
 
-    converters = [(t, p) for t, p in steps if t.stage == "convert"] or [
-        (get_technique("quantization"), {"mode": "float32"})
-    ]
+    converters = [(t, p) for t, p in steps if isinstance(t, ConvertTechnique)]
+    if not converters:
+        fallback = default_converter()
+        converters = [(fallback, fallback.identity_params())]
     tech, params = converters[-1]
-    sparse = any(t.wants_sparse_file(p) for t, p in steps if t.stage == "weights")
+    sparse = any(t.wants_sparse_file(p) for t, p in steps if isinstance(t, WeightsTechnique))
     return tech.convert(model, params, ConvertContext(input_shape, calibration, sparse))
 
 

@@ -1,7 +1,8 @@
 """The record a complete trial stores under its "metrics" user attribute.
 
 search/attrs.py documents the stored layout from this class; the driver writes it with
-``to_dict`` and reads earlier trials' with ``from_dict``.
+``to_dict`` and reads earlier trials' with ``from_dict``, and the reports read it as
+``TrialRecord.stored`` (results/records.py).
 """
 
 from __future__ import annotations

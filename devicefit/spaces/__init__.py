@@ -18,13 +18,15 @@ Order matters: ``all_techniques()`` is the order a Plan applies them.
 
 from __future__ import annotations
 
+import json
+import os
 from importlib import import_module
 from typing import TYPE_CHECKING
 
 from devicefit.errors import UsageError
 
 if TYPE_CHECKING:
-    from devicefit.spaces.base import Technique
+    from devicefit.spaces.base import ConvertTechnique, Technique
 
 TECHNIQUES: dict[str, str] = {
     "depth_pruning": "devicefit.spaces.depth:DepthPruning",
@@ -37,6 +39,73 @@ TECHNIQUES: dict[str, str] = {
     "quantization": "devicefit.spaces.quantization:Quantization",
 }
 
+# Converts a plan with no convert technique, at its identity setting (a float32 file).
+DEFAULT_CONVERTER = "quantization"
+# Techniques registered at run time (register_technique), as JSON name -> "module:Class": the
+# search's worker processes inherit the environment, so they know them too.
+REGISTERED_ENV = "DEVICEFIT_TECHNIQUES"
+
+
+def register_technique(name: str, path: str) -> None:
+    """Make the technique class at ``path`` ("package.module:Class") known as ``name``, in
+    this process and in the worker processes it starts from now on (local pools inherit
+    the environment; Ray tasks are given it).
+
+    Its stage class places it in a plan, after the registered techniques of its stage.
+
+    Args:
+        name: the technique's name (its class's ``name``).
+        path: where its class is, importable by the workers too.
+
+    Raises:
+        UsageError: ``name`` is taken by another technique, ``path`` is not
+            "module:Class", or the class is not a stage class's subclass named ``name``.
+    """
+    if TECHNIQUES.get(name, path) != path:
+        raise UsageError(f"register_technique: {name!r} is already {TECHNIQUES[name]}")
+    cls = _load(path)
+    from devicefit.spaces.base import STAGE_CLASSES
+
+    if not (isinstance(cls, type) and issubclass(cls, STAGE_CLASSES)) or cls.name != name:
+        raise UsageError(
+            f"register_technique: {path} is not a GraphTechnique, WeightsTechnique or "
+            f"ConvertTechnique named {name!r}"
+        )
+    TECHNIQUES[name] = _REGISTERED[name] = path
+    os.environ[REGISTERED_ENV] = json.dumps(_REGISTERED)
+
+
+def unregister_technique(name: str) -> None:
+    """Forget a technique ``register_technique`` added (tests clean up with it).
+
+    Args:
+        name: the name it was registered as.
+    """
+    if _REGISTERED.pop(name, None) is not None:
+        del TECHNIQUES[name]
+    if _REGISTERED:
+        os.environ[REGISTERED_ENV] = json.dumps(_REGISTERED)
+    else:
+        os.environ.pop(REGISTERED_ENV, None)
+
+
+def _inherited() -> dict[str, str]:
+    """The techniques the process that started this one registered."""
+    text = os.environ.get(REGISTERED_ENV)
+    if not text:
+        return {}
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"${REGISTERED_ENV}: not JSON ({exc})") from None
+    if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+        raise UsageError(f'${REGISTERED_ENV}: expected {{"name": "module:Class"}}, got {text!r}')
+    return entries
+
+
+_REGISTERED: dict[str, str] = _inherited()
+TECHNIQUES.update(_REGISTERED)
+
 # The graph techniques whose saving the device profile predicts (from the MACs a setting
 # keeps), in the order a plan applies them: the greedy plans and the space's shaping use them.
 PROFILED_GRAPH_TECHNIQUES = ("depth_pruning", "channel_pruning", "kernel_reduction", "lowrank")
@@ -45,13 +114,29 @@ PROFILED_GRAPH_TECHNIQUES = ("depth_pruning", "channel_pruning", "kernel_reducti
 def technique_class(name: str) -> type[Technique]:
     if name not in TECHNIQUES:
         raise UsageError(f"unknown technique {name!r}; known: {', '.join(TECHNIQUES)}")
-    module, attr = TECHNIQUES[name].split(":")
+    return _load(TECHNIQUES[name])
+
+
+def _load(path: str) -> type[Technique]:
+    """The class at ``path`` ("package.module:Class")."""
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise UsageError(f"technique {path!r} is not 'module:Class'")
     return getattr(import_module(module), attr)
 
 
 def get_technique(name: str) -> Technique:
     """A new instance of the technique registered as ``name``."""
     return technique_class(name)()
+
+
+def default_converter() -> ConvertTechnique:
+    """The convert technique for plans that have none (they ship a float32 file)."""
+    from devicefit.spaces.base import ConvertTechnique
+
+    converter = get_technique(DEFAULT_CONVERTER)
+    assert isinstance(converter, ConvertTechnique)  # the registry's own entry
+    return converter
 
 
 def all_techniques() -> list[Technique]:

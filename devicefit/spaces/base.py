@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from devicefit.spaces.params import ParamSpec
+from devicefit.spaces.params import Choice, ParamSpec
 
 if TYPE_CHECKING:
     import keras
@@ -112,11 +112,16 @@ class ConvertContext:
 class Technique(ABC):
     """One compression technique and its slice of the search space.
 
+    A technique subclasses one of the three stage classes below, which decide when the
+    pipeline calls it and which methods it must implement:
+
+    - ``GraphTechnique`` rewrites the Keras model before fine-tuning (``rewrite``);
+    - ``WeightsTechnique`` acts during fine-tuning (``training_callbacks``) and after it
+      (``finalize``);
+    - ``ConvertTechnique`` turns the model into the TFLite bytes that ship (``convert``).
+
     Contract (checked for every registered technique on every model of the zoo by
     tests/spaces/test_technique_conformance.py):
-    - ``stage`` decides when it acts: ``graph`` rewrites the Keras model before
-      fine-tuning, ``weights`` acts during fine-tuning (callbacks) and after it
-      (``finalize``), ``convert`` turns the model into TFLite bytes.
     - The model's input and output signature never change.
     - At ``identity_params()`` the result is numerically the original model.
     - A setting it cannot honour on some layer is skipped for that layer and
@@ -124,14 +129,16 @@ class Technique(ABC):
     - ``sample`` draws the parameters from an Optuna trial, naming each
       parameter ``"<technique>.<param>"``, within ``ranges`` (the defaults
       merged with the study file's overrides).
+    - ``recipe``, when set, is a moderate setting inside ``default_ranges``: every study
+      starts with the technique alone at it (the one-technique recipe an engineer would
+      try first).
 
-    A new technique is one module plus its line in ``devicefit.spaces.TECHNIQUES``; e.g. a
-    graph technique that drops every Dropout layer (it changes nothing at inference, so
-    it is only an example)::
+    A new technique is one module plus its line in ``devicefit.spaces.TECHNIQUES`` (or a
+    ``register_technique`` call); e.g. a graph technique that drops every Dropout layer
+    (it changes nothing at inference, so it is only an example)::
 
-        class DropDropout(Technique):
+        class DropDropout(GraphTechnique):
             name = "drop_dropout"
-            stage = "graph"
             default_ranges = {"on": Choice((False, True))}
 
             def identity_params(self) -> dict[str, Any]:
@@ -147,10 +154,13 @@ class Technique(ABC):
                 # spaces/rebuild.py: each named layer is called as its replacements
                 kept = rebuild(model, replace={name: [keras.layers.Identity()] for name in drops})
                 return Applied(kept, [f"{name}: removed" for name in drops])
+
+    tests/spaces/test_a_new_technique.py adds a weights technique this way and runs it
+    through the conformance suite and a search.
     """
 
     name: ClassVar[str]
-    stage: ClassVar[Stage]
+    stage: ClassVar[Stage]  # set by the stage class: the order a plan applies techniques in
     structural: ClassVar[bool] = False  # whether it changes the computation (and so MACs)
     # A weights technique whose final state is in place before the first training step
     # (clustering), so a copy with it applied at once (``finalize``) is what fine-tuning
@@ -162,6 +172,9 @@ class Technique(ABC):
     # because the per-unit ones replace them (quantization's mode by per-layer precision).
     layer_params: ClassVar[dict[str, ParamSpec]] = {}
     global_only: ClassVar[tuple[str, ...]] = ()
+    # The one-technique recipe's setting (a value per parameter it fixes; the others are
+    # drawn); empty: no recipe of this technique alone.
+    recipe: ClassVar[dict[str, Any]] = {}
 
     def sample(self, trial: optuna.trial.BaseTrial, ranges: dict[str, ParamSpec]) -> dict[str, Any]:
         """Draw the technique's parameters from ``trial``.
@@ -191,43 +204,105 @@ class Technique(ABC):
             Parameter -> value, one per key of ``default_ranges``, inside them.
         """
 
+    @abstractmethod
+    def explain(self, model: keras.Model) -> dict[str, tuple[bool, str]]:
+        """What the technique would do to each weighted layer (``devicefit inspect``).
+
+        Args:
+            model: the model to compress; left untouched.
+
+        Returns:
+            Layer name -> (whether the technique can act on it, what it would do there
+            or why it cannot).
+        """
+
+    def layer_identity_params(self) -> dict[str, Any]:
+        """Per-unit parameters at which the technique changes nothing (a unit's own
+        setting for the model as it is).
+
+        Returns:
+            Parameter of ``layer_params`` -> value; by default the ``identity_params``
+            values of those parameters.
+        """
+        identity = self.identity_params()
+        return {key: identity[key] for key in self.layer_params if key in identity}
+
     def prepare(self, samples: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Called before ``rewrite`` with training inputs, for techniques that rank
-        weights by the activations they produce. Never the test split."""
+        weights by the activations they produce. Never the test split.
+
+        Args:
+            samples: training inputs, float32.
+        """
 
     def acts_on(self, model: keras.Model) -> bool:
         """Whether the technique can change anything in ``model``: a study searching every
-        technique leaves out one that cannot (its on/off switch would only cost trials)."""
+        technique leaves out one that cannot (its on/off switch would only cost trials).
+
+        Args:
+            model: the model to compress.
+
+        Returns:
+            True unless the technique knows it has nothing to act on.
+        """
         return True
 
+    def units(
+        self, model: keras.Model, granularity: str, blocks: dict[str, list[str]]
+    ) -> dict[str, list[str]]:
+        """What per-unit parameters are drawn for: unit name -> the layers it sets.
+
+        ``per-layer``: every layer the technique can act on; ``per-block``: the
+        ``blocks`` holding such layers; ``global``: none.
+
+        Args:
+            model: the model to compress.
+            granularity: ``global``, ``per-block`` or ``per-layer``.
+            blocks: block name -> its layers (spaces/blocks.py).
+
+        Returns:
+            Unit name -> the layers its parameters set; empty when searched globally.
+        """
+        if granularity == "global" or not self.layer_params:
+            return {}
+        applicable = [name for name, (ok, _) in self.explain(model).items() if ok]
+        if granularity == "per-layer":
+            return {name: [name] for name in applicable}
+        units = {}
+        for block, layers in blocks.items():
+            inside = [name for name in layers if name in applicable]
+            if inside:
+                units[block] = inside
+        return units
+
+
+class GraphTechnique(Technique):
+    """A technique that rewrites the Keras model before fine-tuning (pruning channels,
+    factorizing, shrinking kernels)."""
+
+    stage: ClassVar[Stage] = "graph"
+
+    @abstractmethod
     def rewrite(self, model: keras.Model, params: dict[str, Any]) -> Applied:
-        """graph stage: return a new model; the original is left untouched."""
-        raise NotImplementedError(f"{self.name} is not a graph technique")
+        """The model with the technique applied.
 
-    def training_callbacks(
-        self, model: keras.Model, params: dict[str, Any], total_steps: int
-    ) -> list[keras.callbacks.Callback]:
-        """weights stage: callbacks that act on ``model`` while it is fine-tuned."""
-        return []
+        Args:
+            model: the model to rewrite; left untouched.
+            params: the technique's parameters (``sample``'s, or fixed ones).
 
-    def finalize(self, model: keras.Model, params: dict[str, Any]) -> Applied:
-        """weights stage: make the technique's effect final (e.g. apply the last masks)."""
-        return Applied(model)
-
-    def convert(self, model: keras.Model, params: dict[str, Any], ctx: ConvertContext) -> bytes:
-        """convert stage: the TFLite flatbuffer that would ship."""
-        raise NotImplementedError(f"{self.name} is not a convert technique")
-
-    def wants_sparse_file(self, params: dict[str, Any]) -> bool:
-        """weights stage: whether the file must encode sparse weights as sparse tensors."""
-        return False
+        Returns:
+            A new model and, per layer, what was done or why not.
+        """
 
     def explain(self, model: keras.Model) -> dict[str, tuple[bool, str]]:
-        """Per weighted layer: whether the technique can act on it, and what it would do
-        there or why it cannot (``devicefit inspect`` prints this).
-
-        The default, for graph techniques, rewrites at the strong setting: a layer
+        """What a rewrite at the strong setting does to each weighted layer: a layer
         applies when the rewrite changed it, and the rewrite's note says how or why not.
+
+        Args:
+            model: the model to compress; left untouched.
+
+        Returns:
+            Layer name -> (whether the technique can act on it, what it does there).
         """
         applied = self.rewrite(model, self.strong_params())
         said = dict(n.split(": ", 1) for n in applied.notes if ": " in n)
@@ -242,25 +317,95 @@ class Technique(ABC):
             result[layer.name] = (changed, said.get(layer.name, default))
         return result
 
-    def units(
-        self, model: keras.Model, granularity: str, blocks: dict[str, list[str]]
-    ) -> dict[str, list[str]]:
-        """What per-unit parameters are drawn for: unit name -> the layers it sets.
 
-        ``per-layer``: every layer the technique can act on; ``per-block``: the
-        ``blocks`` holding such layers; ``global``: none.
+class WeightsTechnique(Technique):
+    """A technique that changes weight values, not the graph: during fine-tuning (its
+    callbacks) and after it (``finalize``), e.g. magnitude pruning and clustering."""
+
+    stage: ClassVar[Stage] = "weights"
+
+    @abstractmethod
+    def training_callbacks(
+        self, model: keras.Model, params: dict[str, Any], total_steps: int
+    ) -> list[keras.callbacks.Callback]:
+        """Callbacks that act on ``model`` while it is fine-tuned.
+
+        Args:
+            model: the model being fine-tuned; the callbacks change it in place.
+            params: the technique's parameters.
+            total_steps: training steps the fine-tuning will take (0: no training).
+
+        Returns:
+            The Keras callbacks; empty for a technique that acts only in ``finalize``.
         """
-        if granularity == "global" or not self.layer_params:
-            return {}
-        applicable = [name for name, (ok, _) in self.explain(model).items() if ok]
-        if granularity == "per-layer":
-            return {name: [name] for name in applicable}
-        units = {}
-        for block, layers in blocks.items():
-            inside = [name for name in layers if name in applicable]
-            if inside:
-                units[block] = inside
-        return units
+
+    @abstractmethod
+    def finalize(self, model: keras.Model, params: dict[str, Any]) -> Applied:
+        """Make the technique's effect final (e.g. apply the last masks).
+
+        Args:
+            model: the fine-tuned model (or the rewritten one, without fine-tuning); may be
+                changed in place.
+            params: the technique's parameters.
+
+        Returns:
+            The model to convert, and per layer what was done or why not.
+        """
+
+    def wants_sparse_file(self, params: dict[str, Any]) -> bool:
+        """Whether the file must encode sparse weights as sparse tensors.
+
+        Args:
+            params: the technique's parameters.
+
+        Returns:
+            False unless the technique leaves enough zeros for a sparse file to pay.
+        """
+        return False
+
+
+class ConvertTechnique(Technique):
+    """The technique that writes the shipped TFLite file (quantization). A plan has at
+    most one; one without any is converted by the registry's default converter at its
+    identity setting (a float32 file)."""
+
+    stage: ClassVar[Stage] = "convert"
+
+    @abstractmethod
+    def convert(self, model: keras.Model, params: dict[str, Any], ctx: ConvertContext) -> bytes:
+        """The TFLite flatbuffer that would ship.
+
+        Args:
+            model: the final Keras model; left untouched.
+            params: the technique's parameters.
+            ctx: the input shape, calibration inputs and whether to write sparse weights.
+
+        Returns:
+            The file's bytes.
+
+        Raises:
+            ValueError: ``params`` names a setting the technique does not know.
+        """
+
+    def identity_ranges(self) -> dict[str, ParamSpec]:
+        """Its ranges narrowed to the identity setting: what a study that does not search
+        the converter draws (the model's own file).
+
+        Returns:
+            Parameter -> a range holding only its identity value.
+        """
+        identity = self.identity_params()
+        return {
+            key: spec.override(
+                [identity[key]] if isinstance(spec, Choice) else [identity[key]] * 2,
+                f"ranges.{self.name}.{key}",
+            )
+            for key, spec in self.default_ranges.items()
+        }
+
+
+# What a technique subclasses: the pipeline calls each by its stage class.
+STAGE_CLASSES = (GraphTechnique, WeightsTechnique, ConvertTechnique)
 
 
 def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import Applied, Technique, layer_value
+from devicefit.spaces.base import Applied, WeightsTechnique, layer_value
 from devicefit.spaces.params import IntRange
 from devicefit.spaces.sparsity import explain_kernels, prunable_kernels
 
@@ -73,11 +73,10 @@ class KeepClusters(keras.callbacks.Callback):
             variable.assign(shared_values(np.asarray(variable.numpy()), index))
 
 
-class WeightClustering(Technique):
+class WeightClustering(WeightsTechnique):
     """Share ``2**bits`` values per kernel; ``bits`` 0 leaves the weights alone."""
 
     name = "clustering"
-    stage = "weights"
     structural = False
     applied_before_training = True  # clustered once, before the first step
     default_ranges = {"bits": IntRange(0, 8)}

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import PER_LAYER, Applied, Technique
+from devicefit.spaces.base import PER_LAYER, Applied, GraphTechnique
 from devicefit.spaces.graph import GraphView, graph_view
 from devicefit.spaces.params import FloatRange
 from devicefit.spaces.rebuild import as_functional, rebuild
@@ -76,7 +76,7 @@ class _Shortcut:
         return inputs[self.index]
 
 
-class DepthPruning(Technique):
+class DepthPruning(GraphTechnique):
     """Remove a share ``ratio`` of the removable residual branches, those adding the least
     to their shortcut on training inputs first. Per unit (a block, or an Add at per-layer
     granularity), ``ratio`` is the share of that unit's branch removed: rounded, 1 or 0.
@@ -86,7 +86,6 @@ class DepthPruning(Technique):
     """
 
     name = "depth_pruning"
-    stage = "graph"
     structural = True
     default_ranges = {"ratio": FloatRange(0.0, 1.0)}
     layer_params = {"ratio": FloatRange(0.0, 1.0)}

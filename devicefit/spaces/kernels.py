@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import Applied, Technique, layer_value
+from devicefit.spaces.base import Applied, GraphTechnique, layer_value
 from devicefit.spaces.graph import graph_view
 from devicefit.spaces.params import IntRange
 from devicefit.spaces.rebuild import as_functional, clone_with, rebuild, unique_name
@@ -39,7 +39,7 @@ def centre_crop(kernel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return kernel[top : top + size[0], left : left + size[1]]
 
 
-class KernelReduction(Technique):
+class KernelReduction(GraphTechnique):
     """Shrink every odd spatial kernel axis by ``2 * shrink`` taps, keeping output sizes.
 
     'same' padding keeps the output size by itself. 'valid' padding would grow
@@ -51,7 +51,7 @@ class KernelReduction(Technique):
     """
 
     name = "kernel_reduction"
-    stage = "graph"
+    recipe = {"shrink": 1}  # the one-technique recipe's setting
     structural = True
     default_ranges = {"shrink": IntRange(0, 4)}
     layer_params = {"shrink": IntRange(0, 4)}

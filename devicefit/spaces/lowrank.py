@@ -16,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import Applied, Technique, layer_value
+from devicefit.spaces.base import Applied, GraphTechnique, layer_value
 from devicefit.spaces.graph import GraphView, graph_view
 from devicefit.spaces.lowrank_conv import (
     CONV_METHODS,
@@ -69,7 +69,7 @@ def conv_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]
     return first, second
 
 
-class LowRank(Technique):
+class LowRank(GraphTechnique):
     """Factorize every Dense and Conv2D whose low-rank form is cheaper than the original.
 
     ``rank_rule`` reads ``rank_ratio`` as a fraction of the full rank (``ratio``) or
@@ -80,7 +80,7 @@ class LowRank(Technique):
     """
 
     name = "lowrank"
-    stage = "graph"
+    recipe = {"rank_ratio": 0.5}  # the one-technique recipe's setting
     structural = True
     default_ranges = {
         "rank_ratio": FloatRange(0.1, 1.0),

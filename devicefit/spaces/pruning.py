@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import PER_LAYER, Applied, Technique, weighted_layers
+from devicefit.spaces.base import PER_LAYER, Applied, GraphTechnique, weighted_layers
 from devicefit.spaces.graph import DependencyGraph, dependency_graph
 from devicefit.spaces.importance import IMPORTANCES, kernel_axes, rank_groups
 from devicefit.spaces.params import Choice, FloatRange
@@ -52,7 +52,7 @@ def l1_ranking(kernel: np.ndarray) -> np.ndarray:
     return np.argsort(-norms, kind="stable")
 
 
-class ChannelPruning(Technique):
+class ChannelPruning(GraphTechnique):
     """Remove a fraction ``ratio`` of every prunable dependency group's channels.
 
     A per-layer ``ratio`` set on any producer of a group applies to the whole
@@ -61,7 +61,7 @@ class ChannelPruning(Technique):
     """
 
     name = "channel_pruning"
-    stage = "graph"
+    recipe = {"ratio": 0.3, "importance": "activation"}  # the one-technique recipe's setting
     structural = True
     default_ranges = {"ratio": FloatRange(0.0, 0.7), "importance": Choice(IMPORTANCES)}
     layer_params = {"ratio": FloatRange(0.0, 0.7)}

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique, weighted_layers
+from devicefit.spaces.base import PER_LAYER, ConvertContext, ConvertTechnique, weighted_layers
 from devicefit.spaces.convert import to_tflite
 from devicefit.spaces.mixed_precision import (
     PRECISIONS,
@@ -27,7 +27,7 @@ SPARSE_MODES = ("float32", "float16")  # the file types XNNPACK runs sparse
 CALIBRATION_SAMPLES = 100
 
 
-class Quantization(Technique):
+class Quantization(ConvertTechnique):
     """How the weights and activations are stored in the shipped file.
 
     ``int8`` is full-integer: weights and activations int8, calibrated on
@@ -36,7 +36,6 @@ class Quantization(Technique):
     """
 
     name = "quantization"
-    stage = "convert"
     structural = False
     default_ranges = {"mode": Choice(MODES)}
     # Per-layer (or per-block) granularity is mixed precision: a bit-width per layer
@@ -49,6 +48,9 @@ class Quantization(Technique):
 
     def strong_params(self) -> dict[str, Any]:
         return {"mode": "int8"}
+
+    def layer_identity_params(self) -> dict[str, Any]:
+        return {"precision": "float"}  # a layer left in float32
 
     def convert(self, model: keras.Model, params: dict[str, Any], ctx: ConvertContext) -> bytes:
         mode = params.get("mode", "float32")

@@ -10,6 +10,7 @@ Keras 3 layer only owns variables once it has been called on a shape.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -78,30 +79,53 @@ def rebuild(
             return layer  # never called: call_function routes to the replacements
         return _clone_layer(layer)
 
-    def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
-        name = getattr(layer, "name", None)  # an operation need not have one
-        sequence = replace.get(name) if name is not None else None
-        if sequence is None:
-            return layer(*args, **kwargs)
-        out = sequence[0](*args, **kwargs)
-        for new in sequence[1:]:
-            out = new(out)
-        return out
+    new = keras.models.clone_model(
+        model,
+        input_tensors=_named_inputs(model),
+        clone_function=clone_function,
+        call_function=partial(_call_replacing, replace),
+    )
+    _set_weights(new, originals, replace, weights)
+    check_signature(model, new)
+    return new
 
-    # Without explicit input tensors clone_model names the new Input after the
-    # KerasTensor ("keras_tensor_12"), not after the original InputLayer.
-    inputs = keras.tree.map_structure(
+
+def _call_replacing(
+    replace: Mapping[str, Sequence[keras.layers.Layer]], layer: Any, *args: Any, **kwargs: Any
+) -> Any:
+    """Call ``layer``, or in its place its replacements one after another."""
+    name = getattr(layer, "name", None)  # an operation need not have one
+    sequence = replace.get(name) if name is not None else None
+    if sequence is None:
+        return layer(*args, **kwargs)
+    out = sequence[0](*args, **kwargs)
+    for new in sequence[1:]:
+        out = new(out)
+    return out
+
+
+def _named_inputs(model: keras.Model) -> Any:
+    """New Input tensors named after the original InputLayers.
+
+    Without explicit input tensors clone_model names the new Input after the
+    KerasTensor ("keras_tensor_12"), not after the original InputLayer.
+    """
+    return keras.tree.map_structure(
         lambda t: keras.Input(
             batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name
         ),
         model.input,  # same nesting (single tensor, list or dict) as clone_model requires
     )
-    new = keras.models.clone_model(
-        model,
-        input_tensors=inputs,
-        clone_function=clone_function,
-        call_function=call_function,
-    )
+
+
+def _set_weights(
+    new: keras.Model,
+    originals: dict[str, keras.layers.Layer],
+    replace: Mapping[str, Sequence[keras.layers.Layer]],
+    weights: Mapping[str, Sequence[np.ndarray]],
+) -> None:
+    """Given weights where named, the original's on layers not replaced; others keep
+    their fresh initialization."""
     missing = sorted(set(weights) - {layer.name for layer in new.layers})
     if missing:
         raise ValueError(f"weights given for layer(s) {missing} that the rebuilt model lacks")
@@ -112,8 +136,6 @@ def rebuild(
             source = originals[layer.name]
             if source is not layer:
                 layer.set_weights(source.get_weights())
-    check_signature(model, new)
-    return new
 
 
 def _clone_layer(layer: Any) -> Any:

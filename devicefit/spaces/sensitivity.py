@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from devicefit.spaces.base import PER_LAYER, ConvertContext, Technique
+from devicefit.spaces.base import (
+    PER_LAYER,
+    ConvertContext,
+    ConvertTechnique,
+    GraphTechnique,
+    Technique,
+    WeightsTechnique,
+)
 from devicefit.spaces.batchnorm_stats import recalibrate_batchnorm
 from devicefit.spaces.blocks import find_blocks
 from devicefit.spaces.eager_predict import model_outputs
@@ -123,7 +130,7 @@ def baseline(
     """The baseline of ``technique``'s way of scoring (``job``: any of its jobs)."""
     reference = _score(model, None, technique, {}, x, y, metric, context)
     scoring = context
-    if technique.stage == "convert":
+    if isinstance(technique, ConvertTechnique):
         identity = replace(job, level="identity", setting=SENSITIVITY_LEVELS[job.technique][1])
         float_file = technique.convert(model, job_params(identity, technique), context)
         scoring = replace(context, float_file=float_file)
@@ -144,9 +151,9 @@ def score_job(
     params = job_params(job, technique)
     where = (job.unit, job.layers, job.technique, job.level, job.setting)
     try:
-        kept: dict[str, float] | None = {} if technique.stage == "weights" else None
+        kept: dict[str, float] | None = {} if isinstance(technique, WeightsTechnique) else None
         changed: Any = None  # a graph technique's rewritten Keras model
-        if technique.stage == "graph":  # rewritten once: for its MACs, then scored
+        if isinstance(technique, GraphTechnique):  # rewritten once: for its MACs, then scored
             changed = technique.rewrite(model, params).model
             after = macs_by_layer(changed, base.context.input_shape)
             kept = macs_kept(base.layer_macs, after)
@@ -178,7 +185,7 @@ def score_jobs(
     across requests); ``on_point`` and ``progress`` as in ``sensitivity_profile``."""
     baselines = {} if baselines is None else baselines
     for technique in techniques.values():  # ranked by activations, as a trial's rewrite is
-        if technique.stage == "graph":
+        if isinstance(technique, GraphTechnique):
             technique.prepare(context.calibration)
     points = []
     for number, job in enumerate(jobs, start=1):
@@ -255,7 +262,7 @@ def sensitivity_profile(
 
 def scored_on(technique: Technique) -> str:
     """How a setting is scored: on the Keras model, or on the TFLite file."""
-    return "tflite" if technique.stage == "convert" else "keras"
+    return "tflite" if isinstance(technique, ConvertTechnique) else "keras"
 
 
 def _score(
@@ -272,16 +279,15 @@ def _score(
     """The metric of ``model`` with ``technique`` at ``params`` (``way`` None: untouched,
     scored the way the technique's settings will be); ``built``: a graph technique's
     model at ``params`` when the caller has built it already."""
-    stage_way = scored_on(technique)
-    if stage_way == "tflite":
+    if isinstance(technique, ConvertTechnique):  # scored on the TFLite file
         from devicefit.evaluators.tflite_predict import predict
 
         params = params or technique.identity_params()
         return float(metric(y, predict(technique.convert(model, params, context), x)))
     changed = model
-    if way is not None and technique.stage == "graph":
+    if way is not None and isinstance(technique, GraphTechnique):
         changed = built if built is not None else technique.rewrite(model, params).model
-    elif way is not None and technique.stage == "weights":
+    elif way is not None and isinstance(technique, WeightsTechnique):
         changed = _copy(model)
         technique.finalize(changed, params)
     return float(metric(y, model_outputs(changed, x)))

@@ -7,25 +7,42 @@ from typing import Any, cast
 import optuna
 
 from devicefit.errors import UsageError
-from devicefit.spaces.base import PER_LAYER, STAGE_ORDER, Plan, Step, Technique, layer_value
+from devicefit.spaces.base import (
+    PER_LAYER,
+    STAGE_ORDER,
+    ConvertTechnique,
+    Plan,
+    Step,
+    Technique,
+    layer_value,
+)
 from devicefit.spaces.params import Choice, IntRange, ParamSpec, apply_overrides
 
 FINETUNE = "finetune"
 DEFAULT_EPOCHS = IntRange(0, 3)
-# Moderate settings for the one-technique recipes every study starts with.
-RECIPE_SETTINGS: dict[str, dict[str, Any]] = {
-    "channel_pruning": {"ratio": 0.3, "importance": "activation"},
-    "lowrank": {"rank_ratio": 0.5},
-    "kernel_reduction": {"shrink": 1},
-    "magnitude_pruning": {"sparsity": 0.5},
-}
+
+
+def recipe_settings() -> dict[str, dict[str, Any]]:
+    """Each registered technique's moderate setting for the one-technique recipes every
+    study starts with (its ``recipe``); techniques with none are left out."""
+    from devicefit.spaces import all_techniques
+
+    return {t.name: dict(t.recipe) for t in all_techniques() if t.recipe}
+
+
+def __getattr__(name: str) -> Any:
+    # RECIPE_SETTINGS was a table here; the techniques declare their recipes now.
+    if name == "RECIPE_SETTINGS":
+        return recipe_settings()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SearchSpace:
     """Every trial draws an on/off switch per technique, then that technique's parameters.
 
-    Quantization is always part of the plan (it decides how the file is written);
-    fine-tuning epochs are drawn only when some technique changed the model.
+    A convert technique is always part of the plan (it decides how the file is written):
+    the registry's default one at its identity setting when the study searches none.
+    Fine-tuning epochs are drawn only when some technique changed the model.
     """
 
     def __init__(
@@ -41,13 +58,8 @@ class SearchSpace:
         overrides = dict(overrides or {})
         self.granularity = dict(granularity or {})
         self.units = {name: u for name, u in (units or {}).items() if u}
+        self.epochs = _epochs(overrides.pop(FINETUNE, None))
         names = {t.name for t in techniques}
-        self.epochs = DEFAULT_EPOCHS
-        if FINETUNE in overrides:
-            spec = apply_overrides({"epochs": DEFAULT_EPOCHS}, overrides.pop(FINETUNE), FINETUNE)
-            self.epochs = cast(IntRange, spec["epochs"])  # IntRange.override keeps an IntRange
-            if self.epochs.low < 0:
-                raise UsageError(f"ranges.finetune.epochs: must be >= 0, got {self.epochs.low}")
         stray = sorted(set(overrides) - names)
         if stray:
             raise UsageError(
@@ -58,35 +70,19 @@ class SearchSpace:
         self.ranges: dict[str, dict[str, ParamSpec]] = {}
         self.layer_ranges: dict[str, dict[str, ParamSpec]] = {}
         for t in self.techniques:
-            mine = overrides.get(t.name, {})
-            known = {**t.default_ranges, **t.layer_params}
-            apply_overrides(known, mine, f"ranges.{t.name}")  # names unknown keys
-            self.ranges[t.name] = apply_overrides(
-                t.default_ranges,
-                {k: v for k, v in mine.items() if k in t.default_ranges},
-                f"ranges.{t.name}",
-            )
-            self.layer_ranges[t.name] = apply_overrides(
-                t.layer_params,
-                {k: v for k, v in mine.items() if k in t.layer_params},
-                f"ranges.{t.name}",
-            )
+            self.ranges[t.name], self.layer_ranges[t.name] = _ranges(t, overrides.get(t.name, {}))
         # The profiles' shaping (search/shaped_space.py): ranges ended for every trial, units
         # and techniques left out of the sampler's own.
         self.left_out: set[str] = set()
         self.left_out_units: dict[str, set[str]] = {}
         self.shaped_ranges: dict[str, dict[str, ParamSpec]] = {}
         self.unit_ranges: dict[str, dict[str, dict[str, ParamSpec]]] = {}
-        if not any(t.stage == "convert" for t in self.techniques):
-            from devicefit.spaces import get_technique
+        if not any(isinstance(t, ConvertTechnique) for t in self.techniques):
+            from devicefit.spaces import default_converter
 
-            quant = get_technique("quantization")
-            self.techniques.append(quant)
-            self.ranges[quant.name] = {
-                "mode": quant.default_ranges["mode"].override(
-                    ["float32"], "ranges.quantization.mode"
-                )
-            }
+            converter = default_converter()
+            self.techniques.append(converter)
+            self.ranges[converter.name] = converter.identity_ranges()
 
     def shape(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Leave out techniques and units, and end ranges, as the profiles decided
@@ -140,13 +136,14 @@ class SearchSpace:
         left out (a recipe's fixed settings must not lose a unit)."""
         steps: list[Step] = []
         for tech in self.techniques:
-            if tech.stage != "convert":
+            if not isinstance(tech, ConvertTechnique):
                 if leave_out and tech.name in self.left_out:
                     continue
                 if not trial.suggest_categorical(f"{tech.name}.on", [False, True]):
                     continue
             steps.append(Step(tech.name, self._sample_technique(trial, tech, leave_out)))
-        changed = any(s.technique != "quantization" for s in steps)
+        converters = {t.name for t in self.techniques if isinstance(t, ConvertTechnique)}
+        changed = any(s.technique not in converters for s in steps)
         epochs = self.epochs.suggest(trial, f"{FINETUNE}.epochs") if changed else 0
         return Plan(tuple(steps), int(epochs))
 
@@ -159,7 +156,7 @@ class SearchSpace:
         params: dict[str, Any] = {}
         for tech in self.techniques:
             chosen = steps.get(tech.name)
-            if tech.stage != "convert":
+            if not isinstance(tech, ConvertTechnique):
                 params[f"{tech.name}.on"] = chosen is not None
             if chosen is None:
                 continue
@@ -217,9 +214,12 @@ class SearchSpace:
         params[PER_LAYER] = per_layer
         return params
 
-    def recipe_params(self, setting: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def recipe_params(
+        self, setting: dict[str, dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """Fixed parameters for one-technique recipes: each enabled technique alone at a
-        moderate ``setting``, fine-tuned, converted as float32.
+        moderate ``setting`` (default: each technique's own ``recipe``), fine-tuned,
+        converted as float32.
 
         They are what an engineer would try first; enqueued after the baselines they
         give the sampler informed starting points and the report its reference recipes.
@@ -227,7 +227,9 @@ class SearchSpace:
         SRCNN, full-integer int8 is slower than float32 on XNNPACK).
         """
         epochs = min(max(2, self.epochs.low), self.epochs.high)
-        switchable = [t for t in self.techniques if t.stage != "convert"]
+        switchable = [t for t in self.techniques if not isinstance(t, ConvertTechnique)]
+        if setting is None:
+            setting = {t.name: dict(t.recipe) for t in switchable if t.recipe}
         recipes = []
         for tech in switchable:
             if tech.name not in setting:
@@ -256,15 +258,47 @@ class SearchSpace:
         return {f"{tech.name}.{key}": value}
 
     def _float_file(self) -> dict[str, Any]:
-        """Parameters that convert at float32: the mode, or every layer's precision."""
-        units = self.units.get("quantization")
-        if units:
-            return {f"quantization.precision@{unit}": "float" for unit in units}
-        return {"quantization.mode": "float32"}
+        """Parameters that convert the model as it is (a float32 file): the converter's
+        identity setting, every unit's where it is searched per unit (mixed precision)."""
+        converter = next(t for t in self.techniques if isinstance(t, ConvertTechnique))
+        if self.units.get(converter.name):
+            params: dict[str, Any] = {}
+            for key, value in converter.layer_identity_params().items():
+                params.update(self._named(converter, key, value))
+            return params
+        return {f"{converter.name}.{k}": v for k, v in converter.identity_params().items()}
 
     def baseline_modes(self) -> list[str]:
         """The reference points every front gets: the original model as float32, float16, int8."""
         return ["float32", "float16", "int8"]
+
+
+def _epochs(override: Any) -> IntRange:
+    """The fine-tuning epochs' range: the default, or the study file's ``finetune.epochs``."""
+    if override is None:
+        return DEFAULT_EPOCHS
+    spec = apply_overrides({"epochs": DEFAULT_EPOCHS}, override, FINETUNE)
+    epochs = cast(IntRange, spec["epochs"])  # IntRange.override keeps an IntRange
+    if epochs.low < 0:
+        raise UsageError(f"ranges.finetune.epochs: must be >= 0, got {epochs.low}")
+    return epochs
+
+
+def _ranges(
+    tech: Technique, mine: dict[str, Any]
+) -> tuple[dict[str, ParamSpec], dict[str, ParamSpec]]:
+    """``tech``'s global and per-unit ranges with the study file's overrides ``mine``."""
+    known = {**tech.default_ranges, **tech.layer_params}
+    apply_overrides(known, mine, f"ranges.{tech.name}")  # names unknown keys
+    where = f"ranges.{tech.name}"
+    return (
+        apply_overrides(
+            tech.default_ranges, {k: v for k, v in mine.items() if k in tech.default_ranges}, where
+        ),
+        apply_overrides(
+            tech.layer_params, {k: v for k, v in mine.items() if k in tech.layer_params}, where
+        ),
+    )
 
 
 def baseline_plan(mode: str) -> Plan:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from devicefit.quiet import silence_tensorflow
-from devicefit.spaces.base import Applied, Technique, layer_value, weighted_layers
+from devicefit.spaces.base import Applied, WeightsTechnique, layer_value, weighted_layers
 from devicefit.spaces.params import Choice, FloatRange
 
 silence_tensorflow()
@@ -115,7 +115,7 @@ class PruningSchedule(keras.callbacks.Callback):
             variable.assign(variable * mask)
 
 
-class MagnitudePruning(Technique):
+class MagnitudePruning(WeightsTechnique):
     """Zero a fraction ``sparsity`` of every Conv/Dense kernel, smallest magnitudes first.
 
     The schedule reaches the target at ``end_fraction`` of the fine-tuning
@@ -129,7 +129,7 @@ class MagnitudePruning(Technique):
     """
 
     name = "magnitude_pruning"
-    stage = "weights"
+    recipe = {"sparsity": 0.5}  # the one-technique recipe's setting
     structural = False
     default_ranges = {"sparsity": FloatRange(0.0, 0.9), "pattern": Choice(PATTERNS)}
     layer_params = {"sparsity": FloatRange(0.0, 0.9)}
