@@ -390,41 +390,9 @@ class StudyConfig:
                 or objective is unknown.
         """
         _check_types(self, where)
-        if self.task and self.model:
-            raise UsageError(f"{where}: give either --task or --model, not both")
-        if not self.task and not self.model:
-            raise UsageError(f"{where}: nothing to compress: give --task NAME or --model FILE")
-        if self.model and not self.data:
-            raise UsageError(f"{where}: --model needs --data (FILE.npz, DIR or FILE.py:FUNCTION)")
-        if self.trials < 1:
-            raise UsageError(f"--trials: must be at least 1, got {self.trials}")
-        if self.workers < 1:
-            raise UsageError(f"--workers: must be at least 1, got {self.workers}")
-        if self.threads < 1:
-            raise UsageError(f"--threads: must be at least 1, got {self.threads}")
-        if self.sampler == "auto":
-            raise UsageError(AUTO_SAMPLER_UNAVAILABLE)
-        if self.sampler not in SAMPLERS:
-            raise UsageError(
-                f"--sampler: unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
-            )
-        if self.max_metric_drop is not None and self.max_metric_drop < 0:
-            raise UsageError(f"--max-metric-drop: must be >= 0, got {self.max_metric_drop}")
-        if (self.cpus_per_trial is not None and self.cpus_per_trial < 1) or self.recycle_after < 1:
-            raise UsageError("--cpus-per-trial and --recycle-after must be at least 1")
-        if self.min_runs < 1 or self.min_seconds < 0:
-            raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
-        if self.max_seconds < self.min_seconds:
-            raise UsageError(
-                f"{where}: max_seconds ({self.max_seconds}) must be at least min_seconds "
-                f"({self.min_seconds})"
-            )
-        if self.cooldown_c is not None and not 0 < self.cooldown_c <= 150:
-            raise UsageError(f"--cooldown-c: must be in (0, 150] degrees C, got {self.cooldown_c}")
-        if not 0 <= self.cooldown_timeout_s <= 3600:
-            raise UsageError(
-                f"--cooldown-timeout: must be 0 to 3600 seconds, got {self.cooldown_timeout_s}"
-            )
+        _check_task_or_model(self, where)
+        _check_search_settings(self)
+        _check_measurement_settings(self, where)
         if self.paired_rounds < 0:
             raise UsageError(f"--paired-rounds: must be >= 0, got {self.paired_rounds}")
         if self.confirm_rounds < 0:
@@ -481,6 +449,55 @@ def _normalized(data: dict[str, Any], where: str) -> dict[str, Any]:
                 raise UsageError(f"{where}: {key} must be a list, got {value!r}")
             values[key] = tuple(value)
     return values
+
+
+def _check_task_or_model(config: StudyConfig, where: str) -> None:
+    """Refuse a config giving both or neither of task and model, or a model without data."""
+    if config.task and config.model:
+        raise UsageError(f"{where}: give either --task or --model, not both")
+    if not config.task and not config.model:
+        raise UsageError(f"{where}: nothing to compress: give --task NAME or --model FILE")
+    if config.model and not config.data:
+        raise UsageError(f"{where}: --model needs --data (FILE.npz, DIR or FILE.py:FUNCTION)")
+
+
+def _check_search_settings(config: StudyConfig) -> None:
+    """Refuse trial, worker or thread counts below one, or an unavailable sampler."""
+    if config.trials < 1:
+        raise UsageError(f"--trials: must be at least 1, got {config.trials}")
+    if config.workers < 1:
+        raise UsageError(f"--workers: must be at least 1, got {config.workers}")
+    if config.threads < 1:
+        raise UsageError(f"--threads: must be at least 1, got {config.threads}")
+    if config.sampler == "auto":
+        raise UsageError(AUTO_SAMPLER_UNAVAILABLE)
+    if config.sampler not in SAMPLERS:
+        raise UsageError(
+            f"--sampler: unknown sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+        )
+
+
+def _check_measurement_settings(config: StudyConfig, where: str) -> None:
+    """Refuse an out-of-range metric drop, trial resources, run counts, times or cooldown."""
+    if config.max_metric_drop is not None and config.max_metric_drop < 0:
+        raise UsageError(f"--max-metric-drop: must be >= 0, got {config.max_metric_drop}")
+    if (
+        config.cpus_per_trial is not None and config.cpus_per_trial < 1
+    ) or config.recycle_after < 1:
+        raise UsageError("--cpus-per-trial and --recycle-after must be at least 1")
+    if config.min_runs < 1 or config.min_seconds < 0:
+        raise UsageError("--min-runs must be >= 1 and --min-seconds >= 0")
+    if config.max_seconds < config.min_seconds:
+        raise UsageError(
+            f"{where}: max_seconds ({config.max_seconds}) must be at least min_seconds "
+            f"({config.min_seconds})"
+        )
+    if config.cooldown_c is not None and not 0 < config.cooldown_c <= 150:
+        raise UsageError(f"--cooldown-c: must be in (0, 150] degrees C, got {config.cooldown_c}")
+    if not 0 <= config.cooldown_timeout_s <= 3600:
+        raise UsageError(
+            f"--cooldown-timeout: must be 0 to 3600 seconds, got {config.cooldown_timeout_s}"
+        )
 
 
 def _check_devices(config: StudyConfig, where: str) -> None:

@@ -68,29 +68,44 @@ def run_in_child(
     """
     with tempfile.TemporaryDirectory(prefix="devicefit-agent-") as folder:
         paths = write_model_files(folder, contents)
-        env = child_env()
-        if memory_mb is not None:
-            # Set by the child itself (bench.py): a preexec_fn in a threaded server can
-            # deadlock between fork and exec.
-            env[MEMORY_ENV] = str(int(memory_mb))
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "devicefit.deploy.bench"]
-                + (["--rounds"] if rounds else [])
-                + [*paths, json.dumps(spec)],
-                capture_output=True,
-                text=True,
-                errors="replace",  # a crashing runtime may print anything
-                timeout=timeout_s,
-                env=env,
-            )
-        except subprocess.TimeoutExpired:
-            raise JobFailed(
-                f"the model did not finish within the {timeout_s:.0f} s limit"
-            ) from None
+        done = _run_bench(paths, spec, timeout_s, _bench_env(memory_mb), rounds)
     if done.returncode != 0:
         return _raise_child_failure(done, memory_mb)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    return _printed_result(done.stdout)
+
+
+def _bench_env(memory_mb: int | None) -> dict[str, str]:
+    """The measuring process's environment, with its address-space limit when there is one."""
+    env = child_env()
+    if memory_mb is not None:
+        # Set by the child itself (bench.py): a preexec_fn in a threaded server can
+        # deadlock between fork and exec.
+        env[MEMORY_ENV] = str(int(memory_mb))
+    return env
+
+
+def _run_bench(
+    paths: list[str], spec: dict[str, Any], timeout_s: float, env: dict[str, str], rounds: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run ``devicefit.deploy.bench`` on ``paths``; JobFailed when it exceeds ``timeout_s``."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "devicefit.deploy.bench"]
+            + (["--rounds"] if rounds else [])
+            + [*paths, json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            errors="replace",  # a crashing runtime may print anything
+            timeout=timeout_s,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        raise JobFailed(f"the model did not finish within the {timeout_s:.0f} s limit") from None
+
+
+def _printed_result(stdout: str) -> dict[str, Any]:
+    """The measurement in the child's last JSON line; JobFailed when it printed none."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     try:
         return json.loads(lines[-1])
     except (IndexError, ValueError):

@@ -375,7 +375,22 @@ def summarise(events: list[Any], runs: int) -> OpProfile:
         OpProfileUnavailable: the events hold another number of runs, no ops, or runs with
             different ops.
     """
-    per_run: list[list[Any]] = []
+    per_run, invokes = _ops_by_run(events)
+    signature = _same_ops_in_every_run(per_run, runs)
+    times = np.array([[us for *_, us in ops] for ops in per_run], dtype=float) / 1000.0
+    # The same runs for every op and for the run itself: those whose run time is central (a
+    # tenth cut at each end). Means over one set of runs add up, so the ops' times sum to
+    # the run's less its own overhead; trimming each op on its own would drop the disturbed
+    # moments of every op but keep them in the run's time whenever a host disturbs more
+    # than a tenth of the runs, each in another op.
+    kept = _central(np.asarray(invokes))
+    profiled = _profiled_ops(signature, times, kept)
+    return OpProfile(profiled, float(np.asarray(invokes)[kept].mean()), runs)
+
+
+def _ops_by_run(events: list[Any]) -> tuple[list[list[tuple[int, str, int, int]]], list[float]]:
+    """Each run's ops as (event type, tag, metadata1, elapsed us), and each run's ms."""
+    per_run: list[list[tuple[int, str, int, int]]] = []
     invokes: list[float] = []
     for event in events:
         tag = (event.tag or b"").decode(errors="replace")
@@ -384,6 +399,13 @@ def summarise(events: list[Any], runs: int) -> OpProfile:
             invokes.append(event.elapsed_us / 1000.0)
         elif event.event_type in (_OPERATOR, _DELEGATE_PROFILED) and per_run:
             per_run[-1].append((event.event_type, tag, int(event.metadata1), event.elapsed_us))
+    return per_run, invokes
+
+
+def _same_ops_in_every_run(
+    per_run: list[list[tuple[int, str, int, int]]], runs: int
+) -> list[tuple[int, str, int]]:
+    """The ops (type, tag, metadata1) every one of ``runs`` runs showed, or OpProfileUnavailable."""
     if len(per_run) != runs or not per_run[0]:
         raise OpProfileUnavailable(
             f"the profiler recorded {len(per_run)} runs with ops, expected {runs}"
@@ -392,13 +414,13 @@ def summarise(events: list[Any], runs: int) -> OpProfile:
     for ops in per_run:
         if [(t, tag, meta) for t, tag, meta, _ in ops] != signature:
             raise OpProfileUnavailable("runs of one file showed different ops")
-    times = np.array([[us for *_, us in ops] for ops in per_run], dtype=float) / 1000.0
-    # The same runs for every op and for the run itself: those whose run time is central (a
-    # tenth cut at each end). Means over one set of runs add up, so the ops' times sum to
-    # the run's less its own overhead; trimming each op on its own would drop the disturbed
-    # moments of every op but keep them in the run's time whenever a host disturbs more
-    # than a tenth of the runs, each in another op.
-    kept = _central(np.asarray(invokes))
+    return signature
+
+
+def _profiled_ops(
+    signature: list[tuple[int, str, int]], times: np.ndarray, kept: np.ndarray
+) -> list[ProfiledOp]:
+    """The ops in run order, each with its XNNPACK partition and mean ms over the kept runs."""
     profiled, partition, last = [], -1, None
     for column, (kind_code, tag, meta) in enumerate(signature):
         if kind_code == _DELEGATE_PROFILED:
@@ -417,7 +439,7 @@ def summarise(events: list[Any], runs: int) -> OpProfile:
                 ms=float(times[kept, column].mean()),
             )
         )
-    return OpProfile(profiled, float(np.asarray(invokes)[kept].mean()), runs)
+    return profiled
 
 
 def _central(values: np.ndarray, cut: float = 0.1) -> np.ndarray:

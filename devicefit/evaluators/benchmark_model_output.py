@@ -59,27 +59,38 @@ def parse_benchmark_model(text: str) -> dict[str, Any]:
         ("count", "min_ms", "max_ms", "mean_ms", "std_ms", "median_ms", "p5_ms", "p95_ms")
     )
     if stats:
-        # The last statistics line is the timed runs; the one before it is the warm-up.
-        last = stats[-1]
-        values = {k: float(v) for k, v in _PAIR.findall(last.group(2))}
-        out["count"] = int(last.group(1))
-        for key, name in (
-            ("min", "min_ms"),
-            ("max", "max_ms"),
-            ("avg", "mean_ms"),
-            ("std", "std_ms"),
-            ("median", "median_ms"),
-            ("p5", "p5_ms"),
-            ("p95", "p95_ms"),
-        ):
-            if key in values:
-                out[name] = values[key] / 1000.0
-        if len(stats) >= 2:
-            out["warmup_runs"] = int(stats[-2].group(1))
+        _read_statistics(out, stats)
     if timings:
         init, first, _warm, mean = (float(g) for g in timings.groups())
         out["init_ms"], out["first_inference_ms"] = init / 1000.0, first / 1000.0
         out["mean_ms"] = out["mean_ms"] if out["mean_ms"] is not None else mean / 1000.0
+    _read_memory(out, text)
+    return out
+
+
+def _read_statistics(out: dict[str, Any], stats: list[re.Match[str]]) -> None:
+    """Set ``out``'s count and ms statistics (and ``warmup_runs``) from the statistics lines."""
+    # The last statistics line is the timed runs; the one before it is the warm-up.
+    last = stats[-1]
+    values = {k: float(v) for k, v in _PAIR.findall(last.group(2))}
+    out["count"] = int(last.group(1))
+    for key, name in (
+        ("min", "min_ms"),
+        ("max", "max_ms"),
+        ("avg", "mean_ms"),
+        ("std", "std_ms"),
+        ("median", "median_ms"),
+        ("p5", "p5_ms"),
+        ("p95", "p95_ms"),
+    ):
+        if key in values:
+            out[name] = values[key] / 1000.0
+    if len(stats) >= 2:
+        out["warmup_runs"] = int(stats[-2].group(1))
+
+
+def _read_memory(out: dict[str, Any], text: str) -> None:
+    """Set ``out``'s memory footprints (MB) from the last lines of ``text`` that print them."""
     deltas = _DELTA.findall(text)
     if deltas:
         init_mb, overall_mb = (float(v) for v in deltas[-1])
@@ -87,4 +98,3 @@ def parse_benchmark_model(text: str) -> dict[str, Any]:
     peak = _PEAK.findall(text)
     if peak:
         out["peak_memory_mb"] = float(peak[-1])
-    return out

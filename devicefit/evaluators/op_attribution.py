@@ -160,23 +160,8 @@ def attribute(profiled: list[dict[str, Any]], ops: list[FileOp]) -> list[OpTime]
         ``op`` None (and the profile's name) where it cannot be told.
     """
     kept = {row["index"] for row in profiled if row["source"] == "tflite"}
-    times: list[OpTime] = []
-    for row in profiled:
-        if row["source"] != "tflite":
-            continue
-        index = row["index"]
-        if 0 <= index < len(ops) and ops[index].kind == row["kind"]:
-            times.append(OpTime(index, ops[index].kind, row["ms"]))
-        else:
-            times.append(OpTime(None, f"{row['kind']} (node {index})", row["ms"]))
-    segments: list[list[FileOp]] = []
-    for op in ops:
-        if op.index in kept or op.static:
-            continue
-        if segments and _adjacent(segments[-1][-1], op, ops):
-            segments[-1].append(op)
-        else:
-            segments.append([op])
+    times = _runtime_op_times(profiled, ops)
+    segments = _delegated_segments(ops, kept)
     partitions: dict[int, list[dict[str, Any]]] = {}
     for row in profiled:
         if row["source"] != "delegate":
@@ -198,6 +183,33 @@ def attribute(profiled: list[dict[str, Any]], ops: list[FileOp]) -> list[OpTime]
         else:
             times += [OpTime(op.index, op.kind, row["ms"]) for row, op in matched]
     return times
+
+
+def _runtime_op_times(profiled: list[dict[str, Any]], ops: list[FileOp]) -> list[OpTime]:
+    """The times of the ops the runtime ran itself, on the file op their node index names."""
+    times: list[OpTime] = []
+    for row in profiled:
+        if row["source"] != "tflite":
+            continue
+        index = row["index"]
+        if 0 <= index < len(ops) and ops[index].kind == row["kind"]:
+            times.append(OpTime(index, ops[index].kind, row["ms"]))
+        else:
+            times.append(OpTime(None, f"{row['kind']} (node {index})", row["ms"]))
+    return times
+
+
+def _delegated_segments(ops: list[FileOp], kept: set[int]) -> list[list[FileOp]]:
+    """The runs of consecutive delegated ops between the ops the runtime kept, in order."""
+    segments: list[list[FileOp]] = []
+    for op in ops:
+        if op.index in kept or op.static:
+            continue
+        if segments and _adjacent(segments[-1][-1], op, ops):
+            segments[-1].append(op)
+        else:
+            segments.append([op])
+    return segments
 
 
 def _adjacent(last: FileOp, op: FileOp, ops: list[FileOp]) -> bool:

@@ -9,6 +9,7 @@ type is the one before it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from devicefit.evaluators.tflite_stats import _op_names, _schema
 
@@ -41,6 +42,36 @@ def weighted_ops(tflite: bytes) -> list[WeightedOp]:
     graph = model.Subgraphs(0)
     names = _op_names(schema)
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    ops, dequantized_from = _ops_and_dequantized(model, graph, names)
+    found = []
+    for j, kind, ins, outs in ops:
+        if kind not in WEIGHTED_OPS or not outs:
+            continue
+        weight_at = 1  # TRANSPOSE_CONV's inputs are (output shape, weights, x)
+        data_at = 2 if kind == "TRANSPOSE_CONV" else 0
+        if len(ins) <= max(weight_at, data_at) or ins[weight_at] < 0:
+            continue
+        weight = ins[weight_at]
+        stored = dequantized_from.get(weight, weight)
+        out = _tensor(graph, outs[0])
+        found.append(
+            WeightedOp(
+                index=j,
+                kind=kind,
+                output_name=(out.Name() or b"").decode(errors="replace"),
+                weight_shape=tuple(_tensor(graph, weight).ShapeAsNumpy().tolist()),
+                weight_type=types.get(_tensor(graph, stored).Type(), "?"),
+                input_type=types.get(_tensor(graph, ins[data_at]).Type(), "?"),
+                output_type=types.get(out.Type(), "?"),
+            )
+        )
+    return found
+
+
+def _ops_and_dequantized(
+    model: Any, graph: Any, names: dict[int, str]
+) -> tuple[list[tuple[int, str, list[int], list[int]]], dict[int, int]]:
+    """The subgraph's ops as (index, kind, inputs, outputs), and DEQUANTIZE output -> input."""
     dequantized_from: dict[int, int] = {}  # DEQUANTIZE output tensor -> its input tensor
     ops = []
     for j in range(graph.OperatorsLength()):
@@ -52,38 +83,17 @@ def weighted_ops(tflite: bytes) -> list[WeightedOp]:
         if kind == "DEQUANTIZE" and ins and outs:
             dequantized_from[outs[0]] = ins[0]
         ops.append((j, kind, ins, outs))
+    return ops, dequantized_from
 
-    def tensor(index: int):  # noqa: ANN202 - generated type
-        """The first subgraph's tensor ``index``.
 
-        Args:
-            index: the tensor's index in the subgraph.
+def _tensor(graph: Any, index: int) -> Any:  # Any: a flatbuffers-generated type
+    """The first subgraph's tensor ``index``.
 
-        Returns:
-            The flatbuffer's accessor for that tensor (name, shape, type).
-        """
-        return graph.Tensors(index)
+    Args:
+        graph: the model's first subgraph.
+        index: the tensor's index in the subgraph.
 
-    found = []
-    for j, kind, ins, outs in ops:
-        if kind not in WEIGHTED_OPS or not outs:
-            continue
-        weight_at = 1  # TRANSPOSE_CONV's inputs are (output shape, weights, x)
-        data_at = 2 if kind == "TRANSPOSE_CONV" else 0
-        if len(ins) <= max(weight_at, data_at) or ins[weight_at] < 0:
-            continue
-        weight = ins[weight_at]
-        stored = dequantized_from.get(weight, weight)
-        out = tensor(outs[0])
-        found.append(
-            WeightedOp(
-                index=j,
-                kind=kind,
-                output_name=(out.Name() or b"").decode(errors="replace"),
-                weight_shape=tuple(tensor(weight).ShapeAsNumpy().tolist()),
-                weight_type=types.get(tensor(stored).Type(), "?"),
-                input_type=types.get(tensor(ins[data_at]).Type(), "?"),
-                output_type=types.get(out.Type(), "?"),
-            )
-        )
-    return found
+    Returns:
+        The flatbuffer's accessor for that tensor (name, shape, type).
+    """
+    return graph.Tensors(index)

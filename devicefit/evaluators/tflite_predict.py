@@ -37,30 +37,11 @@ def predict(tflite: bytes, x: Any, num_threads: int = 1, batch: int = 32) -> Any
         by_name = _input_indices(interp)
     except Exception as exc:  # noqa: BLE001 - a bad file fails to load in many ways
         raise TrialFailed(f"TFLite file does not load: {exc}") from exc
-    size = batch
-    try:
-        for detail in interp.get_input_details():
-            interp.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]], strict=True)
-        interp.allocate_tensors()
-    except Exception:  # noqa: BLE001 - some files cannot be resized: run one at a time
-        interp = make_interpreter(tflite, num_threads)
-        interp.allocate_tensors()
-        size = 1
+    interp, size = _allocate(interp, tflite, num_threads, batch)
     details = {detail["index"]: detail for detail in interp.get_input_details()}
     outputs: dict[int, list[np.ndarray]] = {index: [] for index in names}
     for start in range(0, len(x), size):
-        chunk = x[start : start + size]
-        parts = chunk if isinstance(chunk, dict) else {"": chunk}
-        real = 0
-        for name, values in parts.items():
-            if name not in by_name:
-                raise TrialFailed(f"the TFLite file has no input {name!r} ({', '.join(by_name)})")
-            detail = details[by_name[name]]
-            values = _quantize(np.asarray(values), detail)
-            real = len(values)
-            if real < size:  # pad the last batch to the allocated size
-                values = np.concatenate([values, np.repeat(values[-1:], size - real, axis=0)])
-            interp.set_tensor(detail["index"], values)
+        real = _set_inputs(interp, x[start : start + size], by_name, details, size)
         interp.invoke()
         for detail in interp.get_output_details():
             if detail["index"] in outputs:
@@ -69,6 +50,37 @@ def predict(tflite: bytes, x: Any, num_threads: int = 1, batch: int = 32) -> Any
     if len(names) == 1:
         return np.concatenate(next(iter(outputs.values())))
     return {names[index]: np.concatenate(parts) for index, parts in outputs.items()}
+
+
+def _allocate(interp: Any, tflite: bytes, num_threads: int, batch: int) -> tuple[Any, int]:
+    """The interpreter allocated for ``batch`` samples a run, else a new one for one at a time."""
+    try:
+        for detail in interp.get_input_details():
+            interp.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]], strict=True)
+        interp.allocate_tensors()
+    except Exception:  # noqa: BLE001 - some files cannot be resized: run one at a time
+        interp = make_interpreter(tflite, num_threads)
+        interp.allocate_tensors()
+        return interp, 1
+    return interp, batch
+
+
+def _set_inputs(
+    interp: Any, chunk: Any, by_name: dict[str, int], details: dict[int, Any], size: int
+) -> int:
+    """Feed one chunk of samples, padded to ``size``; how many of them are real samples."""
+    parts = chunk if isinstance(chunk, dict) else {"": chunk}
+    real = 0
+    for name, values in parts.items():
+        if name not in by_name:
+            raise TrialFailed(f"the TFLite file has no input {name!r} ({', '.join(by_name)})")
+        detail = details[by_name[name]]
+        values = _quantize(np.asarray(values), detail)
+        real = len(values)
+        if real < size:  # pad the last batch to the allocated size
+            values = np.concatenate([values, np.repeat(values[-1:], size - real, axis=0)])
+        interp.set_tensor(detail["index"], values)
+    return real
 
 
 def _input_indices(interp: Any) -> dict[str, int]:

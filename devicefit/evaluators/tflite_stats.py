@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,15 +59,31 @@ def tflite_stats(tflite: bytes) -> FileStats:
     except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails in many ways
         raise TrialFailed(f"not a TFLite flatbuffer: {exc}") from exc
     names = _op_names(schema)
-    shapes = [
-        tuple(graph.Tensors(i).ShapeAsNumpy().tolist() or ()) for i in range(graph.TensorsLength())
-    ]
-    shapes = [tuple(max(1, d) for d in s) for s in shapes]  # -1 (open batch) counts as 1
+    shapes = _tensor_shapes(graph)
     constant = set()
     for i in range(graph.TensorsLength()):
         buf = model.Buffers(graph.Tensors(i).Buffer())
         if buf is not None and (buf.DataLength() > 0 or buf.Size() > 0):
             constant.add(i)
+    macs, ops = _macs_and_op_counts(model, graph, names, shapes)
+    params = sum(
+        int(np.prod(shapes[i])) for i in constant if len(shapes[i]) >= 1 and _is_weight(graph, i)
+    )
+    return FileStats(len(tflite), int(macs), int(params), dict(ops))
+
+
+def _tensor_shapes(graph: Any) -> list[tuple[int, ...]]:
+    """Every tensor's shape in the subgraph, by tensor index, with open dimensions as 1."""
+    shapes = [
+        tuple(graph.Tensors(i).ShapeAsNumpy().tolist() or ()) for i in range(graph.TensorsLength())
+    ]
+    return [tuple(max(1, d) for d in s) for s in shapes]  # -1 (open batch) counts as 1
+
+
+def _macs_and_op_counts(
+    model: Any, graph: Any, names: dict[int, str], shapes: list[tuple[int, ...]]
+) -> tuple[int, Counter[str]]:
+    """The subgraph's MACs summed over its ops, and how many ops of each kind it has."""
     macs = 0
     ops: Counter[str] = Counter()
     for j in range(graph.OperatorsLength()):
@@ -80,10 +97,7 @@ def tflite_stats(tflite: bytes) -> FileStats:
         macs += _op_macs(
             name, [shapes[k] if k >= 0 else () for k in ins], [shapes[k] for k in outs]
         )
-    params = sum(
-        int(np.prod(shapes[i])) for i in constant if len(shapes[i]) >= 1 and _is_weight(graph, i)
-    )
-    return FileStats(len(tflite), int(macs), int(params), dict(ops))
+    return macs, ops
 
 
 def _is_weight(graph, index: int) -> bool:  # noqa: ANN001 - a generated flatbuffer class

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
-from devicefit.results.records import StudyRecord
+from devicefit.results.records import StudyRecord, TrialRecord
+
+if TYPE_CHECKING:
+    import optuna
 
 MIN_TRIALS = 8  # below this, a top quantile of 10-20% holds one or two trials: noise
 
@@ -53,19 +56,7 @@ def _importances(record: StudyRecord) -> Importances:
         return Importances(
             reason=f"{len(done)} completed trials with parameters; need {MIN_TRIALS}"
         )
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
-    try:
-        # The names Optuna gave when the record was read ("maximize", "minimize").
-        directions = cast(list[Literal["minimize", "maximize"]], record.directions)
-        study = optuna.create_study(directions=directions)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    for t in done:
-        values = [t.values[o.name] for o in record.objectives]
-        study.add_trial(
-            optuna.trial.create_trial(params=t.params, distributions=t.distributions, values=values)
-        )
+    study = _in_memory_study(record, done)
     out = Importances()
     for i, obj in enumerate(record.objectives):
         sign = -1.0 if obj.maximize else 1.0  # the evaluator assumes lower is better
@@ -92,3 +83,23 @@ def _importances(record: StudyRecord) -> Importances:
             continue
         out.by_objective[obj.name] = {k: float(v) for k, v in found.items()}
     return out
+
+
+def _in_memory_study(record: StudyRecord, done: list[TrialRecord]) -> optuna.Study:
+    """A new in-memory Optuna study holding the ``done`` trials, for the evaluator."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        # The names Optuna gave when the record was read ("maximize", "minimize").
+        directions = cast(list[Literal["minimize", "maximize"]], record.directions)
+        study = optuna.create_study(directions=directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for t in done:
+        values = [t.values[o.name] for o in record.objectives]
+        study.add_trial(
+            optuna.trial.create_trial(params=t.params, distributions=t.distributions, values=values)
+        )
+    return study

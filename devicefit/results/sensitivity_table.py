@@ -102,28 +102,9 @@ def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
     if not profile or not profile["points"]:
         return head + "<p>No sensitivity profile in this study.</p></section>"
     rows = drop_rows(profile)
-    key = profile.get("key") or {}
     metric = record.metric.name
-    note = (
-        f"<p class='note'>The {escape(metric)} each unit gives up ({escape(metric)} drop; "
-        "higher is worse) when one technique is applied to it alone at a mild, medium and "
-        f"strong setting, without fine-tuning, on {key.get('samples', '?')} validation "
-        f"examples; units: {escape(str(key.get('granularity', '?')))}. "
-        f"Made in {profile.get('seconds') or 0:.0f} s"
-        + ("" if profile.get("complete") else "; not finished (the study stopped first)")
-        + ".</p>"
-    )
-    body = "".join(
-        f"<tr><td>{escape(unit)}</td><td>{escape(technique)}</td>"
-        + "".join(_cell(v) for v in drops)
-        + "</tr>"
-        for unit, technique, drops in rows
-    )
-    table = (
-        "<table class='sensitivity'><thead><tr><th>unit</th><th>technique</th>"
-        + "".join(f"<th>{level}</th>" for level in LEVELS)
-        + f"</tr></thead><tbody>{body}</tbody></table>"
-    )
+    note = _profile_note(profile, metric)
+    table = _drops_table(rows)
     figure = plot_div(sensitivity_figure(rows, metric), "sensitivity-plot")
     return (
         head
@@ -135,6 +116,35 @@ def sensitivity_section(record: StudyRecord, plot_div: Any) -> str:
         + shaping_table(record)
         + profile_plans_list(record)
         + "</section>"
+    )
+
+
+def _profile_note(profile: dict[str, Any], metric: str) -> str:
+    """The note saying what the drops are, on how many examples, and how long they took."""
+    key = profile.get("key") or {}
+    return (
+        f"<p class='note'>The {escape(metric)} each unit gives up ({escape(metric)} drop; "
+        "higher is worse) when one technique is applied to it alone at a mild, medium and "
+        f"strong setting, without fine-tuning, on {key.get('samples', '?')} validation "
+        f"examples; units: {escape(str(key.get('granularity', '?')))}. "
+        f"Made in {profile.get('seconds') or 0:.0f} s"
+        + ("" if profile.get("complete") else "; not finished (the study stopped first)")
+        + ".</p>"
+    )
+
+
+def _drops_table(rows: list[tuple[str, str, list[float | str | None]]]) -> str:
+    """The drops as an HTML table: one row per unit and technique, one column per level."""
+    body = "".join(
+        f"<tr><td>{escape(unit)}</td><td>{escape(technique)}</td>"
+        + "".join(_cell(v) for v in drops)
+        + "</tr>"
+        for unit, technique, drops in rows
+    )
+    return (
+        "<table class='sensitivity'><thead><tr><th>unit</th><th>technique</th>"
+        + "".join(f"<th>{level}</th>" for level in LEVELS)
+        + f"</tr></thead><tbody>{body}</tbody></table>"
     )
 
 

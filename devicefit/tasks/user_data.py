@@ -88,42 +88,18 @@ def make_splits(
         UsageError: an array is missing, a split has no samples, inputs and labels differ
             in length, or there is no test split and too few validation samples to halve.
     """
-
-    def need(key: str) -> np.ndarray:
-        """The array ``key`` of the data.
-
-        Args:
-            key: e.g. ``"x_train"``.
-
-        Returns:
-            The array.
-
-        Raises:
-            UsageError: the data has no such array.
-        """
-        if key not in arrays:
-            raise UsageError(f"--data: {path} lacks {key}")
-        return arrays[key]
-
     if outputs:
-        return _output_splits(arrays, path, outputs, need)
+        return _output_splits(arrays, path, outputs)
 
-    x = {"train": need("x_train"), "val": need("x_val")}
+    x = {"train": _need(arrays, path, "x_train"), "val": _need(arrays, path, "x_val")}
     has_test = "x_test" in arrays or ("y_test" in arrays and labels_required)
     if has_test:
-        x["test"] = need("x_test")
+        x["test"] = _need(arrays, path, "x_test")
     y: dict[str, np.ndarray] = {}
     for split in x:
         if labels_required or f"y_{split}" in arrays:
-            y[split] = need(f"y_{split}")
-    for split, xs in x.items():
-        if xs.ndim == 0 or len(xs) == 0:
-            raise UsageError(f"--data: x_{split} in {path} has no samples")
-        if split in y and (y[split].ndim == 0 or len(y[split]) != len(xs)):
-            got = len(y[split]) if y[split].ndim else "no"
-            raise UsageError(
-                f"--data: x_{split} has {len(xs)} samples but y_{split} has {got} in {path}"
-            )
+            y[split] = _need(arrays, path, f"y_{split}")
+    _check_sample_counts(x, y, path)
     if not has_test:
         x["val"], x["test"], y = _halve_validation(x["val"], y, path)
     # Placeholders when labels are absent (fidelity): replaced by the model's predictions.
@@ -135,13 +111,45 @@ def make_splits(
     )  # fmt: skip
 
 
-def _output_splits(
-    arrays: dict[str, np.ndarray], path: str, outputs: tuple[str, ...], need: Any
-) -> Splits:
+def _need(arrays: dict[str, np.ndarray], path: str, key: str) -> np.ndarray:
+    """The array ``key`` of the data.
+
+    Args:
+        arrays: the data's arrays by key.
+        path: ``--data``, named in the error.
+        key: e.g. ``"x_train"``.
+
+    Returns:
+        The array.
+
+    Raises:
+        UsageError: the data has no such array.
+    """
+    if key not in arrays:
+        raise UsageError(f"--data: {path} lacks {key}")
+    return arrays[key]
+
+
+def _check_sample_counts(x: dict[str, np.ndarray], y: dict[str, np.ndarray], path: str) -> None:
+    """Refuse a split without samples, or whose labels differ from its inputs in length."""
+    for split, xs in x.items():
+        if xs.ndim == 0 or len(xs) == 0:
+            raise UsageError(f"--data: x_{split} in {path} has no samples")
+        if split in y and (y[split].ndim == 0 or len(y[split]) != len(xs)):
+            got = len(y[split]) if y[split].ndim else "no"
+            raise UsageError(
+                f"--data: x_{split} has {len(xs)} samples but y_{split} has {got} in {path}"
+            )
+
+
+def _output_splits(arrays: dict[str, np.ndarray], path: str, outputs: tuple[str, ...]) -> Splits:
     """Splits of a model with several outputs: ``x_<split>`` and ``y_<split>_<output>``."""
     splits = ["train", "val"] + (["test"] if "x_test" in arrays else [])
-    x = {split: need(f"x_{split}") for split in splits}
-    y = {split: {name: need(f"y_{split}_{name}") for name in outputs} for split in splits}
+    x = {split: _need(arrays, path, f"x_{split}") for split in splits}
+    y = {
+        split: {name: _need(arrays, path, f"y_{split}_{name}") for name in outputs}
+        for split in splits
+    }
     for split in splits:
         if x[split].ndim == 0 or len(x[split]) == 0:
             raise UsageError(f"--data: x_{split} in {path} has no samples")
