@@ -112,6 +112,17 @@ PROFILED_GRAPH_TECHNIQUES = ("depth_pruning", "channel_pruning", "kernel_reducti
 
 
 def technique_class(name: str) -> type[Technique]:
+    """The class registered as ``name``; its module is imported now if it was not yet.
+
+    Args:
+        name: a technique name, built in or added by ``register_technique``.
+
+    Returns:
+        The technique class (not an instance).
+
+    Raises:
+        UsageError: no technique is registered as ``name``, or its path is not "module:Class".
+    """
     if name not in TECHNIQUES:
         raise UsageError(f"unknown technique {name!r}; known: {', '.join(TECHNIQUES)}")
     return _load(TECHNIQUES[name])
@@ -126,12 +137,26 @@ def _load(path: str) -> type[Technique]:
 
 
 def get_technique(name: str) -> Technique:
-    """A new instance of the technique registered as ``name``."""
+    """A new instance of the technique registered as ``name``.
+
+    Args:
+        name: a technique name, built in or added by ``register_technique``.
+
+    Returns:
+        A fresh instance, sharing no state with earlier ones (``prepare`` not yet called).
+
+    Raises:
+        UsageError: no technique is registered as ``name``.
+    """
     return technique_class(name)()
 
 
 def default_converter() -> ConvertTechnique:
-    """The convert technique for plans that have none (they ship a float32 file)."""
+    """The convert technique for plans that have none (they ship a float32 file).
+
+    Returns:
+        A new instance of the ``DEFAULT_CONVERTER`` technique, to run at its identity setting.
+    """
     from devicefit.spaces.base import ConvertTechnique
 
     converter = get_technique(DEFAULT_CONVERTER)
@@ -140,7 +165,12 @@ def default_converter() -> ConvertTechnique:
 
 
 def all_techniques() -> list[Technique]:
-    """One instance of every technique, in the order a Plan applies them (stage order)."""
+    """One instance of every technique, in the order a Plan applies them (stage order).
+
+    Returns:
+        A new instance of each registered technique: graph stage first, then weights, then
+        convert; registry order within a stage.
+    """
     from devicefit.spaces.base import STAGE_ORDER
 
     techniques = [get_technique(name) for name in TECHNIQUES]

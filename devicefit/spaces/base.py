@@ -21,7 +21,17 @@ PER_LAYER = "per_layer"  # params key: {layer name: {param: value}} overriding t
 
 
 def layer_value(params: dict[str, Any], layer: str, key: str, default: Any = None) -> Any:
-    """``key`` for ``layer``: its per-layer value if the plan has one, else the global one."""
+    """``key`` for ``layer``: its per-layer value if the plan has one, else the global one.
+
+    Args:
+        params: a step's parameters, per-layer overrides under ``PER_LAYER``.
+        layer: the layer's name.
+        key: the parameter's name, e.g. "ratio".
+        default: the value when neither the layer nor the step sets ``key``.
+
+    Returns:
+        The layer's own value, else ``params[key]``, else ``default``.
+    """
     return params.get(PER_LAYER, {}).get(layer, {}).get(key, params.get(key, default))
 
 
@@ -31,6 +41,14 @@ class Step:
     params: dict[str, Any]
 
     def short(self) -> str:
+        """The step as compact text for logs and reports, e.g. ``lowrank(rank_ratio=0.5)``.
+
+        Returns:
+            ``technique(key=value,...)``: the global parameters sorted by name (floats to 3
+            significant digits), then the per-layer ones summarised, ``ratio=0.1..0.6@12`` for
+            numbers (range and count), ``precision=a8w8:3|float:2`` for choices; the bare name
+            when the step has no parameters.
+        """
         parts = [f"{k}={_fmt(v)}" for k, v in sorted(self.params.items()) if k != PER_LAYER]
         parts += _per_layer_summary(self.params.get(PER_LAYER, {}))
         inner = ",".join(parts)
@@ -61,6 +79,11 @@ class Plan:
     finetune_epochs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data, as ``from_dict`` reads it back.
+
+        Returns:
+            ``{"steps": [{"technique": name, "params": {...}}, ...], "finetune_epochs": n}``.
+        """
         return {
             "steps": [{"technique": s.technique, "params": s.params} for s in self.steps],
             "finetune_epochs": self.finetune_epochs,
@@ -68,16 +91,43 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan ``to_dict`` wrote.
+
+        Args:
+            data: ``to_dict``'s data (e.g. read back from JSON); a missing ``finetune_epochs`` is 0.
+
+        Returns:
+            The plan, each step's params copied.
+        """
         steps = tuple(Step(s["technique"], dict(s["params"])) for s in data["steps"])
         return cls(steps, int(data.get("finetune_epochs", 0)))
 
     def to_json(self) -> str:
+        """The plan as JSON with sorted keys, so equal plans give equal text.
+
+        Returns:
+            The JSON text of ``to_dict()``.
+        """
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def step(self, technique: str) -> Step | None:
+        """The plan's step of one technique.
+
+        Args:
+            technique: a technique's name.
+
+        Returns:
+            That step, or None when the plan does not use the technique.
+        """
         return next((s for s in self.steps if s.technique == technique), None)
 
     def short(self) -> str:
+        """The plan as one line of compact text, for logs and reports.
+
+        Returns:
+            Each step's ``Step.short`` joined by " + ", then ``ft<epochs>`` when it fine-tunes,
+            e.g. ``channel_pruning(importance=l1,ratio=0.3) + quantization(mode=int8) + ft2``.
+        """
         parts = [s.short() for s in self.steps]
         if self.finetune_epochs:
             parts.append(f"ft{self.finetune_epochs}")
@@ -409,5 +459,12 @@ STAGE_CLASSES = (GraphTechnique, WeightsTechnique, ConvertTechnique)
 
 
 def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The model's own layers that hold weights, in order (nested models as one layer)."""
+    """The model's own layers that hold weights, in order (nested models as one layer).
+
+    Args:
+        model: a Keras model; read only.
+
+    Returns:
+        Its top-level layers with at least one weight, in ``model.layers`` order.
+    """
     return [layer for layer in model.layers if layer.weights]

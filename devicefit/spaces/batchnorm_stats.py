@@ -24,7 +24,15 @@ BATCH = 128  # inputs per forward pass; the statistics are the mean over the pas
 
 def rewritten(original: Any, model: Any) -> bool:
     """Whether ``model`` differs from ``original`` in its layers or weight shapes, as every
-    graph rewrite that removes something does (the identity settings leave both alike)."""
+    graph rewrite that removes something does (the identity settings leave both alike).
+
+    Args:
+        original: the model before the rewrite.
+        model: the model after it.
+
+    Returns:
+        True when the two models' weight shapes, in order, differ.
+    """
     shapes = [tuple(w.shape) for w in model.weights]
     return shapes != [tuple(w.shape) for w in original.weights]
 
@@ -40,8 +48,17 @@ def recalibrate_batchnorm(model: Any, x: np.ndarray, untouched: Any = None) -> i
     inputs did not change: it sits before the rewrite) keeps its trained statistics, so a
     rewrite is charged for what it changed only, not for re-estimating on a few inputs.
     A model with the weight shapes of ``untouched`` was not rewritten (the identity
-    settings) and keeps all of its statistics. Returns the number of layers whose
-    statistics were re-estimated and kept."""
+    settings) and keeps all of its statistics.
+
+    Args:
+        model: the rewritten Keras model; its BatchNorm statistics change in place.
+        x: training inputs to re-estimate on (never the test split); empty changes nothing.
+        untouched: the model ``model`` was rewritten from; None keeps every re-estimate.
+
+    Returns:
+        The number of layers whose statistics were re-estimated and kept (0 when nothing
+        was re-estimated).
+    """
     norms = _norms(model)
     if not norms or len(x) == 0 or (untouched is not None and not rewritten(untouched, model)):
         return 0

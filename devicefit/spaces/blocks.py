@@ -14,7 +14,14 @@ from devicefit.spaces.graph import PRODUCERS, GraphView
 
 
 def find_blocks(view: GraphView) -> dict[str, list[str]]:
-    """Block name (``block1``, ``block2``...) -> its layers, in topological order."""
+    """Block name (``block1``, ``block2``...) -> its layers, in topological order.
+
+    Args:
+        view: the model's graph (``graph_view``).
+
+    Returns:
+        Block name -> its layers' names, in topological order; input layers are in no block.
+    """
     pending = {name: len(set(view.consumers.get(name, []))) for name in view.order}
     live: set[str] = set()
     blocks: list[list[str]] = [[]]
@@ -38,5 +45,12 @@ def find_blocks(view: GraphView) -> dict[str, list[str]]:
 
 
 def block_of(blocks: dict[str, list[str]]) -> dict[str, str]:
-    """Layer name -> its block's name."""
+    """Layer name -> its block's name.
+
+    Args:
+        blocks: block name -> its layers, as ``find_blocks`` gives them.
+
+    Returns:
+        Each layer's name -> the name of the block holding it.
+    """
     return {layer: block for block, layers in blocks.items() for layer in layers}

@@ -30,6 +30,15 @@ def kmeans_1d(values: np.ndarray, clusters: int, iterations: int = 20) -> np.nda
 
     1-D clusters are intervals, so each step is a sort-free ``searchsorted``
     against the midpoints between sorted centroids.
+
+    Args:
+        values: the weights to cluster, any shape.
+        clusters: how many clusters (shared values); below 2 puts every value in cluster 0.
+        iterations: the most Lloyd steps taken; it stops once the centroids settle.
+
+    Returns:
+        int32 array shaped like ``values``: each value's cluster, numbered from the smallest
+        centroid up (all 0 when every value is equal).
     """
     flat = values.ravel().astype(np.float64)
     low, high = float(flat.min()), float(flat.max())
@@ -52,7 +61,16 @@ def kmeans_1d(values: np.ndarray, clusters: int, iterations: int = 20) -> np.nda
 def shared_values(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Each weight replaced by the mean of its cluster; exact zeros stay zero, so
     clustering keeps the sparsity magnitude pruning made (as TF-MOT's
-    sparsity-preserving clustering)."""
+    sparsity-preserving clustering).
+
+    Args:
+        values: the weights.
+        index: each weight's cluster (``kmeans_1d``), shaped like ``values``.
+
+    Returns:
+        The new weights, shaped and typed like ``values``: each nonzero one its cluster's
+        mean over the cluster's nonzero weights.
+    """
     flat, idx = values.ravel(), index.ravel()
     nonzero = flat != 0
     sums = np.bincount(idx[nonzero], weights=flat[nonzero], minlength=int(idx.max()) + 1)

@@ -24,10 +24,21 @@ def to_tflite(
 ) -> bytes:
     """Convert ``model`` for a fixed ``input_shape`` (batch 1 included).
 
-    ``configure`` sets quantization options on the converter. Models whose
-    inputs have unknown spatial sizes are traced at ``input_shape`` so the file
+    Models whose inputs have unknown spatial sizes are traced at ``input_shape`` so the file
     has static shapes, as a device runtime wants. If the Keras path fails on a
     graph, the SavedModel path is tried, as the TensorFlow docs advise.
+
+    Args:
+        model: the Keras model to convert; left untouched.
+        input_shape: the shipped input shape, batch 1 included, e.g. (1, 32, 32, 1).
+        configure: sets quantization options on the converter (called with the
+            ``TFLiteConverter`` before it converts); None writes a float32 file.
+
+    Returns:
+        The TFLite flatbuffer's bytes.
+
+    Raises:
+        TrialFailed: every conversion path failed (the message holds each one's error).
     """
     errors: list[str] = []
     model = with_named_outputs(model)
@@ -51,7 +62,15 @@ def to_tflite(
 def with_named_outputs(model: keras.Model) -> keras.Model:
     """A model with a list of outputs as the same layers giving a dict by output name:
     the converter names a list's outputs output_0, output_1, ..., a dict's by its keys,
-    and a user's code reads the file's outputs by the names their model gave them."""
+    and a user's code reads the file's outputs by the names their model gave them.
+
+    Args:
+        model: a Keras model; not changed.
+
+    Returns:
+        A new functional model on the same layers for a model with a list of two or more
+        named outputs; ``model`` itself otherwise.
+    """
     outputs = getattr(model, "outputs", None) or []
     names = list(getattr(model, "output_names", []) or [])
     if len(outputs) < 2 or isinstance(model.output, dict) or len(names) != len(outputs):

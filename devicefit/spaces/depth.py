@@ -34,7 +34,16 @@ PROBE_SAMPLES = 32  # inputs the branches are ranked on (training inputs, else a
 
 
 def residual_adds(view: GraphView) -> dict[str, int]:
-    """Removable residual ``Add`` layers -> which of their two inputs is the shortcut."""
+    """Removable residual ``Add`` layers -> which of their two inputs is the shortcut.
+
+    Args:
+        view: the functional model's graph (``graph_view``).
+
+    Returns:
+        Add name -> the index (0 or 1) of the input that is the shortcut, for every Add
+        called once on two same-shaped inputs, one an ancestor of the other, neither a model
+        input nor a layer with several outputs.
+    """
     found = {}
     for name in view.order:
         layer = view.layers[name]

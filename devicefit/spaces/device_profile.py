@@ -27,8 +27,21 @@ def device_profile(
 ) -> tuple[LayerTimes, float]:
     """(where the time goes, the measured median in ms) of ``model`` on ``device``.
 
-    Raises DeviceUnavailable when the device measured the file but could not profile its
-    ops (the reason it gave), TrialFailed when the file did not run there.
+    Args:
+        model: the Keras model the file comes from; its layers name the times.
+        input_shape: the shipped input shape, batch 1 included, to convert ``model`` at.
+        device: the device to measure on.
+        threads: the CPU threads the benchmark runs with.
+        tflite: the file to measure; None converts ``model`` to a float32 file.
+
+    Returns:
+        The profiled runs' time per layer, block and channel group, and the median latency
+        of the timed runs in ms.
+
+    Raises:
+        DeviceUnavailable: the device measured the file but could not profile its ops (the
+            reason it gave).
+        TrialFailed: the file did not run there (or ``model`` did not convert).
     """
     content = tflite if tflite is not None else to_tflite(model, input_shape)
     spec = BenchmarkSpec(threads=threads, op_profile_runs=PROFILE_RUNS)

@@ -21,14 +21,29 @@ BATCH_ELEMENTS = 1 << 18
 
 def batch_size(input_shape: tuple[int, ...]) -> int:
     """Inputs per call for inputs of ``input_shape`` (without the batch axis): up to
-    ``MAX_BATCH``, fewer for large inputs."""
+    ``MAX_BATCH``, fewer for large inputs.
+
+    Args:
+        input_shape: one input's shape, without the batch axis.
+
+    Returns:
+        ``BATCH_ELEMENTS`` divided by one input's values, between 1 and ``MAX_BATCH``.
+    """
     per_input = int(np.prod(input_shape)) or 1
     return max(1, min(MAX_BATCH, BATCH_ELEMENTS // per_input))
 
 
 def eager_predict(model: Any, x: np.ndarray) -> Any:
-    """``model`` in inference mode on ``x``, as ``predict`` returns it: one array, a list
-    of arrays for a model with a list of outputs, a dict for one with named outputs."""
+    """``model`` in inference mode on ``x``, as ``predict`` returns it.
+
+    Args:
+        model: a Keras model (anything called as ``model(batch, training=False)``).
+        x: the inputs, batch axis first; not empty.
+
+    Returns:
+        The outputs for every row of ``x``, in order: one array, a list of arrays for a model
+        with a list of outputs, a dict for one with named outputs.
+    """
     step = batch_size(x.shape[1:])
     parts = [model(x[i : i + step], training=False) for i in range(0, len(x), step)]
     first = parts[0]
@@ -40,13 +55,29 @@ def eager_predict(model: Any, x: np.ndarray) -> Any:
 
 
 def model_outputs(model: Any, x: np.ndarray) -> Any:
-    """``eager_predict`` as a metric reads it: one array, or for a model with several
-    outputs a dict by output name (as the TFLite file's signature names them)."""
+    """``eager_predict`` as a metric reads it.
+
+    Args:
+        model: a Keras model.
+        x: the inputs, batch axis first.
+
+    Returns:
+        One array, or for a model with several outputs a dict by output name (as the TFLite
+        file's signature names them).
+    """
     return named_outputs(model, eager_predict(model, x))
 
 
 def named_outputs(model: Any, outputs: Any) -> Any:
-    """A list of outputs as a dict by the model's output names; anything else as it is."""
+    """A list of outputs as a dict by the model's output names; anything else as it is.
+
+    Args:
+        model: the model that gave ``outputs`` (its ``output_names``).
+        outputs: what ``eager_predict`` returned.
+
+    Returns:
+        Output name -> array for a list or tuple; ``outputs`` unchanged otherwise.
+    """
     if isinstance(outputs, list | tuple):
         return dict(zip(model.output_names, outputs, strict=True))
     return outputs

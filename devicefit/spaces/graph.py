@@ -81,6 +81,14 @@ def graph_view(model: keras.Model) -> GraphView:
     Keras 3 has no public node API; ``_nodes_by_depth`` is what ``clone_model``
     itself walks, and it holds only this model's calls of each layer (a layer
     also used in another model has extra inbound nodes outside it).
+
+    Args:
+        model: a functional or Sequential Keras model (a Sequential one is read through a
+            functional copy); read only.
+
+    Returns:
+        Its layers by name with their producers and consumers, call counts, first-call
+        shapes, topological order and the layers giving its outputs.
     """
     if isinstance(model, keras.Sequential):
         from devicefit.spaces.rebuild import as_functional
@@ -128,9 +136,19 @@ class Layout:
         return sum(s.length for s in self.segments)
 
     def groups(self) -> list[int]:
+        """The channel group of each segment.
+
+        Returns:
+            One group id per segment, in order.
+        """
         return [s.group for s in self.segments]
 
     def offsets(self) -> list[tuple[Segment, int]]:
+        """Where each segment starts on the last axis (within one position, after a Flatten).
+
+        Returns:
+            (segment, the index of its first channel) per segment, in order.
+        """
         out, start = [], 0
         for seg in self.segments:
             out.append((seg, start))
@@ -155,6 +173,15 @@ class Group:
     frozen: list[str] = field(default_factory=list)  # reasons; empty = prunable
 
     def layers(self, role: str) -> list[str]:
+        """The layers that take part in the group in one role.
+
+        Args:
+            role: "out" (their filters make the channels), "in" (their input rows read them) or
+                "pass" (channel-wise layers the channels go through).
+
+        Returns:
+            Their names, in the order they joined the group.
+        """
         return [m.layer for m in self.members if m.role == role]
 
     @property
@@ -172,20 +199,47 @@ class DependencyGraph:
     notes: dict[str, str]  # layer -> why the graph left it alone
 
     def prunable(self) -> list[Group]:
+        """The groups channel pruning may thin.
+
+        Returns:
+            Every group that is not frozen and has at least one producer.
+        """
         return [g for g in self.groups.values() if not g.frozen and g.layers("out")]
 
     def frozen(self) -> list[Group]:
+        """The groups left exactly as they are.
+
+        Returns:
+            Every frozen group (its ``frozen`` says why), with producers or not.
+        """
         return [g for g in self.groups.values() if g.frozen]
 
     def group_of(self, layer: str) -> Group | None:
-        """The group of ``layer``'s output channels, when it produces exactly one."""
+        """The group of ``layer``'s output channels, when it produces exactly one.
+
+        Args:
+            layer: a layer's name.
+
+        Returns:
+            That group, or None when the output spans several groups (a Concatenate) or has no
+            known layout.
+        """
         layout = self.out_layout.get(layer)
         if layout is None or len(layout.segments) != 1:
             return None
         return self.groups.get(layout.segments[0].group)
 
     def index(self, layout: Layout, keep: dict[int, np.ndarray]) -> np.ndarray | None:
-        """The kept positions of a tensor's last axis, or None when nothing changes."""
+        """The kept positions of a tensor's last axis, or None when nothing changes.
+
+        Args:
+            layout: the tensor's channel layout.
+            keep: group id -> the sorted indices of the channels it keeps.
+
+        Returns:
+            Indices into the last axis, for every position of a flattened tensor; None when
+            ``keep`` names none of the layout's groups.
+        """
         if not any(s.group in keep for s in layout.segments):
             return None
         parts = [
@@ -209,18 +263,40 @@ class _Builder:
 
     # -- groups (union-find) -------------------------------------------------
     def new_group(self, size: int) -> int:
+        """Start a new channel group, its own root.
+
+        Args:
+            size: its number of channels.
+
+        Returns:
+            The new group's id.
+        """
         gid = len(self.parent)
         self.parent[gid] = gid
         self.groups[gid] = Group(gid, size)
         return gid
 
     def root(self, gid: int) -> int:
+        """The group ``gid`` has been merged into (union-find, halving the path on the way).
+
+        Args:
+            gid: a group id, merged or not.
+
+        Returns:
+            The root group's id (``gid`` itself when it was never merged).
+        """
         while self.parent[gid] != gid:
             self.parent[gid] = self.parent[self.parent[gid]]
             gid = self.parent[gid]
         return gid
 
     def unite(self, a: int, b: int) -> None:
+        """Merge two groups: ``b``'s root joins ``a``'s with its members and freeze reasons.
+
+        Args:
+            a: a group id; its root stays the root.
+            b: a group id; its root is merged into ``a``'s.
+        """
         a, b = self.root(a), self.root(b)
         if a == b:
             return
@@ -230,22 +306,49 @@ class _Builder:
         self.parent[b] = a
 
     def freeze(self, layout: Layout | None, reason: str) -> None:
+        """Freeze every group ``layout`` touches, recording ``reason`` once per group.
+
+        Args:
+            layout: the tensor's layout; None (no known layout) freezes nothing.
+            reason: why, as the notes will say it.
+        """
         for gid in layout.groups() if layout else []:
             group = self.groups[self.root(gid)]
             if reason not in group.frozen:
                 group.frozen.append(reason)
 
     def add_members(self, layout: Layout, layer: str, role: str) -> None:
+        """Record ``layer`` as a member of every group of ``layout``, at each segment's offset.
+
+        Args:
+            layout: the layout of the tensor the layer makes or reads.
+            layer: the layer's name.
+            role: "out", "in" or "pass" (see ``Member``).
+        """
         for seg, offset in layout.offsets():
             self.groups[self.root(seg.group)].members.append(Member(layer, role, offset))
 
     def fresh(self, channels: int | None) -> Layout | None:
+        """A layout of one new group.
+
+        Args:
+            channels: the tensor's channel count, None when unknown.
+
+        Returns:
+            The layout, or None when ``channels`` is None.
+        """
         if channels is None:
             return None
         return Layout((Segment(self.new_group(channels), channels),))
 
     # -- layers ----------------------------------------------------------------
     def build(self) -> DependencyGraph:
+        """Visit every layer, then freeze the groups reaching a model output or an unknown layer.
+
+        Returns:
+            The dependency graph: the root groups, every layout pointing at them, and the notes
+            on the layers the graph does not know.
+        """
         for name in self.view.order:
             self.visit(name)
         for name in self.view.outputs:
@@ -267,6 +370,11 @@ class _Builder:
         return Layout(segs, layout.positions)
 
     def visit(self, name: str) -> None:
+        """Give layer ``name``'s output a layout and join it to the groups of its inputs.
+
+        Args:
+            name: the layer; its producers are visited already (topological order).
+        """
         view, layer = self.view, self.view.layers[name]
         inputs = [self.out_layout.get(p) for p in view.inputs.get(name, [])]
         out_channels = _channels(view.shapes[name][1])
@@ -312,6 +420,18 @@ class _Builder:
             self.out_layout[name] = self.merge(name, layouts)
 
     def merge(self, name: str, inputs: list[Layout]) -> Layout:
+        """Unite the groups of an element-wise merge's inputs, channel by channel.
+
+        Inputs of one channel (broadcast) are left out when others have more; inputs split into
+        segments differently are frozen instead.
+
+        Args:
+            name: the merging layer's name, for the freeze reason.
+            inputs: its inputs' layouts.
+
+        Returns:
+            The output's layout: the first full input's.
+        """
         full = [lay for lay in inputs if lay.channels > 1 or len(inputs) == 1]
         full = full or inputs
         first = full[0]
@@ -327,7 +447,16 @@ class _Builder:
         return first
 
     def problem(self, name: str, layer: Any, inputs: list[Layout | None]) -> str | None:
-        """Why the graph cannot follow channels through ``layer``, or None."""
+        """Why the graph cannot follow channels through ``layer``, or None.
+
+        Args:
+            name: the layer's name.
+            layer: the layer (or operation) called there.
+            inputs: the layouts of its inputs, None where unknown.
+
+        Returns:
+            The reason, naming the layer, or None when the graph understands it.
+        """
         kind = type(layer).__name__
         if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.Model):
             return f"{kind} {name!r} is an operation the dependency graph does not know"
@@ -358,6 +487,15 @@ class _Builder:
     def unknown(
         self, name: str, inputs: list[Layout | None], channels: int | None, why: str
     ) -> None:
+        """Take in a layer the graph cannot follow: note ``why``, freeze its inputs' groups and give
+        its output a new, frozen group.
+
+        Args:
+            name: the layer's name.
+            inputs: its inputs' layouts, None where unknown.
+            channels: its output's channel count, None when unknown.
+            why: the reason ``problem`` gave.
+        """
         self.notes[name] = why
         for layout in inputs:
             self.freeze(layout, f"reaches {why}")
@@ -459,5 +597,13 @@ def _activation_name(fn: Any) -> str:
 
 
 def dependency_graph(model: keras.Model) -> DependencyGraph:
-    """The channel groups of ``model`` (Sequential or functional)."""
+    """The channel groups of ``model`` (Sequential or functional).
+
+    Args:
+        model: the Keras model; read only.
+
+    Returns:
+        Its channel groups, prunable and frozen, every layer's input and output layout, and
+        the notes on the layers the graph leaves alone.
+    """
     return _Builder(graph_view(model)).build()

@@ -36,7 +36,15 @@ IMPORTANCES = ("l1", "l2", "bn_scale", "activation")
 
 
 def kernel_axes(layer: Any) -> tuple[np.ndarray, int, int]:
-    """(the kernel that makes the layer's channels, its input axis, its output axis)."""
+    """(the kernel that makes the layer's channels, its input axis, its output axis).
+
+    Args:
+        layer: a producer layer (Conv, Conv2DTranspose, Dense, SeparableConv2D).
+
+    Returns:
+        The kernel (a SeparableConv2D's pointwise one), the axis indexing its input channels
+        and the axis indexing its output channels.
+    """
     weights = layer.get_weights()
     if isinstance(layer, L.SeparableConv2D):
         return weights[1], 2, 3  # the pointwise (1, 1, in, out) kernel
@@ -47,6 +55,15 @@ def kernel_axes(layer: Any) -> tuple[np.ndarray, int, int]:
 
 
 def filter_norms(layer: Any, order: int) -> np.ndarray:
+    """The norm of each filter ``layer`` makes a channel with.
+
+    Args:
+        layer: a producer layer (see ``kernel_axes``).
+        order: 1 for the L1 norm, 2 for L2.
+
+    Returns:
+        One norm per output channel.
+    """
     kernel, _, out_axis = kernel_axes(layer)
     flat = np.moveaxis(np.abs(kernel), out_axis, -1).reshape(-1, kernel.shape[out_axis])
     return (flat**order).sum(axis=0) ** (1.0 / order)
@@ -64,7 +81,19 @@ def rank_groups(
     model: keras.Model,
     samples: np.ndarray | None,
 ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-    """Per group, its channels from most to least important, and the measure used."""
+    """Per group, its channels from most to least important, and the measure used.
+
+    Args:
+        graph: the model's dependency graph.
+        groups: the groups to rank.
+        importance: one of ``IMPORTANCES``.
+        model: the functional model ``graph`` describes, run for ``activation``.
+        samples: training inputs for ``activation``; None ranks by L1 instead.
+
+    Returns:
+        Group id -> its channel indices, most important first; and group id -> the measure
+        used, as the notes name it (e.g. "L1 (no BatchNorm on the group)").
+    """
     scores: dict[int, np.ndarray] = {}
     how: dict[int, str] = {}
     taps = {}
@@ -154,8 +183,16 @@ def _source_means(model: keras.Model, names: list[str], samples: np.ndarray) -> 
 def fingerprint(model: keras.Model, samples: np.ndarray) -> str | None:
     """A digest of ``model``'s architecture (its layers, their settings and how they
     connect), every weight (BatchNorm statistics included) and ``samples``: equal exactly
-    when an inference pass gives equal outputs. None for a model that cannot say its
-    architecture (a custom layer without ``get_config``): never cached."""
+    when an inference pass gives equal outputs.
+
+    Args:
+        model: the Keras model.
+        samples: the inputs the pass runs on.
+
+    Returns:
+        The hex SHA-256 digest. None for a model that cannot say its architecture (a custom
+        layer without ``get_config``, or a config holding an object's address): never cached.
+    """
     try:
         config = {k: v for k, v in model.get_config().items() if k != "name"}  # not wiring
         text = json.dumps(config, sort_keys=True, default=repr)

@@ -40,7 +40,17 @@ class LayerReport:
 def inspect_model(
     model: keras.Model, input_shape: tuple[int, ...], techniques: list[Technique]
 ) -> list[LayerReport]:
-    """One report per layer that holds weights or costs MACs, in graph order."""
+    """One report per layer that holds weights or costs MACs, in graph order.
+
+    Args:
+        model: the model to inspect; left untouched.
+        input_shape: the shipped input shape, batch 1 included (MACs at unknown sizes).
+        techniques: the techniques whose ``explain`` fills each row's verdicts.
+
+    Returns:
+        The rows: MACs, parameters, channel group, block and what each technique would do;
+        times and sensitivity are added by ``add_device_times`` and ``add_sensitivity``.
+    """
     functional = as_functional(model)
     shapes = layer_shapes(functional, input_shape)
     graph = dependency_graph(functional)
@@ -77,7 +87,13 @@ def inspect_model(
 
 def add_device_times(reports: list[LayerReport], device: str, times: LayerTimes) -> None:
     """Each layer's measured time on ``device``; ops no layer explains become rows of kind
-    "unmapped op" (the converter's QUANTIZE at the input, say), so the rows hold all of it."""
+    "unmapped op" (the converter's QUANTIZE at the input, say), so the rows hold all of it.
+
+    Args:
+        reports: ``inspect_model``'s rows; changed in place, new rows appended.
+        device: the device's name, the key of the new times.
+        times: the device profile's times (``device_profile``).
+    """
     total = times.total_ms or 1.0
     by_name = {r.name: r for r in reports}
     for name, ms in times.layers.items():
@@ -96,7 +112,12 @@ def add_device_times(reports: list[LayerReport], device: str, times: LayerTimes)
 
 
 def add_sensitivity(reports: list[LayerReport], points: list[Any]) -> None:
-    """Per-layer sensitivity points (spaces/sensitivity.py) onto the layers' rows."""
+    """Per-layer sensitivity points (spaces/sensitivity.py) onto the layers' rows.
+
+    Args:
+        reports: the rows; changed in place.
+        points: the profile's points; those whose unit is no row's layer (a block) are ignored.
+    """
     by_name = {r.name: r for r in reports}
     for point in points:
         row = by_name.get(point.unit)
@@ -105,6 +126,13 @@ def add_sensitivity(reports: list[LayerReport], points: list[Any]) -> None:
 
 
 def print_sensitivity(reports: list[LayerReport], metric: str, console: Any) -> None:
+    """Print each layer's metric drop without fine-tuning, per technique and level.
+
+    Args:
+        reports: the rows, their ``sensitivity`` filled by ``add_sensitivity``.
+        metric: the metric's name, for the title.
+        console: the rich Console to print to.
+    """
     from rich.table import Table
 
     from devicefit.spaces.sensitivity import LEVEL_NAMES
@@ -124,6 +152,12 @@ def print_sensitivity(reports: list[LayerReport], metric: str, console: Any) -> 
 
 
 def print_inspection(reports: list[LayerReport], console: Any) -> None:
+    """Print the ``devicefit inspect`` table, one row per layer, and a line of totals.
+
+    Args:
+        reports: the rows.
+        console: the rich Console to print to.
+    """
     from rich.table import Table
 
     total_macs = sum(r.macs for r in reports) or 1

@@ -26,14 +26,30 @@ SUPPORTED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Sep
 
 
 def reduced_size(size: int, shrink: int) -> int:
-    """Odd sizes lose ``2 * shrink`` taps (down to 1); even sizes have no centre and stay."""
+    """Odd sizes lose ``2 * shrink`` taps (down to 1); even sizes have no centre and stay.
+
+    Args:
+        size: a kernel axis's size, in taps.
+        shrink: the taps removed at each end.
+
+    Returns:
+        The axis's new size.
+    """
     if size <= 1 or size % 2 == 0:
         return size
     return max(1, size - 2 * shrink)
 
 
 def centre_crop(kernel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The central ``size`` taps of a ``(kh, kw, ...)`` kernel."""
+    """The central ``size`` taps of a ``(kh, kw, ...)`` kernel.
+
+    Args:
+        kernel: the kernel, spatial axes first.
+        size: the (height, width) kept, each at most the kernel's.
+
+    Returns:
+        The cropped kernel (a view), its other axes whole.
+    """
     kh, kw = kernel.shape[:2]
     top, left = (kh - size[0]) // 2, (kw - size[1]) // 2
     return kernel[top : top + size[0], left : left + size[1]]

@@ -62,6 +62,11 @@ class LayerTimes:
         return sum(self.layers.values()) + sum(self.unmapped.values())
 
     def to_dict(self) -> dict[str, Any]:
+        """The times as JSON-ready data.
+
+        Returns:
+            Field name -> value: ms per layer, block, channel group and unmapped op, and ``run_ms``.
+        """
         return {
             "layers": self.layers,
             "blocks": self.blocks,
@@ -72,7 +77,16 @@ class LayerTimes:
 
 
 def op_layers(model: Any, tflite: bytes, ops: list[FileOp] | None = None) -> dict[int, str]:
-    """Op index in the file -> the Keras layer it came from, for the ops that can be told."""
+    """Op index in the file -> the Keras layer it came from, for the ops that can be told.
+
+    Args:
+        model: the Keras model the file was converted from.
+        tflite: the file's bytes.
+        ops: the file's ops when the caller has parsed them; None parses ``tflite``.
+
+    Returns:
+        Op index -> layer name; ops no layer explains are left out.
+    """
     ops = ops if ops is not None else file_ops(tflite)
     owner: dict[int, str] = {}
     for name, located in locate_layers(model, tflite).items():
@@ -115,7 +129,18 @@ def _named_layer(op: FileOp, classes: dict[str, str]) -> str | None:
 
 
 def layer_times(model: Any, tflite: bytes, times: list[OpTime], run_ms: float) -> LayerTimes:
-    """Roll ``times`` (from ``op_attribution.attribute``) up to layers and blocks."""
+    """Roll ``times`` (from ``op_attribution.attribute``) up to layers and blocks.
+
+    Args:
+        model: the Keras model the file was converted from.
+        tflite: the profiled file's bytes.
+        times: each op's time per run.
+        run_ms: the profiled runs' own time per run, in ms.
+
+    Returns:
+        The ms per run of each layer, block and channel group, and of each op no layer
+        explains (by "<KIND> <tensor name>", or the profile's label).
+    """
     parsed = file_ops(tflite)  # read once, for the owners and the unmapped labels
     owner = op_layers(model, tflite, parsed)
     ops = {op.index: op for op in parsed}

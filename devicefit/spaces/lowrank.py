@@ -47,6 +47,13 @@ def split_svd(matrix: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     (1536 x 1536) takes ~10-20 s on a small CPU and a trial factorizes dozens,
     while the randomized one (Halko et al. 2011) takes well under a second and
     is near-optimal for the small ranks that actually save compute.
+
+    Args:
+        matrix: the 2-D matrix to approximate.
+        rank: ``r``, at most ``min(matrix.shape)``.
+
+    Returns:
+        The factors ``A`` and ``B``, float32.
     """
     side = min(matrix.shape)
     if side <= EXACT_SVD_MAX_SIDE or rank > side // 2:
@@ -60,7 +67,16 @@ def split_svd(matrix: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def conv_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Kernels ``(kh, 1, cin, r)``, ``(1, kw, r, cout)``; composed they approximate ``kernel``."""
+    """Kernels ``(kh, 1, cin, r)``, ``(1, kw, r, cout)``; composed they approximate ``kernel``.
+
+    Args:
+        kernel: a Conv2D kernel ``(kh, kw, cin, cout)``.
+        rank: ``r``, the channels between the two convolutions.
+
+    Returns:
+        The two kernels, float32, from the SVD of ``kernel`` unfolded as
+        ``M[(i, c), (j, o)] = W[i, j, c, o]``.
+    """
     kh, kw, cin, cout = kernel.shape
     matrix = kernel.transpose(0, 2, 1, 3).reshape(kh * cin, kw * cout)
     a, b = split_svd(matrix, rank)

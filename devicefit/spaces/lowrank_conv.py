@@ -22,7 +22,19 @@ CONV_METHODS = ("spatial", "channel", "tucker2")
 
 def choose_rank(singular_values: np.ndarray, value: float, rule: str) -> int:
     """``ratio``: ``round(value * full)``; ``energy``: the fewest singular values whose
-    squares hold at least ``value`` of the total (so 1.0 keeps everything)."""
+    squares hold at least ``value`` of the total (so 1.0 keeps everything).
+
+    Args:
+        singular_values: the matrix's singular values, largest first; ``full`` is their count.
+        value: the share of the rank (``ratio``) or of the energy (``energy``) to keep.
+        rule: "ratio" or "energy".
+
+    Returns:
+        The rank, between 1 and ``full``.
+
+    Raises:
+        ValueError: ``rule`` is not one of ``RANK_RULES``.
+    """
     full = len(singular_values)
     if rule == "ratio":
         return max(1, min(full, int(round(value * full))))
@@ -35,19 +47,47 @@ def choose_rank(singular_values: np.ndarray, value: float, rule: str) -> int:
 
 
 def singular_values(matrix: np.ndarray) -> np.ndarray:
+    """The singular values of ``matrix``, computed in float64 (no singular vectors).
+
+    Args:
+        matrix: a 2-D matrix.
+
+    Returns:
+        Its singular values, largest first.
+    """
     return np.linalg.svd(matrix.astype(np.float64), compute_uv=False)
 
 
 def rank_of(matrix: np.ndarray, value: float, rule: str) -> int:
     """:func:`choose_rank` for ``matrix``; the ratio rule needs only its shape (an SVD
-    of every ResNet-50 kernel costs seconds that a ratio never needs)."""
+    of every ResNet-50 kernel costs seconds that a ratio never needs).
+
+    Args:
+        matrix: the 2-D matrix to factorize.
+        value: the share of the rank or of the energy to keep (see ``choose_rank``).
+        rule: "ratio" or "energy".
+
+    Returns:
+        The rank, between 1 and ``min(matrix.shape)``.
+
+    Raises:
+        ValueError: ``rule`` is not one of ``RANK_RULES``.
+    """
     if rule == "ratio":
         return choose_rank(np.ones(min(matrix.shape)), value, rule)
     return choose_rank(singular_values(matrix), value, rule)
 
 
 def channel_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Kernels ``(kh, kw, cin, r)`` and ``(1, 1, r, cout)``."""
+    """Kernels ``(kh, kw, cin, r)`` and ``(1, 1, r, cout)``.
+
+    Args:
+        kernel: a Conv2D kernel ``(kh, kw, cin, cout)``.
+        rank: ``r``, the filters of the first convolution.
+
+    Returns:
+        The two kernels, float32, from the SVD of ``kernel`` unfolded as ``(kh*kw*cin, cout)``.
+    """
     from devicefit.spaces.lowrank import split_svd
 
     kh, kw, cin, cout = kernel.shape
@@ -56,7 +96,14 @@ def channel_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarr
 
 
 def mode_unfoldings(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel unfolded along its input-channel and its output-channel axis."""
+    """The kernel unfolded along its input-channel and its output-channel axis.
+
+    Args:
+        kernel: a Conv2D kernel ``(kh, kw, cin, cout)``.
+
+    Returns:
+        A ``(cin, kh*kw*cout)`` and a ``(cout, kh*kw*cin)`` matrix.
+    """
     kh, kw, cin, cout = kernel.shape
     by_in = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
     by_out = kernel.transpose(3, 0, 1, 2).reshape(cout, kh * kw * cin)
@@ -66,7 +113,17 @@ def mode_unfoldings(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def tucker2_factors(
     kernel: np.ndarray, rank_in: int, rank_out: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Kernels ``(1, 1, cin, r1)``, core ``(kh, kw, r1, r2)``, ``(1, 1, r2, cout)``."""
+    """Kernels ``(1, 1, cin, r1)``, core ``(kh, kw, r1, r2)``, ``(1, 1, r2, cout)``.
+
+    Args:
+        kernel: a Conv2D kernel ``(kh, kw, cin, cout)``.
+        rank_in: ``r1``, the channels after the first 1 x 1 convolution.
+        rank_out: ``r2``, the channels out of the core.
+
+    Returns:
+        The three kernels, float32, from the leading singular vectors of the kernel's
+        input- and output-channel unfoldings (HOSVD).
+    """
     by_in, by_out = mode_unfoldings(kernel.astype(np.float64))
     u_in = _leading_vectors(by_in, rank_in)  # (cin, r1)
     u_out = _leading_vectors(by_out, rank_out)  # (cout, r2)
@@ -95,7 +152,21 @@ def conv_costs(
     in_hw: tuple[int, int],
     out_hw: tuple[int, int],
 ) -> tuple[int, int]:
-    """(MACs, params) of the factorized conv (bias excluded, as in the original's count)."""
+    """(MACs, params) of the factorized conv (bias excluded, as in the original's count).
+
+    Args:
+        method: "spatial", "channel" or "tucker2".
+        kernel_shape: the original kernel's ``(kh, kw, cin, cout)``.
+        ranks: (r1, r2); spatial and channel read r1 only.
+        in_hw: the convolution's input (height, width).
+        out_hw: its output (height, width).
+
+    Returns:
+        The MACs of one sample and the number of weights.
+
+    Raises:
+        ValueError: ``method`` is not one of ``CONV_METHODS``.
+    """
     kh, kw, cin, cout = kernel_shape
     r1, r2 = ranks
     in_h, in_w = in_hw

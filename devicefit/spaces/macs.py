@@ -27,6 +27,17 @@ def keras_macs(model: keras.Model, input_shape: Shape | None = None) -> int:
     SeparableConv2D and Dense (``positions*in*units``); nested models are
     counted through. ``input_shape`` (batch included) is needed when the model
     has unknown spatial sizes, e.g. a fully-convolutional ``(None, None, 1)`` input.
+
+    Args:
+        model: the Keras model; read only.
+        input_shape: the input shape, batch included; None: the model's own.
+
+    Returns:
+        The multiply-accumulates of one sample.
+
+    Raises:
+        ValueError: a counted layer's size is unknown (no ``input_shape``), or
+            ``input_shape`` differs from the shape of a model with several inputs.
     """
     return sum(macs_by_layer(model, input_shape).values())
 
@@ -36,6 +47,16 @@ def macs_by_layer(model: keras.Model, input_shape: Shape | None = None) -> dict[
 
     Reports put these side by side for the original model and a candidate: a rewrite keeps
     a replaced layer's name on its last part and names new parts ``<name>_<suffix>``.
+
+    Args:
+        model: the Keras model; read only.
+        input_shape: the input shape, batch included; None: the model's own.
+
+    Returns:
+        Layer name -> the MACs of one sample (every call of a shared layer counted).
+
+    Raises:
+        ValueError: as ``keras_macs``.
     """
     if isinstance(model, keras.Sequential):
         model = as_functional(model)
@@ -52,7 +73,19 @@ def macs_by_layer(model: keras.Model, input_shape: Shape | None = None) -> dict[
 def layer_shapes(
     model: keras.Model, input_shape: Shape | None = None
 ) -> dict[str, tuple[Shape, Shape]]:
-    """First input and output shape of every layer, at ``input_shape`` if given."""
+    """First input and output shape of every layer, at ``input_shape`` if given.
+
+    Args:
+        model: a functional Keras model; read only.
+        input_shape: the input shape, batch included; None: the shapes it was built with.
+
+    Returns:
+        Layer name -> (its first input's shape, its output's shape); at a new
+        ``input_shape`` the input layers are left out.
+
+    Raises:
+        ValueError: ``input_shape`` differs from the model's and it has several inputs.
+    """
     view = graph_view(model)
     if input_shape is None or tuple(model.inputs[0].shape[1:]) == tuple(input_shape[1:]):
         return view.shapes
@@ -63,6 +96,16 @@ def layer_shapes(
     # Symbolic shape inference only: compute_output_spec adds no nodes to the
     # original layers, unlike calling them on new KerasTensors would.
     def record(op: Any, *args: Any, **kwargs: Any) -> Any:
+        """Stand in for calling ``op``: its output's spec, its shapes noted once.
+
+        Args:
+            op: the layer or operation the graph calls.
+            *args: the call's positional arguments (KerasTensors).
+            **kwargs: the call's keyword arguments.
+
+        Returns:
+            ``op``'s output spec.
+        """
         spec = op.compute_output_spec(*args, **kwargs)
         first_in = next((a for a in keras.tree.flatten(args) if hasattr(a, "shape")), None)
         first_out = keras.tree.flatten(spec)[0]
@@ -79,6 +122,22 @@ def _shape(tensor: Any) -> Shape:
 
 
 def layer_macs(layer: Any, in_shape: Shape, out_shape: Shape) -> int:
+    """The MACs of one call of ``layer`` on one sample.
+
+    Counts Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D and Dense layers and
+    nested models; any other layer is 0.
+
+    Args:
+        layer: the layer, or a nested model.
+        in_shape: its input's shape, batch included.
+        out_shape: its output's shape, batch included.
+
+    Returns:
+        The multiply-accumulates.
+
+    Raises:
+        ValueError: a counted layer's sizes (all but the batch) are not all known.
+    """
     if isinstance(layer, keras.Model):
         return keras_macs(layer, (1, *in_shape[1:]))
     kinds = L.Conv2D | L.DepthwiseConv2D | L.SeparableConv2D | L.Conv2DTranspose | L.Dense

@@ -35,7 +35,15 @@ CALIBRATION_SAMPLES = 64
 
 
 def expected_kernels(layer: Any) -> list[tuple[str, tuple[int, ...]]]:
-    """The (TFLite op, weight shape) a converted Keras layer turns into."""
+    """The (TFLite op, weight shape) a converted Keras layer turns into.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        One (op kind, weight shape as the file stores it) per weighted op, in order; empty
+        for a layer of another kind (a grouped Conv2D included).
+    """
     import keras
 
     L = keras.layers
@@ -61,7 +69,15 @@ def expected_kernels(layer: Any) -> list[tuple[str, tuple[int, ...]]]:
 
 def locate_layers(model: Any, tflite: bytes) -> dict[str, list[WeightedOp]]:
     """Each weighted Keras layer's ops in the file: the first unclaimed op of the
-    expected kind and weight shape, walking both in order."""
+    expected kind and weight shape, walking both in order.
+
+    Args:
+        model: the Keras model the file was converted from.
+        tflite: the converted file.
+
+    Returns:
+        Layer name -> its ops (a SeparableConv2D has two); layers with none found left out.
+    """
     ops = weighted_ops(tflite)
     claimed: set[int] = set()
     found: dict[str, list[WeightedOp]] = {}
@@ -87,7 +103,10 @@ def locate_layers(model: Any, tflite: bytes) -> dict[str, list[WeightedOp]]:
 def quantize_per_layer(
     model: Any, float_tflite: bytes, precisions: dict[str, str], calibration: np.ndarray
 ) -> tuple[bytes, list[str]]:
-    """The float file with each layer's ops stored at its precision, and notes."""
+    """The float file with each layer's ops stored at its precision, and notes.
+
+    Args: ``model`` (made ``float_tflite``), ``precisions`` (layer -> precision), ``calibration``
+    (training inputs). Returns: (file, per-layer notes). Raises: ValueError, TrialFailed."""
     unknown = {p for p in precisions.values() if p not in PRECISIONS}
     if unknown:
         raise ValueError(f"unknown precision(s) {sorted(unknown)}; known: {', '.join(PRECISIONS)}")

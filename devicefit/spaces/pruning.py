@@ -39,6 +39,14 @@ def kept_count(channels: int, ratio: float, multiple: int) -> int:
     channels in tiles of 4/8/16 lanes, so 61 channels cost as much as 64 and
     the search should not spend trials telling them apart. Smaller layers are
     not rounded, or a ratio could not change them at all.
+
+    Args:
+        channels: the group's channel count.
+        ratio: the fraction removed, in [0, 1).
+        multiple: the tile the count is rounded to (``channel_multiple``).
+
+    Returns:
+        The channels kept: at least 1, and at least ``multiple`` when rounded.
     """
     keep = max(1, channels - math.floor(ratio * channels + 0.5))
     if keep < channels and channels >= 2 * multiple:
@@ -47,7 +55,14 @@ def kept_count(channels: int, ratio: float, multiple: int) -> int:
 
 
 def l1_ranking(kernel: np.ndarray) -> np.ndarray:
-    """Output-channel indices (last kernel axis), largest L1 norm first; ties keep order."""
+    """Output-channel indices (last kernel axis), largest L1 norm first; ties keep order.
+
+    Args:
+        kernel: a kernel whose last axis is its output channels.
+
+    Returns:
+        The indices of that axis, sorted.
+    """
     norms = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
     return np.argsort(-norms, kind="stable")
 
@@ -167,6 +182,14 @@ def sliced_layers(
 
     Weightless layers are not replaced: the rebuild calls fresh copies of them on
     the narrower tensors.
+
+    Args:
+        graph: the functional model's dependency graph.
+        keep: group id -> the sorted indices of the channels it keeps.
+
+    Returns:
+        Layer name -> its replacement (one layer; a Reshape gets a narrower target shape),
+        and layer name -> the replacement's weights, as ``rebuild`` takes them.
     """
     replace: dict[str, list[keras.layers.Layer]] = {}
     weights: dict[str, list[np.ndarray]] = {}

@@ -115,6 +115,11 @@ def _configure(converter: Any, mode: str, ctx: ConvertContext) -> None:
         rows = rows_of_one(ctx.calibration.astype(np.float32), CALIBRATION_SAMPLES)
 
         def representative() -> Any:
+            """The calibration inputs, one at a time, as the converter reads them.
+
+            Yields:
+                Each row: a one-element list, or a dict by input name for several inputs.
+            """
             for row in rows:  # several inputs: a dict by the signature's input names
                 yield row if isinstance(row, dict) else [row]
 

@@ -28,6 +28,15 @@ def as_functional(model: keras.Model) -> keras.Model:
 
     Sequential models have no ``call_function`` support in ``clone_model`` and
     no node graph to analyse, so every rewrite starts from this form.
+
+    Args:
+        model: a Sequential or functional Keras model; left untouched.
+
+    Returns:
+        The functional model, its input named as ``model``'s.
+
+    Raises:
+        TrialFailed: ``model`` is a Sequential model that is not built (no Input layer).
     """
     if not isinstance(model, keras.Sequential):
         return rebuild(model)
@@ -49,7 +58,17 @@ def as_functional(model: keras.Model) -> keras.Model:
 
 
 def copy_model(model: keras.Model) -> keras.Model:
-    """An independent functional copy of ``model`` (weights copied, nothing shared)."""
+    """An independent functional copy of ``model`` (weights copied, nothing shared).
+
+    Args:
+        model: the model to copy; left untouched.
+
+    Returns:
+        The copy (``as_functional``).
+
+    Raises:
+        TrialFailed: ``model`` is a Sequential model that is not built.
+    """
     return as_functional(model)
 
 
@@ -60,10 +79,19 @@ def rebuild(
 ) -> keras.Model:
     """Clone ``model``, calling ``replace[name]`` (in order) wherever layer ``name`` was called.
 
-    Layers not replaced get the original's weights. Every layer (new or
-    replacing) whose name is in ``weights`` gets those weights; a replacement
-    may keep the original layer's name, e.g. the same Conv2D with fewer filters.
-    New layers without an entry keep their fresh initialization.
+    Args:
+        model: the model to clone; left untouched. Layers not replaced get the original's weights.
+        replace: layer name -> the new layers called in its place, in order.
+        weights: every layer (new or replacing) whose name is in ``weights`` gets those weights;
+            a replacement may keep the original layer's name, e.g. the same Conv2D with fewer
+            filters. New layers without an entry keep their fresh initialization.
+
+    Returns:
+        The new functional model.
+
+    Raises:
+        ValueError: ``replace`` or ``weights`` names a layer that is not there.
+        TrialFailed: the rewrite changed the model's input or output shapes or dtypes.
     """
     replace = dict(replace or {})
     weights = dict(weights or {})
@@ -75,6 +103,11 @@ def rebuild(
         raise ValueError(f"cannot replace unknown layer(s) {unknown} in {model.name!r}")
 
     def clone_function(layer: Any) -> Any:
+        """What ``clone_model`` puts in place of ``layer`` (a layer or operation of ``model``).
+
+        Returns:
+            A fresh copy; a replaced layer itself (``call_function`` calls its replacements).
+        """
         if isinstance(layer, keras.layers.Layer) and layer.name in replace:
             return layer  # never called: call_function routes to the replacements
         return _clone_layer(layer)
@@ -152,7 +185,14 @@ def _clone_layer(layer: Any) -> Any:
 
 
 def clone_with_weights(model: keras.Model) -> keras.Model:
-    """``clone_model`` (the same class, fresh layers) with the original's weights."""
+    """``clone_model`` (the same class, fresh layers) with the original's weights.
+
+    Args:
+        model: the model to copy; left untouched.
+
+    Returns:
+        The copy, sharing no layer or weight with ``model``.
+    """
     clone = keras.models.clone_model(model, clone_function=fresh_layer)
     clone.set_weights(model.get_weights())
     return clone
@@ -161,7 +201,14 @@ def clone_with_weights(model: keras.Model) -> keras.Model:
 def fresh_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     """A new unbuilt layer from ``layer``'s config: ``clone_model``'s own default, except
     for the user's SavedModel (``--model DIR``, one TFSMLayer), which from_config refuses
-    in safe mode as an external file, though loading it again is what the user asked."""
+    in safe mode as an external file, though loading it again is what the user asked.
+
+    Args:
+        layer: the layer to copy; left untouched.
+
+    Returns:
+        The new layer, of the same class and config, without weights until it is called.
+    """
     if isinstance(layer, keras.layers.TFSMLayer):
         return keras.layers.TFSMLayer(**layer.get_config())
     return layer.__class__.from_config(layer.get_config())
@@ -173,7 +220,15 @@ def _input_name(model: keras.Model) -> str:
 
 
 def check_signature(original: keras.Model, rewritten: keras.Model) -> None:
-    """Raise unless both models take and give tensors of the same shapes and dtypes."""
+    """Raise unless both models take and give tensors of the same shapes and dtypes.
+
+    Args:
+        original: the model before the rewrite.
+        rewritten: the model after it.
+
+    Raises:
+        TrialFailed: the inputs or the outputs differ (the message shows both).
+    """
     for kind in ("inputs", "outputs"):
         old = [(tuple(t.shape), t.dtype) for t in getattr(original, kind)]
         new = [(tuple(t.shape), t.dtype) for t in getattr(rewritten, kind)]
@@ -182,7 +237,15 @@ def check_signature(original: keras.Model, rewritten: keras.Model) -> None:
 
 
 def unique_name(taken: set[str], base: str) -> str:
-    """``base`` or ``base_2``, ``base_3``... whichever is not in ``taken``; records the result."""
+    """``base`` or ``base_2``, ``base_3``... whichever is not in ``taken``; records the result.
+
+    Args:
+        taken: the names in use; the result is added to it.
+        base: the name wanted.
+
+    Returns:
+        The first of those names that was free.
+    """
     name, n = base, 1
     while name in taken:
         n += 1
@@ -192,10 +255,25 @@ def unique_name(taken: set[str], base: str) -> str:
 
 
 def plain_weights(layer: keras.layers.Layer) -> bool:
-    """Only a kernel and maybe a bias: no LoRA factors or quantization scales to keep in step."""
+    """Only a kernel and maybe a bias: no LoRA factors or quantization scales to keep in step.
+
+    Args:
+        layer: a layer with a kernel (Dense, Conv).
+
+    Returns:
+        True when its weights are its kernel and, if it uses one, its bias.
+    """
     return len(layer.weights) == 1 + int(bool(getattr(layer, "use_bias", False)))
 
 
 def clone_with(layer: keras.layers.Layer, **changes: Any) -> keras.layers.Layer:
-    """A new unbuilt layer with ``layer``'s config, updated by ``changes``."""
+    """A new unbuilt layer with ``layer``'s config, updated by ``changes``.
+
+    Args:
+        layer: the layer to copy; left untouched.
+        **changes: config key -> new value, e.g. ``filters=32``.
+
+    Returns:
+        The new layer (same name unless ``changes`` sets one), without weights until called.
+    """
     return layer.__class__.from_config({**layer.get_config(), **changes})

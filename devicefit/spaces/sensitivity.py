@@ -67,6 +67,11 @@ class SensitivityPoint:
     macs_kept: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The point as data for JSON.
+
+        Returns:
+            Field name -> value (``dataclasses.asdict``).
+        """
         return asdict(self)
 
 
@@ -88,8 +93,18 @@ def sensitivity_jobs(
     granularity: str = "per-layer",
     done: set[tuple[str, str, str]] | None = None,
 ) -> list[SensitivityJob]:
-    """Every unit x technique x level (identity first) not in ``done`` (the (unit,
-    technique, level) points already scored), in the order a profile lists them."""
+    """Every unit x technique x level (identity first) not in ``done``, in the order a
+    profile lists them.
+
+    Args:
+        model: the functional Keras model.
+        techniques: the techniques to profile; those without ``SENSITIVITY_LEVELS`` are skipped.
+        granularity: "per-layer" or "per-block": what a unit is.
+        done: the (unit, technique, level) points already scored.
+
+    Returns:
+        The jobs, technique by technique and unit by unit, from identity to strong.
+    """
     blocks = find_blocks(graph_view(model))
     jobs = []
     for technique in techniques:
@@ -127,7 +142,21 @@ def baseline(
     metric: Any,
     context: ConvertContext,
 ) -> Baseline:
-    """The baseline of ``technique``'s way of scoring (``job``: any of its jobs)."""
+    """The baseline of ``technique``'s way of scoring (``job``: any of its jobs).
+
+    Args:
+        model: the untouched Keras model.
+        technique: a technique scored that way.
+        job: any of its jobs (a convert technique's names the identity it converts at).
+        x: the validation inputs.
+        y: their targets.
+        metric: the Metric (callable on y_true, y_pred).
+        context: the input shape and calibration inputs.
+
+    Returns:
+        The untouched model's metric, the context its points are scored in and its MACs per
+        layer.
+    """
     reference = _score(model, None, technique, {}, x, y, metric, context)
     scoring = context
     if isinstance(technique, ConvertTechnique):
@@ -147,7 +176,20 @@ def score_job(
     base: Baseline,
 ) -> SensitivityPoint:
     """The point of ``job`` (``technique`` is its technique); a setting that fails on the
-    unit is recorded with its error instead of raising: a profile goes on past it."""
+    unit is recorded with its error instead of raising: a profile goes on past it.
+
+    Args:
+        model: the untouched Keras model.
+        job: the point to score.
+        technique: the job's technique.
+        x: the validation inputs.
+        y: their targets.
+        metric: the Metric (callable on y_true, y_pred, with ``drop``).
+        base: the baseline of the technique's way of scoring (``baseline``).
+
+    Returns:
+        The point: its metric and drop against ``base``, or its error.
+    """
     params = job_params(job, technique)
     where = (job.unit, job.layers, job.technique, job.level, job.setting)
     try:
@@ -180,9 +222,24 @@ def score_jobs(
     on_point: Callable[[SensitivityPoint], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[SensitivityPoint]:
-    """``jobs`` scored one after another (``techniques``: by name). The baselines are made
-    as the jobs need them and kept in ``baselines`` when given (a worker keeps its own
-    across requests); ``on_point`` and ``progress`` as in ``sensitivity_profile``."""
+    """``jobs`` scored one after another. The baselines are made as the jobs need them.
+
+    Args:
+        model: the untouched Keras model.
+        jobs: the points to score, in order.
+        techniques: technique name -> instance, for every job's technique.
+        x: the validation inputs.
+        y: their targets.
+        metric: the Metric (callable on y_true, y_pred, with ``drop``).
+        context: the input shape and calibration inputs (graph techniques rank by them).
+        baselines: way of scoring -> its baseline, kept here when given (a worker keeps its
+            own across requests); filled in place.
+        on_point: as in ``sensitivity_profile``.
+        progress: as in ``sensitivity_profile``: called with (points scored, points in all).
+
+    Returns:
+        The points, in the order of ``jobs``.
+    """
     baselines = {} if baselines is None else baselines
     for technique in techniques.values():  # ranked by activations, as a trial's rewrite is
         if isinstance(technique, GraphTechnique):
@@ -202,13 +259,29 @@ def score_jobs(
 
 
 def level_names(values: tuple[Any, ...]) -> tuple[str, ...]:
-    """The names of the identity and of ``values``: the strongest is always "strong"."""
+    """The names of the identity and of ``values``: the strongest is always "strong".
+
+    Args:
+        values: a technique's settings, mild to strong (``SENSITIVITY_LEVELS``).
+
+    Returns:
+        "identity", then the last ``len(values)`` of "mild", "medium", "strong".
+    """
     return ("identity", *LEVEL_NAMES[len(LEVEL_NAMES) - len(values) :])
 
 
 def job_params(job: SensitivityJob, technique: Technique) -> dict[str, Any]:
     """The technique's parameters for ``job``: its setting on the unit's layers, the
-    identity everywhere else."""
+    identity everywhere else.
+
+    Args:
+        job: the point.
+        technique: its technique.
+
+    Returns:
+        ``identity_params()`` with ``PER_LAYER`` setting the job's parameter on each layer
+        of the unit.
+    """
     param = SENSITIVITY_LEVELS[job.technique][0]
     return {
         **technique.identity_params(),
@@ -220,7 +293,15 @@ def macs_kept(before: dict[str, int], after: dict[str, int]) -> dict[str, float]
     """Per layer of the untouched model whose MACs changed, the share it keeps. A rewrite
     keeps a replaced layer's name on its last part and names new parts ``<name>_<suffix>``
     (spaces/macs.py), so a new layer counts toward the layer whose name is the longest
-    prefix of its own; a new layer with no such prefix is not counted."""
+    prefix of its own; a new layer with no such prefix is not counted.
+
+    Args:
+        before: the untouched model's MACs per layer (``macs_by_layer``).
+        after: the rewritten model's.
+
+    Returns:
+        Layer name -> the share of its MACs kept (0.0: removed), for shares other than 1.
+    """
     grouped: dict[str, int] = {}
     for name, macs in after.items():
         owner = name if name in before else _owner(name, before)
@@ -250,10 +331,22 @@ def sensitivity_profile(
     """Every unit x technique x level (identity first), on the validation subset ``x, y``,
     in this process (search/sensitivity_request.py shares the jobs among workers).
 
-    ``metric`` is a Metric (callable on y_true, y_pred, with ``drop``). A setting that fails
-    on a unit is recorded with its error; the profile goes on. ``done``: the (unit,
-    technique, level) points already scored (a resumed profile), skipped; ``on_point`` is
-    called with each new point as soon as it is scored (to save it).
+    A setting that fails on a unit is recorded with its error; the profile goes on.
+
+    Args:
+        model: the untouched functional Keras model.
+        techniques: the techniques to profile.
+        x: the validation inputs.
+        y: their targets.
+        metric: a Metric (callable on y_true, y_pred, with ``drop``).
+        context: the input shape and calibration inputs.
+        granularity: "per-layer" or "per-block": what a unit is.
+        progress: called with (points scored, points in all) after each point.
+        done: the (unit, technique, level) points already scored (a resumed profile), skipped.
+        on_point: called with each new point as soon as it is scored (to save it).
+
+    Returns:
+        The new points, in the order ``sensitivity_jobs`` lists them.
     """
     jobs = sensitivity_jobs(model, techniques, granularity, done)
     by_name = {t.name: t for t in techniques}
@@ -261,7 +354,14 @@ def sensitivity_profile(
 
 
 def scored_on(technique: Technique) -> str:
-    """How a setting is scored: on the Keras model, or on the TFLite file."""
+    """How a setting is scored: on the Keras model, or on the TFLite file.
+
+    Args:
+        technique: the technique.
+
+    Returns:
+        "tflite" for a convert technique, else "keras".
+    """
     return "tflite" if isinstance(technique, ConvertTechnique) else "keras"
 
 

@@ -24,7 +24,11 @@ DEFAULT_EPOCHS = IntRange(0, 3)
 
 def recipe_settings() -> dict[str, dict[str, Any]]:
     """Each registered technique's moderate setting for the one-technique recipes every
-    study starts with (its ``recipe``); techniques with none are left out."""
+    study starts with (its ``recipe``); techniques with none are left out.
+
+    Returns:
+        Technique name -> a copy of its ``recipe`` (parameter -> value).
+    """
     from devicefit.spaces import all_techniques
 
     return {t.name: dict(t.recipe) for t in all_techniques() if t.recipe}
@@ -86,8 +90,16 @@ class SearchSpace:
 
     def shape(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Leave out techniques and units, and end ranges, as the profiles decided
-        (search/shaped_space.py's decisions as dicts); the decisions that changed the
-        space (a range already ending there is not changed)."""
+        (search/shaped_space.py's decisions as dicts).
+
+        Args:
+            decisions: each with "technique", "action" ("left out", "held" or an ending), "unit"
+                (None: the technique itself or its global ranges) and, unless left out, "param",
+                "end" (the value held, or the range's new end) and "bound" ("high" or "low").
+
+        Returns:
+            The decisions that changed the space (a range already ending there is not changed).
+        """
         changed = []
         for d in decisions:
             tech, unit = d["technique"], d.get("unit")
@@ -132,8 +144,20 @@ class SearchSpace:
 
     def sample(self, trial: optuna.trial.BaseTrial, leave_out: bool = True) -> Plan:
         """A plan drawn by the sampler, from ranges as the profiles ended them (every trial
-        alike: one distribution per parameter); ``leave_out=False`` keeps what the profiles
-        left out (a recipe's fixed settings must not lose a unit)."""
+        alike: one distribution per parameter).
+
+        Args:
+            trial: the Optuna trial, or a FixedTrial holding a plan's parameters.
+            leave_out: ``leave_out=False`` keeps what the profiles left out (a recipe's fixed
+                settings must not lose a unit).
+
+        Returns:
+            The switched-on techniques' steps in stage order, always with a convert step, and the
+            fine-tuning epochs (0 when no technique but the converter changes the model).
+
+        Raises:
+            ValueError: a FixedTrial lacks a parameter the plan needs (``expressed`` relies on it).
+        """
         steps: list[Step] = []
         for tech in self.techniques:
             if not isinstance(tech, ConvertTechnique):
@@ -149,9 +173,16 @@ class SearchSpace:
 
     def expressed(self, plan: Plan) -> tuple[dict[str, Any], Plan] | None:
         """The trial parameters under which :meth:`sample` draws a plan doing what ``plan``
-        does, and that plan (so the sampler learns from a plan made outside it); None when
-        the space cannot say it: a per-unit setting of a technique searched globally, a
-        setting that differs within one of the space's units, epochs outside its range."""
+        does, and that plan (so the sampler learns from a plan made outside it).
+
+        Args:
+            plan: a plan made outside the sampler.
+
+        Returns:
+            (trial parameter -> value, the plan ``sample`` draws from them); None when the space
+            cannot say it: a per-unit setting of a technique searched globally, a setting that
+            differs within one of the space's units, epochs outside its range.
+        """
         steps = {s.technique: s.params for s in plan.steps}
         params: dict[str, Any] = {}
         for tech in self.techniques:
@@ -225,6 +256,13 @@ class SearchSpace:
         give the sampler informed starting points and the report its reference recipes.
         Float32, because a quantization mode confounds the technique's own effect (on
         SRCNN, full-integer int8 is slower than float32 on XNNPACK).
+
+        Args:
+            setting: technique name -> parameter -> value; each value is clipped into its range.
+
+        Returns:
+            Per recipe ``{"technique": name, "params": trial parameter -> value}``: that technique
+            on, the others off, the converter's float32 setting, 2 epochs (within the range).
         """
         epochs = min(max(2, self.epochs.low), self.epochs.high)
         switchable = [t for t in self.techniques if not isinstance(t, ConvertTechnique)]
@@ -247,7 +285,11 @@ class SearchSpace:
     def combined_settings(self) -> dict[str, Any]:
         """What the trial combining the feasible recipes adds to their parameters: float32
         like the recipes, and the longest fine-tuning, since several techniques at once
-        take the model furthest from the original."""
+        take the model furthest from the original.
+
+        Returns:
+            Trial parameter -> value: the converter's float32 setting and the most epochs.
+        """
         return {**self._float_file(), f"{FINETUNE}.epochs": self.epochs.high}
 
     def _named(self, tech: Technique, key: str, value: Any) -> dict[str, Any]:
@@ -269,7 +311,11 @@ class SearchSpace:
         return {f"{converter.name}.{k}": v for k, v in converter.identity_params().items()}
 
     def baseline_modes(self) -> list[str]:
-        """The reference points every front gets: the original model as float32, float16, int8."""
+        """The reference points every front gets: the original model as float32, float16, int8.
+
+        Returns:
+            Those quantization modes, for ``baseline_plan``.
+        """
         return ["float32", "float16", "int8"]
 
 
@@ -303,7 +349,14 @@ def _ranges(
 
 def baseline_plan(mode: str) -> Plan:
     """The original model, converted at ``mode``; built directly, not sampled, so the
-    references exist even when the study file narrows the quantization choices."""
+    references exist even when the study file narrows the quantization choices.
+
+    Args:
+        mode: a quantization mode, e.g. "int8".
+
+    Returns:
+        A plan of one quantization step, without fine-tuning.
+    """
     return Plan((Step("quantization", {"mode": mode}),), 0)
 
 

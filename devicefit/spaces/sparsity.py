@@ -32,7 +32,18 @@ XNNPACK_MIN_SPARSITY = 2 / 3
 def polynomial_sparsity(
     step: int, end_step: int, target: float, initial: float = 0.0, power: int = 3
 ) -> float:
-    """``s_t = s_f + (s_i - s_f) * (1 - t / T) ** power``, with ``t`` clamped to ``[0, T]``."""
+    """``s_t = s_f + (s_i - s_f) * (1 - t / T) ** power``, with ``t`` clamped to ``[0, T]``.
+
+    Args:
+        step: ``t``, the training step.
+        end_step: ``T``, the step the target is reached at; 0 or less gives the target at once.
+        target: ``s_f``, the final sparsity.
+        initial: ``s_i``, the sparsity at step 0.
+        power: the schedule's exponent.
+
+    Returns:
+        ``s_t``, the sparsity to prune to at ``step``.
+    """
     if end_step <= 0:
         return target
     progress = min(max(step / end_step, 0.0), 1.0)
@@ -40,7 +51,15 @@ def polynomial_sparsity(
 
 
 def magnitude_mask(values: np.ndarray, sparsity: float) -> np.ndarray:
-    """A mask zeroing exactly ``round(sparsity * size)`` entries of smallest magnitude."""
+    """A mask zeroing exactly ``round(sparsity * size)`` entries of smallest magnitude.
+
+    Args:
+        values: a kernel's weights.
+        sparsity: the fraction to zero, in [0, 1].
+
+    Returns:
+        An array shaped and typed like ``values``: 0 where a weight is pruned, 1 elsewhere.
+    """
     count = int(round(sparsity * values.size))
     mask = np.ones(values.shape, dtype=values.dtype)
     if count <= 0:
@@ -53,7 +72,15 @@ def magnitude_mask(values: np.ndarray, sparsity: float) -> np.ndarray:
 
 
 def prunable_kernels(model: keras.Model) -> list[tuple[str, Any]]:
-    """``(label, variable)`` of every kernel in ``model``, nested models included."""
+    """``(label, variable)`` of every kernel in ``model``, nested models included.
+
+    Args:
+        model: the Keras model; read only.
+
+    Returns:
+        Each kernel variable once (``kernel``, ``depthwise_kernel``, ``pointwise_kernel``),
+        labelled ``"<layer>.<attribute>"``, in layer order.
+    """
     found: list[tuple[str, Any]] = []
     seen: set[int] = set()
     for layer in _walk(model):
@@ -73,7 +100,15 @@ def _walk(layer: Any) -> Iterator[Any]:
 
 def apply_masks(kernels: list[tuple[str, Any]], sparsity: float | list[float]) -> list[np.ndarray]:
     """Zero each kernel's smallest weights in place (one sparsity for all, or one per
-    kernel); returns the masks applied."""
+    kernel); returns the masks applied.
+
+    Args:
+        kernels: ``prunable_kernels``'s pairs; their variables change in place.
+        sparsity: the fraction to zero in every kernel, or a list with one per kernel.
+
+    Returns:
+        One mask per kernel, 0 where a weight was zeroed (``magnitude_mask``).
+    """
     levels = sparsity if isinstance(sparsity, list) else [sparsity] * len(kernels)
     masks = []
     for (_, variable), level in zip(kernels, levels, strict=True):
@@ -190,7 +225,16 @@ class MagnitudePruning(WeightsTechnique):
 
 def explain_kernels(model: keras.Model, applies: Any) -> dict[str, tuple[bool, str]]:
     """Techniques that act on every kernel: layers with one apply (``applies(size)``
-    says how), layers with only per-channel weights do not."""
+    says how), layers with only per-channel weights do not.
+
+    Args:
+        model: the model; read only.
+        applies: given a layer's kernel size (weights), the text of what is done to it.
+
+    Returns:
+        Layer name -> (whether the technique applies, what it does or why not), for every
+        weighted layer.
+    """
     kernels = {label.split(".", 1)[0]: v for label, v in prunable_kernels(model)}
     return {
         layer.name: (True, applies(int(np.prod(kernels[layer.name].shape))))
