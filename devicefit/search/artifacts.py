@@ -13,6 +13,13 @@ from devicefit.search import attrs
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling file and a rename: the file is
+    either complete or left as it was.
+
+    Args:
+        path: the file to write; its folder is created when missing.
+        data: the file's whole contents.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -27,11 +34,22 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` as indented JSON with sorted keys, whole or not at all.
+
+    Args:
+        path: the file to write; its folder is created when missing.
+        data: a value ``json.dumps`` can write.
+    """
     write_bytes_atomic(path, _json(data))
 
 
 def write_folder_atomic(folder: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into a temporary sibling folder, then rename it into place."""
+    """Write ``files`` into a temporary sibling folder, then rename it into place.
+
+    Args:
+        folder: the folder to make; one already there (left by a dead driver) is replaced.
+        files: file name -> contents, written directly in the folder.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -30,7 +30,15 @@ ROUNDS = 30
 
 def confirmation_trials(record: StudyRecord) -> tuple[int | None, int | None, list[int]]:
     """The float32 baseline, the best peer recipe (by stored latency) and the front members
-    a confirmation measures (trial numbers)."""
+    a confirmation measures (trial numbers).
+
+    Args:
+        record: the study's loaded record.
+
+    Returns:
+        (float32 baseline, best peer recipe, front members) as trial numbers; None for a
+        baseline or peer the study does not have.
+    """
     base = float32_baseline(record)
     peer = best_recipe(record)
     front = [t.number for t in pareto_front(record)]
@@ -96,7 +104,19 @@ def confirm_study(
     console: Console,
     rounds: int = ROUNDS,
 ) -> dict[str, Any]:
-    """``confirm``, stored in the study (so every report shows it)."""
+    """``confirm``, stored in the study (so every report shows it).
+
+    Args:
+        study: the Optuna study the result is stored in (``set_study_info``).
+        record: the study's loaded record, whose trial files are measured.
+        devices: device name -> evaluator, each measured in turn.
+        threads: the threads each file runs on.
+        console: where each device's progress is shown.
+        rounds: the paired rounds per device.
+
+    Returns:
+        What ``confirm`` returns, as stored under ``confirmed``.
+    """
     from devicefit.search.study import set_study_info
 
     result = confirm(record, devices, threads, console, rounds)
@@ -113,7 +133,17 @@ def confirm_folder(
     folder: Path, storage: str | None, console: Console, rounds: int | None = None
 ) -> StudyRecord:
     """``devicefit report --confirm``: the study's own devices, the study's threads; the
-    record with the confirmation in it."""
+    record with the confirmation in it.
+
+    Args:
+        folder: the study's results folder.
+        storage: its storage URL (None: the study's own).
+        console: where each device's progress is shown.
+        rounds: the paired rounds per device (None: ``ROUNDS``).
+
+    Returns:
+        The study's record, loaded again with the confirmation stored.
+    """
     from devicefit.config import config_from_stored
     from devicefit.evaluators.devices import build_pools
     from devicefit.results.records import load_study_record, study_record

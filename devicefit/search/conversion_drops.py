@@ -20,7 +20,16 @@ SCORED_MODES = ("int8",)  # the whole-file conversions a profile plan may choose
 
 def conversion_drops(task: Any, modes: tuple[str, ...] = SCORED_MODES) -> dict[str, Any]:
     """Per mode, the file's metric and its drop against the float32 file (>0 is worse), on
-    the profile's validation subset; a mode that fails to convert or run, with its error."""
+    the profile's validation subset; a mode that fails to convert or run, with its error.
+
+    Args:
+        task: the loaded task: its model is converted, its metric scores the files.
+        modes: the whole-file conversions scored besides float32.
+
+    Returns:
+        Mode -> {"metric", "drop"}, float32 itself included (drop 0.0); a mode that failed,
+        {"error": the first line of why}.
+    """
     from devicefit.evaluators.tflite_predict import predict
     from devicefit.search.sensitivity_request import profile_inputs
     from devicefit.spaces.base import ConvertContext
@@ -31,6 +40,14 @@ def conversion_drops(task: Any, modes: tuple[str, ...] = SCORED_MODES) -> dict[s
     context = ConvertContext(task.input_shape, task.calibration)
 
     def score(mode: str) -> float:
+        """The task metric of the model converted at ``mode``, on the profile subset.
+
+        Args:
+            mode: the quantization mode to convert at.
+
+        Returns:
+            The metric, as the task's metric reads it.
+        """
         tflite = quantization.convert(task.model, {"mode": mode}, context)
         return float(task.metric(y, predict(tflite, x)))
 
@@ -50,7 +67,18 @@ def add_conversion_drops(
     folder: Path, profile: dict[str, Any], task: Any, modes: tuple[str, ...], console: Any
 ) -> dict[str, Any]:
     """The drops of the ``modes`` among ``SCORED_MODES``, added to a finished profile once (a
-    resumed study keeps them) and saved; the profile."""
+    resumed study keeps them) and saved; the profile.
+
+    Args:
+        folder: the study folder; the profile is saved there as ``sensitivity.json``.
+        profile: the sensitivity profile; ``conversions`` is added to it in place.
+        task: the loaded task the files are converted from and scored on.
+        modes: the whole-model conversions the study's space may choose.
+        console: where one line per scored mode is printed.
+
+    Returns:
+        ``profile``, with ``conversions`` when it is complete and a mode was scored.
+    """
     from devicefit.search import attrs
     from devicefit.search.artifacts import write_json_atomic
 
@@ -69,7 +97,14 @@ def add_conversion_drops(
 def int8_drop(profile: dict[str, Any]) -> float | None:
     """The int8 file's drop in a profile; None when it was not scored (a study made before
     it, or one that may not convert to int8), infinite when it could not be (a file that
-    cannot be scored is not a file to plan on)."""
+    cannot be scored is not a file to plan on).
+
+    Args:
+        profile: the sensitivity profile, as saved.
+
+    Returns:
+        The drop in metric units (>0 is worse), or None or infinity as above.
+    """
     entry = (profile.get("conversions") or {}).get("int8")
     if entry is None:
         return None

@@ -21,7 +21,14 @@ PROFILED_MODES = ("float32", "int8")
 
 def read_device_profiles(folder: Path) -> dict[str, Any] | None:
     """device -> {"float32": profile, "int8": profile}, a file the device could not profile
-    being {"unavailable": why}; None when the study has none (made before profiles)."""
+    being {"unavailable": why}; None when the study has none (made before profiles).
+
+    Args:
+        folder: the study folder.
+
+    Returns:
+        The saved profiles as above; None also when the file cannot be read or parsed.
+    """
     try:
         data = json.loads((folder / attrs.DEVICE_PROFILE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -34,7 +41,17 @@ def write_device_profiles(
 ) -> dict[str, Any]:
     """Profile, save and summarise in one line per device. A file that does not convert or a
     device that cannot profile it is recorded with its reason under that file
-    (``{"unavailable": why}``), and the study goes on."""
+    (``{"unavailable": why}``), and the study goes on.
+
+    Args:
+        folder: the study folder; the profiles are saved there.
+        task: the loaded task whose untouched model is converted and profiled.
+        devices: device name -> pool, profiled in turn.
+        threads: the threads each profile runs on.
+        console: where each device's line is printed.
+
+    Returns:
+        Device -> mode -> where the time goes, with ``median_ms``; or the reason above."""
     from devicefit.spaces.base import ConvertContext
     from devicefit.spaces.device_profile import device_profile
     from devicefit.spaces.quantization import Quantization

@@ -94,7 +94,11 @@ class Driver:
         return self.outcomes.told
 
     def complete(self) -> int:
-        """The study's complete trials (this driver's and earlier runs')."""
+        """The study's complete trials (this driver's and earlier runs').
+
+        Returns:
+            How many there are.
+        """
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
     def run(self) -> int:

@@ -23,7 +23,13 @@ class Request(Protocol[R_co]):
     @property
     def task(self) -> Any: ...
 
-    def run(self) -> R_co: ...
+    def run(self) -> R_co:
+        """Do the work, on whichever worker or node the executor chose.
+
+        Returns:
+            The result: a TrialOutput, or a sensitivity share's points.
+        """
+        ...
 
 
 class Executor(ABC):
@@ -154,7 +160,14 @@ class ProcessPoolExecutor(Executor):
 
 
 def run_request(request: Request[R]) -> R:
-    """What a worker process runs (a module-level function, so the pool can pickle it)."""
+    """What a worker process runs (a module-level function, so the pool can pickle it).
+
+    Args:
+        request: the request sent to the worker.
+
+    Returns:
+        ``request.run()``'s result.
+    """
     return request.run()
 
 
@@ -213,6 +226,17 @@ def make_executor(
     threads: int | None = None,
 ) -> Executor:
     """The local pool; each trial trains on ``threads`` threads (default: the cores shared
-    out among the workers)."""
+    out among the workers).
+
+    Args:
+        workers: how many worker processes run requests at once.
+        log_path: the file the workers' output goes to (None: where the driver's goes).
+        recycle_after: the requests after which a worker process is replaced (the TFLite
+            converter leaks memory).
+        threads: TensorFlow threads per worker (None: the default above).
+
+    Returns:
+        A ProcessPoolExecutor of ``workers`` spawned processes.
+    """
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     return ProcessPoolExecutor(workers, threads, log_path, recycle_after)

@@ -23,7 +23,18 @@ def extra_epochs(
     improving at the end, and removed a share ``macs_removed`` of the model's MACs: none
     when it is already within ``budget`` (more would only polish it), or when what is
     left over the budget is more than what the planned epochs recovered (another round
-    as long would not bring it in, so the time is better spent on other candidates)."""
+    as long would not bring it in, so the time is better spent on other candidates).
+
+    Args:
+        planned: the epochs it fine-tuned for.
+        macs_removed: the share of the model's MACs its plan removed (0 to 1).
+        drop_before: its validation drop before fine-tuning (metric units, >0 is worse).
+        drop_after: its validation drop after the planned epochs.
+        budget: the study's metric-drop budget.
+
+    Returns:
+        The extra epochs (``structural_epochs``); 0 for none.
+    """
     gap, recovered = drop_after - budget, drop_before - drop_after
     if gap <= 0.0 or gap > recovered:
         return 0
@@ -32,7 +43,15 @@ def extra_epochs(
 
 def structural_epochs(planned: int, removed: float) -> int:
     """The epochs a change that removed a share ``removed`` of the model's work earns beyond
-    its ``planned`` ones: STRUCTURAL * removed times as many, at most MAX_EXTRA times."""
+    its ``planned`` ones: STRUCTURAL * removed times as many, at most MAX_EXTRA times.
+
+    Args:
+        planned: the epochs the change is planned to fine-tune for.
+        removed: the share of the model's work it removed (clipped to 0..1).
+
+    Returns:
+        The extra epochs, rounded up; 0 when nothing is planned or removed.
+    """
     share = min(max(removed, 0.0), 1.0)
     if planned <= 0 or share <= 0.0:
         return 0

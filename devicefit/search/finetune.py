@@ -34,14 +34,28 @@ _TEACHER_CACHE: dict[int, tuple[Task, np.ndarray]] = {}
 
 
 def outputs_are_probabilities(model: keras.Model) -> bool:
-    """Whether the model ends in a softmax (so distillation must work on log-probs)."""
+    """Whether the model ends in a softmax (so distillation must work on log-probs).
+
+    Args:
+        model: the task's original Keras model.
+
+    Returns:
+        True when its last layer is a Softmax layer or has a softmax activation.
+    """
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
     return getattr(activation, "__name__", "") == "softmax" or last.__class__.__name__ == "Softmax"
 
 
 def training_subset(task: Task) -> np.ndarray:
-    """Indices of the training samples fine-tuning uses (all, or a fixed random subset)."""
+    """Indices of the training samples fine-tuning uses (all, or a fixed random subset).
+
+    Args:
+        task: the loaded task; its ``finetune_samples`` caps the subset (None: all).
+
+    Returns:
+        Sorted indices into ``task.data.x_train``, the same on every call (seed 0).
+    """
     total = len(task.data.x_train)
     limit = task.finetune_samples
     if limit is None or limit >= total:
@@ -51,9 +65,22 @@ def training_subset(task: Task) -> np.ndarray:
 
 def teacher_outputs(task: Task) -> Any:
     """The original model's outputs on the fine-tuning inputs, computed once per process
-    (a dict by output name for a model with several outputs)."""
+    (a dict by output name for a model with several outputs).
+
+    Args:
+        task: the loaded task; its model is the teacher.
+
+    Returns:
+        The outputs on ``training_subset``'s samples, in its order: an array, or arrays by
+        output name.
+    """
 
     def compute() -> Any:
+        """The teacher's outputs, computed now (lazily decoded inputs batch by batch).
+
+        Returns:
+            As ``teacher_outputs`` returns them.
+        """
         x = task.data.x_train[training_subset(task)]
         if is_lazy(x):  # a folder of images: decoded batch by batch, never all at once
             outputs = eager_predict(task.model, x)
@@ -70,6 +97,18 @@ def _classification_loss(classes: int, probabilities: bool) -> Any:
     from keras import ops
 
     def loss(y: Any, pred: Any) -> Any:
+        """The distillation loss of a batch.
+
+        Args:
+            y: one-hot labels with the teacher's outputs after them (``classes`` columns
+                each).
+            pred: the student's outputs: logits, or probabilities when ``probabilities``.
+
+        Returns:
+            Per sample, ALPHA times the cross-entropy with the labels plus the rest times
+            the cross-entropy with the teacher, both softened by TEMPERATURE (scaled by its
+            square).
+        """
         truth, teacher = y[:, :classes], y[:, classes:]
         if probabilities:
             pred = ops.log(ops.clip(pred, 1e-7, 1.0))
@@ -87,6 +126,17 @@ def _regression_loss(channels: int) -> Any:
     from keras import ops
 
     def loss(y: Any, pred: Any) -> Any:
+        """The distillation loss of a batch.
+
+        Args:
+            y: the targets with the teacher's outputs after them (``channels`` each, last
+                axis).
+            pred: the student's outputs.
+
+        Returns:
+            ALPHA times the mean squared error to the targets plus the rest times that to
+            the teacher.
+        """
         truth, teacher = y[..., :channels], y[..., channels:]
         hard = ops.mean(ops.square(truth - pred))
         soft = ops.mean(ops.square(teacher - pred))
@@ -134,10 +184,22 @@ class _KeepBest(keras.callbacks.Callback):
         return value if self.task.metric.higher_is_better else -value
 
     def on_train_begin(self, logs: Any = None) -> None:
+        """Score the weights before training as the best so far (when ``enabled``).
+
+        Args:
+            logs: Keras's logs (unused).
+        """
         if self.enabled:
             self.best = (self._score(self.start_score), self.model.get_weights())
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        """Score the epoch, stop a hopeless candidate, keep the best weights and stop after
+        ``patience`` epochs without a better score.
+
+        Args:
+            epoch: the epoch just finished, counted from 0.
+            logs: Keras's logs (unused).
+        """
         self.epochs_run = epoch + 1
         if not (self.enabled or self.limits):
             return
@@ -171,6 +233,11 @@ class _KeepBest(keras.callbacks.Callback):
         return True
 
     def on_train_end(self, logs: Any = None) -> None:
+        """Restore the best weights (when ``enabled``).
+
+        Args:
+            logs: Keras's logs (unused).
+        """
         if self.enabled and self.best is not None:
             self.model.set_weights(self.best[1])
 
@@ -187,17 +254,25 @@ def finetune(
     start_score: float | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` on the training split against labels and
-    the original model's outputs. ``keep_best`` restores the best validation epoch
-    (callers turn it off when a technique's schedule must finish, e.g. sparsity), and
-    with it early stopping. ``hopeless_after``: the largest best-so-far validation drop
-    after epoch 1, 2, ... worth going on (None: no limit); past it, training stops.
-    ``start_score``: the validation metric of ``model`` as it is now, when the caller has
-    it (with ``keep_best`` it is the score to beat; without it, it is not needed).
-    Returns the validation scores (``val_scores``: before training when ``keep_best``,
-    then after each epoch; ``epoch_scores``: after each epoch, when anything was scored),
-    the epochs run, whether the last epoch was the best so far (``improving``: more
-    epochs may gain more), the score of the weights kept (``kept_score``) and, when a
-    limit stopped it, ``hopeless``: the epoch, its drop and the limit."""
+    the original model's outputs.
+
+    Args:
+        model, task: the candidate (trained in place); the loaded task (data, metric, teacher).
+        epochs, callbacks: the most epochs to train; more Keras callbacks (a weights technique's).
+        keep_best: restores the best validation epoch (callers turn it off when a technique's
+            schedule must finish, e.g. sparsity), and with it early stopping.
+        patience, learning_rate: epochs without a better score before stopping; the peak rate.
+        hopeless_after: the largest best-so-far validation drop after epoch 1, 2, ... worth going on
+            (None: no limit); past it, training stops.
+        start_score: the validation metric of ``model`` as it is now, when the caller has it (with
+            ``keep_best`` it is the score to beat; without it, it is not needed).
+
+    Returns:
+        The validation scores (``val_scores``: before training when ``keep_best``, then after each
+        epoch; ``epoch_scores``: after each epoch, when anything was scored), the epochs run,
+        whether the last epoch was the best so far (``improving``: more epochs may gain more), the
+        score of the weights kept (``kept_score``) and, when a limit stopped it, ``hopeless``: the
+        epoch, its drop and the limit."""
     subset = training_subset(task)
     x_train, y_train = task.data.x_train[subset], take(task.data.y_train, subset)
     model, target, loss = _targets(model, task, y_train)
@@ -316,9 +391,25 @@ class ShuffledBatches(keras.utils.PyDataset):
 
 
 def batch_size(task: Task) -> int:
+    """The fine-tuning batch size for ``task``.
+
+    Args:
+        task: the loaded task.
+
+    Returns:
+        32 for a classification metric, else 8.
+    """
     # Small images classify well in large batches; SR patches are big per sample.
     return 32 if task.metric.kind == "classification" else 8
 
 
 def steps_per_epoch(task: Task) -> int:
+    """The optimizer steps in one fine-tuning epoch of ``task``.
+
+    Args:
+        task: the loaded task.
+
+    Returns:
+        The training subset's size over ``batch_size``, rounded up.
+    """
     return int(np.ceil(len(training_subset(task)) / batch_size(task)))

@@ -102,7 +102,12 @@ def greedy_choices(
     convolution's MACs and a kernel 5x5 instead of 9x9 keep 0.5 x 25/81 of them together
     (the shares multiply). Their drops are taken to add up. Without those, or with depth
     pruning (the unit is gone), a unit holds one setting of one technique: on SRCNN that
-    capped every plan at one technique per convolution and the climb at 20x of the budget."""
+    capped every plan at one technique per convolution and the climb at 20x of the budget.
+
+    Args:
+        points, device: the sensitivity profile's points; the device their savings are on.
+        allowance, floor: the summed drop allowed; the least a step is charged (metric units).
+        layer_ms: as above (None: one technique per unit)."""
     options = [o for o in (_option(p, device) for p in points) if o is not None]
     held: dict[str, dict[str, Choice]] = {}
     spent = 0.0
@@ -166,7 +171,15 @@ def _saved(state: dict[str, Choice], layer_ms: dict[str, float] | None) -> float
 
 def usable_point(point: dict[str, Any], device: str) -> bool:
     """Whether the greedy may take a profile point: a graph technique's setting other than
-    the identity, scored, and predicted to save time on ``device``."""
+    the identity, scored, and predicted to save time on ``device``.
+
+    Args:
+        point: one point of the sensitivity profile, as saved.
+        device: the device the plans are made for.
+
+    Returns:
+        True when the greedy may take it.
+    """
     saved = (point.get("saved_ms") or {}).get(device)
     return (
         point.get("technique") in PROFILED_GRAPH_TECHNIQUES
@@ -208,7 +221,18 @@ def plan_of(
     a plan removing four of seven branches ended 3.6 points down after 3 epochs; the four
     alone, 0.8 after 5). Techniques stacked on one unit count once, as the greedy counted
     them on ``layer_ms``: two that each save 60% of a unit's time save 84% together, not
-    120%."""
+    120%.
+
+    Args:
+        choices: the greedy's choices.
+        mode: the whole-model conversion the plan ends with.
+        epochs: the fine-tuning epochs before those earned by the time saved.
+        whole_ms: the untouched file's time (None: no epochs earned).
+        layer_ms: the untouched file's time per layer (None: each choice's own prediction).
+
+    Returns:
+        The Plan; with no choices, the conversion alone, without fine-tuning.
+    """
     from devicefit.search.extra_epochs import structural_epochs
     from devicefit.spaces import get_technique
     from devicefit.spaces.sensitivity import SENSITIVITY_LEVELS
@@ -231,7 +255,16 @@ def plan_of(
 def plan_saved_ms(choices: list[Choice], layer_ms: dict[str, float] | None = None) -> float:
     """The time ``choices`` save together, as the greedy counted it: per unit, its
     techniques' shares of MACs kept multiplied over ``layer_ms`` (one alone: its own
-    prediction)."""
+    prediction).
+
+    Args:
+        choices: a plan's choices.
+        layer_ms: the untouched file's time per layer (None: the choices' own predictions
+            summed).
+
+    Returns:
+        The predicted saving in ms.
+    """
     units: dict[str, dict[str, Choice]] = {}
     for choice in choices:
         units.setdefault(choice.unit, {})[choice.technique] = choice
@@ -248,7 +281,17 @@ def faster_mode(
     ran faster than its float32 one on the device (full-integer kernels are not faster
     everywhere) and the int8 file's own metric drop (``int8_drop``, None: not scored, as in
     a study made before it was) fits in the ``budget``: nothing wins a post-training
-    conversion's loss back. Else float32."""
+    conversion's loss back. Else float32.
+
+    Args:
+        device_profile: the device's entry of ``device_profile.json``.
+        modes: the whole-model conversions the study may use.
+        int8_drop: as above.
+        budget: the study's metric-drop budget.
+
+    Returns:
+        "int8" or "float32".
+    """
     timed = {
         mode: (device_profile.get(mode) or {}).get("median_ms") for mode in ("float32", "int8")
     }
@@ -260,13 +303,29 @@ def faster_mode(
 
 def savings_file(device_profile: dict[str, Any], mode: str) -> str:
     """The file whose times a plan converting at ``mode`` is ranked on: its own where its
-    layers were timed, else the float32 one (the sensitivity profile's savings)."""
+    layers were timed, else the float32 one (the sensitivity profile's savings).
+
+    Args:
+        device_profile: the device's entry of ``device_profile.json``.
+        mode: the conversion the plan makes.
+
+    Returns:
+        ``mode`` or "float32": a key of ``device_profile``.
+    """
     return mode if (device_profile.get(mode) or {}).get("layers") else "float32"
 
 
 def untouched_ms(device_profile: dict[str, Any], mode: str) -> float | None:
     """The untouched model's time in the file whose times ``timed_in`` ranks a plan's
-    savings on, the whole a plan's savings are a share of."""
+    savings on, the whole a plan's savings are a share of.
+
+    Args:
+        device_profile: the device's entry of ``device_profile.json``.
+        mode: the conversion the plan makes.
+
+    Returns:
+        Its median in ms; None when that file was not timed.
+    """
     return (device_profile.get(savings_file(device_profile, mode)) or {}).get("median_ms")
 
 
@@ -275,7 +334,16 @@ def said_to_sampler(space: Any, plan: Plan) -> tuple[dict[str, Any], Plan] | Non
     run (``space.expressed`` of the same settings): a plan fine-tuned longer than the
     space's epochs is said at its most epochs (the settings are what the sampler can
     reuse; its own trials earn more epochs as they need them, ``extra_epochs``) and runs
-    with its own."""
+    with its own.
+
+    Args:
+        space: the study's search space.
+        plan: a profile plan.
+
+    Returns:
+        (the sampler's parameters, the plan to run); None when the space cannot express the
+        plan.
+    """
     from dataclasses import replace
 
     epochs = plan.finetune_epochs
@@ -290,7 +358,19 @@ def timed_in(
 ) -> list[dict[str, Any]]:
     """The points with the time each saves in the file the plan converts to: a layer's
     share of an int8 file's time differs from its share of the float32 one's (the digits
-    Dense head: 26% of float32, 41% of int8), so an int8 plan is ranked on int8 times."""
+    Dense head: 26% of float32, 41% of int8), so an int8 plan is ranked on int8 times.
+
+    Args:
+        points: the sensitivity profile's points.
+        device_profile: the device's entry of ``device_profile.json``.
+        device: the device the savings are for.
+        mode: the conversion the plan makes.
+
+    Returns:
+        ``points`` itself when the plan is ranked on float32 times; else copies whose
+        ``saved_ms`` holds only ``device``'s saving, predicted on that file's layer times
+        (points without ``macs_kept`` or a saving on ``device`` as they are).
+    """
     from devicefit.search.sensitivity_savings import predicted_saved_ms
 
     if savings_file(device_profile, mode) == "float32":
@@ -313,15 +393,19 @@ def greedy_plans(
     modes: tuple[str, ...] = ("float32", "int8"),
     int8_drop: float | None = None,
 ) -> list[dict[str, Any]]:
-    """One fixed-trial spec per distinct non-empty plan, cautious first: {"attrs":
-    {profile_plan: name}, "params": {}, "plan": Plan as a dict, "choices": [...]}, and for
-    a plan of ``ESCALATIONS`` "after": the plan that must hold the budget before it runs;
-    a plan of ``DESCENTS`` "unless": the plan that must miss it before it runs; a
-    bisecting plan "between": [the plan that must hold, the plan that must not]. The
-    climb's plans come first, cautious first, then the descent's, each milder than the
-    one before, then the bisections. ``modes``: the whole-model conversions the
-    study may use; ``int8_drop``: what the untouched model's int8 file loses (None: not
-    scored). An int8 plan's steps share each allowance with that loss."""
+    """One fixed-trial spec per distinct non-empty plan, cautious first: {"attrs": {profile_plan:
+    name}, "params": {}, "plan": Plan as a dict, "choices": [...]}, and for a plan of
+    ``ESCALATIONS`` "after": the plan that must hold the budget before it runs; a plan of
+    ``DESCENTS`` "unless": the plan that must miss it before it runs; a bisecting plan "between":
+    [the plan that must hold, the plan that must not]. The climb's plans come first, cautious first,
+    then the descent's, each milder than the one before, then the bisections.
+
+    Args:
+        profile, device_profiles: the sensitivity profile; the device profiles by device.
+        device, budget, epochs: the primary device; the metric-drop budget; fine-tuning epochs.
+        modes, int8_drop: the whole-model conversions the study may use; what the untouched model's
+            int8 file loses (None: not scored). An int8 plan's steps share each allowance with that
+            loss."""
     from devicefit.search.step_savings import with_efficiency
 
     profiled = device_profiles.get(device) or {}
@@ -370,7 +454,14 @@ class _Planner:
 
     def planned(self, factor: float) -> tuple[list[Choice], Plan]:
         """The greedy's choices at ``factor`` budgets (less the conversion's loss), and
-        their plan."""
+        their plan.
+
+        Args:
+            factor: the allowance, in budgets.
+
+        Returns:
+            (the choices in the order taken, their Plan).
+        """
         # A zero budget still ranks steps that cost nothing (or gain metric) first.
         floor = max(_FLOOR * self.budget, 1e-9)
         allowance = factor * self.budget - self.charged
@@ -390,7 +481,11 @@ class _Planner:
 
     def climb(self) -> list[tuple[float, dict[str, Any]]]:
         """The plans of the allowances and escalations, cautious first; an escalation
-        runs once the plan before it held."""
+        runs once the plan before it held.
+
+        Returns:
+            (allowance in budgets, spec) of each new plan, also added to ``specs``.
+        """
         climb: list[tuple[float, dict[str, Any]]] = []
         for factor in (*ALLOWANCES, *ESCALATIONS):
             choices, plan = self.planned(factor)
@@ -406,7 +501,15 @@ class _Planner:
     def descend(
         self, climb: list[tuple[float, dict[str, Any]]]
     ) -> list[tuple[float, dict[str, Any]]]:
-        """Below the first plan: milder ones, each run only once the one above it missed."""
+        """Below the first plan: milder ones, each run only once the one above it missed.
+
+        Args:
+            climb: what ``climb`` returned.
+
+        Returns:
+            (allowance, spec) of the climb's first plan, then of each new milder plan (also
+            added to ``specs``); empty when the climb is.
+        """
         descent = climb[:1]
         for share in DESCENTS if climb else ():
             factor = climb[0][0] * share
@@ -422,7 +525,11 @@ class _Planner:
     def refine(self, low: str, high: str) -> None:
         """Between two plans that differ in one unit's setting, the settings in between,
         each run once the one before it held (the first once ``low`` held) and ``high``
-        did not."""
+        did not.
+
+        Args:
+            low, high: the two plans' names; the new specs are added to ``specs``.
+        """
         before = low
         for unit, value, choices in between_settings(self.made[low], self.made[high]):
             plan = self._plan(choices)
@@ -438,7 +545,14 @@ class _Planner:
     ) -> None:
         """Plans between the allowances ``low`` (held) and ``high`` (did not), by name;
         at the last level, where the climb ``ends``, the settings between the two where
-        they differ in one."""
+        they differ in one.
+
+        Args:
+            low, high: (allowance in budgets, plan name) of each end.
+            levels: how many levels deeper to bisect.
+            ends: whether the climb may end between them (then ``refine`` at the last
+                level).
+        """
         if levels == 0:
             if ends:
                 self.refine(low[1], high[1])
@@ -469,12 +583,20 @@ def between_settings(
     only pick among them: on SRCNN the plan that held kept patch_extraction's kernel at
     7x7 (29.6x float32, -0.26 dB) and the next took it to 1x1 (114x, -1.09 dB); nothing
     the greedy could make lay between. The changed choice keeps ``high``'s predicted
-    saving and shares of MACs kept (a plan's fine-tuning epochs are read from them)."""
+    saving and shares of MACs kept (a plan's fine-tuning epochs are read from them).
+
+    Args:
+        low, high: the choices of the plan that held and of the one that did not.
+
+    Returns:
+        The (unit, value, choices) as above, nearest ``low`` first.
+    """
     from dataclasses import replace
 
     from devicefit.spaces.sensitivity import SENSITIVITY_LEVELS
 
     def settings(choices: list[Choice]) -> dict[tuple[str, str], Any]:
+        """(unit, technique) -> setting, of each of a plan's ``choices``."""
         return {(c.unit, c.technique): c.setting for c in choices}
 
     was, now = settings(low), settings(high)
@@ -517,23 +639,51 @@ def _spec(name: str, plan: Plan, choices: list[Choice]) -> dict[str, Any]:
 
 
 def described(choices: list[dict[str, Any]]) -> str:
-    """A stored plan's choices as the report and the console list them, in order taken."""
+    """A stored plan's choices as the report and the console list them, in order taken.
+
+    Args:
+        choices: the plan's stored choices (``profile_plans`` in the study).
+
+    Returns:
+        "technique level on unit" of each, comma-separated.
+    """
     return ", ".join(f"{c['technique']} {c['level']} on {c['unit']}" for c in choices)
 
 
 def primary_device(info: dict[str, Any]) -> str | None:
-    """The device of a study's first device objective: the one its plans are made for."""
+    """The device of a study's first device objective: the one its plans are made for.
+
+    Args:
+        info: the study's devicefit attributes (``study_info``).
+
+    Returns:
+        The device name; None when no objective names a device.
+    """
     return next((o["device"] for o in info["objectives"] if o.get("device")), None)
 
 
 def whole_file_modes(space: Any) -> tuple[str, ...]:
-    """The whole-model conversions a study's space may choose (none without quantization)."""
+    """The whole-model conversions a study's space may choose (none without quantization).
+
+    Args:
+        space: the study's search space.
+
+    Returns:
+        The quantization ``mode`` options, in the space's order.
+    """
     return tuple(getattr(space.ranges.get("quantization", {}).get("mode"), "options", ()))
 
 
 def add_profile_plans(study: Any, folder: Any, space: Any, console: Any) -> None:
     """Put the greedy plans among the study's fixed trials, before the combined recipes
-    (which wait for every recipe); once per study, so a resumed study keeps its plans."""
+    (which wait for every recipe); once per study, so a resumed study keeps its plans.
+
+    Args:
+        study: the Optuna study; the plans are stored in its attributes.
+        folder: its results folder, holding the sensitivity and device profiles.
+        space: its search space.
+        console: where each plan is listed.
+    """
     from devicefit.search.conversion_drops import int8_drop
     from devicefit.search.device_profiles import read_device_profiles
     from devicefit.search.sensitivity_profiles import read_sensitivity

@@ -49,6 +49,17 @@ class SearchProgress:
     def trial_done(
         self, number: int, plan: Plan, metric: float, drop: float, latency: float
     ) -> None:
+        """Print a told trial's line and advance the bar; the best feasible latency so far
+        (and its speed-up over the float32 baseline) is shown beside it.
+
+        Args:
+            number: the trial's number.
+            plan: its plan; the float32 baseline's latency becomes the reference when none
+                is known.
+            metric: its test metric, in the metric's unit.
+            drop: its metric drop (>0 is worse); a trial over the budget is marked.
+            latency: its latency in ms on the primary device.
+        """
         if self.reference_latency is None and plan.short() == "quantization(mode=float32)":
             self.reference_latency = latency
         speed = f" ({self.reference_latency / latency:.2f}x)" if self.reference_latency else ""
@@ -65,7 +76,21 @@ class SearchProgress:
         self.progress.update(self.task_id, advance=1, best=self.best)
 
     def trial_pruned(self, number: int, plan: Plan, reason: str) -> None:
+        """Print a pruned trial's line (the bar does not advance).
+
+        Args:
+            number: the trial's number.
+            plan: its plan.
+            reason: why it was pruned; its first 200 characters are shown.
+        """
         self.console.print(f"#{number:<3} [yellow]pruned[/]: {reason[:200]}  ({plan.short()})")
 
     def trial_failed(self, number: int, plan: Plan, reason: str) -> None:
+        """Print a failed trial's line (the bar does not advance).
+
+        Args:
+            number: the trial's number.
+            plan: its plan.
+            reason: why it failed; its first 200 characters are shown.
+        """
         self.console.print(f"#{number:<3} [red]failed[/]: {reason[:200]}  ({plan.short()})")

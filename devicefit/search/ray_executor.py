@@ -30,7 +30,14 @@ _unpacked: dict[str, Path] = {}  # bundle digest -> where this worker process pu
 
 def task_bundle(spec: TaskSpec) -> tuple[Bundle, TaskSpec]:
     """The files a worker needs to load ``spec``, and the spec with paths relative to
-    the bundle (``builtin/...`` is a built-in task's cache folder)."""
+    the bundle (``builtin/...`` is a built-in task's cache folder).
+
+    Args:
+        spec: the task as this machine loads it.
+
+    Returns:
+        (bundle path -> file contents, the spec to send); a built-in task's spec as it is.
+    """
     files: Bundle = {}
     if spec.builtin:
         from devicefit.tasks.cache import task_cache_dir
@@ -65,7 +72,16 @@ def _digest(bundle: Bundle) -> str:
 
 
 def unpack(bundle: Bundle, spec: TaskSpec) -> TaskSpec:
-    """On the worker: write the bundle once per process; the spec pointing at it."""
+    """On the worker: write the bundle once per process; the spec pointing at it.
+
+    Args:
+        bundle: the task's files, from ``task_bundle``.
+        spec: the spec ``task_bundle`` made, with paths relative to the bundle.
+
+    Returns:
+        The spec with absolute paths into the unpacked folder (a built-in task's as it is,
+        with ``DEVICEFIT_CACHE`` pointed there).
+    """
     key = _digest(bundle)
     if key not in _unpacked:
         root = Path(tempfile.mkdtemp(prefix=f"devicefit-task-{key}-"))
@@ -87,7 +103,16 @@ def unpack(bundle: Bundle, spec: TaskSpec) -> TaskSpec:
 
 def run_on_node(request: Request[R], bundle: Bundle, threads: int) -> R:
     """The Ray task: one request (a trial, a share of a sensitivity profile) on whatever
-    node Ray chose; a trial records the node and the worker's memory."""
+    node Ray chose; a trial records the node and the worker's memory.
+
+    Args:
+        request: the request, its task being the bundle-relative spec.
+        bundle: the task's files (``task_bundle``).
+        threads: TensorFlow threads for the request.
+
+    Returns:
+        ``request.run()``'s result.
+    """
     import ray
 
     from devicefit.search.executors import _configure_threads
@@ -102,7 +127,11 @@ def run_on_node(request: Request[R], bundle: Bundle, threads: int) -> R:
 
 
 def resident_mb() -> float | None:
-    """This process's resident memory now (the converter's leak shows up here)."""
+    """This process's resident memory now (the converter's leak shows up here).
+
+    Returns:
+        VmRSS in MB; None where it cannot be read.
+    """
     from devicefit.deploy.bench import proc_status_mb
 
     return proc_status_mb("VmRSS")

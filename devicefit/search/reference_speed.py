@@ -54,7 +54,14 @@ ANCHOR = "the float32 baseline: the anchor of the study's latencies"
 
 
 def family(tflite: bytes) -> str:
-    """'int8' when a weighted op of the file reads int8 activations, else 'float32'."""
+    """'int8' when a weighted op of the file reads int8 activations, else 'float32'.
+
+    Args:
+        tflite: a TFLite file; one the schema reader cannot walk counts as float32.
+
+    Returns:
+        The kernel family, a key of the references.
+    """
     try:
         ops = weighted_ops(tflite)
     except Exception:  # noqa: BLE001 - a file the schema reader cannot walk: float kernels
@@ -79,6 +86,13 @@ class References:
     unpaired: str | None = None
 
     def learn(self, trials: list[FrozenTrial]) -> None:
+        """Learn the references from the complete baseline trials (the first of each
+        family), and whether the study's candidates must keep their own medians
+        (``unpaired``).
+
+        Args:
+            trials: the study's trials, in any order.
+        """
         known = self.known if self.known is not None else {}
         for trial in sorted(trials, key=lambda t: t.number):
             mode = trial.user_attrs.get(attrs.BASELINE)
@@ -111,7 +125,15 @@ class References:
     def for_file(self, tflite: bytes) -> Reference | str:
         """The reference of ``tflite``'s family, or the float32 baseline; else why the file
         keeps its own median (before the float32 baseline is measured: it is that baseline,
-        the study's first reference)."""
+        the study's first reference).
+
+        Args:
+            tflite: the candidate's file.
+
+        Returns:
+            The Reference, or the reason as text (``ANCHOR`` for the float32 baseline
+            itself).
+        """
         known = self.known or {}
         if self.unpaired:
             return self.unpaired
@@ -129,7 +151,17 @@ def at_reference_speed(
 ) -> Measurement:
     """``measured`` with its timings at the reference's speed: ``spec.rounds`` paired rounds
     of the reference and ``tflite`` on ``device`` (the pool ``name``), in up to ``SPLITS``
-    processes. Raises what the device raises."""
+    processes. Raises what the device raises.
+
+    Args:
+        device, name, tflite: the pool; its name in the reference's latencies; the file.
+        measured, reference, spec: its own measurement, changed in place; its reference; the rounds.
+
+    Returns:
+        ``measured``, as is when the reference has no latency there or no round is asked.
+
+    Raises:
+        TrialFailed: the rounds gave no usable ratio."""
     anchor = reference.latency_ms.get(name)
     if anchor is None or spec.rounds < 1:
         return measured
@@ -179,7 +211,20 @@ def anchored(
     float32 file in 35 minutes on the Xeon VM, the fastest process's median ranged
     2.555-2.700 ms (1.057x) and the median over the seven 2.571-3.017 ms (1.173x): in a
     spell the median moved with it (benchmarks/anchor_probe.py; log:
-    benchmarks/logs/anchor-20261203-ce22214-xeon.log)."""
+    benchmarks/logs/anchor-20261203-ce22214-xeon.log).
+
+    Args:
+        device: the device pool the baseline was measured on.
+        tflite: the float32 baseline's file.
+        measured: its own measurement; changed in place.
+        spec: the rounds and threads shared out among the processes.
+
+    Returns:
+        ``measured`` at that speed (as is, but marked the anchor, when no round is asked).
+
+    Raises:
+        TrialFailed: no process gave a usable median.
+    """
     measured.unavailable["reference_ratio"] = ANCHOR
     if spec.rounds < 1:
         return measured

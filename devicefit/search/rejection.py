@@ -49,7 +49,15 @@ def rejection_limit(max_drop: float, recoveries: list[tuple[float, float]]) -> f
     candidate that keeps only the rest of its drop within the budget is worth trying).
     Neither counts on more than ``SHARE_CAP`` of a drop: at chance level, points say
     nothing (a plan that came back 88 points from chance does not make every plan at
-    chance worth fine-tuning; most stay there)."""
+    chance worth fine-tuning; most stay there).
+
+    Args:
+        max_drop: the study's metric-drop budget.
+        recoveries: as above.
+
+    Returns:
+        ``MARGIN`` times that limit, in metric units; or None.
+    """
     if len(recoveries) < MIN_RECOVERIES:
         return None
     budget = max(max_drop, 0.0)
@@ -77,7 +85,16 @@ class Recovery(NamedTuple):
 def reached(record: Recovery, epochs: int) -> float:
     """The best drop ``record``'s trial had reached after ``epochs`` epochs: a candidate
     planned for fewer epochs than a trial ran is judged on what those epochs recovered,
-    not on the whole run (a 1-epoch plan is not a 7-epoch one)."""
+    not on the whole run (a 1-epoch plan is not a 7-epoch one).
+
+    Args:
+        record: what one fine-tuned trial recovered.
+        epochs: the candidate's planned epochs.
+
+    Returns:
+        The drop, in metric units (its final drop when it ran no more epochs or has no
+        per-epoch drops).
+    """
     if not record.drops or record.run <= epochs:
         return record.after
     return min((record.before, *record.drops[:epochs]))  # the best weights are kept
@@ -85,7 +102,15 @@ def reached(record: Recovery, epochs: int) -> float:
 
 def recoveries_within(records: list[Recovery], epochs: int) -> list[tuple[float, float]]:
     """(drop before, drop reached within ``epochs`` epochs) of each record: what a
-    candidate fine-tuning for ``epochs`` epochs can count on (``rejection_limit``)."""
+    candidate fine-tuning for ``epochs`` epochs can count on (``rejection_limit``).
+
+    Args:
+        records: what earlier fine-tunings recovered.
+        epochs: the candidate's planned epochs.
+
+    Returns:
+        The pairs, one per record, in its order.
+    """
     return [(record.before, reached(record, epochs)) for record in records]
 
 
@@ -95,7 +120,16 @@ def epoch_limits(max_drop: float, records: list[Recovery], epochs: int) -> tuple
     epoch after which too few trials ran on. ``rejection_limit`` read from what the trials
     that ran past epoch e recovered after it up to epoch ``epochs``, among those planned
     for (or run) at least as many epochs (a trial with fewer epochs left recovered less
-    than this one still can)."""
+    than this one still can).
+
+    Args:
+        max_drop: the study's metric-drop budget.
+        records: what earlier fine-tunings recovered.
+        epochs: the candidate's planned epochs.
+
+    Returns:
+        One limit per epoch but the last, in metric units (None: no limit).
+    """
     return tuple(
         rejection_limit(
             max_drop,
@@ -113,7 +147,14 @@ def learned_from(tuned: dict[str, Any]) -> Recovery | None:
     """What a told trial's fine-tuning record (``metrics["finetune"]``) teaches; None
     for a record whose drop before is not the candidate's (a weights technique's masks
     or clusters made during fine-tuning, by versions that did not apply them at once to
-    score it), or without an end (pruned)."""
+    score it), or without an end (pruned).
+
+    Args:
+        tuned: the trial's stored fine-tuning record.
+
+    Returns:
+        Its Recovery, or None as above.
+    """
     if tuned.get("drop_after") is None or (tuned.get("weights") and not tuned.get("one_shot")):
         return None
     drops = tuple(float(d) for d in tuned.get("drops") or ())
@@ -123,7 +164,14 @@ def learned_from(tuned: dict[str, Any]) -> Recovery | None:
 
 
 def history_of(trials: list[FrozenTrial]) -> list[Recovery]:
-    """What fine-tuning recovered in the complete trials (``learned_from``)."""
+    """What fine-tuning recovered in the complete trials (``learned_from``).
+
+    Args:
+        trials: the study's trials; only complete ones count.
+
+    Returns:
+        A Recovery per complete trial that teaches one, in the trials' order.
+    """
     records = []
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
@@ -136,7 +184,15 @@ def history_of(trials: list[FrozenTrial]) -> list[Recovery]:
 
 
 def validation_score(model: Any, task: Any) -> float:
-    """The task metric of a Keras model on the validation split."""
+    """The task metric of a Keras model on the validation split.
+
+    Args:
+        model: a Keras model with the task's inputs and outputs.
+        task: the loaded task.
+
+    Returns:
+        The metric, in its own unit and direction.
+    """
     from devicefit.spaces.eager_predict import model_outputs
 
     return float(task.metric(task.data.y_val, model_outputs(model, task.data.x_val)))
@@ -144,18 +200,44 @@ def validation_score(model: Any, task: Any) -> float:
 
 def validation_drop(model: Any, task: Any) -> float:
     """How much worse ``model`` scores than the task's own model on the validation split
-    (metric units, positive = worse); the reference is scored once per process."""
+    (metric units, positive = worse); the reference is scored once per process.
+
+    Args:
+        model: a candidate Keras model.
+        task: the loaded task.
+
+    Returns:
+        The drop.
+    """
     return task.metric.drop(validation_reference(task), validation_score(model, task))
 
 
 def validation_reference(task: Any) -> float:
-    """The task's own model's metric on the validation split, scored once per process."""
+    """The task's own model's metric on the validation split, scored once per process.
+
+    Args:
+        task: the loaded task.
+
+    Returns:
+        The metric, in its own unit.
+    """
     from devicefit.tasks.base import once_per_task
 
     return once_per_task(_REFERENCE, task, lambda: validation_score(task.model, task))
 
 
 def rejection_reason(drop: float, limit: float, epochs: int, metric: str) -> str:
+    """Why a candidate was pruned before fine-tuning, as the trial records it.
+
+    Args:
+        drop: its validation drop before fine-tuning.
+        limit: the limit it exceeded (``rejection_limit``).
+        epochs: its planned fine-tuning epochs.
+        metric: the metric's name.
+
+    Returns:
+        The reason: the drop, the limit and what the limit is made of.
+    """
     return (
         f"hopeless before fine-tuning: {metric} drop {drop:.3g} on the validation split, over "
         f"{limit:.3g} ({MARGIN:g}x the budget plus the most {epochs} epoch(s) of fine-tuning "
@@ -164,6 +246,18 @@ def rejection_reason(drop: float, limit: float, epochs: int, metric: str) -> str
 
 
 def epoch_rejection_reason(epoch: int, epochs: int, drop: float, limit: float, metric: str) -> str:
+    """Why a candidate was pruned after a fine-tuning epoch, as the trial records it.
+
+    Args:
+        epoch: the epoch after which it stopped.
+        epochs: its planned fine-tuning epochs.
+        drop: its best validation drop so far.
+        limit: the limit of that epoch (``epoch_limits``).
+        metric: the metric's name.
+
+    Returns:
+        The reason: the drop, the limit and what the limit is made of.
+    """
     return (
         f"hopeless after epoch {epoch} of {epochs}: {metric} drop {drop:.3g} on the validation "
         f"split, over {limit:.3g} ({MARGIN:g}x the budget plus the most the epochs after it "
@@ -172,6 +266,16 @@ def epoch_rejection_reason(epoch: int, epochs: int, drop: float, limit: float, m
 
 
 def unrecovered_reason(drop: float, limit: float, metric: str) -> str:
+    """Why a changed candidate without fine-tuning was pruned before conversion.
+
+    Args:
+        drop: its validation drop.
+        limit: the limit it exceeded (``UNRECOVERED_MARGIN`` times the budget).
+        metric: the metric's name.
+
+    Returns:
+        The reason: the drop, the limit and what the limit is made of.
+    """
     return (
         f"hopeless without fine-tuning: {metric} drop {drop:.3g} on the validation split, "
         f"over {limit:.3g} ({UNRECOVERED_MARGIN:g}x the budget), and the plan fine-tunes for "

@@ -32,6 +32,15 @@ from devicefit.tasks.base import Task, TaskSpec
 
 
 def task_spec(config: StudyConfig) -> TaskSpec:
+    """The task as workers load it, from the study's settings.
+
+    Args:
+        config: the study's settings.
+
+    Returns:
+        A TaskSpec naming the task, model, data, metric, fine-tuning samples, image size and
+        output.
+    """
     return TaskSpec(
         config.task,
         config.model,
@@ -45,7 +54,16 @@ def task_spec(config: StudyConfig) -> TaskSpec:
 
 def build_space(config: StudyConfig, model: Any = None) -> SearchSpace:
     """The study's search space; ``model`` is needed for per-block or per-layer settings,
-    whose units (blocks, layers, channel groups) come from the model's graph."""
+    whose units (blocks, layers, channel groups) come from the model's graph.
+
+    Args:
+        config: the study's settings (techniques, ranges, granularity).
+        model: the task's Keras model (None: no units, and no technique left out for having
+            nothing to act on).
+
+    Returns:
+        The SearchSpace.
+    """
     if config.techniques is None:
         techniques = all_techniques()
         if model is not None:  # every technique: only those with something to act on
@@ -97,7 +115,18 @@ def _prepare(config: StudyConfig) -> Prepared:
 
 def describe_devices(config: StudyConfig, devices: dict[str, DevicePool]) -> dict[str, Any]:
     """Each device's description; a UsageError if a device cannot give what the study
-    asks of it (energy or temperature objectives and limits need its sensors)."""
+    asks of it (energy or temperature objectives and limits need its sensors).
+
+    Args:
+        config: the study's settings (objectives and limits).
+        devices: device name -> pool.
+
+    Returns:
+        Device name -> its description (a pool's, with its members).
+
+    Raises:
+        UsageError: a reachable member cannot measure what an objective or limit needs.
+    """
     from devicefit.errors import UsageError
 
     described = {name: pool.describe() for name, pool in devices.items()}
@@ -260,6 +289,22 @@ def resume_search(
     ray: str | None = None,
     cpus_per_trial: int | None = None,
 ) -> int:
+    """Continue the study in ``folder`` with its stored settings, re-running trials a
+    stopped driver left unfinished; the report at the end.
+
+    Args:
+        folder: the study's results folder.
+        console: where progress and the report are printed.
+        storage: the storage URL (None: the study's own).
+        trials, workers: the complete trials to reach; the workers (None: as stored).
+        ray, cpus_per_trial: a Ray cluster's address and CPUs per trial (None: as stored).
+
+    Returns:
+        The driver's exit code (0 done, 1 stopped, 130 interrupted).
+
+    Raises:
+        UsageError: the folder, its study or an input is bad.
+    """
     stored = read_study_file(folder)
     config = config_from_stored(stored["config"], f"{folder}/{attrs.STUDY_FILE}")
     config = config.replace(

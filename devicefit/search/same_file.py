@@ -34,6 +34,14 @@ SCORES = (
 
 
 def plan_key(plan: dict[str, Any]) -> str:
+    """A plan as a key: two plans are the same candidate when their keys are equal.
+
+    Args:
+        plan: a plan as a dict.
+
+    Returns:
+        Its JSON with sorted keys.
+    """
     return json.dumps(plan, sort_keys=True)
 
 
@@ -47,6 +55,14 @@ class KnownCandidates:
 
     @classmethod
     def from_trials(cls, trials: list[FrozenTrial]) -> KnownCandidates:
+        """The candidates of the complete trials, indexed in trial order.
+
+        Args:
+            trials: the study's trials.
+
+        Returns:
+            A KnownCandidates of them.
+        """
         known = cls()
         for trial in sorted(trials, key=lambda t: t.number):
             if trial.state == TrialState.COMPLETE:
@@ -55,7 +71,13 @@ class KnownCandidates:
         return known
 
     def add(self, number: int, plan: dict[str, Any] | None, metrics: dict[str, Any]) -> None:
-        """Index a complete trial (its measurement dicts are under ``metrics["latency"]``)."""
+        """Index a complete trial (its measurement dicts are under ``metrics["latency"]``).
+
+        Args:
+            number: the trial's number.
+            plan: its plan as a dict (None: not indexed by plan).
+            metrics: its stored metrics; a trial without ``tflite_sha256`` is skipped.
+        """
         sha = metrics.get("tflite_sha256")
         if not sha:
             return  # a study from before files were hashed
@@ -70,25 +92,51 @@ class KnownCandidates:
                 self.medians.setdefault(sha, {}).setdefault(device, []).append(float(median))
 
     def same_plan(self, plan: dict[str, Any]) -> int | None:
+        """The trial a plan already ran as, if any.
+
+        Args:
+            plan: a plan as a dict.
+
+        Returns:
+            The first trial with the file that plan made; None for a new plan.
+        """
         return self.plans.get(plan_key(plan))
 
     def pooled(self, sha: str, device: str, fresh: float) -> tuple[float, int]:
         """The median over every measurement of the file, this fresh one included, and
-        how many there are."""
+        how many there are.
+
+        Args:
+            sha: the file's sha256.
+            device: the device name.
+            fresh: the new median, in ms.
+
+        Returns:
+            (the pooled median in ms, the number of medians).
+        """
         medians = [*self.medians.get(sha, {}).get(device, []), fresh]
         return statistics.median(medians), len(medians)
 
     def take_scores(self, out: TrialOutput) -> None:
         """When ``out`` was converted to a file an earlier trial made and scored, it takes
         that trial's scores: it was not scored here (``known_file``), or it was scored
-        while that trial was still in flight."""
+        while that trial was still in flight.
+
+        Args:
+            out: a finished trial's output; changed in place.
+        """
         earlier = self.files.get(out.tflite_sha256)
         if out.same_as is None and earlier is not None:
             self.fill_scores(out, earlier)
             out.notes.append(f"same file as trial #{earlier}: its scores, measured again")
 
     def fill_scores(self, out: TrialOutput, earlier: int) -> None:
-        """``out`` takes the scores of trial ``earlier``, whose file it is."""
+        """``out`` takes the scores of trial ``earlier``, whose file it is.
+
+        Args:
+            out: the output; changed in place (``same_as`` set).
+            earlier: an indexed trial that made the file.
+        """
         scores = self.scores[earlier]
         out.metric = float(scores["metric"])
         out.size_bytes, out.macs, out.params = (
@@ -106,7 +154,17 @@ def reuse_output(
     folder: Path, number: int, earlier: int, known: KnownCandidates
 ) -> TrialOutput | None:
     """Trial ``number``'s output made of trial ``earlier``'s file and scores, without
-    building anything; None when that file is not in the results folder (then build)."""
+    building anything; None when that file is not in the results folder (then build).
+
+    Args:
+        folder: the study's results folder.
+        number: the new trial's number.
+        earlier: the trial with the same plan.
+        known: the study's known candidates.
+
+    Returns:
+        The output, or None as above.
+    """
     path = folder / attrs.TRIALS_DIR / str(earlier) / "model.tflite"
     if earlier not in known.scores or not path.is_file():
         return None

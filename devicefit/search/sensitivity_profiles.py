@@ -27,13 +27,27 @@ SAVE_EVERY_S = 5.0  # how often a profile in progress is saved
 
 def profile_granularity(granularity: str | dict[str, str]) -> str:
     """Units as fine as the study searches them: layers when any technique is searched per
-    layer, else blocks (a global study's profile still says where the room is)."""
+    layer, else blocks (a global study's profile still says where the room is).
+
+    Args:
+        granularity: the study's granularity: one for all techniques, or by technique.
+
+    Returns:
+        "per-layer" or "per-block".
+    """
     values = [granularity] if isinstance(granularity, str) else list(granularity.values())
     return "per-layer" if "per-layer" in values else "per-block"
 
 
 def read_sensitivity(folder: Path) -> dict[str, Any] | None:
-    """The study's saved profile, None when it has none (made before profiles, or lost)."""
+    """The study's saved profile, None when it has none (made before profiles, or lost).
+
+    Args:
+        folder: the study folder.
+
+    Returns:
+        The profile as saved (complete or not); None also for an unreadable file.
+    """
     try:
         data = json.loads((folder / attrs.SENSITIVITY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -52,8 +66,10 @@ def write_sensitivity(
 ) -> dict[str, Any]:
     """Profile what is not profiled yet, saving as it goes; the whole profile.
 
-    With an ``executor`` of several workers and the task's ``spec``, the points are shared
-    among the workers (search/sensitivity_request.py); else they are scored here."""
+    Args:
+        folder, task, techniques, granularity: the study folder; what to profile, on what units.
+        executor, spec: with an ``executor`` of several workers and the task's ``spec``, the points
+            are shared among them (search/sensitivity_request.py); else they are scored here."""
     from devicefit.spaces.sensitivity import sensitivity_jobs
 
     x, y = profile_inputs(task)
@@ -101,11 +117,21 @@ class _Saved:
         self.spent = float(data.get("seconds") or 0.0)
 
     def save(self, complete: bool) -> None:
+        """Save the profile now, with the time spent on it so far.
+
+        Args:
+            complete: whether every point is in it.
+        """
         self.data["seconds"] = self.spent + time.monotonic() - self.began
         self.data["complete"] = complete
         write_json_atomic(self.folder / attrs.SENSITIVITY_FILE, self.data)
 
     def keep(self, point: Any) -> None:
+        """Add a scored point, and save when the last save is ``SAVE_EVERY_S`` old.
+
+        Args:
+            point: a SensitivityPoint.
+        """
         self.data["points"].append({**point.to_dict(), "layers": list(point.layers)})  # as JSON
         if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
             self.save(False)

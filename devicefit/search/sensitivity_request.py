@@ -25,7 +25,15 @@ _baselines: dict[tuple[TaskSpec, int], dict[str, Any]] = {}
 
 
 def profile_inputs(task: Any, samples: int = SAMPLES) -> tuple[Any, Any]:
-    """The validation subset every point of a profile is scored on."""
+    """The validation subset every point of a profile is scored on.
+
+    Args:
+        task: the loaded task.
+        samples: how many validation examples, from the first.
+
+    Returns:
+        (inputs, targets) of the first ``samples`` validation examples.
+    """
     from devicefit.tasks.base import take
 
     return first_rows(task.data.x_val, samples), take(task.data.y_val, slice(None, samples))
@@ -42,7 +50,11 @@ class SensitivityRequest:
 
     def run(self) -> list[SensitivityPoint]:
         """The jobs' points, in the jobs' order; a setting that fails is a point with its
-        error. Raises only when the task itself cannot be loaded."""
+        error. Raises only when the task itself cannot be loaded.
+
+        Returns:
+            One SensitivityPoint per job.
+        """
         from devicefit.spaces import get_technique
         from devicefit.spaces.base import ConvertContext
         from devicefit.spaces.sensitivity import score_jobs
@@ -63,7 +75,17 @@ def share_jobs(
     """The jobs in about six requests per worker (few enough that a worker's start and its
     references are paid rarely, enough to keep every worker busy to the end). A unit's
     levels stay together and the units are dealt out in turn, so every request mixes
-    techniques and none holds all of the slow ones (quantization converts a file per point)."""
+    techniques and none holds all of the slow ones (quantization converts a file per point).
+
+    Args:
+        task: the task as workers load it.
+        jobs: the profile's jobs not scored yet.
+        workers: the executor's workers.
+        samples: validation examples each point is scored on.
+
+    Returns:
+        The non-empty requests.
+    """
     groups: dict[tuple[str, str], list[SensitivityJob]] = {}
     for job in jobs:
         groups.setdefault((job.technique, job.unit), []).append(job)

@@ -25,13 +25,26 @@ ROUNDS = 10  # paired rounds of the untouched and the changed file, per checked 
 
 def predicted_saved_ms(kept: dict[str, float], layer_ms: dict[str, float]) -> float:
     """Time saved when each layer in ``kept`` keeps that share of its MACs (a layer that
-    grew counts as time added)."""
+    grew counts as time added).
+
+    Args:
+        kept: layer name -> the share of its MACs kept.
+        layer_ms: the untouched file's time per layer (a layer not in it: 0).
+
+    Returns:
+        The predicted saving in ms (negative for time added).
+    """
     return sum(layer_ms.get(name, 0.0) * (1.0 - share) for name, share in kept.items())
 
 
 def add_predictions(profile: dict[str, Any], device_profiles: dict[str, Any]) -> None:
     """Each point gains ``saved_ms``: {device: predicted ms} on every device with a float32
-    layer profile (None for a point whose saving is not predicted)."""
+    layer profile (None for a point whose saving is not predicted).
+
+    Args:
+        profile: the sensitivity profile; its points are changed in place.
+        device_profiles: the device profiles (``read_device_profiles``).
+    """
     times = {
         device: entry["float32"]["layers"]
         for device, entry in device_profiles.items()
@@ -48,7 +61,16 @@ def add_predictions(profile: dict[str, Any], device_profiles: dict[str, Any]) ->
 
 def checked_points(profile: dict[str, Any], device: str, count: int = CHECKED) -> list[Any]:
     """The graph-technique points predicted to save the most on ``device``: the best of
-    each technique in turn, then the next best, ``count`` in all."""
+    each technique in turn, then the next best, ``count`` in all.
+
+    Args:
+        profile: the sensitivity profile with predictions.
+        device: the device the savings are on.
+        count: how many points at most.
+
+    Returns:
+        The points, in the order chosen.
+    """
     ranked: dict[str, list[dict[str, Any]]] = {}
     for point in profile["points"]:
         saved = (point.get("saved_ms") or {}).get(device)
@@ -68,7 +90,13 @@ def check_predictions(
     profile: dict[str, Any], task: Any, devices: dict[str, Any], threads: int, console: Any
 ) -> list[dict[str, Any]]:
     """Measure the chosen points' savings on the first device with a prediction; one entry
-    per point (``error`` when its file could not be built or measured)."""
+    per point (``error`` when its file could not be built or measured).
+
+    Args:
+        profile: the sensitivity profile with predictions.
+        task, threads: the loaded task; the threads each check runs on.
+        devices, console: device name -> pool; where each check's status shows.
+    """
     from devicefit.errors import DeviceUnavailable, TrialFailed
     from devicefit.evaluators.base import RoundsSpec
     from devicefit.spaces import get_technique
@@ -119,7 +147,19 @@ def add_savings(
     console: Any,
 ) -> dict[str, Any]:
     """Predictions and their check, added to a finished profile once (a resumed study
-    keeps them) and saved; the profile."""
+    keeps them) and saved; the profile.
+
+    Args:
+        folder: the study folder (the device profiles; the profile is saved there).
+        profile: the sensitivity profile; changed in place.
+        task: the loaded task.
+        devices: device name -> pool.
+        threads: the threads each measurement runs on.
+        console: where each check's line is printed.
+
+    Returns:
+        ``profile``, with ``savings_check`` when it is complete.
+    """
     from devicefit.search import attrs
     from devicefit.search.artifacts import write_json_atomic
     from devicefit.search.device_profiles import read_device_profiles

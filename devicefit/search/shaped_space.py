@@ -57,6 +57,11 @@ class Decision:
     bound: str | None = None  # ... as its "high" (stronger is higher) or "low" bound
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as the study stores it.
+
+        Returns:
+            Field name -> value.
+        """
         return {k: v for k, v in self.__dict__.items()}
 
 
@@ -69,7 +74,19 @@ def shape(
     techniques: list[str],
 ) -> list[Decision]:
     """The decisions for the ``techniques`` searched, ``units`` being the space's units
-    per technique (none: searched globally); ``run_ms`` the untouched model's time."""
+    per technique (none: searched globally); ``run_ms`` the untouched model's time.
+
+    Args:
+        profile: the complete sensitivity profile, with predicted savings.
+        device: the device the savings are on (the primary one).
+        run_ms: as above, in ms on ``device``.
+        budget: the study's metric-drop budget.
+        units: as above: technique -> unit -> its layers.
+        techniques: the names of the techniques searched.
+
+    Returns:
+        The units and techniques left out and the ranges ended.
+    """
     decisions: list[Decision] = []
     by_technique: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for point in profile.get("points", []):
@@ -94,7 +111,15 @@ def shape(
 def held_choices(profile: dict[str, Any], decisions: list[Decision]) -> list[Decision]:
     """The choices of each range-shaped technique the profile measured, and did not leave
     out, held at the value it measured with: the ones its identity (the profile's setting
-    beside the per-unit one) names."""
+    beside the per-unit one) names.
+
+    Args:
+        profile: the sensitivity profile.
+        decisions: the decisions ``shape`` made.
+
+    Returns:
+        A "held" Decision per such choice.
+    """
     from devicefit.spaces import get_technique
     from devicefit.spaces.params import Choice
 
@@ -111,7 +136,14 @@ def held_choices(profile: dict[str, Any], decisions: list[Decision]) -> list[Dec
 
 
 def change_text(decision: dict[str, Any]) -> str:
-    """What a stored decision changed, in words (the console's line and the report's cell)."""
+    """What a stored decision changed, in words (the console's line and the report's cell).
+
+    Args:
+        decision: a stored decision (``Decision.to_dict``).
+
+    Returns:
+        "left out", "<param> held at <value>" or "<param> ends at <setting>".
+    """
     if decision["action"] == "left out":
         return "left out"
     if decision["action"] == "held":
@@ -214,7 +246,14 @@ def _param(technique: str) -> tuple[str, str]:
 
 def add_space_shaping(study: Any, folder: Any, space: Any, console: Any) -> None:
     """Decide the shaping once the profiles are complete (once per study: stored with it)
-    and apply the stored decisions to ``space``."""
+    and apply the stored decisions to ``space``.
+
+    Args:
+        study: the Optuna study; the decisions are stored in its attributes.
+        folder: its results folder, holding the profiles.
+        space: its search space; shaped in place.
+        console: where each new decision is listed.
+    """
     from devicefit.search.device_profiles import read_device_profiles
     from devicefit.search.sensitivity_profiles import read_sensitivity
     from devicefit.search.study import set_study_info, study_info

@@ -32,7 +32,15 @@ def step_points(
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """The points of each graph technique's setting the greedy may take, by (technique,
     level): not the identity, scored, predicted to save time on ``device``. Only those are
-    applied and their predictions summed, so the ratio is of what the greedy adds up."""
+    applied and their predictions summed, so the ratio is of what the greedy adds up.
+
+    Args:
+        points: the sensitivity profile's points.
+        device: the device the savings are on.
+
+    Returns:
+        (technique, level) -> its points, in the profile's order.
+    """
     from devicefit.search.greedy_plan import usable_point
 
     steps: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -47,7 +55,17 @@ def with_efficiency(
 ) -> list[dict[str, Any]]:
     """``points`` with each saving on ``device`` multiplied by its step's measured
     efficiency (``efficiency`` set on the point) when ``measured`` holds one for that
-    device and file; the others as they are."""
+    device and file; the others as they are.
+
+    Args:
+        points: the sensitivity profile's points.
+        measured: the profile's ``step_savings`` (None: not measured).
+        device: the device the savings are on.
+        mode: the file the plan converts to.
+
+    Returns:
+        The points, a corrected one as a copy (``points`` itself when nothing applies).
+    """
     if not measured or measured.get("device") != device or measured.get("mode") != mode:
         return points
     ratios = {
@@ -76,17 +94,19 @@ def measure_steps(
     mode: str,
     threads: int,
 ) -> list[dict[str, Any]]:
-    """Each step's file built and timed against the untouched one (both converted at
-    ``mode``) in paired rounds on ``evaluator``, the device named ``device`` in the
-    points' savings (predicted for the ``mode`` file): one entry per step, with
-    ``predicted_ms`` (its points' predictions summed), ``untouched_ms``, ``measured_ms``
-    and ``efficiency`` (their ratio), or ``error``; a step predicted to save too little
-    to measure has ``efficiency`` None.
+    """Each step's file built from ``task``'s model and timed against the untouched one
+    (both converted at ``mode``) in paired rounds on ``threads`` threads of ``evaluator``,
+    the device named ``device`` in the points' savings (predicted for the ``mode`` file).
 
-    The sum overstates what units cut together would save where one unit's cut also
-    thins the next unit's input (both predictions count that layer); it is kept because
-    the greedy adds its steps' predictions up the same way, so the ratio corrects the
-    totals it compares."""
+    Returns:
+        One entry per step, with ``predicted_ms`` (its points' predictions summed),
+        ``untouched_ms``, ``measured_ms`` and ``efficiency`` (their ratio), or ``error``; a
+        step predicted to save too little to measure has ``efficiency`` None.
+
+    The sum overstates what units cut together would save where one unit's cut also thins
+    the next unit's input (both predictions count that layer); it is kept because the greedy
+    adds its steps' predictions up the same way, so the ratio corrects the totals it
+    compares."""
     from devicefit.evaluators.base import RoundsSpec
     from devicefit.spaces import get_technique
 
@@ -170,7 +190,14 @@ def add_step_savings(
     convert to, once per study (a resumed one keeps them), saved in the profile as
     ``step_savings``: {"device", "mode", "steps": [...]}; the profile. Nothing when the
     primary device is not among ``devices`` or has no predictions, or when the study's
-    plans were made already (a study resumed from before this measurement)."""
+    plans were made already (a study resumed from before this measurement).
+
+    Args:
+        study, folder: the Optuna study; its results folder (the device profiles).
+        profile: the sensitivity profile; changed in place and saved.
+        task, space: the loaded task; the search space (its whole-model conversions).
+        devices, threads: device name -> pool; the threads the rounds run on.
+        console: where the status and each step's line show."""
     from devicefit.search import attrs
     from devicefit.search.artifacts import write_json_atomic
     from devicefit.search.conversion_drops import int8_drop
@@ -201,7 +228,16 @@ def add_step_savings(
 
 
 def step_line(entry: dict[str, Any], device: str, mode: str) -> str:
-    """One measured step as the console and the report say it."""
+    """One measured step as the console and the report say it.
+
+    Args:
+        entry: one entry of ``measure_steps``.
+        device: the device it was measured on.
+        mode: the file it was measured in.
+
+    Returns:
+        The line, without markup.
+    """
     head = (
         f"{entry['technique']} {entry['level']} on {entry['units']} unit(s), {mode} file on "
         f"{device}: predicted {entry['predicted_ms']:.3f} ms saved, "

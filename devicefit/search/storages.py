@@ -47,7 +47,11 @@ def bound_sessions(engine: Any) -> None:
 
     With ``SET`` after connecting rather than libpq's ``options``: that would replace a
     user's own ``options`` and ``PGOPTIONS``, and poolers such as PgBouncer refuse unknown
-    startup parameters. A server that refuses the ``SET`` keeps its defaults."""
+    startup parameters. A server that refuses the ``SET`` keeps its defaults.
+
+    Args:
+        engine: the SQLAlchemy engine of an RDBStorage; its open connections are dropped.
+    """
     from sqlalchemy import event
 
     event.listen(engine, "connect", _set_bounds)
@@ -68,7 +72,16 @@ def _set_bounds(connection: Any, record: Any) -> None:
 
 
 def open_storage(url: str) -> Any:
-    """The storage object (or URL) to hand to ``optuna.create_study``/``load_study``."""
+    """The storage object (or URL) to hand to ``optuna.create_study``/``load_study``.
+
+    Args:
+        url: an Optuna RDB URL or ``journal:PATH``.
+
+    Returns:
+        A JournalStorage or RDBStorage; a sqlite URL as it is (Optuna's defaults fit).
+
+    Raises:
+        UsageError: the URL is malformed, or the storage cannot be opened."""
     import optuna
 
     if url.startswith(JOURNAL):

@@ -40,6 +40,13 @@ def enqueue_next_fixed(study: optuna.Study) -> bool:
 
     Idempotent and derived from the trials themselves: a driver killed at any point
     neither loses a fixed trial for good nor enqueues one twice.
+
+    Args:
+        study: the study; its stored ``fixed_trials`` and its trials decide.
+
+    Returns:
+        True when a trial was enqueued; False when none is due now (or the combined recipe
+        waits).
     """
     trials = study.get_trials(deepcopy=False)
     present = set()
@@ -87,6 +94,14 @@ def combined_params(
     baseline's latency (unstructured sparsity on a dense runtime) would only cost
     metric. None while a recipe is unfinished, or when fewer than two recipes
     qualify (then there is nothing to combine).
+
+    Args:
+        trials: the study's trials.
+        base: the combined trial's own settings (e.g. fine-tuning epochs), laid over the
+            recipes'.
+
+    Returns:
+        The recipes' parameters with ``base`` over them, or None as above.
     """
     recipes = [t for t in trials if t.user_attrs.get(attrs.RECIPE, COMBINED) != COMBINED]
     if any(not t.state.is_finished() for t in recipes):
@@ -118,7 +133,15 @@ def combined_params(
 
 def held_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool:
     """Whether a run of the profile plan ``name`` completed within the metric budget (a
-    device limit does not count: a stronger plan may well meet it)."""
+    device limit does not count: a stronger plan may well meet it).
+
+    Args:
+        trials: the study's trials.
+        name: the profile plan's name.
+
+    Returns:
+        True when one of its runs did.
+    """
     return any(
         t.state == TrialState.COMPLETE and t.constraints.get(attrs.CONSTRAINT, float("inf")) <= 0.0
         for t in trials
@@ -129,12 +152,29 @@ def held_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool:
 def missed_budget(trials: list[optuna.trial.FrozenTrial], name: str) -> bool:
     """Whether the profile plan ``name`` ran and did not hold the metric budget: its last
     run finished (over the budget, pruned or failed) and no run held it. A run a dead driver
-    left behind is followed by its re-run, so the last one decides."""
+    left behind is followed by its re-run, so the last one decides.
+
+    Args:
+        trials: the study's trials, in number order.
+        name: the profile plan's name.
+
+    Returns:
+        True as above; False while it has not run or its last run is unfinished.
+    """
     mine = [t for t in trials if t.user_attrs.get(attrs.PROFILE_PLAN) == name]
     return bool(mine) and mine[-1].state.is_finished() and not held_budget(trials, name)
 
 
 def storage_url(folder: Path, storage: str | None) -> str:
+    """The Optuna storage URL of a study.
+
+    Args:
+        folder: the study's results folder.
+        storage: the URL given (None: the folder's study.db).
+
+    Returns:
+        ``storage``, or the sqlite URL of the folder's study.db.
+    """
     return storage or f"sqlite:///{(folder / attrs.DB_FILE).resolve()}"
 
 
@@ -162,7 +202,17 @@ def objectives(
     metric: Metric, devices: list[str], extra: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
     """The task metric, one latency per device name (the first one is the primary
-    device that recipes are compared on), then each extra kind per device name."""
+    device that recipes are compared on), then each extra kind per device name.
+
+    Args:
+        metric: the task metric.
+        devices: the device names, primary first.
+        extra: further objective kinds (``DEVICE_OBJECTIVE_FIELDS`` keys).
+
+    Returns:
+        Each objective as {"name", "direction", "unit"}; a device's also with "device",
+        "kind" and "field" (its measurement's).
+    """
     objs: list[dict[str, Any]] = [
         {
             "name": metric.name,
@@ -208,8 +258,15 @@ def create_study(
 ) -> optuna.Study:
     """Create the results folder and the study; on any failure leave nothing behind.
 
-    ``combined``: the settings (e.g. fine-tuning epochs) of the trial that combines
-    the feasible recipes; None for no such trial."""
+    Args:
+        config, folder, label: the study's settings; its results folder; the task's label.
+        metric, max_drop: the task metric; the metric-drop budget, in its unit.
+        recipes: the one-technique recipes ({"technique", "params"}).
+        combined: the settings (e.g. fine-tuning epochs) of the trial that combines the
+            feasible recipes; None for no such trial.
+
+    Raises:
+        UsageError: a study of that name exists there, or a bad storage or sampler."""
     if (folder / attrs.STUDY_FILE).exists():
         raise UsageError(
             f"--study: {folder} already holds a study; continue it with: devicefit resume {folder}"
@@ -310,6 +367,17 @@ def write_study_file(folder: Path, name: str, storage: str | None, config: dict[
 
 
 def read_study_file(folder: Path) -> dict[str, Any]:
+    """The results folder's study.json (search/attrs.py).
+
+    Args:
+        folder: the study's results folder.
+
+    Returns:
+        Its contents: "study_name", "storage", "config" and "created".
+
+    Raises:
+        UsageError: the folder has no study file, or it is not valid JSON.
+    """
     path = folder / attrs.STUDY_FILE
     if not path.is_file():
         raise UsageError(f"{folder}: not a devicefit results folder (no {attrs.STUDY_FILE})")
@@ -322,7 +390,19 @@ def read_study_file(folder: Path) -> dict[str, Any]:
 def locate_study_folder(name: str, storage: str, results: str | None) -> Path:
     """The results folder of study ``name`` in ``storage``: ``results/name``. A machine
     that has not seen the study before gets its study.json written there (the
-    folder is shared with the machine that created the study, for the artifacts)."""
+    folder is shared with the machine that created the study, for the artifacts).
+
+    Args:
+        name: the study's name in its storage.
+        storage: its storage URL.
+        results: the folder of results folders (None: the study's stored setting).
+
+    Returns:
+        The study's results folder.
+
+    Raises:
+        UsageError: no such study in the storage, or one devicefit did not make.
+    """
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(storage))
     except KeyError:
@@ -339,6 +419,20 @@ def locate_study_folder(name: str, storage: str, results: str | None) -> Path:
 
 
 def open_study(folder: Path, storage: str | None, config: StudyConfig) -> optuna.Study:
+    """Load the study in ``folder``, its sampler seeded past the draws already made.
+
+    Args:
+        folder: the study's results folder.
+        storage: the storage URL given (None: ``$DEVICEFIT_STORAGE``, else the config's,
+            else the folder's study.db).
+        config: the study's settings (storage, sampler, seed).
+
+    Returns:
+        The Optuna study.
+
+    Raises:
+        UsageError: no study file, no such study in the storage, or an unknown sampler.
+    """
     url = storage_url(folder, given_storage(storage) or config.storage)
     name = read_study_file(folder)["study_name"]
     try:
@@ -356,7 +450,15 @@ def open_study(folder: Path, storage: str | None, config: StudyConfig) -> optuna
 def recover_interrupted(study: optuna.Study, reason: str) -> list[int]:
     """Fail trials a dead driver left RUNNING and enqueue each one's re-run with the
     same plan. Idempotent: a trial already re-enqueued is not enqueued twice, so a
-    driver killed during recovery itself cannot duplicate plans."""
+    driver killed during recovery itself cannot duplicate plans.
+
+    Args:
+        study: the study.
+        reason: the failure reason recorded on each trial failed.
+
+    Returns:
+        The numbers of the trials failed.
+    """
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(attrs.RETRY_OF) for t in trials}
     storage = study._storage  # noqa: SLF001 - the storage API is public, the attribute is not
@@ -380,10 +482,24 @@ def recover_interrupted(study: optuna.Study, reason: str) -> list[int]:
 
 
 def study_info(study: optuna.Study) -> dict[str, Any]:
+    """The study's devicefit attributes (search/attrs.py).
+
+    Args:
+        study: a devicefit study.
+
+    Returns:
+        A new dict of them; changes are stored with ``set_study_info``.
+    """
     return dict(study.user_attrs[attrs.STUDY_KEY])
 
 
 def set_study_info(study: optuna.Study, **changes: Any) -> None:
+    """Store ``changes`` over the study's devicefit attributes.
+
+    Args:
+        study: a devicefit study.
+        **changes: attribute name -> new value (search/attrs.py).
+    """
     study.set_user_attr(attrs.STUDY_KEY, {**study_info(study), **changes})
 
 

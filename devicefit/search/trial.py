@@ -44,7 +44,11 @@ class TrialRequest:
     max_epochs: int | None = None
 
     def run(self) -> TrialOutput:
-        """The trial, built, converted and scored here (``run_trial``)."""
+        """The trial, built, converted and scored here (``run_trial``).
+
+        Returns:
+            Its output; a bad candidate's failure is in ``error``.
+        """
         return run_trial(self)
 
 
@@ -75,7 +79,17 @@ class TrialOutput:
 
 
 def run_trial(request: TrialRequest) -> TrialOutput:
-    """Never raises for a bad candidate: the failure is returned so the search goes on."""
+    """Build, fine-tune, convert and score the candidate of ``request``.
+
+    Never raises for a bad candidate: the failure is returned so the search goes on.
+
+    Args:
+        request: the trial: its plan, task, seed and limits.
+
+    Returns:
+        Its output: ``error`` set when the candidate failed, ``rejected`` when it was pruned
+        as hopeless.
+    """
     out = TrialOutput(request.number)
     try:
         _run(request, out)
@@ -394,7 +408,17 @@ def convert_candidate(
     calibration: Any,
 ) -> bytes:
     """The TFLite file of a built candidate: the plan's converter decides how (float32 when
-    the plan has none), as a sparse file where a weights technique asks for one."""
+    the plan has none), as a sparse file where a weights technique asks for one.
+
+    Args:
+        model: the built (and fine-tuned) Keras model.
+        steps: the plan's (technique, params); the last converter's are used.
+        input_shape: the model's input shape.
+        calibration: calibration inputs (for integer quantization).
+
+    Returns:
+        The file's bytes.
+    """
     from devicefit.spaces import default_converter
     from devicefit.spaces.base import ConvertContext, ConvertTechnique, WeightsTechnique
 
