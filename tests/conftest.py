@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -13,7 +14,8 @@ from devicefit.quiet import silence_tensorflow
 silence_tensorflow()
 
 # no_skips: with DEVICEFIT_NO_SKIP set (CI), a skipped test fails. pytester: tests of plugins.
-pytest_plugins = ["no_skips", "pytester"]
+# exclusive_last: the tests that run alone run last, together, on one worker.
+pytest_plugins = ["no_skips", "pytester", "exclusive_last"]
 
 # A folder the test workers of one run share (the CPU lock; the task cache unless CI names
 # one): made by the controlling process before pytest-xdist starts the workers, which
@@ -86,32 +88,50 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.line(line)
 
 
+# The exclusive lock kept from one exclusive test to the next on this worker (they run
+# together at the end: exclusive_last.py), so the other worker cannot start a test between
+# them that the next one would have to wait for.
+_HELD: list[IO[str]] = []
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Tests run on two workers (pytest-xdist) but a test marked ``exclusive`` (one that
     compares latencies) runs alone: it takes the machine-wide lock exclusively, every
     other test takes it shared. While an exclusive test waits, no new test starts. Held
     around the whole protocol, so the other worker's fixture set-ups (training a task,
-    starting a cluster) wait too."""
+    starting a cluster) wait too; kept when the next test here is exclusive as well."""
+    exclusive = item.get_closest_marker("exclusive") is not None
+    handle = _HELD.pop() if exclusive and _HELD else _locked(exclusive)
+    try:
+        yield
+    finally:
+        if exclusive and nextitem is not None and nextitem.get_closest_marker("exclusive"):
+            _HELD.append(handle)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+
+def _locked(exclusive: bool) -> IO[str]:
+    """The run's lock file, locked exclusively or shared (after any exclusive test waiting)."""
     import fcntl
     import time
 
     root = Path(os.environ[RUN_DIR])
-    exclusive = item.get_closest_marker("exclusive") is not None
-    pending = root / f"exclusive-pending-{os.getpid()}"
-    with open(root / "cpu.lock", "a") as handle:
-        if exclusive:
-            pending.touch()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            pending.unlink(missing_ok=True)
-        else:
-            while any(root.glob("exclusive-pending-*")):
-                time.sleep(0.2)
-            fcntl.flock(handle, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    handle = open(root / "cpu.lock", "a")  # closed when the test is done (or the last held)
+    if exclusive:
+        pending = root / f"exclusive-pending-{os.getpid()}"
+        pending.touch()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        pending.unlink(missing_ok=True)
+    else:
+        while any(root.glob("exclusive-pending-*")):
+            time.sleep(0.2)
+        fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
 
 
 @pytest.fixture()
