@@ -22,16 +22,21 @@ FINETUNE = "finetune"
 DEFAULT_EPOCHS = IntRange(0, 3)
 
 
-def recipe_settings() -> dict[str, dict[str, Any]]:
-    """Each registered technique's moderate setting for the one-technique recipes every
-    study starts with (its ``recipe``); techniques with none are left out.
+def recipe_settings(techniques: list[Technique] | None = None) -> dict[str, dict[str, Any]]:
+    """The moderate settings of the one-technique recipes every study starts with: each
+    technique's ``recipe``; techniques with none are left out.
+
+    Args:
+        techniques: whose recipes (default: every registered technique).
 
     Returns:
         Technique name -> a copy of its ``recipe`` (parameter -> value).
     """
-    from devicefit.spaces import all_techniques
+    if techniques is None:
+        from devicefit.spaces import all_techniques
 
-    return {t.name: dict(t.recipe) for t in all_techniques() if t.recipe}
+        techniques = all_techniques()
+    return {t.name: dict(t.recipe) for t in techniques if t.recipe}
 
 
 def __getattr__(name: str) -> Any:
@@ -267,7 +272,7 @@ class SearchSpace:
         epochs = min(max(2, self.epochs.low), self.epochs.high)
         switchable = [t for t in self.techniques if not isinstance(t, ConvertTechnique)]
         if setting is None:
-            setting = {t.name: dict(t.recipe) for t in switchable if t.recipe}
+            setting = recipe_settings(switchable)
         recipes = []
         for tech in switchable:
             if tech.name not in setting:
