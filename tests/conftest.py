@@ -47,6 +47,7 @@ def note_server(line: str) -> None:
     _SERVER_NOTES.append(line)
 
 
+SLOW_TIMEOUT_S = 1200  # the hang guard of a test marked slow
 _GROUP_LOST = pytest.StashKey[str]()  # why a grouped test cannot run as grouped
 
 
@@ -54,7 +55,14 @@ _GROUP_LOST = pytest.StashKey[str]()  # why a grouped test cannot run as grouped
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests of an ``xdist_group`` must stay on one worker (one Ray cluster at a time, each
     module fixture built once); under a pytest that pytest-xdist cannot rename items in, they
-    would not, and each of them fails with the reason instead (pytest_runtest_setup)."""
+    would not, and each of them fails with the reason instead (pytest_runtest_setup).
+
+    Slow tests (whole searches, minutes each) get a longer hang guard than the suite's
+    600 s unless they set their own: the slowest takes about five minutes on a quiet 2-core
+    machine, and on a loaded one twice that is not a hang."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:

@@ -59,7 +59,8 @@ def register_technique(name: str, path: str) -> None:
 
     Raises:
         UsageError: ``name`` is taken by another technique, ``path`` is not
-            "module:Class", or the class is not a stage class's subclass named ``name``.
+            "module:Class" or names no importable module or class, or the class is not a
+            stage class's subclass named ``name``.
     """
     if TECHNIQUES.get(name, path) != path:
         raise UsageError(f"register_technique: {name!r} is already {TECHNIQUES[name]}")
@@ -121,7 +122,8 @@ def technique_class(name: str) -> type[Technique]:
         The technique class (not an instance).
 
     Raises:
-        UsageError: no technique is registered as ``name``, or its path is not "module:Class".
+        UsageError: no technique is registered as ``name``, or its path is not
+            "module:Class" or names no importable module or class.
     """
     if name not in TECHNIQUES:
         raise UsageError(f"unknown technique {name!r}; known: {', '.join(TECHNIQUES)}")
@@ -129,11 +131,18 @@ def technique_class(name: str) -> type[Technique]:
 
 
 def _load(path: str) -> type[Technique]:
-    """The class at ``path`` ("package.module:Class")."""
+    """The class at ``path`` ("package.module:Class"); a path that names no importable
+    module or no attribute of it is the user's input, so it is a UsageError too."""
     module, _, attr = path.partition(":")
     if not module or not attr:
         raise UsageError(f"technique {path!r} is not 'module:Class'")
-    return getattr(import_module(module), attr)
+    try:
+        loaded = import_module(module)
+    except ImportError as exc:
+        raise UsageError(f"technique {path!r}: cannot import {module!r} ({exc})") from None
+    if not hasattr(loaded, attr):
+        raise UsageError(f"technique {path!r}: module {module!r} has no {attr!r}")
+    return getattr(loaded, attr)
 
 
 def get_technique(name: str) -> Technique:

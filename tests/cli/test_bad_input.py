@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,6 +165,32 @@ def test_real_process_exit_code(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--sampler: unknown sampler 'x'" in done.stderr
+
+
+ENV_TECHNIQUE_CASES = {
+    "not JSON": ("not json", "$DEVICEFIT_TECHNIQUES: not JSON"),
+    "no such module": ('{"oops": "nowhere_at_all:Oops"}', "cannot import 'nowhere_at_all'"),
+    "no such class": ('{"oops": "devicefit.spaces:Oops"}', "has no 'Oops'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENV_TECHNIQUE_CASES))
+def test_a_bad_registered_technique_exits_2_naming_it(case: str, tmp_path: Path) -> None:
+    """Techniques registered through the environment (as a search's workers inherit them)
+    are input too: a bad entry is one line, exit code 2, no study folder."""
+    value, needle = ENV_TECHNIQUE_CASES[case]
+    done = subprocess.run(
+        [sys.executable, "-m", "devicefit", "search", "--task", "digits"]
+        + ["--techniques", "oops", "--results", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEVICEFIT_TECHNIQUES": value},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("devicefit: error:"), err
+    assert needle in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_benchmark_rejects_non_tflite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

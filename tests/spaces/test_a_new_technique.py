@@ -106,6 +106,10 @@ def test_registration_is_checked() -> None:
         register_technique("rounding", PATH)  # the class is named weight_rounding
     with pytest.raises(UsageError, match="module:Class"):
         register_technique("weight_rounding_2", "no_colon_here")
+    with pytest.raises(UsageError, match="cannot import 'no_such_module_here'"):
+        register_technique("weight_rounding_2", "no_such_module_here:WeightRounding")
+    with pytest.raises(UsageError, match="has no 'NoSuchClass'"):
+        register_technique("weight_rounding_2", f"{__name__}:NoSuchClass")
     assert "rounding" not in TECHNIQUES and "weight_rounding_2" not in TECHNIQUES
 
 
