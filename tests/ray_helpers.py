@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,13 +44,16 @@ class RayCluster:
     temp_dir: str
     node_ports: list[str] = field(default_factory=list)  # each node's --node-manager-port
 
-    def _processes(self, marks: tuple[str, ...]) -> list:  # noqa: ANN401
+    def _processes(self, belongs: Callable[[str], bool]) -> list:  # noqa: ANN401
+        """This cluster's processes: those with a command-line argument ``belongs`` accepts,
+        and their children (Ray renames its workers "ray::IDLE", so only their raylet's
+        arguments say whose they are)."""
         import psutil
 
         found = []
         for process in psutil.process_iter(["cmdline"]):
-            cmdline = " ".join(process.info["cmdline"] or [])
-            if process.pid != os.getpid() and any(mark in cmdline for mark in marks):
+            arguments = process.info["cmdline"] or []
+            if process.pid != os.getpid() and any(belongs(a) for a in arguments):
                 found.append(process)
                 found += process.children(recursive=True)
         return found
@@ -65,13 +70,24 @@ class RayCluster:
 
     def kill_node(self, index: int) -> None:
         """Kill one node (its raylet and the workers under it), as if the machine died."""
-        self._kill(self._processes((self.node_ports[index],)))
+        self._kill(self._processes(lambda argument: argument == self.node_ports[index]))
+
+    def owns(self, argument: str) -> bool:
+        """Whether a process with this command-line argument is one of this cluster's: it
+        names the cluster's folder, or its GCS port as a whole argument or an address's
+        port. Whole arguments only: another cluster's raylet takes numbers that can begin
+        with this port's digits (--object_store_memory=...) or ports it was told of but
+        does not listen on, which a later cluster can be given; matching them as
+        substrings once killed the session's cluster at another cluster's stop."""
+        port = self.address.rsplit(":", 1)[1]
+        if argument == f"--gcs_server_port={port}" or argument.endswith(f":{port}"):
+            return True
+        return re.search(re.escape(self.temp_dir) + "(/|$)", argument) is not None
 
     def stop(self) -> None:
         import shutil
 
-        port = self.address.rsplit(":", 1)[1]
-        self._kill(self._processes((f"127.0.0.1:{port}", f"={port}", self.temp_dir)))
+        self._kill(self._processes(self.owns))
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
