@@ -15,7 +15,8 @@ silence_tensorflow()
 
 # no_skips: with DEVICEFIT_NO_SKIP set (CI), a skipped test fails. pytester: tests of plugins.
 # exclusive_last: the tests that run alone run last, together, on one worker.
-pytest_plugins = ["no_skips", "pytester", "exclusive_last"]
+# slow_hang_guard: tests marked slow get a longer pytest-timeout than the suite's.
+pytest_plugins = ["no_skips", "pytester", "exclusive_last", "slow_hang_guard"]
 
 # A folder the test workers of one run share (the CPU lock; the task cache unless CI names
 # one): made by the controlling process before pytest-xdist starts the workers, which
@@ -47,7 +48,6 @@ def note_server(line: str) -> None:
     _SERVER_NOTES.append(line)
 
 
-SLOW_TIMEOUT_S = 1200  # the hang guard of a test marked slow
 _GROUP_LOST = pytest.StashKey[str]()  # why a grouped test cannot run as grouped
 
 
@@ -55,14 +55,7 @@ _GROUP_LOST = pytest.StashKey[str]()  # why a grouped test cannot run as grouped
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests of an ``xdist_group`` must stay on one worker (one Ray cluster at a time, each
     module fixture built once); under a pytest that pytest-xdist cannot rename items in, they
-    would not, and each of them fails with the reason instead (pytest_runtest_setup).
-
-    Slow tests (whole searches, minutes each) get a longer hang guard than the suite's
-    600 s unless they set their own: the slowest takes about five minutes on a quiet 2-core
-    machine, and on a loaded one twice that is not a hang."""
-    for item in items:
-        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
-            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+    would not, and each of them fails with the reason instead (pytest_runtest_setup)."""
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:

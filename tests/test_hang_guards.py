@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SLOW_TIMEOUT_S
+from slow_hang_guard import SLOW_TIMEOUT_S
 
 
 @pytest.mark.slow
