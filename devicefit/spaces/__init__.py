@@ -140,9 +140,10 @@ def _load(path: str) -> type[Technique]:
         loaded = import_module(module)
     except ImportError as exc:
         raise UsageError(f"technique {path!r}: cannot import {module!r} ({exc})") from None
-    if not hasattr(loaded, attr):
+    cls = getattr(loaded, attr, None)
+    if cls is None:
         raise UsageError(f"technique {path!r}: module {module!r} has no {attr!r}")
-    return getattr(loaded, attr)
+    return cls
 
 
 def get_technique(name: str) -> Technique:
